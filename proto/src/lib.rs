@@ -13,6 +13,7 @@ pub mod v1 {
 
 pub mod layout;
 pub mod schema;
+pub mod transport;
 
 /// Size limits for anything decoded from the wire: a message larger than this is refused
 /// before it is decoded. Generous for a model of thousands of parameters, small enough

@@ -1,0 +1,75 @@
+//! `participant.toml`: where the coordinator is, this node's certificate, and how the local CSV
+//! maps onto the federation's schema. Relative paths are taken from the file's own folder.
+
+use crate::data::InvalidRowPolicy;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParticipantConfig {
+    /// The coordinator's address, "host:port".
+    pub coordinator: String,
+    /// The name the coordinator's certificate is checked against; defaults to the host of `coordinator`.
+    pub server_name: Option<String>,
+    pub federation_id: String,
+    pub tls: TlsFiles,
+    pub data: DataSource,
+    /// Seed of the local shuffling, so a participant's training is reproducible.
+    #[serde(default)]
+    pub seed: u64,
+    /// Consent to send plain (unmasked) sums when the federation asks for `insecure-plain`
+    /// aggregation. Off by default: a participant refuses to reveal its own sums.
+    #[serde(default)]
+    pub allow_insecure_plain: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSource {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub invalid_rows: InvalidRowPolicy,
+    /// Schema name → CSV column name, for columns whose names differ.
+    #[serde(default)]
+    pub columns: HashMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl ParticipantConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
+        let mut config: Self =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for file in [&mut config.tls.ca, &mut config.tls.certificate, &mut config.tls.key, &mut config.data.path] {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+        }
+        Ok(config)
+    }
+
+    pub fn server_name(&self) -> String {
+        self.server_name.clone().unwrap_or_else(|| {
+            let host = self.coordinator.rsplit_once(':').map_or(self.coordinator.as_str(), |(h, _)| h);
+            host.trim_start_matches('[').trim_end_matches(']').to_owned()
+        })
+    }
+}

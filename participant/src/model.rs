@@ -1,0 +1,226 @@
+//! The satisfaction model: L2-regularized logistic regression on standardized features, trained
+//! locally by mini-batch gradient descent, with an optional FedProx proximal term.
+//!
+//! Also the local sums a participant contributes (standardization sums, evaluation counts):
+//! everything here turns records into aggregates, so records never need to leave.
+
+use accord_proto::layout::{EvaluationCounts, StandardizationSums, WeightedModel};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha20Rng;
+
+/// Per-column means and standard deviations, computed from aggregated sums.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Standardizer {
+    pub means: Array1<f64>,
+    pub std_devs: Array1<f64>,
+}
+
+impl Standardizer {
+    /// From the consortium-wide sums. A column with no variance keeps scale 1 so it stays finite.
+    pub fn from_sums(sums: &StandardizationSums) -> Self {
+        let n = sums.count.max(1.0);
+        let means: Array1<f64> = sums.sums.iter().map(|s| s / n).collect();
+        let std_devs = sums
+            .sums_of_squares
+            .iter()
+            .zip(means.iter())
+            .map(|(sq, m)| {
+                let var = (sq / n - m * m).max(0.0);
+                if var > 1e-12 { var.sqrt() } else { 1.0 }
+            })
+            .collect();
+        Self { means, std_devs }
+    }
+
+    pub fn apply(&self, features: &Array2<f64>) -> Array2<f64> {
+        (features - &self.means) / &self.std_devs
+    }
+}
+
+/// The sums of one participant's features for the standardization pass.
+pub fn standardization_sums(features: &Array2<f64>) -> StandardizationSums {
+    StandardizationSums {
+        count: features.nrows() as f64,
+        sums: features.sum_axis(Axis(0)).to_vec(),
+        sums_of_squares: features.mapv(|v| v * v).sum_axis(Axis(0)).to_vec(),
+    }
+}
+
+/// A logistic-regression model over standardized columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogisticModel {
+    pub weights: Array1<f64>,
+    pub intercept: f64,
+}
+
+/// Local training parameters, as the federation defines them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainingParams {
+    pub epochs: u32,
+    pub learning_rate: f64,
+    pub l2: f64,
+    pub batch_size: usize,
+    /// FedProx μ: pulls local weights towards the global model; 0 is plain FedAvg.
+    pub proximal_mu: f64,
+}
+
+pub fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+impl LogisticModel {
+    pub fn zeros(columns: usize) -> Self {
+        Self { weights: Array1::zeros(columns), intercept: 0.0 }
+    }
+
+    /// Predicted probability of the positive class for each (standardized) row.
+    pub fn predict(&self, x: ArrayView2<f64>) -> Array1<f64> {
+        (x.dot(&self.weights) + self.intercept).mapv(sigmoid)
+    }
+
+    /// Trains from `self` (the global model) on local standardized data. The shuffling is drawn
+    /// from `seed`, so a participant's round is reproducible.
+    pub fn train(&self, x: ArrayView2<f64>, y: ArrayView1<f64>, params: &TrainingParams, seed: u64) -> Self {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut model = self.clone();
+        let mut order: Vec<usize> = (0..x.nrows()).collect();
+        let batch = params.batch_size.max(1);
+        for _ in 0..params.epochs {
+            order.shuffle(&mut rng);
+            for chunk in order.chunks(batch) {
+                let xb = x.select(Axis(0), chunk);
+                let yb = y.select(Axis(0), chunk);
+                let residual = model.predict(xb.view()) - &yb;
+                let m = chunk.len() as f64;
+                let mut grad = xb.t().dot(&residual) / m;
+                grad.scaled_add(params.l2, &model.weights);
+                if params.proximal_mu > 0.0 {
+                    grad.scaled_add(params.proximal_mu, &(&model.weights - &self.weights));
+                }
+                let grad_b = residual.sum() / m;
+                model.weights.scaled_add(-params.learning_rate, &grad);
+                model.intercept -= params.learning_rate * grad_b;
+            }
+        }
+        model
+    }
+
+    /// This model weighted by the local sample count, for FedAvg by summation.
+    pub fn weighted(&self, samples: usize) -> WeightedModel {
+        let n = samples as f64;
+        WeightedModel {
+            weighted_weights: (&self.weights * n).to_vec(),
+            weighted_intercept: self.intercept * n,
+            samples: n,
+        }
+    }
+
+    /// The FedAvg model from summed weighted models; None when no samples contributed.
+    pub fn from_weighted(sum: &WeightedModel) -> Option<Self> {
+        (sum.samples > 0.0).then(|| Self {
+            weights: sum.weighted_weights.iter().map(|w| w / sum.samples).collect(),
+            intercept: sum.weighted_intercept / sum.samples,
+        })
+    }
+
+    /// Evaluation counts of this model on local standardized data.
+    pub fn evaluate(&self, x: ArrayView2<f64>, y: ArrayView1<f64>, bins: usize, threshold: f64) -> EvaluationCounts {
+        let mut counts = EvaluationCounts::zeros(bins);
+        for (p, &label) in self.predict(x).iter().zip(y.iter()) {
+            let positive = label > 0.5;
+            let predicted = *p >= threshold;
+            counts.n += 1.0;
+            match (positive, predicted) {
+                (true, true) => counts.tp += 1.0,
+                (false, true) => counts.fp += 1.0,
+                (false, false) => counts.tn += 1.0,
+                (true, false) => counts.fn_ += 1.0,
+            }
+            let clipped = p.clamp(1e-12, 1.0 - 1e-12);
+            counts.log_loss_sum -= if positive { clipped.ln() } else { (1.0 - clipped).ln() };
+            counts.brier_sum += (p - label).powi(2);
+            let bin = EvaluationCounts::bin(*p, bins);
+            if positive {
+                counts.positive_histogram[bin] += 1.0;
+            } else {
+                counts.negative_histogram[bin] += 1.0;
+            }
+        }
+        counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    fn separable() -> (Array2<f64>, Array1<f64>) {
+        let x = array![[-2.0, 0.1], [-1.0, -0.2], [-1.5, 0.3], [1.0, 0.0], [2.0, 0.2], [1.5, -0.1]];
+        let y = array![0.0, 0.0, 0.0, 1.0, 1.0, 1.0];
+        (x, y)
+    }
+
+    fn params() -> TrainingParams {
+        TrainingParams { epochs: 50, learning_rate: 0.5, l2: 1e-3, batch_size: 2, proximal_mu: 0.0 }
+    }
+
+    #[test]
+    fn training_learns_the_sign_of_a_driver() {
+        let (x, y) = separable();
+        let model = LogisticModel::zeros(2).train(x.view(), y.view(), &params(), 7);
+        assert!(model.weights[0] > 1.0, "weights {:?}", model.weights);
+        let counts = model.evaluate(x.view(), y.view(), 10, 0.5);
+        assert_eq!((counts.tp, counts.tn, counts.fp, counts.fn_), (3.0, 3.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn training_is_reproducible_from_its_seed() {
+        let (x, y) = separable();
+        let a = LogisticModel::zeros(2).train(x.view(), y.view(), &params(), 1);
+        let b = LogisticModel::zeros(2).train(x.view(), y.view(), &params(), 1);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn proximal_term_keeps_the_model_nearer_the_global_one() {
+        let (x, y) = separable();
+        let global = LogisticModel::zeros(2);
+        let free = global.train(x.view(), y.view(), &params(), 3);
+        let prox = global.train(x.view(), y.view(), &TrainingParams { proximal_mu: 1.0, ..params() }, 3);
+        let norm = |m: &LogisticModel| m.weights.dot(&m.weights).sqrt();
+        assert!(norm(&prox) < norm(&free) * 0.8, "prox {} free {}", norm(&prox), norm(&free));
+    }
+
+    #[test]
+    fn fedavg_of_weighted_models_is_the_sample_weighted_mean() {
+        let a = LogisticModel { weights: array![1.0, 0.0], intercept: 1.0 }.weighted(1);
+        let b = LogisticModel { weights: array![4.0, 3.0], intercept: -2.0 }.weighted(3);
+        let sum = WeightedModel {
+            weighted_weights: a.weighted_weights.iter().zip(&b.weighted_weights).map(|(x, y)| x + y).collect(),
+            weighted_intercept: a.weighted_intercept + b.weighted_intercept,
+            samples: a.samples + b.samples,
+        };
+        let avg = LogisticModel::from_weighted(&sum).unwrap();
+        assert_eq!(avg.weights, array![3.25, 2.25]);
+        assert_eq!(avg.intercept, -1.25);
+    }
+
+    #[test]
+    fn standardization_from_sums_matches_direct_computation() {
+        let x = array![[1.0, 5.0], [3.0, 5.0], [5.0, 5.0]];
+        let s = Standardizer::from_sums(&standardization_sums(&x));
+        assert_eq!(s.means, array![3.0, 5.0]);
+        assert!((s.std_devs[0] - (8.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(s.std_devs[1], 1.0, "a constant column keeps scale 1");
+        let z = s.apply(&x);
+        assert!(z.column(0).sum().abs() < 1e-12);
+    }
+}

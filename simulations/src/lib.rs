@@ -1,0 +1,10 @@
+//! Accord for researchers: synthetic data and reproducible experiments.
+//!
+//! Real customer-service records never leave their owners, so everything that has to be
+//! checked against a *known* answer — end-to-end tests, demos, benchmarks of the federated
+//! analyses — runs on data from this crate instead. [`synth`] generates deterministic,
+//! non-IID customer-service records for several participants from a documented
+//! ground-truth satisfaction model, optionally with planted unfairness and malformed cells.
+#![forbid(unsafe_code)]
+
+pub mod synth;
