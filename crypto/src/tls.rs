@@ -1,0 +1,627 @@
+//! Mutual TLS between Accord nodes.
+//!
+//! The coordinator accepts only clients whose certificate chains to the consortium CA
+//! (and is not revoked); participants and auditors trust only that CA and additionally
+//! insist that the server is a coordinator. All nodes run Accord, so there is no legacy
+//! to serve: TLS 1.3 only, the ring provider, ALPN `h2` for gRPC.
+//!
+//! rustls's verifiers say *that* a certificate was rejected but not clearly *why* for an
+//! operator. The verifiers here delegate to rustls's WebPKI verifiers and, on failure,
+//! look at the presented certificate to name the reason ([`CertRejection`]), which
+//! [`describe_handshake_error`] turns into one log line.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
+use rustls::{
+    AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName,
+    OtherError, RootCertStore, ServerConfig, SignatureScheme,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
+use time::format_description::well_known::Rfc3339;
+use x509_parser::time::ASN1Time;
+
+use crate::pki::{Identity, PkiError, Role, identity_from_der};
+
+const ALPN_H2: &[u8] = b"h2";
+
+/// Why a TLS configuration could not be built, or a peer's identity read.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path} is not valid PEM: {source}")]
+    Pem {
+        path: PathBuf,
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("{path} contains no {what}")]
+    Empty { path: PathBuf, what: &'static str },
+    #[error("{path} is not a valid X.509 certificate: {source}")]
+    Certificate {
+        path: PathBuf,
+        source: x509_parser::nom::Err<x509_parser::error::X509Error>,
+    },
+    #[error("the CA certificate in {path} cannot be a trust anchor: {source}")]
+    TrustAnchor {
+        path: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("the certificate revocation list {path} is unusable: {source}")]
+    Crl {
+        path: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("cannot build a certificate verifier for the CA in {ca}: {source}")]
+    Verifier {
+        ca: PathBuf,
+        source: VerifierBuilderError,
+    },
+    #[error("the certificate {cert} and the key {key} cannot be used together: {source}")]
+    CertificateKey {
+        cert: PathBuf,
+        key: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("the ring crypto provider cannot do TLS 1.3: {source}")]
+    Provider { source: rustls::Error },
+    #[error("the peer presented no certificate")]
+    NoPeerCertificate,
+    #[error("cannot read the peer's identity: {0}")]
+    PeerIdentity(#[from] PkiError),
+}
+
+/// Which end of the handshake presented a certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    Client,
+    Server,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Peer::Client => "client",
+            Peer::Server => "server",
+        })
+    }
+}
+
+/// Why a peer's certificate was refused. Subjects and issuers are written as
+/// distinguished names, e.g. `CN=alice, OU=participant, O=Acme`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CertRejection {
+    #[error("{peer} certificate '{subject}' is self-signed")]
+    SelfSigned { peer: Peer, subject: String },
+    #[error(
+        "{peer} certificate '{subject}' was issued by '{issuer}', not by the consortium CA '{expected}'"
+    )]
+    UnknownIssuer {
+        peer: Peer,
+        subject: String,
+        issuer: String,
+        expected: String,
+    },
+    /// The issuer name is the consortium CA's, but the signature is not from its key.
+    #[error(
+        "{peer} certificate '{subject}' names the consortium CA '{issuer}' as issuer but is not signed by that CA's key"
+    )]
+    ForgedIssuer {
+        peer: Peer,
+        subject: String,
+        issuer: String,
+    },
+    #[error("{peer} certificate '{subject}' (serial {serial}) is revoked")]
+    Revoked {
+        peer: Peer,
+        subject: String,
+        serial: String,
+    },
+    #[error("{peer} certificate '{subject}' has expired (it was valid until {not_after})")]
+    Expired {
+        peer: Peer,
+        subject: String,
+        not_after: String,
+    },
+    #[error("server certificate '{subject}' is not a coordinator certificate ({})", describe_role(.role))]
+    NotCoordinator { subject: String, role: Option<Role> },
+    /// Any other reason; `reason` completes the sentence "certificate 'X' ...".
+    #[error("{peer} certificate '{subject}' {reason}")]
+    Other {
+        peer: Peer,
+        subject: String,
+        reason: String,
+    },
+}
+
+fn describe_role(role: &Option<Role>) -> String {
+    match role {
+        Some(role) => format!("role {role}"),
+        None => "it names no valid role".to_owned(),
+    }
+}
+
+/// Server side (coordinator): only clients whose certificate chains to the CA in `ca_pem`
+/// (and is not in the CRL, when `crl_pem` is given) may connect; a client certificate is
+/// mandatory. The server presents `cert_pem` with `key_pem`.
+pub fn server_config(
+    ca_pem: &Path,
+    cert_pem: &Path,
+    key_pem: &Path,
+    crl_pem: Option<&Path>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let anchors = TrustAnchors::load(ca_pem)?;
+    let mut builder =
+        WebPkiClientVerifier::builder_with_provider(anchors.roots.clone(), provider.clone());
+    if let Some(crl_path) = crl_pem {
+        builder = builder.with_crls(read_crls(crl_path)?);
+    }
+    let inner = builder.build().map_err(|source| match (source, crl_pem) {
+        (VerifierBuilderError::InvalidCrl(source), Some(path)) => TlsError::Crl {
+            path: path.to_owned(),
+            source: rustls::Error::InvalidCertRevocationList(source),
+        },
+        (source, _) => TlsError::Verifier {
+            ca: ca_pem.to_owned(),
+            source,
+        },
+    })?;
+    let verifier = ConsortiumClientVerifier {
+        inner,
+        ca_names: anchors.names,
+    };
+
+    let (chain, key) = read_certificate_and_key(cert_pem, key_pem)?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|source| TlsError::Provider { source })?
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_single_cert(chain, key)
+        .map_err(|source| TlsError::CertificateKey {
+            cert: cert_pem.to_owned(),
+            key: key_pem.to_owned(),
+            source,
+        })?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Client side (participant, auditor): trusts only the CA in `ca_pem`, presents
+/// `cert_pem` with `key_pem`, and requires the server's certificate to say role =
+/// coordinator (besides being valid for the server name dialled).
+pub fn client_config(
+    ca_pem: &Path,
+    cert_pem: &Path,
+    key_pem: &Path,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let provider = provider();
+    let anchors = TrustAnchors::load(ca_pem)?;
+    let inner = WebPkiServerVerifier::builder_with_provider(anchors.roots, provider.clone())
+        .build()
+        .map_err(|source| TlsError::Verifier {
+            ca: ca_pem.to_owned(),
+            source,
+        })?;
+    let verifier = CoordinatorVerifier {
+        inner,
+        ca_names: anchors.names,
+    };
+
+    let (chain, key) = read_certificate_and_key(cert_pem, key_pem)?;
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|source| TlsError::Provider { source })?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_client_auth_cert(chain, key)
+        .map_err(|source| TlsError::CertificateKey {
+            cert: cert_pem.to_owned(),
+            key: key_pem.to_owned(),
+            source,
+        })?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The identity of the authenticated peer of a finished server-side handshake.
+pub fn peer_identity(conn: &rustls::ServerConnection) -> Result<Identity, TlsError> {
+    let cert = conn
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .ok_or(TlsError::NoPeerCertificate)?;
+    Ok(identity_from_der(cert)?)
+}
+
+/// One clear line saying why a handshake failed, for a log: e.g. "client presented no
+/// certificate", or the [`CertRejection`] of the peer's certificate.
+pub fn describe_handshake_error(err: &io::Error) -> String {
+    let Some(tls) = err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        return match err.kind() {
+            io::ErrorKind::UnexpectedEof => {
+                "the peer closed the connection during the TLS handshake".to_owned()
+            }
+            _ => format!("TLS handshake failed: {err}"),
+        };
+    };
+    match tls {
+        rustls::Error::NoCertificatesPresented => "client presented no certificate".to_owned(),
+        rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(other))) => {
+            match other.downcast_ref::<CertRejection>() {
+                Some(rejection) => rejection.to_string(),
+                None => format!("peer certificate rejected: {other}"),
+            }
+        }
+        rustls::Error::InvalidCertificate(reason) => {
+            format!("peer certificate rejected: {reason}")
+        }
+        rustls::Error::AlertReceived(
+            alert @ (AlertDescription::BadCertificate
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::CertificateRevoked
+            | AlertDescription::CertificateExpired
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::CertificateRequired
+            | AlertDescription::UnknownCA
+            | AlertDescription::AccessDenied),
+        ) => format!("the peer rejected our certificate (TLS alert {alert:?})"),
+        rustls::Error::AlertReceived(alert) => {
+            format!("the peer aborted the handshake (TLS alert {alert:?})")
+        }
+        other => format!("TLS handshake failed: {other}"),
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The consortium CA certificate(s) as rustls roots, with their names for messages.
+struct TrustAnchors {
+    roots: Arc<RootCertStore>,
+    names: Arc<[CaName]>,
+}
+
+#[derive(Debug)]
+struct CaName {
+    /// DER of the subject, to compare with a presented certificate's issuer.
+    raw: Vec<u8>,
+    display: String,
+}
+
+impl TrustAnchors {
+    fn load(ca_pem: &Path) -> Result<Self, TlsError> {
+        let certs = read_certificates(ca_pem, "PEM certificate")?;
+        let mut roots = RootCertStore::empty();
+        let mut names = Vec::with_capacity(certs.len());
+        for cert in certs {
+            let (_, parsed) = x509_parser::parse_x509_certificate(&cert).map_err(|source| {
+                TlsError::Certificate {
+                    path: ca_pem.to_owned(),
+                    source,
+                }
+            })?;
+            names.push(CaName {
+                raw: parsed.subject().as_raw().to_vec(),
+                display: parsed.subject().to_string(),
+            });
+            roots.add(cert).map_err(|source| TlsError::TrustAnchor {
+                path: ca_pem.to_owned(),
+                source,
+            })?;
+        }
+        Ok(TrustAnchors {
+            roots: Arc::new(roots),
+            names: names.into(),
+        })
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn read_certificates(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::Pem {
+            path: path.to_owned(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Empty {
+            path: path.to_owned(),
+            what,
+        });
+    }
+    Ok(certs)
+}
+
+fn read_certificate_and_key(
+    cert_pem: &Path,
+    key_pem: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let chain = read_certificates(cert_pem, "PEM certificate")?;
+    let key = PrivateKeyDer::from_pem_slice(&read(key_pem)?).map_err(|source| match source {
+        rustls_pki_types::pem::Error::NoItemsFound => TlsError::Empty {
+            path: key_pem.to_owned(),
+            what: "PEM private key",
+        },
+        source => TlsError::Pem {
+            path: key_pem.to_owned(),
+            source,
+        },
+    })?;
+    Ok((chain, key))
+}
+
+fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let pem = read(path)?;
+    let crls = CertificateRevocationListDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::Pem {
+            path: path.to_owned(),
+            source,
+        })?;
+    if crls.is_empty() {
+        return Err(TlsError::Empty {
+            path: path.to_owned(),
+            what: "PEM certificate revocation list",
+        });
+    }
+    Ok(crls)
+}
+
+/// The coordinator's client verifier: rustls's WebPKI verifier, with precise rejections.
+#[derive(Debug)]
+struct ConsortiumClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    ca_names: Arc<[CaName]>,
+}
+
+impl ClientCertVerifier for ConsortiumClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)
+            .map_err(|error| match error {
+                rustls::Error::InvalidCertificate(reason) => {
+                    rejected(classify(Peer::Client, end_entity, &reason, &self.ca_names))
+                }
+                other => other,
+            })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The participants' server verifier: rustls's WebPKI verifier, plus role = coordinator.
+#[derive(Debug)]
+struct CoordinatorVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    ca_names: Arc<[CaName]>,
+}
+
+impl ServerCertVerifier for CoordinatorVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let role = identity_from_der(end_entity).ok().map(|id| id.role);
+        let not_coordinator = || CertRejection::NotCoordinator {
+            subject: subject_of(end_entity),
+            role,
+        };
+        match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(verified) if role == Some(Role::Coordinator) => Ok(verified),
+            Ok(_) => Err(rejected(not_coordinator())),
+            Err(rustls::Error::InvalidCertificate(reason)) => {
+                let rejection = classify(Peer::Server, end_entity, &reason, &self.ca_names);
+                // A genuine consortium certificate refused for its key usage or names is
+                // most clearly explained by its role, if that is not coordinator.
+                match rejection {
+                    CertRejection::Other { .. } if role != Some(Role::Coordinator) => {
+                        Err(rejected(not_coordinator()))
+                    }
+                    rejection => Err(rejected(rejection)),
+                }
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[DistinguishedName]> {
+        self.inner.root_hint_subjects()
+    }
+}
+
+fn rejected(rejection: CertRejection) -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(rejection))))
+}
+
+const UNPARSEABLE_SUBJECT: &str = "(unparseable certificate)";
+
+fn subject_of(cert: &CertificateDer<'_>) -> String {
+    x509_parser::parse_x509_certificate(cert).map_or_else(
+        |_| UNPARSEABLE_SUBJECT.to_owned(),
+        |(_, cert)| cert.subject().to_string(),
+    )
+}
+
+/// Names the reason WebPKI refused `end_entity`, from the certificate's own fields.
+fn classify(
+    peer: Peer,
+    end_entity: &CertificateDer<'_>,
+    error: &CertificateError,
+    ca_names: &[CaName],
+) -> CertRejection {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(end_entity) else {
+        return CertRejection::Other {
+            peer,
+            subject: UNPARSEABLE_SUBJECT.to_owned(),
+            reason: "is not a well-formed X.509 certificate".to_owned(),
+        };
+    };
+    let subject = cert.subject().to_string();
+    match error {
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            CertRejection::Expired {
+                peer,
+                subject,
+                not_after: format_time(cert.validity().not_after),
+            }
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            CertRejection::Other {
+                peer,
+                subject,
+                reason: format!(
+                    "is not valid yet (it is valid from {})",
+                    format_time(cert.validity().not_before)
+                ),
+            }
+        }
+        CertificateError::Revoked => CertRejection::Revoked {
+            peer,
+            subject,
+            serial: cert.tbs_certificate.serial.to_str_radix(16),
+        },
+        CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+            let issuer = cert.issuer();
+            if let Some(ca) = ca_names.iter().find(|ca| ca.raw == issuer.as_raw()) {
+                CertRejection::ForgedIssuer {
+                    peer,
+                    subject,
+                    issuer: ca.display.clone(),
+                }
+            } else if issuer.as_raw() == cert.subject().as_raw() {
+                CertRejection::SelfSigned { peer, subject }
+            } else {
+                CertRejection::UnknownIssuer {
+                    peer,
+                    subject,
+                    issuer: issuer.to_string(),
+                    expected: ca_names
+                        .iter()
+                        .map(|ca| ca.display.as_str())
+                        .collect::<Vec<_>>()
+                        .join("' or '"),
+                }
+            }
+        }
+        CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+            CertRejection::Other {
+                peer,
+                subject,
+                reason: format!(
+                    "is not allowed for TLS {peer} authentication (extended key usage)"
+                ),
+            }
+        }
+        CertificateError::NotValidForNameContext { expected, .. } => CertRejection::Other {
+            peer,
+            subject,
+            reason: format!("is not valid for the server name '{}'", expected.to_str()),
+        },
+        other => CertRejection::Other {
+            peer,
+            subject,
+            reason: format!("was rejected: {other}"),
+        },
+    }
+}
+
+fn format_time(time: ASN1Time) -> String {
+    time.to_datetime()
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| time.to_string())
+}
