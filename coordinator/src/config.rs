@@ -1,0 +1,300 @@
+//! `coordinator.toml`: the federation's one definition (schema, training and evaluation
+//! parameters, who may join) and the coordinator's own files. Relative paths are taken from the
+//! file's folder. The schema defined here is what every participant receives.
+
+use accord_proto::schema::{SchemaError, validate};
+use accord_proto::v1::{
+    Boolean, Categorical, Comparison, EvaluationParams, Feature, LabelRule, Numeric, ProtectedAttribute, Schema,
+    TrainingParams, feature::Kind,
+};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    pub federation_id: String,
+    /// Address to listen on, "host:port" (port 0 picks a free one).
+    pub listen: String,
+    /// Where model.json and rounds.csv are written.
+    pub out_dir: PathBuf,
+    /// If set, the bound address is written here once the coordinator listens.
+    pub address_file: Option<PathBuf>,
+    pub tls: TlsFiles,
+    pub federation: FederationSection,
+    #[serde(default)]
+    pub training: TrainingSection,
+    #[serde(default)]
+    pub evaluation: EvaluationSection,
+    pub schema: SchemaSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    /// The consortium's certificate revocation list, if any.
+    pub crl: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationSection {
+    pub rounds: u32,
+    /// Rounds start once this many participants have registered; a phase that closes with fewer
+    /// uploads aborts its round and the previous global model stays.
+    pub min_participants: u32,
+    /// If not empty, only these participant names (from their certificates) may register.
+    #[serde(default)]
+    pub roster: Vec<String>,
+    #[serde(default = "default_registration_timeout")]
+    pub registration_timeout_secs: u64,
+    #[serde(default = "default_phase_timeout")]
+    pub phase_timeout_secs: u64,
+    /// The aggregation scheme: "insecure-plain" (participants must consent to it).
+    #[serde(default = "default_aggregation")]
+    pub aggregation: String,
+}
+
+fn default_registration_timeout() -> u64 {
+    300
+}
+fn default_phase_timeout() -> u64 {
+    120
+}
+fn default_aggregation() -> String {
+    "insecure-plain".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingSection {
+    pub local_epochs: u32,
+    pub learning_rate: f64,
+    pub l2: f64,
+    pub batch_size: u32,
+    pub fedprox_mu: f64,
+}
+
+impl Default for TrainingSection {
+    fn default() -> Self {
+        Self { local_epochs: 2, learning_rate: 0.1, l2: 1e-3, batch_size: 32, fedprox_mu: 0.0 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvaluationSection {
+    pub histogram_bins: u32,
+    pub decision_threshold: f64,
+}
+
+impl Default for EvaluationSection {
+    fn default() -> Self {
+        Self { histogram_bins: 100, decision_threshold: 0.5 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaSection {
+    /// The label rule, "<column> <comparison> <number>", e.g. "csat >= 4".
+    pub label: String,
+    #[serde(default = "default_positive_name")]
+    pub positive_name: String,
+    pub features: Vec<FeatureEntry>,
+    #[serde(default)]
+    pub protected: Vec<ProtectedEntry>,
+}
+
+fn default_positive_name() -> String {
+    "satisfied".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureEntry {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: FeatureType,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureType {
+    Numeric,
+    Boolean,
+    Categorical,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectedEntry {
+    pub name: String,
+    pub categories: Vec<String>,
+    #[serde(default)]
+    pub use_as_feature: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: schema: {source}")]
+    Schema { path: PathBuf, source: SchemaError },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl CoordinatorConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
+        let mut config: Self =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut files = vec![&mut config.tls.ca, &mut config.tls.certificate, &mut config.tls.key, &mut config.out_dir];
+        files.extend(config.tls.crl.as_mut());
+        files.extend(config.address_file.as_mut());
+        for file in files {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+        }
+        config.check().map_err(|e| match e {
+            Invalid::Schema(source) => ConfigError::Schema { path: path.into(), source },
+            Invalid::Other(message) => ConfigError::Invalid { path: path.into(), message },
+        })?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), Invalid> {
+        validate(&self.schema()?).map_err(Invalid::Schema)?;
+        let f = &self.federation;
+        if f.rounds == 0 {
+            return Err(Invalid::Other("federation.rounds must be at least 1".into()));
+        }
+        if f.min_participants == 0 {
+            return Err(Invalid::Other("federation.min_participants must be at least 1".into()));
+        }
+        if f.aggregation != "insecure-plain" {
+            return Err(Invalid::Other(format!(
+                "federation.aggregation '{}' is not supported (supported: insecure-plain)",
+                f.aggregation
+            )));
+        }
+        let t = &self.training;
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        if t.local_epochs == 0 || t.batch_size == 0 || !positive(t.learning_rate) {
+            return Err(Invalid::Other("training: local_epochs, batch_size and learning_rate must be positive".into()));
+        }
+        if !non_negative(t.l2) || !non_negative(t.fedprox_mu) {
+            return Err(Invalid::Other("training: l2 and fedprox_mu must be finite and not negative".into()));
+        }
+        let e = &self.evaluation;
+        if !(2..=10_000).contains(&e.histogram_bins) || !(e.decision_threshold > 0.0 && e.decision_threshold < 1.0) {
+            return Err(Invalid::Other(
+                "evaluation: histogram_bins must be 2..=10000 and decision_threshold in (0, 1)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The schema as it goes on the wire.
+    pub fn schema(&self) -> Result<Schema, Invalid> {
+        let s = &self.schema;
+        let features = s
+            .features
+            .iter()
+            .map(|f| {
+                let kind = match f.kind {
+                    FeatureType::Numeric => Kind::Numeric(Numeric {}),
+                    FeatureType::Boolean => Kind::Boolean(Boolean {}),
+                    FeatureType::Categorical => Kind::Categorical(Categorical { categories: f.categories.clone() }),
+                };
+                if f.kind != FeatureType::Categorical && !f.categories.is_empty() {
+                    return Err(Invalid::Other(format!("schema: feature '{}' is not categorical but lists categories", f.name)));
+                }
+                Ok(Feature { name: f.name.clone(), kind: Some(kind) })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Schema {
+            features,
+            label: Some(parse_label(&s.label, &s.positive_name)?),
+            protected_attributes: s
+                .protected
+                .iter()
+                .map(|p| ProtectedAttribute {
+                    name: p.name.clone(),
+                    categories: p.categories.clone(),
+                    use_as_feature: p.use_as_feature,
+                })
+                .collect(),
+        })
+    }
+
+    pub fn training_params(&self) -> TrainingParams {
+        let t = &self.training;
+        TrainingParams {
+            local_epochs: t.local_epochs,
+            learning_rate: t.learning_rate,
+            l2: t.l2,
+            batch_size: t.batch_size,
+            fedprox_mu: t.fedprox_mu,
+        }
+    }
+
+    pub fn evaluation_params(&self) -> EvaluationParams {
+        EvaluationParams {
+            histogram_bins: self.evaluation.histogram_bins,
+            decision_threshold: self.evaluation.decision_threshold,
+        }
+    }
+}
+
+/// Why a configuration is not usable.
+#[derive(Debug)]
+pub enum Invalid {
+    Schema(SchemaError),
+    Other(String),
+}
+
+/// Parses "<column> <comparison> <number>", e.g. "csat >= 4".
+fn parse_label(rule: &str, positive_name: &str) -> Result<LabelRule, Invalid> {
+    let bad = || Invalid::Other(format!("schema.label '{rule}' is not of the form '<column> <comparison> <number>', e.g. 'csat >= 4'"));
+    let parts: Vec<&str> = rule.split_whitespace().collect();
+    let [column, symbol, number] = parts.as_slice() else { return Err(bad()) };
+    let comparison = Comparison::from_symbol(symbol).ok_or_else(bad)?;
+    let threshold: f64 = number.parse().map_err(|_| bad())?;
+    Ok(LabelRule {
+        column: (*column).to_owned(),
+        comparison: comparison as i32,
+        threshold,
+        positive_name: positive_name.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_rules_parse_or_say_why_not() {
+        let rule = parse_label("csat >= 4", "satisfied").unwrap();
+        assert_eq!((rule.column.as_str(), rule.comparison(), rule.threshold), ("csat", Comparison::Ge, 4.0));
+        let rule = parse_label("nps > 8", "promoter").unwrap();
+        assert_eq!(rule.comparison(), Comparison::Gt);
+        for bad in ["csat>=4", "csat >= four", "csat ~ 4", ""] {
+            match parse_label(bad, "x") {
+                Err(Invalid::Other(message)) => assert!(message.contains("is not of the form"), "{message}"),
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,514 @@
+//! The federation's state and its rounds.
+//!
+//! Round 0 is the standardization pass; rounds 1..=R each have a fit phase (participants train
+//! from the global model and upload a sample-weighted model) and an evaluate phase (participants
+//! evaluate the new global model and upload counts). Each phase takes uploads from the
+//! participants selected when it opened, closes when all have uploaded or its deadline passes,
+//! and hands the sum to the next step. A phase that closes with fewer than `min_participants`
+//! contributions aborts its round: the previous global model stays.
+
+use crate::aggregation::{self, AggregationError, PhaseAggregator};
+use crate::artefact::{ModelArtefact, MODEL_FORMAT, RoundRecord, StandardizationJson, write_rounds_csv};
+use crate::config::CoordinatorConfig;
+use crate::metrics::{Quality, quality};
+use accord_proto::layout::{EvaluationCounts, StandardizationSums, WeightedModel, encoded_columns};
+use accord_proto::transport::WireMeter;
+use accord_proto::v1::{
+    FederationDefinition, FederationState, GlobalModel, Header, Phase, ProtectedVector, RegisterResponse,
+    RoundAnnouncement, RoundSummary, Standardization, StatusResponse, UploadReceipt,
+};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+/// Why the coordinator refused a participant's message.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    #[error("federation '{got}' is not served here (this coordinator serves '{served}')")]
+    WrongFederation { got: String, served: String },
+    #[error("the request has no header (federation id and round)")]
+    MissingHeader,
+    #[error("message for round {got_round} ({got_phase}), but the federation is at round {round} ({phase})")]
+    WrongRound { got_round: u32, got_phase: &'static str, round: u32, phase: &'static str },
+    #[error("participant '{0}' is not registered in this federation")]
+    NotRegistered(String),
+    #[error("participant '{0}' is not on this federation's roster")]
+    NotOnRoster(String),
+    #[error("participant '{0}' was not selected for this phase")]
+    NotSelected(String),
+    #[error("no global model yet: the federation is at round {0} ({1})")]
+    NoModel(u32, &'static str),
+    #[error("the federation is over ({0})")]
+    Closed(&'static str),
+    #[error("the federation failed: {0}")]
+    Failed(String),
+    #[error("{0}")]
+    Aggregation(AggregationError),
+}
+
+/// The current task: a round and its phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Task {
+    round: u32,
+    phase: Phase,
+}
+
+impl Task {
+    fn order(self) -> (u32, i32) {
+        (self.round, self.phase as i32)
+    }
+}
+
+struct State {
+    lifecycle: FederationState,
+    registered: BTreeSet<String>,
+    task: Task,
+    selected: BTreeSet<String>,
+    aggregator: Option<Box<dyn PhaseAggregator>>,
+    deadline: Instant,
+    standardization: Option<Standardization>,
+    model: Option<(Vec<f64>, f64)>,
+    history: Vec<RoundRecord>,
+    failure: Option<String>,
+    told_finished: BTreeSet<String>,
+}
+
+/// One federation, shared by the gRPC handlers and the driver that runs its rounds.
+pub struct Federation {
+    config: CoordinatorConfig,
+    definition: FederationDefinition,
+    columns: Vec<String>,
+    state: Mutex<State>,
+    task: watch::Sender<Task>,
+    activity: Notify,
+    meter: WireMeter,
+}
+
+/// How a federation ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub rounds: Vec<RoundRecord>,
+    pub model_path: PathBuf,
+    pub rounds_path: PathBuf,
+    pub model: ModelArtefact,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FederationError {
+    #[error("{0}")]
+    Failed(String),
+    #[error(transparent)]
+    Artefact(#[from] crate::artefact::ArtefactError),
+}
+
+impl Federation {
+    /// A federation from a checked configuration; `meter` counts participants' traffic.
+    pub fn new(config: CoordinatorConfig, meter: WireMeter) -> Self {
+        let schema = config.schema().ok();
+        let columns = schema.as_ref().map(encoded_columns).unwrap_or_default();
+        let definition = FederationDefinition {
+            federation_id: config.federation_id.clone(),
+            schema,
+            training: Some(config.training_params()),
+            evaluation: Some(config.evaluation_params()),
+            rounds: config.federation.rounds,
+            aggregation: config.federation.aggregation.clone(),
+            min_participants: config.federation.min_participants,
+        };
+        let start = Task { round: 0, phase: Phase::Unspecified };
+        Self {
+            config,
+            definition,
+            columns,
+            state: Mutex::new(State {
+                lifecycle: FederationState::Registration,
+                registered: BTreeSet::new(),
+                task: start,
+                selected: BTreeSet::new(),
+                aggregator: None,
+                deadline: Instant::now(),
+                standardization: None,
+                model: None,
+                history: Vec::new(),
+                failure: None,
+                told_finished: BTreeSet::new(),
+            }),
+            task: watch::Sender::new(start),
+            activity: Notify::new(),
+            meter,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("federation state lock")
+    }
+
+    fn check_header(&self, header: Option<&Header>) -> Result<u32, Refusal> {
+        let header = header.ok_or(Refusal::MissingHeader)?;
+        if header.federation_id != self.definition.federation_id {
+            return Err(Refusal::WrongFederation {
+                got: header.federation_id.clone(),
+                served: self.definition.federation_id.clone(),
+            });
+        }
+        Ok(header.round)
+    }
+
+    fn check_registered(state: &State, name: &str) -> Result<(), Refusal> {
+        if state.registered.contains(name) { Ok(()) } else { Err(Refusal::NotRegistered(name.to_owned())) }
+    }
+
+    fn wrong_round(state: &State, got_round: u32, got_phase: Phase) -> Refusal {
+        Refusal::WrongRound {
+            got_round,
+            got_phase: got_phase.label(),
+            round: state.task.round,
+            phase: state.task.phase.label(),
+        }
+    }
+
+    /// Registers the participant named by its certificate.
+    pub fn register(&self, name: &str, header: Option<&Header>) -> Result<RegisterResponse, Refusal> {
+        let round = self.check_header(header)?;
+        let roster = &self.config.federation.roster;
+        if !roster.is_empty() && !roster.iter().any(|r| r == name) {
+            return Err(Refusal::NotOnRoster(name.to_owned()));
+        }
+        let mut state = self.state();
+        if round != 0 {
+            return Err(Self::wrong_round(&state, round, Phase::Unspecified));
+        }
+        match state.lifecycle {
+            FederationState::Finished => return Err(Refusal::Closed("finished")),
+            FederationState::Failed => return Err(Refusal::Failed(state.failure.clone().unwrap_or_default())),
+            _ => {}
+        }
+        if state.registered.insert(name.to_owned()) {
+            info!(participant = name, registered = state.registered.len(), "participant registered");
+        }
+        drop(state);
+        self.activity.notify_waiters();
+        Ok(RegisterResponse { federation: Some(self.definition.clone()), participant_name: name.to_owned() })
+    }
+
+    /// The next task for a participant that completed `completed` of round `header.round`, or
+    /// None if there is none yet.
+    fn announcement(
+        &self,
+        name: &str,
+        header: Option<&Header>,
+        completed: Phase,
+    ) -> Result<Option<RoundAnnouncement>, Refusal> {
+        let round = self.check_header(header)?;
+        let mut state = self.state();
+        Self::check_registered(&state, name)?;
+        if let Some(failure) = &state.failure {
+            return Err(Refusal::Failed(failure.clone()));
+        }
+        if round > state.task.round {
+            return Err(Self::wrong_round(&state, round, completed));
+        }
+        let current = state.task;
+        if current.order() <= (round, completed as i32) || current.phase == Phase::Unspecified {
+            return Ok(None);
+        }
+        if current.phase == Phase::Finished {
+            state.told_finished.insert(name.to_owned());
+            self.activity.notify_waiters();
+        }
+        let selected = state.selected.contains(name)
+            && !state.aggregator.as_ref().is_some_and(|a| a.contributors().contains(name));
+        let left = state.deadline.saturating_duration_since(Instant::now());
+        Ok(Some(RoundAnnouncement {
+            header: Some(Header::new(&self.definition.federation_id, current.round)),
+            phase: current.phase as i32,
+            selected,
+            deadline_ms: left.as_millis() as u64,
+            pending: false,
+        }))
+    }
+
+    /// Long poll: the caller's next task, or a pending announcement after `timeout`.
+    pub async fn next_announcement(
+        &self,
+        name: &str,
+        header: Option<&Header>,
+        completed: Phase,
+        timeout: Duration,
+    ) -> Result<RoundAnnouncement, Refusal> {
+        let give_up = Instant::now() + timeout;
+        let mut changes = self.task.subscribe();
+        loop {
+            changes.borrow_and_update();
+            if let Some(announcement) = self.announcement(name, header, completed)? {
+                return Ok(announcement);
+            }
+            if tokio::time::timeout_at(give_up, changes.changed()).await.is_err() {
+                return Ok(RoundAnnouncement { header: header.cloned(), pending: true, ..Default::default() });
+            }
+        }
+    }
+
+    /// The global model for the current fit or evaluate phase.
+    pub fn model(&self, name: &str, header: Option<&Header>) -> Result<GlobalModel, Refusal> {
+        let round = self.check_header(header)?;
+        let state = self.state();
+        Self::check_registered(&state, name)?;
+        if round != state.task.round {
+            return Err(Self::wrong_round(&state, round, Phase::Unspecified));
+        }
+        let (Some((weights, intercept)), Some(standardization)) = (&state.model, &state.standardization) else {
+            return Err(Refusal::NoModel(state.task.round, state.task.phase.label()));
+        };
+        Ok(GlobalModel {
+            header: Some(Header::new(&self.definition.federation_id, round)),
+            columns: self.columns.clone(),
+            weights: weights.clone(),
+            intercept: *intercept,
+            standardization: Some(standardization.clone()),
+        })
+    }
+
+    /// Takes a participant's protected vector for the current phase.
+    pub fn upload(
+        &self,
+        name: &str,
+        header: Option<&Header>,
+        phase: Phase,
+        vector: Option<ProtectedVector>,
+    ) -> Result<UploadReceipt, Refusal> {
+        let round = self.check_header(header)?;
+        let mut state = self.state();
+        Self::check_registered(&state, name)?;
+        if round != state.task.round || phase != state.task.phase {
+            return Err(Self::wrong_round(&state, round, phase));
+        }
+        if !state.selected.contains(name) {
+            return Err(Refusal::NotSelected(name.to_owned()));
+        }
+        let expected = state.selected.len() as u32;
+        let aggregator = state.aggregator.as_mut().ok_or(Refusal::Closed("phase closed"))?;
+        aggregator
+            .accept(name, vector.unwrap_or_default())
+            .map_err(Refusal::Aggregation)?;
+        let received = aggregator.contributors().len() as u32;
+        drop(state);
+        self.activity.notify_waiters();
+        Ok(UploadReceipt {
+            header: Some(Header::new(&self.definition.federation_id, round)),
+            received,
+            expected,
+        })
+    }
+
+    /// The federation's state and history.
+    pub fn status(&self) -> StatusResponse {
+        let state = self.state();
+        StatusResponse {
+            header: Some(Header::new(&self.definition.federation_id, state.task.round)),
+            state: state.lifecycle as i32,
+            phase: state.task.phase as i32,
+            total_rounds: self.definition.rounds,
+            registered: state.registered.iter().cloned().collect(),
+            min_participants: self.definition.min_participants,
+            received: state.aggregator.as_ref().map_or(0, |a| a.contributors().len() as u32),
+            expected: state.selected.len() as u32,
+            history: state.history.iter().map(summary).collect(),
+            message: state.failure.clone().unwrap_or_default(),
+        }
+    }
+
+    /// Waits until `done` holds or `deadline` passes; true if it holds.
+    async fn wait_until(&self, deadline: Instant, done: impl Fn(&State) -> bool) -> bool {
+        loop {
+            let notified = self.activity.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if done(&self.state()) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return done(&self.state());
+            }
+        }
+    }
+
+    /// Opens a phase for the registered participants, waits for it to close, and returns the
+    /// sum with the number of contributors.
+    async fn run_phase(&self, round: u32, phase: Phase, len: usize) -> (Vec<f64>, u32) {
+        let deadline = Instant::now() + Duration::from_secs(self.config.federation.phase_timeout_secs);
+        {
+            let mut state = self.state();
+            state.task = Task { round, phase };
+            state.selected = state.registered.clone();
+            state.aggregator = aggregation::start(&self.definition.aggregation, len);
+            state.deadline = deadline;
+        }
+        self.task.send_replace(Task { round, phase });
+        let complete = self
+            .wait_until(deadline, |s| s.aggregator.as_ref().is_some_and(|a| a.contributors().len() >= s.selected.len()))
+            .await;
+        let mut state = self.state();
+        let aggregator = state.aggregator.take().expect("phase aggregator");
+        let contributors = aggregator.contributors().len() as u32;
+        if !complete {
+            let missing: Vec<_> = state.selected.difference(aggregator.contributors()).cloned().collect();
+            warn!(round, phase = phase.label(), missing = ?missing, "phase deadline passed without every upload");
+        }
+        (aggregator.finish(), contributors)
+    }
+
+    fn fail(&self, message: String) -> FederationError {
+        warn!(%message, "federation failed");
+        let mut state = self.state();
+        state.lifecycle = FederationState::Failed;
+        state.failure = Some(message.clone());
+        drop(state);
+        self.task.send_modify(|_| {});
+        FederationError::Failed(message)
+    }
+
+    /// Runs registration and every round, writing rounds.csv as rounds finish and model.json at
+    /// the end.
+    pub async fn drive(&self) -> Result<Outcome, FederationError> {
+        let min = self.definition.min_participants;
+        let registration = Instant::now() + Duration::from_secs(self.config.federation.registration_timeout_secs);
+        if !self.wait_until(registration, |s| s.registered.len() as u32 >= min).await {
+            let n = self.state().registered.len();
+            return Err(self.fail(format!(
+                "only {n} of the {min} participants needed registered within {} s",
+                self.config.federation.registration_timeout_secs
+            )));
+        }
+        self.state().lifecycle = FederationState::Running;
+        let d = self.columns.len();
+
+        let (sums, contributors) = self.run_phase(0, Phase::Standardize, StandardizationSums::len(d)).await;
+        if contributors < min {
+            return Err(self.fail(format!(
+                "standardization: {contributors} of the {min} participants needed uploaded their sums"
+            )));
+        }
+        let sums = StandardizationSums::from_slice(&sums, d).expect("aggregated to the layout's length");
+        {
+            let mut state = self.state();
+            state.standardization = Some(standardization(&sums));
+            state.model = Some((vec![0.0; d], 0.0));
+        }
+        info!(samples = sums.count, participants = contributors, "standardization computed from aggregated sums");
+
+        let rounds_path = self.config.out_dir.join("rounds.csv");
+        let bins = self.definition.evaluation.as_ref().map_or(100, |e| e.histogram_bins) as usize;
+        let mut last_quality = None;
+        for round in 1..=self.definition.rounds {
+            let started = Instant::now();
+            let (up, down) = (self.meter.received(), self.meter.sent());
+            let (sum, fitted) = self.run_phase(round, Phase::Fit, WeightedModel::len(d)).await;
+            let sum = WeightedModel::from_slice(&sum, d).expect("aggregated to the layout's length");
+            let mut record = RoundRecord {
+                round,
+                participants: fitted,
+                quality: None,
+                bytes_up: 0,
+                bytes_down: 0,
+                seconds: 0.0,
+                aborted: fitted < min || sum.samples <= 0.0,
+            };
+            if record.aborted {
+                warn!(round, contributors = fitted, needed = min, "round aborted: the previous global model stays");
+            } else {
+                let weights = sum.weighted_weights.iter().map(|w| w / sum.samples).collect();
+                self.state().model = Some((weights, sum.weighted_intercept / sum.samples));
+                let (counts, evaluated) = self.run_phase(round, Phase::Evaluate, EvaluationCounts::len(bins)).await;
+                if evaluated >= min {
+                    let counts = EvaluationCounts::from_slice(&counts, bins).expect("layout length");
+                    record.quality = quality(&counts);
+                    last_quality = record.quality.or(last_quality);
+                }
+            }
+            record.bytes_up = self.meter.received() - up;
+            record.bytes_down = self.meter.sent() - down;
+            record.seconds = started.elapsed().as_secs_f64();
+            if let Some(q) = &record.quality {
+                info!(round, accuracy = q.accuracy, log_loss = q.log_loss, auc = q.auc, "round finished");
+            }
+            let mut state = self.state();
+            state.history.push(record);
+            write_rounds_csv(&rounds_path, &state.history)?;
+        }
+
+        let model = self.artefact(last_quality);
+        let model_path = self.config.out_dir.join("model.json");
+        model.write(&model_path)?;
+        let rounds = {
+            let mut state = self.state();
+            state.lifecycle = FederationState::Finished;
+            state.task = Task { round: self.definition.rounds, phase: Phase::Finished };
+            state.selected.clear();
+            state.history.clone()
+        };
+        self.task.send_replace(Task { round: self.definition.rounds, phase: Phase::Finished });
+        info!(path = %model_path.display(), "federation finished; model written");
+        Ok(Outcome { rounds, model_path, rounds_path, model })
+    }
+
+    /// Waits (up to `grace`) until every registered participant has been told the federation is over.
+    pub async fn await_farewells(&self, grace: Duration) {
+        self.wait_until(Instant::now() + grace, |s| s.told_finished.is_superset(&s.registered)).await;
+    }
+
+    fn artefact(&self, quality: Option<Quality>) -> ModelArtefact {
+        let state = self.state();
+        let (weights, intercept) = state.model.clone().unwrap_or_default();
+        let standardization = state.standardization.clone().unwrap_or_default();
+        ModelArtefact {
+            format: MODEL_FORMAT.into(),
+            federation_id: self.definition.federation_id.clone(),
+            schema: self.config.schema.clone(),
+            columns: self.columns.clone(),
+            standardization: StandardizationJson {
+                count: standardization.count,
+                means: standardization.means,
+                std_devs: standardization.std_devs,
+            },
+            weights,
+            intercept,
+            rounds: self.definition.rounds,
+            rounds_completed: state.history.iter().filter(|r| !r.aborted).count() as u32,
+            participants: state.registered.len() as u32,
+            aggregation: self.definition.aggregation.clone(),
+            training: self.config.training.clone(),
+            evaluation: self.config.evaluation.clone(),
+            quality,
+            content_hash: String::new(),
+        }
+        .seal()
+    }
+}
+
+/// The standardization every participant applies, from the consortium's sums.
+fn standardization(sums: &StandardizationSums) -> Standardization {
+    let (means, std_devs) = sums.moments();
+    Standardization { means, std_devs, count: sums.count as u64 }
+}
+
+fn summary(r: &RoundRecord) -> RoundSummary {
+    let q = r.quality;
+    RoundSummary {
+        round: r.round,
+        participants: r.participants,
+        log_loss: q.map_or(f64::NAN, |q| q.log_loss),
+        accuracy: q.map_or(f64::NAN, |q| q.accuracy),
+        auc: q.map_or(f64::NAN, |q| q.auc),
+        brier: q.map_or(f64::NAN, |q| q.brier),
+        bytes_up: r.bytes_up,
+        bytes_down: r.bytes_down,
+        seconds: r.seconds,
+        aborted: r.aborted,
+        samples: q.map_or(0, |q| q.samples),
+    }
+}

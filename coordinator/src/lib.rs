@@ -1,0 +1,19 @@
+//! Accord's coordinator.
+//!
+//! It defines the federation (schema and parameters, from `coordinator.toml`), admits only
+//! clients whose certificates chain to the consortium CA ([`server`]), runs the rounds
+//! ([`federation`]) and learns only the sums the aggregation scheme releases ([`aggregation`]):
+//! standardization sums, the FedAvg model and evaluation counts ([`metrics`]). It writes the
+//! trained model and a per-round history ([`artefact`]).
+#![forbid(unsafe_code)]
+
+pub mod aggregation;
+pub mod artefact;
+pub mod config;
+pub mod federation;
+pub mod metrics;
+pub mod server;
+pub mod service;
+
+pub use config::CoordinatorConfig;
+pub use server::{CoordinatorError, run};

@@ -1,0 +1,204 @@
+//! Command-line parsing and dispatch. Each command is a few lines over a library call.
+
+use accord_crypto::pki::{ConsortiumCa, Role};
+use accord_simulations::synth::{self, SynthSpec};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "accord", version, about = "Privacy-preserving federated analytics for customer-service records")]
+struct Cli {
+    /// Exit when the parent process does (used for the processes `accord demo` starts).
+    #[arg(long, hide = true, global = true)]
+    exit_with_parent: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a whole federation on this machine: PKI, data, a coordinator and participants as
+    /// separate processes speaking gRPC over mutual TLS.
+    Demo(crate::demo::DemoArgs),
+    /// Run the coordinator of a federation.
+    Coordinator {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run a participant node.
+    Participant {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Manage the consortium's certificates.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+    /// Data tools.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Subcommand)]
+enum PkiCommand {
+    /// Create the consortium CA (ca.pem, ca.key) in DIR.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The consortium's name, shown in every certificate.
+        #[arg(long, default_value = "Accord Consortium")]
+        consortium: String,
+    },
+    /// Issue a certificate and key (DIR/NAME.pem, DIR/NAME.key) for a member.
+    Issue {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        role: Role,
+        /// Extra DNS names or IP addresses for a coordinator certificate (repeatable).
+        #[arg(long = "san")]
+        sans: Vec<String>,
+    },
+    /// Revoke a member's certificate (adds it to DIR/crl.pem).
+    Revoke {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Write synthetic customer-service CSVs, one per participant (see docs/data.md).
+    Synth(SynthArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct SynthArgs {
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 3)]
+    pub participants: usize,
+    /// Mean rows per participant.
+    #[arg(long, default_value_t = 2000)]
+    pub rows: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Planted disparities, e.g. "age_band=60+:penalty=0.8" or "age_band=60+:wait*2" (';'-separated).
+    #[arg(long)]
+    pub bias: Option<String>,
+    /// Fraction of rows with one malformed cell.
+    #[arg(long, default_value_t = 0.0)]
+    pub dirty_rate: f64,
+}
+
+impl SynthArgs {
+    /// Generates and writes the CSVs; returns the files with their row counts.
+    pub fn write(&self) -> anyhow::Result<Vec<(PathBuf, usize)>> {
+        let spec = SynthSpec {
+            participants: self.participants,
+            rows: self.rows,
+            seed: self.seed,
+            bias: synth::parse_biases(self.bias.as_deref().unwrap_or(""))?,
+            dirty_rate: self.dirty_rate,
+        };
+        let data = synth::generate(&spec)?;
+        let files = synth::write_csvs(&data, &self.out)?;
+        Ok(files.into_iter().zip(data.iter().map(|d| d.records.len())).collect())
+    }
+}
+
+/// Logs to stderr; RUST_LOG overrides the level.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Ends this process when its parent is gone, so a killed demo leaves nothing running.
+fn exit_with_parent() {
+    let parent = std::os::unix::process::parent_id();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            if std::os::unix::process::parent_id() != parent {
+                eprintln!("accord: parent process {parent} is gone; exiting");
+                std::process::exit(1);
+            }
+        }
+    });
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.exit_with_parent {
+        exit_with_parent();
+    }
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("accord: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Demo(args) => crate::demo::run(args),
+        Command::Coordinator { config } => {
+            init_logging();
+            let config = accord_coordinator::CoordinatorConfig::load(&config)?;
+            let outcome = runtime()?.block_on(accord_coordinator::run(config))?;
+            println!("model written to {}", outcome.model_path.display());
+            println!("round history written to {}", outcome.rounds_path.display());
+            print!("{}", outcome.model.describe_drivers(10));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Participant { config } => {
+            init_logging();
+            let config = accord_participant::ParticipantConfig::load(&config)?;
+            let meter = accord_proto::transport::WireMeter::new();
+            let outcome = runtime()?.block_on(accord_participant::run(&config, meter))?;
+            println!(
+                "participant '{}': {} rounds, {} rows used, {} rows skipped (kept local), {} bytes sent, {} received",
+                outcome.name,
+                outcome.rounds_completed,
+                outcome.rows_used,
+                outcome.load.rows_skipped,
+                outcome.bytes_sent,
+                outcome.bytes_received
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pki(PkiCommand::Init { dir, consortium }) => {
+            let ca = ConsortiumCa::init(&dir, &consortium)?;
+            println!("consortium CA written to {}", ca.ca_cert_path().display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pki(PkiCommand::Issue { dir, name, role, sans }) => {
+            let issued = ConsortiumCa::load(&dir)?.issue(&dir, &name, role, &sans)?;
+            println!("{role} certificate for '{name}': {} (key {})", issued.cert.display(), issued.key.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pki(PkiCommand::Revoke { dir, name }) => {
+            let crl = ConsortiumCa::load(&dir)?.revoke(&dir, &name)?;
+            println!("'{name}' revoked; give the coordinator the updated list {}", crl.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Data(DataCommand::Synth(args)) => {
+            for (path, rows) in args.write()? {
+                println!("{}: {rows} rows", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! `accord demo`: a whole federation on this machine, as a newcomer's first run.
+//!
+//! It makes a consortium PKI, synthetic data for each participant and their configs (the
+//! repository's example configs with local paths patched in), then starts the coordinator and
+//! each participant as separate processes of this binary, speaking gRPC over mutual TLS on
+//! loopback. It shows each round as it finishes, then the round table and the drivers of
+//! satisfaction. Every process it started is stopped when it ends, fails or is interrupted.
+
+use crate::cli::SynthArgs;
+use accord_coordinator::artefact::ModelArtefact;
+use accord_crypto::pki::{ConsortiumCa, Role};
+use accord_proto::transport::{WireMeter, channel};
+use accord_proto::v1::federation_client::FederationClient;
+use accord_proto::v1::{FederationState, Header, StatusRequest};
+use anyhow::{Context, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+/// The example configs the demo runs, so they stay true.
+const COORDINATOR_EXAMPLE: &str = include_str!("../examples/coordinator.toml");
+const PARTICIPANT_EXAMPLE: &str = include_str!("../examples/participant.toml");
+/// Marks a folder as made by the demo, so a re-run may clear it and nothing else is touched.
+const MARKER: &str = ".accord-demo";
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Folder for everything the demo makes (PKI, data, configs, logs, model.json, rounds.csv).
+    #[arg(long, default_value = "accord-demo")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 3)]
+    participants: usize,
+    #[arg(long, default_value_t = 10)]
+    rounds: u32,
+    /// Mean rows of synthetic data per participant.
+    #[arg(long, default_value_t = 2000)]
+    rows: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// A planted disparity for the synthetic data, e.g. "age_band=60+:penalty=0.8".
+    #[arg(long)]
+    bias: Option<String>,
+}
+
+/// The processes the demo started; dropping it stops every one still running.
+struct Processes {
+    children: Vec<(String, Child, PathBuf)>,
+}
+
+impl Processes {
+    fn spawn(&mut self, name: &str, args: &[&str], logs: &Path) -> anyhow::Result<()> {
+        let log_path = logs.join(format!("{name}.log"));
+        let log = fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+        let child = Command::new(std::env::current_exe().context("cannot find the accord executable")?)
+            .arg("--exit-with-parent")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start the {name} process"))?;
+        self.children.push((name.to_owned(), child, log_path));
+        Ok(())
+    }
+
+    /// The first process that has exited with a failure, with the end of its log.
+    fn failure(&mut self) -> Option<String> {
+        self.children.iter_mut().find_map(|(name, child, log)| match child.try_wait() {
+            Ok(Some(status)) if !status.success() => Some(format!("{name} exited with {status}\n{}", tail(log, 15))),
+            _ => None,
+        })
+    }
+
+    fn exited(&mut self, index: usize) -> bool {
+        matches!(self.children[index].1.try_wait(), Ok(Some(_)))
+    }
+
+    /// Waits up to `limit` for every process to exit successfully.
+    fn wait_all(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let until = Instant::now() + limit;
+        for (name, child, log) in &mut self.children {
+            loop {
+                match child.try_wait()? {
+                    Some(status) if status.success() => break,
+                    Some(status) => bail!("{name} exited with {status}\n{}", tail(log, 15)),
+                    None if Instant::now() > until => bail!("{name} did not finish in time\n{}", tail(log, 15)),
+                    None => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (_, child, _) in &mut self.children {
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+    }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    let start = all.len().saturating_sub(lines);
+    format!("--- last lines of {} ---\n{}", path.display(), all[start..].join("\n"))
+}
+
+/// Clears a previous demo run in `out`, refusing to touch a folder the demo did not make.
+fn prepare(out: &Path) -> anyhow::Result<PathBuf> {
+    if out.exists() {
+        let empty = fs::read_dir(out)?.next().is_none();
+        if !empty && !out.join(MARKER).exists() {
+            bail!("{} exists and was not made by `accord demo`; choose another --out", out.display());
+        }
+        fs::remove_dir_all(out).with_context(|| format!("cannot clear {}", out.display()))?;
+    }
+    for dir in ["pki", "data", "logs", "run"] {
+        fs::create_dir_all(out.join(dir)).with_context(|| format!("cannot create {}", out.join(dir).display()))?;
+    }
+    fs::write(out.join(MARKER), "made by accord demo; a new run clears this folder\n")?;
+    Ok(out.canonicalize()?)
+}
+
+fn patch(example: &str, edits: &[(&str, toml::Value)]) -> anyhow::Result<String> {
+    let mut doc: toml::Table = example.parse().context("example config")?;
+    for (path, value) in edits {
+        let mut table = &mut doc;
+        let keys: Vec<&str> = path.split('.').collect();
+        for key in &keys[..keys.len() - 1] {
+            table = table
+                .entry(key.to_string())
+                .or_insert_with(|| toml::Value::Table(Default::default()))
+                .as_table_mut()
+                .context("example config shape")?;
+        }
+        table.insert(keys[keys.len() - 1].to_owned(), value.clone());
+    }
+    Ok(format!("# Written by `accord demo` from examples/*.toml.\n{}", toml::to_string(&doc)?))
+}
+
+fn path_value(path: PathBuf) -> toml::Value {
+    toml::Value::String(path.display().to_string())
+}
+
+pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    if args.participants == 0 || args.rounds == 0 {
+        bail!("--participants and --rounds must be at least 1");
+    }
+    let started = Instant::now();
+    let out = prepare(&args.out)?;
+    let pki = out.join("pki");
+    let names: Vec<String> = (1..=args.participants).map(|i| format!("org-{i}")).collect();
+
+    let ca = ConsortiumCa::init(&pki, "Accord Demo")?;
+    ca.issue(&pki, "coordinator", Role::Coordinator, &[])?;
+    ca.issue(&pki, "demo-monitor", Role::Auditor, &[])?;
+    for name in &names {
+        ca.issue(&pki, name, Role::Participant, &[])?;
+    }
+    let synth = SynthArgs {
+        out: out.join("data"),
+        participants: args.participants,
+        rows: args.rows,
+        seed: args.seed,
+        bias: args.bias.clone(),
+        dirty_rate: 0.0,
+    };
+    let files = synth.write()?;
+    println!(
+        "accord demo: consortium PKI in {}, synthetic data for {} participants ({} rows) in {}",
+        pki.display(),
+        names.len(),
+        files.iter().map(|(_, n)| n).sum::<usize>(),
+        out.join("data").display()
+    );
+
+    let address_file = out.join("run/coordinator.addr");
+    let coordinator_toml = out.join("coordinator.toml");
+    let roster = toml::Value::Array(names.iter().map(|n| toml::Value::String(n.clone())).collect());
+    fs::write(
+        &coordinator_toml,
+        patch(
+            COORDINATOR_EXAMPLE,
+            &[
+                ("listen", "127.0.0.1:0".into()),
+                ("out_dir", path_value(out.clone())),
+                ("address_file", path_value(address_file.clone())),
+                ("tls.ca", path_value(pki.join("ca.pem"))),
+                ("tls.certificate", path_value(pki.join("coordinator.pem"))),
+                ("tls.key", path_value(pki.join("coordinator.key"))),
+                ("federation.rounds", i64::from(args.rounds).into()),
+                ("federation.min_participants", (args.participants as i64).into()),
+                ("federation.roster", roster),
+                ("federation.registration_timeout_secs", 60.into()),
+                ("federation.phase_timeout_secs", 60.into()),
+            ],
+        )?,
+    )?;
+
+    let logs = out.join("logs");
+    let mut processes = Processes { children: Vec::new() };
+    processes.spawn("coordinator", &["coordinator", "--config", &coordinator_toml.display().to_string()], &logs)?;
+    let address = wait_for_address(&address_file, &mut processes)?;
+
+    for (i, name) in names.iter().enumerate() {
+        let config = out.join(format!("{name}.toml"));
+        fs::write(
+            &config,
+            patch(
+                PARTICIPANT_EXAMPLE,
+                &[
+                    ("coordinator", address.clone().into()),
+                    ("server_name", "localhost".into()),
+                    ("seed", (i as i64 + 1).into()),
+                    ("allow_insecure_plain", true.into()),
+                    ("tls.ca", path_value(pki.join("ca.pem"))),
+                    ("tls.certificate", path_value(pki.join(format!("{name}.pem")))),
+                    ("tls.key", path_value(pki.join(format!("{name}.key")))),
+                    ("data.path", path_value(out.join(format!("data/{name}.csv")))),
+                ],
+            )?,
+        )?;
+        processes.spawn(name, &["participant", "--config", &config.display().to_string()], &logs)?;
+    }
+    println!(
+        "started the coordinator on {address} and {} participants as separate processes (logs in {})",
+        names.len(),
+        logs.display()
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let interrupted = runtime.block_on(monitor(&pki, &address, args.rounds, &mut processes))?;
+    if interrupted {
+        eprintln!("accord demo: interrupted; stopped every process it started");
+        return Ok(ExitCode::from(130));
+    }
+    processes.wait_all(Duration::from_secs(30))?;
+
+    print_rounds(&out.join("rounds.csv"))?;
+    let model = ModelArtefact::load(&out.join("model.json"))?;
+    println!();
+    print!("{}", model.describe_drivers(12));
+    println!();
+    println!("model:  {}  ({})", out.join("model.json").display(), model.content_hash);
+    println!("rounds: {}", out.join("rounds.csv").display());
+    println!("done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn wait_for_address(file: &Path, processes: &mut Processes) -> anyhow::Result<String> {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(address) = fs::read_to_string(file) {
+            return Ok(address.trim().to_owned());
+        }
+        if let Some(failure) = processes.failure() {
+            bail!("the coordinator did not start: {failure}");
+        }
+        if Instant::now() > until {
+            bail!("the coordinator did not start listening within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Shows progress from the coordinator's status until it exits; true if interrupted (Ctrl-C).
+async fn monitor(pki: &Path, address: &str, rounds: u32, processes: &mut Processes) -> anyhow::Result<bool> {
+    let tls = accord_crypto::tls::client_config(&pki.join("ca.pem"), &pki.join("demo-monitor.pem"), &pki.join("demo-monitor.key"))?;
+    let mut client = FederationClient::new(channel(address, "localhost", tls, WireMeter::new())?);
+    let bar = ProgressBar::new(u64::from(rounds));
+    bar.set_style(ProgressStyle::with_template("{spinner} round {pos}/{len} [{bar:30}] {msg}")?.progress_chars("=> "));
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let say = |line: String| if bar.is_hidden() { println!("{line}") } else { bar.println(line) };
+    let mut shown = 0;
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
+    loop {
+        if processes.exited(0) {
+            break;
+        }
+        if let Some(failure) = processes.failure() {
+            bar.abandon();
+            bail!("{failure}");
+        }
+        let request = StatusRequest { header: Some(Header::new("", 0)) };
+        if let Ok(status) = client.status(request).await.map(|r| r.into_inner()) {
+            for r in status.history.iter().skip(shown) {
+                say(if r.aborted {
+                    format!("round {:>3}: aborted, {} participants (the previous model stays)", r.round, r.participants)
+                } else {
+                    format!(
+                        "round {:>3}: accuracy {:.4}  AUC {:.4}  log loss {:.4}  ({} participants, {:.2} s)",
+                        r.round, r.accuracy, r.auc, r.log_loss, r.participants, r.seconds
+                    )
+                });
+            }
+            shown = status.history.len();
+            bar.set_position(shown as u64);
+            let phase = status.phase().label();
+            bar.set_message(match status.state() {
+                FederationState::Registration => format!("waiting for participants ({} registered)", status.registered.len()),
+                FederationState::Running => format!("{phase}: {}/{} uploads", status.received, status.expected),
+                FederationState::Finished => "finished".into(),
+                _ => status.message.clone(),
+            });
+        }
+        tokio::select! {
+            _ = &mut interrupt => { bar.abandon(); return Ok(true) }
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    bar.finish_and_clear();
+    Ok(false)
+}
+
+/// Prints rounds.csv as a table.
+fn print_rounds(path: &Path) -> anyhow::Result<()> {
+    let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    println!();
+    println!(
+        "{:>5} {:>12} {:>9} {:>9} {:>7} {:>10} {:>10} {:>8}",
+        "round", "participants", "loss", "accuracy", "AUC", "bytes up", "bytes down", "seconds"
+    );
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let [round, participants, _samples, loss, accuracy, auc, _brier, up, down, seconds, aborted] = f[..] else {
+            bail!("{}: unexpected line '{line}'", path.display());
+        };
+        let short = |v: &str| v.parse::<f64>().map(|x| format!("{x:.4}")).unwrap_or_else(|_| "-".into());
+        println!(
+            "{round:>5} {participants:>12} {:>9} {:>9} {:>7} {up:>10} {down:>10} {seconds:>8}{}",
+            short(loss),
+            short(accuracy),
+            short(auc),
+            if aborted == "true" { "  aborted" } else { "" }
+        );
+    }
+    Ok(())
+}
