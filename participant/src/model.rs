@@ -20,18 +20,8 @@ pub struct Standardizer {
 impl Standardizer {
     /// From the consortium-wide sums. A column with no variance keeps scale 1 so it stays finite.
     pub fn from_sums(sums: &StandardizationSums) -> Self {
-        let n = sums.count.max(1.0);
-        let means: Array1<f64> = sums.sums.iter().map(|s| s / n).collect();
-        let std_devs = sums
-            .sums_of_squares
-            .iter()
-            .zip(means.iter())
-            .map(|(sq, m)| {
-                let var = (sq / n - m * m).max(0.0);
-                if var > 1e-12 { var.sqrt() } else { 1.0 }
-            })
-            .collect();
-        Self { means, std_devs }
+        let (means, std_devs) = sums.moments();
+        Self { means: Array1::from(means), std_devs: Array1::from(std_devs) }
     }
 
     pub fn apply(&self, features: &Array2<f64>) -> Array2<f64> {

@@ -81,6 +81,23 @@ impl StandardizationSums {
         v
     }
 
+    /// Per-column means and (population) standard deviations. A column with no variance gets
+    /// scale 1, so standardized values stay finite.
+    pub fn moments(&self) -> (Vec<f64>, Vec<f64>) {
+        let n = self.count.max(1.0);
+        let means: Vec<f64> = self.sums.iter().map(|s| s / n).collect();
+        let std_devs = self
+            .sums_of_squares
+            .iter()
+            .zip(&means)
+            .map(|(sq, m)| {
+                let var = (sq / n - m * m).max(0.0);
+                if var > 1e-12 { var.sqrt() } else { 1.0 }
+            })
+            .collect();
+        (means, std_devs)
+    }
+
     pub fn from_slice(values: &[f64], columns: usize) -> Result<Self, LengthMismatch> {
         check_len("standardization", values, Self::len(columns))?;
         Ok(Self {
