@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "accord", version, about = "Privacy-preserving federated analytics for customer-service records")]
+#[command(
+    name = "accord",
+    version,
+    about = "Privacy-preserving federated analytics for customer-service records"
+)]
 struct Cli {
     /// Exit when the parent process does (used for the processes `accord demo` starts).
     #[arg(long, hide = true, global = true)]
@@ -108,7 +112,10 @@ impl SynthArgs {
         };
         let data = synth::generate(&spec)?;
         let files = synth::write_csvs(&data, &self.out)?;
-        Ok(files.into_iter().zip(data.iter().map(|d| d.records.len())).collect())
+        Ok(files
+            .into_iter()
+            .zip(data.iter().map(|d| d.records.len()))
+            .collect())
     }
 }
 
@@ -116,7 +123,10 @@ impl SynthArgs {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Ends this process when its parent is gone, so a killed demo leaves nothing running.
@@ -148,7 +158,10 @@ pub fn main() -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -184,14 +197,26 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("consortium CA written to {}", ca.ca_cert_path().display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Pki(PkiCommand::Issue { dir, name, role, sans }) => {
+        Command::Pki(PkiCommand::Issue {
+            dir,
+            name,
+            role,
+            sans,
+        }) => {
             let issued = ConsortiumCa::load(&dir)?.issue(&dir, &name, role, &sans)?;
-            println!("{role} certificate for '{name}': {} (key {})", issued.cert.display(), issued.key.display());
+            println!(
+                "{role} certificate for '{name}': {} (key {})",
+                issued.cert.display(),
+                issued.key.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Pki(PkiCommand::Revoke { dir, name }) => {
             let crl = ConsortiumCa::load(&dir)?.revoke(&dir, &name)?;
-            println!("'{name}' revoked; give the coordinator the updated list {}", crl.display());
+            println!(
+                "'{name}' revoked; give the coordinator the updated list {}",
+                crl.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Data(DataCommand::Synth(args)) => {

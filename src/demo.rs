@@ -53,25 +53,31 @@ struct Processes {
 impl Processes {
     fn spawn(&mut self, name: &str, args: &[&str], logs: &Path) -> anyhow::Result<()> {
         let log_path = logs.join(format!("{name}.log"));
-        let log = fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-        let child = Command::new(std::env::current_exe().context("cannot find the accord executable")?)
-            .arg("--exit-with-parent")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start the {name} process"))?;
+        let log = fs::File::create(&log_path)
+            .with_context(|| format!("cannot create {}", log_path.display()))?;
+        let child =
+            Command::new(std::env::current_exe().context("cannot find the accord executable")?)
+                .arg("--exit-with-parent")
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("cannot start the {name} process"))?;
         self.children.push((name.to_owned(), child, log_path));
         Ok(())
     }
 
     /// The first process that has exited with a failure, with the end of its log.
     fn failure(&mut self) -> Option<String> {
-        self.children.iter_mut().find_map(|(name, child, log)| match child.try_wait() {
-            Ok(Some(status)) if !status.success() => Some(format!("{name} exited with {status}\n{}", tail(log, 15))),
-            _ => None,
-        })
+        self.children
+            .iter_mut()
+            .find_map(|(name, child, log)| match child.try_wait() {
+                Ok(Some(status)) if !status.success() => {
+                    Some(format!("{name} exited with {status}\n{}", tail(log, 15)))
+                }
+                _ => None,
+            })
     }
 
     fn exited(&mut self, index: usize) -> bool {
@@ -86,7 +92,9 @@ impl Processes {
                 match child.try_wait()? {
                     Some(status) if status.success() => break,
                     Some(status) => bail!("{name} exited with {status}\n{}", tail(log, 15)),
-                    None if Instant::now() > until => bail!("{name} did not finish in time\n{}", tail(log, 15)),
+                    None if Instant::now() > until => {
+                        bail!("{name} did not finish in time\n{}", tail(log, 15))
+                    }
                     None => std::thread::sleep(Duration::from_millis(50)),
                 }
             }
@@ -110,7 +118,11 @@ fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     let start = all.len().saturating_sub(lines);
-    format!("--- last lines of {} ---\n{}", path.display(), all[start..].join("\n"))
+    format!(
+        "--- last lines of {} ---\n{}",
+        path.display(),
+        all[start..].join("\n")
+    )
 }
 
 /// Clears a previous demo run in `out`, refusing to touch a folder the demo did not make.
@@ -118,14 +130,21 @@ fn prepare(out: &Path) -> anyhow::Result<PathBuf> {
     if out.exists() {
         let empty = fs::read_dir(out)?.next().is_none();
         if !empty && !out.join(MARKER).exists() {
-            bail!("{} exists and was not made by `accord demo`; choose another --out", out.display());
+            bail!(
+                "{} exists and was not made by `accord demo`; choose another --out",
+                out.display()
+            );
         }
         fs::remove_dir_all(out).with_context(|| format!("cannot clear {}", out.display()))?;
     }
-    for dir in ["pki", "data", "logs", "run"] {
-        fs::create_dir_all(out.join(dir)).with_context(|| format!("cannot create {}", out.join(dir).display()))?;
+    for dir in ["logs", "run"] {
+        fs::create_dir_all(out.join(dir))
+            .with_context(|| format!("cannot create {}", out.join(dir).display()))?;
     }
-    fs::write(out.join(MARKER), "made by accord demo; a new run clears this folder\n")?;
+    fs::write(
+        out.join(MARKER),
+        "made by accord demo; a new run clears this folder\n",
+    )?;
     Ok(out.canonicalize()?)
 }
 
@@ -143,11 +162,131 @@ fn patch(example: &str, edits: &[(&str, toml::Value)]) -> anyhow::Result<String>
         }
         table.insert(keys[keys.len() - 1].to_owned(), value.clone());
     }
-    Ok(format!("# Written by `accord demo` from examples/*.toml.\n{}", toml::to_string(&doc)?))
+    Ok(format!(
+        "# Written by `accord demo` from examples/*.toml.\n{}",
+        toml::to_string(&doc)?
+    ))
 }
 
 fn path_value(path: PathBuf) -> toml::Value {
     toml::Value::String(path.display().to_string())
+}
+
+/// A federation laid out in one folder on this machine: PKI, synthetic data and configs made
+/// from the example configs. The demo runs it as processes; end-to-end tests run it in-process.
+pub struct LocalFederation {
+    pub dir: PathBuf,
+    pub pki: PathBuf,
+    pub names: Vec<String>,
+}
+
+impl LocalFederation {
+    /// Makes the PKI (CA, coordinator, one participant certificate per name and an auditor
+    /// "demo-monitor") and one synthetic CSV per participant under `dir`.
+    pub fn create(dir: &Path, data: &SynthArgs) -> anyhow::Result<Self> {
+        let pki = dir.join("pki");
+        let names: Vec<String> = (1..=data.participants)
+            .map(|i| format!("org-{i}"))
+            .collect();
+        let ca = ConsortiumCa::init(&pki, "Accord Demo")?;
+        ca.issue(&pki, "coordinator", Role::Coordinator, &[])?;
+        ca.issue(&pki, "demo-monitor", Role::Auditor, &[])?;
+        for name in &names {
+            ca.issue(&pki, name, Role::Participant, &[])?;
+        }
+        SynthArgs {
+            out: dir.join("data"),
+            ..data.clone()
+        }
+        .write()?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            pki,
+            names,
+        })
+    }
+
+    pub fn address_file(&self) -> PathBuf {
+        self.dir.join("run/coordinator.addr")
+    }
+
+    pub fn data_file(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("data/{name}.csv"))
+    }
+
+    /// Writes coordinator.toml: the example config, listening on a free loopback port.
+    pub fn write_coordinator_config(
+        &self,
+        rounds: u32,
+        phase_timeout_secs: u64,
+    ) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join("coordinator.toml");
+        let roster = toml::Value::Array(
+            self.names
+                .iter()
+                .map(|n| toml::Value::String(n.clone()))
+                .collect(),
+        );
+        let mut edits = vec![
+            ("listen", "127.0.0.1:0".into()),
+            ("out_dir", path_value(self.dir.clone())),
+            ("address_file", path_value(self.address_file())),
+            ("tls.ca", path_value(self.pki.join("ca.pem"))),
+            (
+                "tls.certificate",
+                path_value(self.pki.join("coordinator.pem")),
+            ),
+            ("tls.key", path_value(self.pki.join("coordinator.key"))),
+            ("federation.rounds", i64::from(rounds).into()),
+            (
+                "federation.min_participants",
+                (self.names.len() as i64).into(),
+            ),
+            ("federation.roster", roster),
+            ("federation.registration_timeout_secs", 60.into()),
+            (
+                "federation.phase_timeout_secs",
+                (phase_timeout_secs as i64).into(),
+            ),
+        ];
+        // The consortium's revocation list, once a certificate has been revoked.
+        let crl = self.pki.join("crl.pem");
+        if crl.exists() {
+            edits.push(("tls.crl", path_value(crl)));
+        }
+        let text = patch(COORDINATOR_EXAMPLE, &edits)?;
+        fs::create_dir_all(self.dir.join("run"))?;
+        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(path)
+    }
+
+    /// Writes NAME.toml: the example participant config, pointed at `address`.
+    pub fn write_participant_config(&self, name: &str, address: &str) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join(format!("{name}.toml"));
+        let seed = self
+            .names
+            .iter()
+            .position(|n| n == name)
+            .map_or(0, |i| i as i64 + 1);
+        let text = patch(
+            PARTICIPANT_EXAMPLE,
+            &[
+                ("coordinator", address.into()),
+                ("server_name", "localhost".into()),
+                ("seed", seed.into()),
+                ("allow_insecure_plain", true.into()),
+                ("tls.ca", path_value(self.pki.join("ca.pem"))),
+                (
+                    "tls.certificate",
+                    path_value(self.pki.join(format!("{name}.pem"))),
+                ),
+                ("tls.key", path_value(self.pki.join(format!("{name}.key")))),
+                ("data.path", path_value(self.data_file(name))),
+            ],
+        )?;
+        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(path)
+    }
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -156,16 +295,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let started = Instant::now();
     let out = prepare(&args.out)?;
-    let pki = out.join("pki");
-    let names: Vec<String> = (1..=args.participants).map(|i| format!("org-{i}")).collect();
-
-    let ca = ConsortiumCa::init(&pki, "Accord Demo")?;
-    ca.issue(&pki, "coordinator", Role::Coordinator, &[])?;
-    ca.issue(&pki, "demo-monitor", Role::Auditor, &[])?;
-    for name in &names {
-        ca.issue(&pki, name, Role::Participant, &[])?;
-    }
-    let synth = SynthArgs {
+    let data = SynthArgs {
         out: out.join("data"),
         participants: args.participants,
         rows: args.rows,
@@ -173,71 +303,52 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         bias: args.bias.clone(),
         dirty_rate: 0.0,
     };
-    let files = synth.write()?;
+    let federation = LocalFederation::create(&out, &data)?;
     println!(
-        "accord demo: consortium PKI in {}, synthetic data for {} participants ({} rows) in {}",
-        pki.display(),
-        names.len(),
-        files.iter().map(|(_, n)| n).sum::<usize>(),
+        "accord demo: consortium PKI in {}, synthetic data for {} participants in {}",
+        federation.pki.display(),
+        federation.names.len(),
         out.join("data").display()
     );
 
-    let address_file = out.join("run/coordinator.addr");
-    let coordinator_toml = out.join("coordinator.toml");
-    let roster = toml::Value::Array(names.iter().map(|n| toml::Value::String(n.clone())).collect());
-    fs::write(
-        &coordinator_toml,
-        patch(
-            COORDINATOR_EXAMPLE,
-            &[
-                ("listen", "127.0.0.1:0".into()),
-                ("out_dir", path_value(out.clone())),
-                ("address_file", path_value(address_file.clone())),
-                ("tls.ca", path_value(pki.join("ca.pem"))),
-                ("tls.certificate", path_value(pki.join("coordinator.pem"))),
-                ("tls.key", path_value(pki.join("coordinator.key"))),
-                ("federation.rounds", i64::from(args.rounds).into()),
-                ("federation.min_participants", (args.participants as i64).into()),
-                ("federation.roster", roster),
-                ("federation.registration_timeout_secs", 60.into()),
-                ("federation.phase_timeout_secs", 60.into()),
-            ],
-        )?,
-    )?;
-
+    let coordinator_toml = federation.write_coordinator_config(args.rounds, 60)?;
     let logs = out.join("logs");
-    let mut processes = Processes { children: Vec::new() };
-    processes.spawn("coordinator", &["coordinator", "--config", &coordinator_toml.display().to_string()], &logs)?;
-    let address = wait_for_address(&address_file, &mut processes)?;
-
-    for (i, name) in names.iter().enumerate() {
-        let config = out.join(format!("{name}.toml"));
-        fs::write(
-            &config,
-            patch(
-                PARTICIPANT_EXAMPLE,
-                &[
-                    ("coordinator", address.clone().into()),
-                    ("server_name", "localhost".into()),
-                    ("seed", (i as i64 + 1).into()),
-                    ("allow_insecure_plain", true.into()),
-                    ("tls.ca", path_value(pki.join("ca.pem"))),
-                    ("tls.certificate", path_value(pki.join(format!("{name}.pem")))),
-                    ("tls.key", path_value(pki.join(format!("{name}.key")))),
-                    ("data.path", path_value(out.join(format!("data/{name}.csv")))),
-                ],
-            )?,
+    let mut processes = Processes {
+        children: Vec::new(),
+    };
+    processes.spawn(
+        "coordinator",
+        &[
+            "coordinator",
+            "--config",
+            &coordinator_toml.display().to_string(),
+        ],
+        &logs,
+    )?;
+    let address = wait_for_address(&federation.address_file(), &mut processes)?;
+    for name in &federation.names {
+        let config = federation.write_participant_config(name, &address)?;
+        processes.spawn(
+            name,
+            &["participant", "--config", &config.display().to_string()],
+            &logs,
         )?;
-        processes.spawn(name, &["participant", "--config", &config.display().to_string()], &logs)?;
     }
     println!(
         "started the coordinator on {address} and {} participants as separate processes (logs in {})",
-        names.len(),
+        federation.names.len(),
         logs.display()
     );
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let interrupted = runtime.block_on(monitor(&pki, &address, args.rounds, &mut processes))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let interrupted = runtime.block_on(monitor(
+        &federation.pki,
+        &address,
+        args.rounds,
+        &mut processes,
+    ))?;
     if interrupted {
         eprintln!("accord demo: interrupted; stopped every process it started");
         return Ok(ExitCode::from(130));
@@ -249,7 +360,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!();
     print!("{}", model.describe_drivers(12));
     println!();
-    println!("model:  {}  ({})", out.join("model.json").display(), model.content_hash);
+    println!(
+        "model:  {}  ({})",
+        out.join("model.json").display(),
+        model.content_hash
+    );
     println!("rounds: {}", out.join("rounds.csv").display());
     println!("done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
@@ -272,13 +387,31 @@ fn wait_for_address(file: &Path, processes: &mut Processes) -> anyhow::Result<St
 }
 
 /// Shows progress from the coordinator's status until it exits; true if interrupted (Ctrl-C).
-async fn monitor(pki: &Path, address: &str, rounds: u32, processes: &mut Processes) -> anyhow::Result<bool> {
-    let tls = accord_crypto::tls::client_config(&pki.join("ca.pem"), &pki.join("demo-monitor.pem"), &pki.join("demo-monitor.key"))?;
+async fn monitor(
+    pki: &Path,
+    address: &str,
+    rounds: u32,
+    processes: &mut Processes,
+) -> anyhow::Result<bool> {
+    let tls = accord_crypto::tls::client_config(
+        &pki.join("ca.pem"),
+        &pki.join("demo-monitor.pem"),
+        &pki.join("demo-monitor.key"),
+    )?;
     let mut client = FederationClient::new(channel(address, "localhost", tls, WireMeter::new())?);
     let bar = ProgressBar::new(u64::from(rounds));
-    bar.set_style(ProgressStyle::with_template("{spinner} round {pos}/{len} [{bar:30}] {msg}")?.progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} round {pos}/{len} [{bar:30}] {msg}")?
+            .progress_chars("=> "),
+    );
     bar.enable_steady_tick(Duration::from_millis(120));
-    let say = |line: String| if bar.is_hidden() { println!("{line}") } else { bar.println(line) };
+    let say = |line: String| {
+        if bar.is_hidden() {
+            println!("{line}")
+        } else {
+            bar.println(line)
+        }
+    };
     let mut shown = 0;
     let interrupt = tokio::signal::ctrl_c();
     tokio::pin!(interrupt);
@@ -290,11 +423,16 @@ async fn monitor(pki: &Path, address: &str, rounds: u32, processes: &mut Process
             bar.abandon();
             bail!("{failure}");
         }
-        let request = StatusRequest { header: Some(Header::new("", 0)) };
+        let request = StatusRequest {
+            header: Some(Header::new("", 0)),
+        };
         if let Ok(status) = client.status(request).await.map(|r| r.into_inner()) {
             for r in status.history.iter().skip(shown) {
                 say(if r.aborted {
-                    format!("round {:>3}: aborted, {} participants (the previous model stays)", r.round, r.participants)
+                    format!(
+                        "round {:>3}: aborted, {} participants (the previous model stays)",
+                        r.round, r.participants
+                    )
                 } else {
                     format!(
                         "round {:>3}: accuracy {:.4}  AUC {:.4}  log loss {:.4}  ({} participants, {:.2} s)",
@@ -306,8 +444,13 @@ async fn monitor(pki: &Path, address: &str, rounds: u32, processes: &mut Process
             bar.set_position(shown as u64);
             let phase = status.phase().label();
             bar.set_message(match status.state() {
-                FederationState::Registration => format!("waiting for participants ({} registered)", status.registered.len()),
-                FederationState::Running => format!("{phase}: {}/{} uploads", status.received, status.expected),
+                FederationState::Registration => format!(
+                    "waiting for participants ({} registered)",
+                    status.registered.len()
+                ),
+                FederationState::Running => {
+                    format!("{phase}: {}/{} uploads", status.received, status.expected)
+                }
                 FederationState::Finished => "finished".into(),
                 _ => status.message.clone(),
             });
@@ -323,7 +466,8 @@ async fn monitor(pki: &Path, address: &str, rounds: u32, processes: &mut Process
 
 /// Prints rounds.csv as a table.
 fn print_rounds(path: &Path) -> anyhow::Result<()> {
-    let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     println!();
     println!(
         "{:>5} {:>12} {:>9} {:>9} {:>7} {:>10} {:>10} {:>8}",
@@ -331,10 +475,27 @@ fn print_rounds(path: &Path) -> anyhow::Result<()> {
     );
     for line in text.lines().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
-        let [round, participants, _samples, loss, accuracy, auc, _brier, up, down, seconds, aborted] = f[..] else {
+        let [
+            round,
+            participants,
+            _samples,
+            loss,
+            accuracy,
+            auc,
+            _brier,
+            up,
+            down,
+            seconds,
+            aborted,
+        ] = f[..]
+        else {
             bail!("{}: unexpected line '{line}'", path.display());
         };
-        let short = |v: &str| v.parse::<f64>().map(|x| format!("{x:.4}")).unwrap_or_else(|_| "-".into());
+        let short = |v: &str| {
+            v.parse::<f64>()
+                .map(|x| format!("{x:.4}"))
+                .unwrap_or_else(|_| "-".into())
+        };
         println!(
             "{round:>5} {participants:>12} {:>9} {:>9} {:>7} {up:>10} {down:>10} {seconds:>8}{}",
             short(loss),

@@ -13,10 +13,19 @@ pub const INSECURE_PLAIN: &str = "insecure-plain";
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AggregationError {
-    #[error("participant '{participant}' sent a vector protected by another scheme than {expected}")]
-    WrongScheme { participant: String, expected: &'static str },
+    #[error(
+        "participant '{participant}' sent a vector protected by another scheme than {expected}"
+    )]
+    WrongScheme {
+        participant: String,
+        expected: &'static str,
+    },
     #[error("participant '{participant}': vector has {actual} values, expected {expected}")]
-    Length { participant: String, expected: usize, actual: usize },
+    Length {
+        participant: String,
+        expected: usize,
+        actual: usize,
+    },
     #[error("participant '{participant}': value {index} is not a finite number")]
     NotFinite { participant: String, index: usize },
     #[error("participant '{participant}' already contributed to this phase")]
@@ -26,7 +35,11 @@ pub enum AggregationError {
 /// Sums one phase's vectors.
 pub trait PhaseAggregator: Send {
     /// Takes one participant's contribution; a refused one leaves the aggregate untouched.
-    fn accept(&mut self, participant: &str, vector: ProtectedVector) -> Result<(), AggregationError>;
+    fn accept(
+        &mut self,
+        participant: &str,
+        vector: ProtectedVector,
+    ) -> Result<(), AggregationError>;
     /// The participants whose contributions are in the sum.
     fn contributors(&self) -> &BTreeSet<String>;
     /// The sum over the contributors.
@@ -36,7 +49,10 @@ pub trait PhaseAggregator: Send {
 /// Starts a phase aggregator for vectors of `len` values under the named scheme.
 pub fn start(scheme: &str, len: usize) -> Option<Box<dyn PhaseAggregator>> {
     match scheme {
-        INSECURE_PLAIN => Some(Box::new(PlainSum { sum: vec![0.0; len], contributors: BTreeSet::new() })),
+        INSECURE_PLAIN => Some(Box::new(PlainSum {
+            sum: vec![0.0; len],
+            contributors: BTreeSet::new(),
+        })),
         _ => None,
     }
 }
@@ -49,12 +65,21 @@ struct PlainSum {
 }
 
 impl PhaseAggregator for PlainSum {
-    fn accept(&mut self, participant: &str, vector: ProtectedVector) -> Result<(), AggregationError> {
+    fn accept(
+        &mut self,
+        participant: &str,
+        vector: ProtectedVector,
+    ) -> Result<(), AggregationError> {
         let Some(Scheme::Plain(plain)) = vector.scheme else {
-            return Err(AggregationError::WrongScheme { participant: participant.into(), expected: INSECURE_PLAIN });
+            return Err(AggregationError::WrongScheme {
+                participant: participant.into(),
+                expected: INSECURE_PLAIN,
+            });
         };
         if self.contributors.contains(participant) {
-            return Err(AggregationError::Duplicate { participant: participant.into() });
+            return Err(AggregationError::Duplicate {
+                participant: participant.into(),
+            });
         }
         if plain.values.len() != self.sum.len() {
             return Err(AggregationError::Length {
@@ -64,7 +89,10 @@ impl PhaseAggregator for PlainSum {
             });
         }
         if let Some(index) = plain.values.iter().position(|v| !v.is_finite()) {
-            return Err(AggregationError::NotFinite { participant: participant.into(), index });
+            return Err(AggregationError::NotFinite {
+                participant: participant.into(),
+                index,
+            });
         }
         for (total, value) in self.sum.iter_mut().zip(&plain.values) {
             *total += value;
@@ -88,7 +116,9 @@ mod tests {
     use accord_proto::v1::PlainVector;
 
     fn plain(values: Vec<f64>) -> ProtectedVector {
-        ProtectedVector { scheme: Some(Scheme::Plain(PlainVector { values })) }
+        ProtectedVector {
+            scheme: Some(Scheme::Plain(PlainVector { values })),
+        }
     }
 
     #[test]
@@ -97,11 +127,22 @@ mod tests {
         agg.accept("a", plain(vec![1.0, 2.0])).unwrap();
         assert_eq!(
             agg.accept("a", plain(vec![1.0, 2.0])),
-            Err(AggregationError::Duplicate { participant: "a".into() })
+            Err(AggregationError::Duplicate {
+                participant: "a".into()
+            })
         );
-        assert!(matches!(agg.accept("b", plain(vec![1.0])), Err(AggregationError::Length { .. })));
-        assert!(matches!(agg.accept("b", plain(vec![f64::NAN, 1.0])), Err(AggregationError::NotFinite { index: 0, .. })));
-        assert!(matches!(agg.accept("b", ProtectedVector { scheme: None }), Err(AggregationError::WrongScheme { .. })));
+        assert!(matches!(
+            agg.accept("b", plain(vec![1.0])),
+            Err(AggregationError::Length { .. })
+        ));
+        assert!(matches!(
+            agg.accept("b", plain(vec![f64::NAN, 1.0])),
+            Err(AggregationError::NotFinite { index: 0, .. })
+        ));
+        assert!(matches!(
+            agg.accept("b", ProtectedVector { scheme: None }),
+            Err(AggregationError::WrongScheme { .. })
+        ));
         agg.accept("b", plain(vec![10.0, 20.0])).unwrap();
         assert_eq!(agg.contributors().len(), 2);
         assert_eq!(agg.finish(), vec![11.0, 22.0]);

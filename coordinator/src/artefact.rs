@@ -47,11 +47,20 @@ pub struct StandardizationJson {
 #[derive(Debug, thiserror::Error)]
 pub enum ArtefactError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: not an Accord model: {message}")]
     Format { path: PathBuf, message: String },
-    #[error("{path}: content hash mismatch: the file says {stated}, its content hashes to {actual}")]
-    HashMismatch { path: PathBuf, stated: String, actual: String },
+    #[error(
+        "{path}: content hash mismatch: the file says {stated}, its content hashes to {actual}"
+    )]
+    HashMismatch {
+        path: PathBuf,
+        stated: String,
+        actual: String,
+    },
 }
 
 impl ModelArtefact {
@@ -75,9 +84,14 @@ impl ModelArtefact {
 
     /// Reads a model.json and checks its content hash.
     pub fn load(path: &Path) -> Result<Self, ArtefactError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ArtefactError::Io { path: path.into(), source })?;
-        let model: Self = serde_json::from_str(&text)
-            .map_err(|e| ArtefactError::Format { path: path.into(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ArtefactError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let model: Self = serde_json::from_str(&text).map_err(|e| ArtefactError::Format {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
         if model.format != MODEL_FORMAT {
             return Err(ArtefactError::Format {
                 path: path.into(),
@@ -86,7 +100,11 @@ impl ModelArtefact {
         }
         let actual = model.compute_hash();
         if actual != model.content_hash {
-            return Err(ArtefactError::HashMismatch { path: path.into(), stated: model.content_hash, actual });
+            return Err(ArtefactError::HashMismatch {
+                path: path.into(),
+                stated: model.content_hash,
+                actual,
+            });
         }
         Ok(model)
     }
@@ -98,7 +116,11 @@ impl ModelArtefact {
             .iter()
             .zip(&self.weights)
             .zip(&self.standardization.std_devs)
-            .map(|((column, &coefficient), &std_dev)| Driver { column: column.clone(), coefficient, std_dev })
+            .map(|((column, &coefficient), &std_dev)| Driver {
+                column: column.clone(),
+                coefficient,
+                std_dev,
+            })
             .collect();
         drivers.sort_by(|a, b| b.coefficient.abs().total_cmp(&a.coefficient.abs()));
         drivers
@@ -136,7 +158,11 @@ impl Driver {
             a if a >= 0.1 => "slightly",
             _ => "hardly",
         };
-        let direction = if self.coefficient >= 0.0 { "raises" } else { "lowers" };
+        let direction = if self.coefficient >= 0.0 {
+            "raises"
+        } else {
+            "lowers"
+        };
         let change = (odds - 1.0).abs() * 100.0;
         let factor = match self.column.split_once('=') {
             Some((name, value)) => format!("{name} is {value}"),
@@ -153,7 +179,11 @@ impl Driver {
 }
 
 fn format_sd(sd: f64) -> String {
-    if sd >= 100.0 { format!("{sd:.0}") } else { format!("{sd:.3}") }
+    if sd >= 100.0 {
+        format!("{sd:.0}")
+    } else {
+        format!("{sd:.3}")
+    }
 }
 
 /// One line of rounds.csv.
@@ -168,14 +198,19 @@ pub struct RoundRecord {
     pub aborted: bool,
 }
 
-pub const ROUNDS_HEADER: &str = "round,participants,samples,log_loss,accuracy,auc,brier,bytes_up,bytes_down,seconds,aborted";
+pub const ROUNDS_HEADER: &str =
+    "round,participants,samples,log_loss,accuracy,auc,brier,bytes_up,bytes_down,seconds,aborted";
 
 pub fn write_rounds_csv(path: &Path, rounds: &[RoundRecord]) -> Result<(), ArtefactError> {
     let mut text = String::from(ROUNDS_HEADER);
     text.push('\n');
     for r in rounds {
         let q = r.quality;
-        let metric = |f: fn(&Quality) -> f64| q.as_ref().map(|q| format!("{:.6}", f(q))).unwrap_or_default();
+        let metric = |f: fn(&Quality) -> f64| {
+            q.as_ref()
+                .map(|q| format!("{:.6}", f(q)))
+                .unwrap_or_default()
+        };
         let _ = writeln!(
             text,
             "{},{},{},{},{},{},{},{},{},{:.3},{}",
@@ -198,7 +233,10 @@ pub fn write_rounds_csv(path: &Path, rounds: &[RoundRecord]) -> Result<(), Artef
 /// Writes through a temporary file and a rename, so a reader never sees half a file and a
 /// crash never destroys the previous version.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ArtefactError> {
-    let io = |source| ArtefactError::Io { path: path.into(), source };
+    let io = |source| ArtefactError::Io {
+        path: path.into(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }

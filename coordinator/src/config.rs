@@ -4,8 +4,8 @@
 
 use accord_proto::schema::{SchemaError, validate};
 use accord_proto::v1::{
-    Boolean, Categorical, Comparison, EvaluationParams, Feature, LabelRule, Numeric, ProtectedAttribute, Schema,
-    TrainingParams, feature::Kind,
+    Boolean, Categorical, Comparison, EvaluationParams, Feature, LabelRule, Numeric,
+    ProtectedAttribute, Schema, TrainingParams, feature::Kind,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -80,7 +80,13 @@ pub struct TrainingSection {
 
 impl Default for TrainingSection {
     fn default() -> Self {
-        Self { local_epochs: 2, learning_rate: 0.1, l2: 1e-3, batch_size: 32, fedprox_mu: 0.0 }
+        Self {
+            local_epochs: 2,
+            learning_rate: 0.1,
+            l2: 1e-3,
+            batch_size: 32,
+            fedprox_mu: 0.0,
+        }
     }
 }
 
@@ -93,7 +99,10 @@ pub struct EvaluationSection {
 
 impl Default for EvaluationSection {
     fn default() -> Self {
-        Self { histogram_bins: 100, decision_threshold: 0.5 }
+        Self {
+            histogram_bins: 100,
+            decision_threshold: 0.5,
+        }
     }
 }
 
@@ -143,7 +152,10 @@ pub struct ProtectedEntry {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: schema: {source}")]
@@ -154,11 +166,21 @@ pub enum ConfigError {
 
 impl CoordinatorConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
-        let mut config: Self =
-            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let mut config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let mut files = vec![&mut config.tls.ca, &mut config.tls.certificate, &mut config.tls.key, &mut config.out_dir];
+        let mut files = vec![
+            &mut config.tls.ca,
+            &mut config.tls.certificate,
+            &mut config.tls.key,
+            &mut config.out_dir,
+        ];
         files.extend(config.tls.crl.as_mut());
         files.extend(config.address_file.as_mut());
         for file in files {
@@ -167,8 +189,14 @@ impl CoordinatorConfig {
             }
         }
         config.check().map_err(|e| match e {
-            Invalid::Schema(source) => ConfigError::Schema { path: path.into(), source },
-            Invalid::Other(message) => ConfigError::Invalid { path: path.into(), message },
+            Invalid::Schema(source) => ConfigError::Schema {
+                path: path.into(),
+                source,
+            },
+            Invalid::Other(message) => ConfigError::Invalid {
+                path: path.into(),
+                message,
+            },
         })?;
         Ok(config)
     }
@@ -177,10 +205,14 @@ impl CoordinatorConfig {
         validate(&self.schema()?).map_err(Invalid::Schema)?;
         let f = &self.federation;
         if f.rounds == 0 {
-            return Err(Invalid::Other("federation.rounds must be at least 1".into()));
+            return Err(Invalid::Other(
+                "federation.rounds must be at least 1".into(),
+            ));
         }
         if f.min_participants == 0 {
-            return Err(Invalid::Other("federation.min_participants must be at least 1".into()));
+            return Err(Invalid::Other(
+                "federation.min_participants must be at least 1".into(),
+            ));
         }
         if f.aggregation != "insecure-plain" {
             return Err(Invalid::Other(format!(
@@ -192,15 +224,22 @@ impl CoordinatorConfig {
         let positive = |v: f64| v.is_finite() && v > 0.0;
         let non_negative = |v: f64| v.is_finite() && v >= 0.0;
         if t.local_epochs == 0 || t.batch_size == 0 || !positive(t.learning_rate) {
-            return Err(Invalid::Other("training: local_epochs, batch_size and learning_rate must be positive".into()));
+            return Err(Invalid::Other(
+                "training: local_epochs, batch_size and learning_rate must be positive".into(),
+            ));
         }
         if !non_negative(t.l2) || !non_negative(t.fedprox_mu) {
-            return Err(Invalid::Other("training: l2 and fedprox_mu must be finite and not negative".into()));
+            return Err(Invalid::Other(
+                "training: l2 and fedprox_mu must be finite and not negative".into(),
+            ));
         }
         let e = &self.evaluation;
-        if !(2..=10_000).contains(&e.histogram_bins) || !(e.decision_threshold > 0.0 && e.decision_threshold < 1.0) {
+        if !(2..=10_000).contains(&e.histogram_bins)
+            || !(e.decision_threshold > 0.0 && e.decision_threshold < 1.0)
+        {
             return Err(Invalid::Other(
-                "evaluation: histogram_bins must be 2..=10000 and decision_threshold in (0, 1)".into(),
+                "evaluation: histogram_bins must be 2..=10000 and decision_threshold in (0, 1)"
+                    .into(),
             ));
         }
         Ok(())
@@ -216,12 +255,20 @@ impl CoordinatorConfig {
                 let kind = match f.kind {
                     FeatureType::Numeric => Kind::Numeric(Numeric {}),
                     FeatureType::Boolean => Kind::Boolean(Boolean {}),
-                    FeatureType::Categorical => Kind::Categorical(Categorical { categories: f.categories.clone() }),
+                    FeatureType::Categorical => Kind::Categorical(Categorical {
+                        categories: f.categories.clone(),
+                    }),
                 };
                 if f.kind != FeatureType::Categorical && !f.categories.is_empty() {
-                    return Err(Invalid::Other(format!("schema: feature '{}' is not categorical but lists categories", f.name)));
+                    return Err(Invalid::Other(format!(
+                        "schema: feature '{}' is not categorical but lists categories",
+                        f.name
+                    )));
                 }
-                Ok(Feature { name: f.name.clone(), kind: Some(kind) })
+                Ok(Feature {
+                    name: f.name.clone(),
+                    kind: Some(kind),
+                })
             })
             .collect::<Result<_, _>>()?;
         Ok(Schema {
@@ -267,9 +314,15 @@ pub enum Invalid {
 
 /// Parses "<column> <comparison> <number>", e.g. "csat >= 4".
 fn parse_label(rule: &str, positive_name: &str) -> Result<LabelRule, Invalid> {
-    let bad = || Invalid::Other(format!("schema.label '{rule}' is not of the form '<column> <comparison> <number>', e.g. 'csat >= 4'"));
+    let bad = || {
+        Invalid::Other(format!(
+            "schema.label '{rule}' is not of the form '<column> <comparison> <number>', e.g. 'csat >= 4'"
+        ))
+    };
     let parts: Vec<&str> = rule.split_whitespace().collect();
-    let [column, symbol, number] = parts.as_slice() else { return Err(bad()) };
+    let [column, symbol, number] = parts.as_slice() else {
+        return Err(bad());
+    };
     let comparison = Comparison::from_symbol(symbol).ok_or_else(bad)?;
     let threshold: f64 = number.parse().map_err(|_| bad())?;
     Ok(LabelRule {
@@ -287,12 +340,17 @@ mod tests {
     #[test]
     fn label_rules_parse_or_say_why_not() {
         let rule = parse_label("csat >= 4", "satisfied").unwrap();
-        assert_eq!((rule.column.as_str(), rule.comparison(), rule.threshold), ("csat", Comparison::Ge, 4.0));
+        assert_eq!(
+            (rule.column.as_str(), rule.comparison(), rule.threshold),
+            ("csat", Comparison::Ge, 4.0)
+        );
         let rule = parse_label("nps > 8", "promoter").unwrap();
         assert_eq!(rule.comparison(), Comparison::Gt);
         for bad in ["csat>=4", "csat >= four", "csat ~ 4", ""] {
             match parse_label(bad, "x") {
-                Err(Invalid::Other(message)) => assert!(message.contains("is not of the form"), "{message}"),
+                Err(Invalid::Other(message)) => {
+                    assert!(message.contains("is not of the form"), "{message}")
+                }
                 other => panic!("{bad:?} gave {other:?}"),
             }
         }

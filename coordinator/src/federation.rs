@@ -8,14 +8,17 @@
 //! contributions aborts its round: the previous global model stays.
 
 use crate::aggregation::{self, AggregationError, PhaseAggregator};
-use crate::artefact::{ModelArtefact, MODEL_FORMAT, RoundRecord, StandardizationJson, write_rounds_csv};
+use crate::artefact::{
+    MODEL_FORMAT, ModelArtefact, RoundRecord, StandardizationJson, write_rounds_csv,
+};
 use crate::config::CoordinatorConfig;
 use crate::metrics::{Quality, quality};
 use accord_proto::layout::{EvaluationCounts, StandardizationSums, WeightedModel, encoded_columns};
 use accord_proto::transport::WireMeter;
 use accord_proto::v1::{
-    FederationDefinition, FederationState, GlobalModel, Header, Phase, ProtectedVector, RegisterResponse,
-    RoundAnnouncement, RoundSummary, Standardization, StatusResponse, UploadReceipt,
+    FederationDefinition, FederationState, GlobalModel, Header, Phase, ProtectedVector,
+    RegisterResponse, RoundAnnouncement, RoundSummary, Standardization, StatusResponse,
+    UploadReceipt,
 };
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -32,8 +35,15 @@ pub enum Refusal {
     WrongFederation { got: String, served: String },
     #[error("the request has no header (federation id and round)")]
     MissingHeader,
-    #[error("message for round {got_round} ({got_phase}), but the federation is at round {round} ({phase})")]
-    WrongRound { got_round: u32, got_phase: &'static str, round: u32, phase: &'static str },
+    #[error(
+        "message for round {got_round} ({got_phase}), but the federation is at round {round} ({phase})"
+    )]
+    WrongRound {
+        got_round: u32,
+        got_phase: &'static str,
+        round: u32,
+        phase: &'static str,
+    },
     #[error("participant '{0}' is not registered in this federation")]
     NotRegistered(String),
     #[error("participant '{0}' is not on this federation's roster")]
@@ -119,7 +129,10 @@ impl Federation {
             aggregation: config.federation.aggregation.clone(),
             min_participants: config.federation.min_participants,
         };
-        let start = Task { round: 0, phase: Phase::Unspecified };
+        let start = Task {
+            round: 0,
+            phase: Phase::Unspecified,
+        };
         Self {
             config,
             definition,
@@ -159,7 +172,11 @@ impl Federation {
     }
 
     fn check_registered(state: &State, name: &str) -> Result<(), Refusal> {
-        if state.registered.contains(name) { Ok(()) } else { Err(Refusal::NotRegistered(name.to_owned())) }
+        if state.registered.contains(name) {
+            Ok(())
+        } else {
+            Err(Refusal::NotRegistered(name.to_owned()))
+        }
     }
 
     fn wrong_round(state: &State, got_round: u32, got_phase: Phase) -> Refusal {
@@ -172,7 +189,11 @@ impl Federation {
     }
 
     /// Registers the participant named by its certificate.
-    pub fn register(&self, name: &str, header: Option<&Header>) -> Result<RegisterResponse, Refusal> {
+    pub fn register(
+        &self,
+        name: &str,
+        header: Option<&Header>,
+    ) -> Result<RegisterResponse, Refusal> {
         let round = self.check_header(header)?;
         let roster = &self.config.federation.roster;
         if !roster.is_empty() && !roster.iter().any(|r| r == name) {
@@ -184,15 +205,24 @@ impl Federation {
         }
         match state.lifecycle {
             FederationState::Finished => return Err(Refusal::Closed("finished")),
-            FederationState::Failed => return Err(Refusal::Failed(state.failure.clone().unwrap_or_default())),
+            FederationState::Failed => {
+                return Err(Refusal::Failed(state.failure.clone().unwrap_or_default()));
+            }
             _ => {}
         }
         if state.registered.insert(name.to_owned()) {
-            info!(participant = name, registered = state.registered.len(), "participant registered");
+            info!(
+                participant = name,
+                registered = state.registered.len(),
+                "participant registered"
+            );
         }
         drop(state);
         self.activity.notify_waiters();
-        Ok(RegisterResponse { federation: Some(self.definition.clone()), participant_name: name.to_owned() })
+        Ok(RegisterResponse {
+            federation: Some(self.definition.clone()),
+            participant_name: name.to_owned(),
+        })
     }
 
     /// The next task for a participant that completed `completed` of round `header.round`, or
@@ -221,7 +251,10 @@ impl Federation {
             self.activity.notify_waiters();
         }
         let selected = state.selected.contains(name)
-            && !state.aggregator.as_ref().is_some_and(|a| a.contributors().contains(name));
+            && !state
+                .aggregator
+                .as_ref()
+                .is_some_and(|a| a.contributors().contains(name));
         let left = state.deadline.saturating_duration_since(Instant::now());
         Ok(Some(RoundAnnouncement {
             header: Some(Header::new(&self.definition.federation_id, current.round)),
@@ -247,8 +280,15 @@ impl Federation {
             if let Some(announcement) = self.announcement(name, header, completed)? {
                 return Ok(announcement);
             }
-            if tokio::time::timeout_at(give_up, changes.changed()).await.is_err() {
-                return Ok(RoundAnnouncement { header: header.cloned(), pending: true, ..Default::default() });
+            if tokio::time::timeout_at(give_up, changes.changed())
+                .await
+                .is_err()
+            {
+                return Ok(RoundAnnouncement {
+                    header: header.cloned(),
+                    pending: true,
+                    ..Default::default()
+                });
             }
         }
     }
@@ -261,7 +301,9 @@ impl Federation {
         if round != state.task.round {
             return Err(Self::wrong_round(&state, round, Phase::Unspecified));
         }
-        let (Some((weights, intercept)), Some(standardization)) = (&state.model, &state.standardization) else {
+        let (Some((weights, intercept)), Some(standardization)) =
+            (&state.model, &state.standardization)
+        else {
             return Err(Refusal::NoModel(state.task.round, state.task.phase.label()));
         };
         Ok(GlobalModel {
@@ -291,7 +333,10 @@ impl Federation {
             return Err(Refusal::NotSelected(name.to_owned()));
         }
         let expected = state.selected.len() as u32;
-        let aggregator = state.aggregator.as_mut().ok_or(Refusal::Closed("phase closed"))?;
+        let aggregator = state
+            .aggregator
+            .as_mut()
+            .ok_or(Refusal::Closed("phase closed"))?;
         aggregator
             .accept(name, vector.unwrap_or_default())
             .map_err(Refusal::Aggregation)?;
@@ -309,13 +354,19 @@ impl Federation {
     pub fn status(&self) -> StatusResponse {
         let state = self.state();
         StatusResponse {
-            header: Some(Header::new(&self.definition.federation_id, state.task.round)),
+            header: Some(Header::new(
+                &self.definition.federation_id,
+                state.task.round,
+            )),
             state: state.lifecycle as i32,
             phase: state.task.phase as i32,
             total_rounds: self.definition.rounds,
             registered: state.registered.iter().cloned().collect(),
             min_participants: self.definition.min_participants,
-            received: state.aggregator.as_ref().map_or(0, |a| a.contributors().len() as u32),
+            received: state
+                .aggregator
+                .as_ref()
+                .map_or(0, |a| a.contributors().len() as u32),
             expected: state.selected.len() as u32,
             history: state.history.iter().map(summary).collect(),
             message: state.failure.clone().unwrap_or_default(),
@@ -340,7 +391,8 @@ impl Federation {
     /// Opens a phase for the registered participants, waits for it to close, and returns the
     /// sum with the number of contributors.
     async fn run_phase(&self, round: u32, phase: Phase, len: usize) -> (Vec<f64>, u32) {
-        let deadline = Instant::now() + Duration::from_secs(self.config.federation.phase_timeout_secs);
+        let deadline =
+            Instant::now() + Duration::from_secs(self.config.federation.phase_timeout_secs);
         {
             let mut state = self.state();
             state.task = Task { round, phase };
@@ -350,13 +402,21 @@ impl Federation {
         }
         self.task.send_replace(Task { round, phase });
         let complete = self
-            .wait_until(deadline, |s| s.aggregator.as_ref().is_some_and(|a| a.contributors().len() >= s.selected.len()))
+            .wait_until(deadline, |s| {
+                s.aggregator
+                    .as_ref()
+                    .is_some_and(|a| a.contributors().len() >= s.selected.len())
+            })
             .await;
         let mut state = self.state();
         let aggregator = state.aggregator.take().expect("phase aggregator");
         let contributors = aggregator.contributors().len() as u32;
         if !complete {
-            let missing: Vec<_> = state.selected.difference(aggregator.contributors()).cloned().collect();
+            let missing: Vec<_> = state
+                .selected
+                .difference(aggregator.contributors())
+                .cloned()
+                .collect();
             warn!(round, phase = phase.label(), missing = ?missing, "phase deadline passed without every upload");
         }
         (aggregator.finish(), contributors)
@@ -376,8 +436,12 @@ impl Federation {
     /// the end.
     pub async fn drive(&self) -> Result<Outcome, FederationError> {
         let min = self.definition.min_participants;
-        let registration = Instant::now() + Duration::from_secs(self.config.federation.registration_timeout_secs);
-        if !self.wait_until(registration, |s| s.registered.len() as u32 >= min).await {
+        let registration =
+            Instant::now() + Duration::from_secs(self.config.federation.registration_timeout_secs);
+        if !self
+            .wait_until(registration, |s| s.registered.len() as u32 >= min)
+            .await
+        {
             let n = self.state().registered.len();
             return Err(self.fail(format!(
                 "only {n} of the {min} participants needed registered within {} s",
@@ -387,28 +451,42 @@ impl Federation {
         self.state().lifecycle = FederationState::Running;
         let d = self.columns.len();
 
-        let (sums, contributors) = self.run_phase(0, Phase::Standardize, StandardizationSums::len(d)).await;
+        let (sums, contributors) = self
+            .run_phase(0, Phase::Standardize, StandardizationSums::len(d))
+            .await;
         if contributors < min {
             return Err(self.fail(format!(
                 "standardization: {contributors} of the {min} participants needed uploaded their sums"
             )));
         }
-        let sums = StandardizationSums::from_slice(&sums, d).expect("aggregated to the layout's length");
+        let sums =
+            StandardizationSums::from_slice(&sums, d).expect("aggregated to the layout's length");
         {
             let mut state = self.state();
             state.standardization = Some(standardization(&sums));
             state.model = Some((vec![0.0; d], 0.0));
         }
-        info!(samples = sums.count, participants = contributors, "standardization computed from aggregated sums");
+        info!(
+            samples = sums.count,
+            participants = contributors,
+            "standardization computed from aggregated sums"
+        );
 
         let rounds_path = self.config.out_dir.join("rounds.csv");
-        let bins = self.definition.evaluation.as_ref().map_or(100, |e| e.histogram_bins) as usize;
+        let bins = self
+            .definition
+            .evaluation
+            .as_ref()
+            .map_or(100, |e| e.histogram_bins) as usize;
         let mut last_quality = None;
         for round in 1..=self.definition.rounds {
             let started = Instant::now();
             let (up, down) = (self.meter.received(), self.meter.sent());
-            let (sum, fitted) = self.run_phase(round, Phase::Fit, WeightedModel::len(d)).await;
-            let sum = WeightedModel::from_slice(&sum, d).expect("aggregated to the layout's length");
+            let (sum, fitted) = self
+                .run_phase(round, Phase::Fit, WeightedModel::len(d))
+                .await;
+            let sum =
+                WeightedModel::from_slice(&sum, d).expect("aggregated to the layout's length");
             let mut record = RoundRecord {
                 round,
                 participants: fitted,
@@ -419,13 +497,25 @@ impl Federation {
                 aborted: fitted < min || sum.samples <= 0.0,
             };
             if record.aborted {
-                warn!(round, contributors = fitted, needed = min, "round aborted: the previous global model stays");
+                warn!(
+                    round,
+                    contributors = fitted,
+                    needed = min,
+                    "round aborted: the previous global model stays"
+                );
             } else {
-                let weights = sum.weighted_weights.iter().map(|w| w / sum.samples).collect();
+                let weights = sum
+                    .weighted_weights
+                    .iter()
+                    .map(|w| w / sum.samples)
+                    .collect();
                 self.state().model = Some((weights, sum.weighted_intercept / sum.samples));
-                let (counts, evaluated) = self.run_phase(round, Phase::Evaluate, EvaluationCounts::len(bins)).await;
+                let (counts, evaluated) = self
+                    .run_phase(round, Phase::Evaluate, EvaluationCounts::len(bins))
+                    .await;
                 if evaluated >= min {
-                    let counts = EvaluationCounts::from_slice(&counts, bins).expect("layout length");
+                    let counts =
+                        EvaluationCounts::from_slice(&counts, bins).expect("layout length");
                     record.quality = quality(&counts);
                     last_quality = record.quality.or(last_quality);
                 }
@@ -434,7 +524,13 @@ impl Federation {
             record.bytes_down = self.meter.sent() - down;
             record.seconds = started.elapsed().as_secs_f64();
             if let Some(q) = &record.quality {
-                info!(round, accuracy = q.accuracy, log_loss = q.log_loss, auc = q.auc, "round finished");
+                info!(
+                    round,
+                    accuracy = q.accuracy,
+                    log_loss = q.log_loss,
+                    auc = q.auc,
+                    "round finished"
+                );
             }
             let mut state = self.state();
             state.history.push(record);
@@ -447,18 +543,32 @@ impl Federation {
         let rounds = {
             let mut state = self.state();
             state.lifecycle = FederationState::Finished;
-            state.task = Task { round: self.definition.rounds, phase: Phase::Finished };
+            state.task = Task {
+                round: self.definition.rounds,
+                phase: Phase::Finished,
+            };
             state.selected.clear();
             state.history.clone()
         };
-        self.task.send_replace(Task { round: self.definition.rounds, phase: Phase::Finished });
+        self.task.send_replace(Task {
+            round: self.definition.rounds,
+            phase: Phase::Finished,
+        });
         info!(path = %model_path.display(), "federation finished; model written");
-        Ok(Outcome { rounds, model_path, rounds_path, model })
+        Ok(Outcome {
+            rounds,
+            model_path,
+            rounds_path,
+            model,
+        })
     }
 
     /// Waits (up to `grace`) until every registered participant has been told the federation is over.
     pub async fn await_farewells(&self, grace: Duration) {
-        self.wait_until(Instant::now() + grace, |s| s.told_finished.is_superset(&s.registered)).await;
+        self.wait_until(Instant::now() + grace, |s| {
+            s.told_finished.is_superset(&s.registered)
+        })
+        .await;
     }
 
     fn artefact(&self, quality: Option<Quality>) -> ModelArtefact {
@@ -493,7 +603,11 @@ impl Federation {
 /// The standardization every participant applies, from the consortium's sums.
 fn standardization(sums: &StandardizationSums) -> Standardization {
     let (means, std_devs) = sums.moments();
-    Standardization { means, std_devs, count: sums.count as u64 }
+    Standardization {
+        means,
+        std_devs,
+        count: sums.count as u64,
+    }
 }
 
 fn summary(r: &RoundRecord) -> RoundSummary {

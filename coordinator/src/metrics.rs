@@ -83,7 +83,10 @@ mod tests {
             negative_histogram: vec![3.0, 1.0],
         };
         let q = quality(&counts).unwrap();
-        assert_eq!((q.samples, q.accuracy, q.log_loss, q.brier, q.positive_rate), (10, 0.7, 0.5, 0.2, 0.6));
+        assert_eq!(
+            (q.samples, q.accuracy, q.log_loss, q.brier, q.positive_rate),
+            (10, 0.7, 0.5, 0.2, 0.6)
+        );
         assert!(quality(&EvaluationCounts::zeros(2)).is_none());
     }
 }

@@ -47,13 +47,21 @@ impl Connected for AuthenticatedConnection {
 }
 
 impl AsyncRead for AuthenticatedConnection {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for AuthenticatedConnection {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
@@ -73,7 +81,10 @@ pub enum CoordinatorError {
     #[error("cannot listen on {address}: {source}")]
     Listen { address: String, source: io::Error },
     #[error("{path}: cannot write the listening address: {source}")]
-    AddressFile { path: std::path::PathBuf, source: io::Error },
+    AddressFile {
+        path: std::path::PathBuf,
+        source: io::Error,
+    },
     #[error(transparent)]
     Federation(#[from] FederationError),
     #[error("gRPC server: {0}")]
@@ -96,17 +107,25 @@ async fn accept_loop(
                 continue;
             }
         };
-        let (acceptor, participants, connections) = (acceptor.clone(), participants.clone(), connections.clone());
+        let (acceptor, participants, connections) =
+            (acceptor.clone(), participants.clone(), connections.clone());
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                .await
+            {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
-                    warn!("refused connection from {address}: {}", accord_crypto::tls::describe_handshake_error(&e));
+                    warn!(
+                        "refused connection from {address}: {}",
+                        accord_crypto::tls::describe_handshake_error(&e)
+                    );
                     return;
                 }
                 Err(_) => {
-                    warn!("refused connection from {address}: TLS handshake did not finish within 10 s");
+                    warn!(
+                        "refused connection from {address}: TLS handshake did not finish within 10 s"
+                    );
                     return;
                 }
             };
@@ -119,8 +138,15 @@ async fn accept_loop(
             };
             info!(name = %identity.name, role = %identity.role, %address, "client authenticated");
             // Participants' traffic is what rounds report; observers' status polls are not.
-            let meter = if identity.role == Role::Participant { participants } else { WireMeter::new() };
-            let connection = AuthenticatedConnection { io: meter.wrap(tls), peer: Peer { identity, address } };
+            let meter = if identity.role == Role::Participant {
+                participants
+            } else {
+                WireMeter::new()
+            };
+            let connection = AuthenticatedConnection {
+                io: meter.wrap(tls),
+                peer: Peer { identity, address },
+            };
             let _ = connections.send(Ok(connection)).await;
         });
     }
@@ -136,15 +162,27 @@ pub async fn run(config: CoordinatorConfig) -> Result<Outcome, CoordinatorError>
         config.tls.crl.as_deref(),
     )
     .map_err(|e| CoordinatorError::Tls(e.to_string()))?;
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .map_err(|source| CoordinatorError::Listen { address: config.listen.clone(), source })?;
-    let local = listener.local_addr().map_err(|source| CoordinatorError::Listen { address: config.listen.clone(), source })?;
+    let listener =
+        TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| CoordinatorError::Listen {
+                address: config.listen.clone(),
+                source,
+            })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| CoordinatorError::Listen {
+            address: config.listen.clone(),
+            source,
+        })?;
     if let Some(path) = &config.address_file {
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, local.to_string())
             .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|source| CoordinatorError::AddressFile { path: path.clone(), source })?;
+            .map_err(|source| CoordinatorError::AddressFile {
+                path: path.clone(),
+                source,
+            })?;
     }
     info!(address = %local, federation = %config.federation_id, "coordinator listening (mutual TLS)");
 

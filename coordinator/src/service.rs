@@ -6,8 +6,9 @@ use crate::server::Peer;
 use accord_crypto::pki::Role;
 use accord_proto::v1::federation_server::Federation as FederationRpc;
 use accord_proto::v1::{
-    AwaitRoundRequest, EvaluationUpload, GlobalModel, ModelRequest, Phase, RegisterRequest, RegisterResponse,
-    RoundAnnouncement, StatusRequest, StatusResponse, UpdateUpload, UploadReceipt,
+    AwaitRoundRequest, EvaluationUpload, GlobalModel, ModelRequest, Phase, RegisterRequest,
+    RegisterResponse, RoundAnnouncement, StatusRequest, StatusResponse, UpdateUpload,
+    UploadReceipt,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,10 +30,9 @@ impl FederationService {
 
 /// The authenticated caller, required to hold one of `roles`.
 fn caller<T>(request: &Request<T>, rpc: &str, roles: &[Role]) -> Result<String, Status> {
-    let peer = request
-        .extensions()
-        .get::<Peer>()
-        .ok_or_else(|| Status::unauthenticated("no authenticated client certificate on this connection"))?;
+    let peer = request.extensions().get::<Peer>().ok_or_else(|| {
+        Status::unauthenticated("no authenticated client certificate on this connection")
+    })?;
     if !roles.contains(&peer.identity.role) {
         warn!(name = %peer.identity.name, role = %peer.identity.role, rpc, "refused: wrong role");
         return Err(Status::permission_denied(format!(
@@ -63,10 +63,16 @@ fn refuse<'a>(rpc: &'static str, name: &'a str) -> impl FnOnce(Refusal) -> Statu
 
 #[tonic::async_trait]
 impl FederationRpc for FederationService {
-    async fn register(&self, request: Request<RegisterRequest>) -> Result<Response<RegisterResponse>, Status> {
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
         let name = caller(&request, "Register", &[Role::Participant])?;
         let header = request.get_ref().header.as_ref();
-        self.federation.register(&name, header).map(Response::new).map_err(refuse("Register", &name))
+        self.federation
+            .register(&name, header)
+            .map(Response::new)
+            .map_err(refuse("Register", &name))
     }
 
     async fn await_round(
@@ -82,18 +88,30 @@ impl FederationRpc for FederationService {
             .map_err(refuse("AwaitRound", &name))
     }
 
-    async fn download_model(&self, request: Request<ModelRequest>) -> Result<Response<GlobalModel>, Status> {
+    async fn download_model(
+        &self,
+        request: Request<ModelRequest>,
+    ) -> Result<Response<GlobalModel>, Status> {
         let name = caller(&request, "DownloadModel", &[Role::Participant])?;
         let header = request.get_ref().header.as_ref();
-        self.federation.model(&name, header).map(Response::new).map_err(refuse("DownloadModel", &name))
+        self.federation
+            .model(&name, header)
+            .map(Response::new)
+            .map_err(refuse("DownloadModel", &name))
     }
 
-    async fn upload_update(&self, request: Request<UpdateUpload>) -> Result<Response<UploadReceipt>, Status> {
+    async fn upload_update(
+        &self,
+        request: Request<UpdateUpload>,
+    ) -> Result<Response<UploadReceipt>, Status> {
         let name = caller(&request, "UploadUpdate", &[Role::Participant])?;
         let r = request.into_inner();
         let phase = r.phase();
         if !matches!(phase, Phase::Standardize | Phase::Fit) {
-            return Err(Status::invalid_argument(format!("UploadUpdate is for the standardize and fit phases, not {}", phase.label())));
+            return Err(Status::invalid_argument(format!(
+                "UploadUpdate is for the standardize and fit phases, not {}",
+                phase.label()
+            )));
         }
         self.federation
             .upload(&name, r.header.as_ref(), phase, r.vector)
@@ -113,8 +131,15 @@ impl FederationRpc for FederationService {
             .map_err(refuse("UploadEvaluation", &name))
     }
 
-    async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-        caller(&request, "Status", &[Role::Participant, Role::Auditor, Role::Coordinator])?;
+    async fn status(
+        &self,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        caller(
+            &request,
+            "Status",
+            &[Role::Participant, Role::Auditor, Role::Coordinator],
+        )?;
         Ok(Response::new(self.federation.status()))
     }
 }

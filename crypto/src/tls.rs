@@ -244,6 +244,18 @@ pub fn peer_identity(conn: &rustls::ServerConnection) -> Result<Identity, TlsErr
     Ok(identity_from_der(cert)?)
 }
 
+/// The alerts a server sends when it does not accept the client's certificate.
+const CERTIFICATE_ALERTS: [&str; 8] = [
+    "BadCertificate",
+    "UnsupportedCertificate",
+    "CertificateRevoked",
+    "CertificateExpired",
+    "CertificateUnknown",
+    "CertificateRequired",
+    "UnknownCA",
+    "AccessDenied",
+];
+
 /// One clear line saying why a handshake failed, for a log: e.g. "client presented no
 /// certificate", or the [`CertRejection`] of the peer's certificate.
 pub fn describe_handshake_error(err: &io::Error) -> String {
@@ -251,6 +263,16 @@ pub fn describe_handshake_error(err: &io::Error) -> String {
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     else {
+        // h2 flattens the I/O errors it sees into text, so an alert that reached the client
+        // through a gRPC channel arrives as rustls's message rather than as a rustls::Error.
+        let text = err.to_string();
+        if let Some(alert) = text.strip_prefix("received fatal alert: ") {
+            return if CERTIFICATE_ALERTS.contains(&alert) {
+                format!("the peer rejected our certificate (TLS alert {alert})")
+            } else {
+                format!("the peer aborted the handshake (TLS alert {alert})")
+            };
+        }
         return match err.kind() {
             io::ErrorKind::UnexpectedEof => {
                 "the peer closed the connection during the TLS handshake".to_owned()
@@ -269,16 +291,11 @@ pub fn describe_handshake_error(err: &io::Error) -> String {
         rustls::Error::InvalidCertificate(reason) => {
             format!("peer certificate rejected: {reason}")
         }
-        rustls::Error::AlertReceived(
-            alert @ (AlertDescription::BadCertificate
-            | AlertDescription::UnsupportedCertificate
-            | AlertDescription::CertificateRevoked
-            | AlertDescription::CertificateExpired
-            | AlertDescription::CertificateUnknown
-            | AlertDescription::CertificateRequired
-            | AlertDescription::UnknownCA
-            | AlertDescription::AccessDenied),
-        ) => format!("the peer rejected our certificate (TLS alert {alert:?})"),
+        rustls::Error::AlertReceived(alert)
+            if CERTIFICATE_ALERTS.contains(&format!("{alert:?}").as_str()) =>
+        {
+            format!("the peer rejected our certificate (TLS alert {alert:?})")
+        }
         rustls::Error::AlertReceived(alert) => {
             format!("the peer aborted the handshake (TLS alert {alert:?})")
         }

@@ -47,18 +47,31 @@ pub struct DataSource {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
 }
 
 impl ParticipantConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
-        let mut config: Self =
-            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let mut config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for file in [&mut config.tls.ca, &mut config.tls.certificate, &mut config.tls.key, &mut config.data.path] {
+        for file in [
+            &mut config.tls.ca,
+            &mut config.tls.certificate,
+            &mut config.tls.key,
+            &mut config.data.path,
+        ] {
             if file.is_relative() {
                 *file = base.join(&*file);
             }
@@ -68,8 +81,13 @@ impl ParticipantConfig {
 
     pub fn server_name(&self) -> String {
         self.server_name.clone().unwrap_or_else(|| {
-            let host = self.coordinator.rsplit_once(':').map_or(self.coordinator.as_str(), |(h, _)| h);
-            host.trim_start_matches('[').trim_end_matches(']').to_owned()
+            let host = self
+                .coordinator
+                .rsplit_once(':')
+                .map_or(self.coordinator.as_str(), |(h, _)| h);
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned()
         })
     }
 }

@@ -27,17 +27,37 @@ pub enum InvalidRowPolicy {
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error("{path}: cannot read: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: the file is empty (no header row)")]
     Empty { path: PathBuf },
-    #[error("{path}: header has no column '{column}' (needed for {purpose} '{name}'); the header has: {found}")]
-    MissingColumn { path: PathBuf, column: String, purpose: &'static str, name: String, found: String },
+    #[error(
+        "{path}: header has no column '{column}' (needed for {purpose} '{name}'); the header has: {found}"
+    )]
+    MissingColumn {
+        path: PathBuf,
+        column: String,
+        purpose: &'static str,
+        name: String,
+        found: String,
+    },
     #[error("{path}: header names column '{column}' twice")]
     DuplicateColumn { path: PathBuf, column: String },
     #[error("{path}: row {row}, column '{column}': {problem}")]
-    InvalidValue { path: PathBuf, row: u64, column: String, problem: String },
+    InvalidValue {
+        path: PathBuf,
+        row: u64,
+        column: String,
+        problem: String,
+    },
     #[error("{path}: row {row}: {problem}")]
-    MalformedRow { path: PathBuf, row: u64, problem: String },
+    MalformedRow {
+        path: PathBuf,
+        row: u64,
+        problem: String,
+    },
     #[error("{path}: no usable rows ({skipped} skipped)")]
     NoRows { path: PathBuf, skipped: u64 },
 }
@@ -91,8 +111,14 @@ pub fn load_csv(
     mapping: &HashMap<String, String>,
     policy: InvalidRowPolicy,
 ) -> Result<(LocalDataset, LoadReport), DataError> {
-    let file = std::fs::File::open(path).map_err(|source| DataError::Io { path: path.into(), source })?;
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(file);
+    let file = std::fs::File::open(path).map_err(|source| DataError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(file);
     let header = reader.headers().map_err(|e| csv_error(path, e))?.clone();
     if header.is_empty() || (header.len() == 1 && header[0].trim().is_empty()) {
         return Err(DataError::Empty { path: path.into() });
@@ -100,12 +126,18 @@ pub fn load_csv(
     let mut positions = HashMap::new();
     for (i, name) in header.iter().enumerate() {
         if positions.insert(name.trim().to_owned(), i).is_some() {
-            return Err(DataError::DuplicateColumn { path: path.into(), column: name.into() });
+            return Err(DataError::DuplicateColumn {
+                path: path.into(),
+                column: name.into(),
+            });
         }
     }
     let found = header.iter().collect::<Vec<_>>().join(", ");
     let locate = |name: &str, purpose: &'static str| -> Result<(usize, String), DataError> {
-        let column = mapping.get(name).cloned().unwrap_or_else(|| name.to_owned());
+        let column = mapping
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| name.to_owned());
         match positions.get(column.as_str()) {
             Some(&i) => Ok((i, column)),
             None => Err(DataError::MissingColumn {
@@ -126,11 +158,19 @@ pub fn load_csv(
             Some(Kind::Boolean(_)) => Reader::Boolean,
             Some(Kind::Categorical(c)) => Reader::Categorical(c.categories.clone()),
         };
-        columns.push(Column { csv_index, csv_name, reader });
+        columns.push(Column {
+            csv_index,
+            csv_name,
+            reader,
+        });
     }
     let label = schema.label.clone().unwrap_or_default();
     let (label_index, label_name) = locate(&label.column, "the label rule")?;
-    let label_column = Column { csv_index: label_index, csv_name: label_name, reader: Reader::Numeric };
+    let label_column = Column {
+        csv_index: label_index,
+        csv_name: label_name,
+        reader: Reader::Numeric,
+    };
     let mut protected = Vec::new();
     for attribute in &schema.protected_attributes {
         let (csv_index, _) = locate(&attribute.name, "protected attribute")?;
@@ -140,8 +180,10 @@ pub fn load_csv(
     let width = encoded_columns(schema).len();
     let mut features = Vec::new();
     let mut labels = Vec::new();
-    let mut groups: BTreeMap<String, Vec<usize>> =
-        protected.iter().map(|(a, _)| (a.name.clone(), Vec::new())).collect();
+    let mut groups: BTreeMap<String, Vec<usize>> = protected
+        .iter()
+        .map(|(a, _)| (a.name.clone(), Vec::new()))
+        .collect();
     let mut report = LoadReport::default();
     let mut encoded = Vec::with_capacity(width);
 
@@ -160,13 +202,22 @@ pub fn load_csv(
             .and_then(|()| {
                 let value = parse_number(record.get(label_column.csv_index).unwrap_or(""))
                     .map_err(|problem| (label_column.csv_name.clone(), problem))?;
-                Ok(if label.comparison().holds(value, label.threshold) { 1.0 } else { 0.0 })
+                Ok(if label.comparison().holds(value, label.threshold) {
+                    1.0
+                } else {
+                    0.0
+                })
             });
         let label_value = match parsed {
             Ok(v) => v,
             Err((column, problem)) => match policy {
                 InvalidRowPolicy::Reject => {
-                    return Err(DataError::InvalidValue { path: path.into(), row, column, problem });
+                    return Err(DataError::InvalidValue {
+                        path: path.into(),
+                        row,
+                        column,
+                        problem,
+                    });
                 }
                 InvalidRowPolicy::Skip => {
                     report.rows_skipped += 1;
@@ -186,7 +237,10 @@ pub fn load_csv(
                 let n = attribute.categories.len() + 1;
                 encoded.extend((0..n).map(|i| if i == category { 1.0 } else { 0.0 }));
             }
-            groups.get_mut(&attribute.name).expect("group per attribute").push(category);
+            groups
+                .get_mut(&attribute.name)
+                .expect("group per attribute")
+                .push(category);
         }
         debug_assert_eq!(encoded.len(), width);
         features.extend_from_slice(&encoded);
@@ -196,14 +250,28 @@ pub fn load_csv(
         return Err(DataError::Empty { path: path.into() });
     }
     if labels.is_empty() {
-        return Err(DataError::NoRows { path: path.into(), skipped: report.rows_skipped });
+        return Err(DataError::NoRows {
+            path: path.into(),
+            skipped: report.rows_skipped,
+        });
     }
     let rows = labels.len();
     let features = Array2::from_shape_vec((rows, width), features).expect("rows of equal width");
-    Ok((LocalDataset { features, labels: Array1::from(labels), groups }, report))
+    Ok((
+        LocalDataset {
+            features,
+            labels: Array1::from(labels),
+            groups,
+        },
+        report,
+    ))
 }
 
-fn encode_cell(column: &Column, record: &csv::StringRecord, out: &mut Vec<f64>) -> Result<(), (String, String)> {
+fn encode_cell(
+    column: &Column,
+    record: &csv::StringRecord,
+    out: &mut Vec<f64>,
+) -> Result<(), (String, String)> {
     let cell = record.get(column.csv_index).unwrap_or("").trim();
     let fail = |problem: String| (column.csv_name.clone(), problem);
     match &column.reader {
@@ -212,14 +280,21 @@ fn encode_cell(column: &Column, record: &csv::StringRecord, out: &mut Vec<f64>) 
             "true" | "yes" | "1" => 1.0,
             "false" | "no" | "0" => 0.0,
             "" => return Err(fail("missing value".into())),
-            _ => return Err(fail(format!("'{cell}' is not a boolean (true/false, yes/no, 1/0)"))),
+            _ => {
+                return Err(fail(format!(
+                    "'{cell}' is not a boolean (true/false, yes/no, 1/0)"
+                )));
+            }
         }),
         Reader::Categorical(categories) => {
             if cell.is_empty() {
                 return Err(fail("missing value".into()));
             }
             let Some(hit) = categories.iter().position(|c| c == cell) else {
-                return Err(fail(format!("'{cell}' is not one of the categories {}", categories.join(", "))));
+                return Err(fail(format!(
+                    "'{cell}' is not one of the categories {}",
+                    categories.join(", ")
+                )));
             };
             out.extend((0..categories.len()).map(|i| if i == hit { 1.0 } else { 0.0 }));
         }
@@ -241,7 +316,14 @@ fn parse_number(cell: &str) -> Result<f64, String> {
 
 fn csv_error(path: &Path, error: csv::Error) -> DataError {
     match error.into_kind() {
-        csv::ErrorKind::Io(source) => DataError::Io { path: path.into(), source },
-        other => DataError::MalformedRow { path: path.into(), row: 0, problem: format!("{other:?}") },
+        csv::ErrorKind::Io(source) => DataError::Io {
+            path: path.into(),
+            source,
+        },
+        other => DataError::MalformedRow {
+            path: path.into(),
+            row: 0,
+            problem: format!("{other:?}"),
+        },
     }
 }

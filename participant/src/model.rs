@@ -21,7 +21,10 @@ impl Standardizer {
     /// From the consortium-wide sums. A column with no variance keeps scale 1 so it stays finite.
     pub fn from_sums(sums: &StandardizationSums) -> Self {
         let (means, std_devs) = sums.moments();
-        Self { means: Array1::from(means), std_devs: Array1::from(std_devs) }
+        Self {
+            means: Array1::from(means),
+            std_devs: Array1::from(std_devs),
+        }
     }
 
     pub fn apply(&self, features: &Array2<f64>) -> Array2<f64> {
@@ -67,7 +70,10 @@ pub fn sigmoid(z: f64) -> f64 {
 
 impl LogisticModel {
     pub fn zeros(columns: usize) -> Self {
-        Self { weights: Array1::zeros(columns), intercept: 0.0 }
+        Self {
+            weights: Array1::zeros(columns),
+            intercept: 0.0,
+        }
     }
 
     /// Predicted probability of the positive class for each (standardized) row.
@@ -77,7 +83,13 @@ impl LogisticModel {
 
     /// Trains from `self` (the global model) on local standardized data. The shuffling is drawn
     /// from `seed`, so a participant's round is reproducible.
-    pub fn train(&self, x: ArrayView2<f64>, y: ArrayView1<f64>, params: &TrainingParams, seed: u64) -> Self {
+    pub fn train(
+        &self,
+        x: ArrayView2<f64>,
+        y: ArrayView1<f64>,
+        params: &TrainingParams,
+        seed: u64,
+    ) -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let mut model = self.clone();
         let mut order: Vec<usize> = (0..x.nrows()).collect();
@@ -115,13 +127,23 @@ impl LogisticModel {
     /// The FedAvg model from summed weighted models; None when no samples contributed.
     pub fn from_weighted(sum: &WeightedModel) -> Option<Self> {
         (sum.samples > 0.0).then(|| Self {
-            weights: sum.weighted_weights.iter().map(|w| w / sum.samples).collect(),
+            weights: sum
+                .weighted_weights
+                .iter()
+                .map(|w| w / sum.samples)
+                .collect(),
             intercept: sum.weighted_intercept / sum.samples,
         })
     }
 
     /// Evaluation counts of this model on local standardized data.
-    pub fn evaluate(&self, x: ArrayView2<f64>, y: ArrayView1<f64>, bins: usize, threshold: f64) -> EvaluationCounts {
+    pub fn evaluate(
+        &self,
+        x: ArrayView2<f64>,
+        y: ArrayView1<f64>,
+        bins: usize,
+        threshold: f64,
+    ) -> EvaluationCounts {
         let mut counts = EvaluationCounts::zeros(bins);
         for (p, &label) in self.predict(x).iter().zip(y.iter()) {
             let positive = label > 0.5;
@@ -134,7 +156,11 @@ impl LogisticModel {
                 (true, false) => counts.fn_ += 1.0,
             }
             let clipped = p.clamp(1e-12, 1.0 - 1e-12);
-            counts.log_loss_sum -= if positive { clipped.ln() } else { (1.0 - clipped).ln() };
+            counts.log_loss_sum -= if positive {
+                clipped.ln()
+            } else {
+                (1.0 - clipped).ln()
+            };
             counts.brier_sum += (p - label).powi(2);
             let bin = EvaluationCounts::bin(*p, bins);
             if positive {
@@ -153,13 +179,26 @@ mod tests {
     use ndarray::array;
 
     fn separable() -> (Array2<f64>, Array1<f64>) {
-        let x = array![[-2.0, 0.1], [-1.0, -0.2], [-1.5, 0.3], [1.0, 0.0], [2.0, 0.2], [1.5, -0.1]];
+        let x = array![
+            [-2.0, 0.1],
+            [-1.0, -0.2],
+            [-1.5, 0.3],
+            [1.0, 0.0],
+            [2.0, 0.2],
+            [1.5, -0.1]
+        ];
         let y = array![0.0, 0.0, 0.0, 1.0, 1.0, 1.0];
         (x, y)
     }
 
     fn params() -> TrainingParams {
-        TrainingParams { epochs: 50, learning_rate: 0.5, l2: 1e-3, batch_size: 2, proximal_mu: 0.0 }
+        TrainingParams {
+            epochs: 50,
+            learning_rate: 0.5,
+            l2: 1e-3,
+            batch_size: 2,
+            proximal_mu: 0.0,
+        }
     }
 
     #[test]
@@ -168,7 +207,10 @@ mod tests {
         let model = LogisticModel::zeros(2).train(x.view(), y.view(), &params(), 7);
         assert!(model.weights[0] > 1.0, "weights {:?}", model.weights);
         let counts = model.evaluate(x.view(), y.view(), 10, 0.5);
-        assert_eq!((counts.tp, counts.tn, counts.fp, counts.fn_), (3.0, 3.0, 0.0, 0.0));
+        assert_eq!(
+            (counts.tp, counts.tn, counts.fp, counts.fn_),
+            (3.0, 3.0, 0.0, 0.0)
+        );
     }
 
     #[test]
@@ -184,17 +226,43 @@ mod tests {
         let (x, y) = separable();
         let global = LogisticModel::zeros(2);
         let free = global.train(x.view(), y.view(), &params(), 3);
-        let prox = global.train(x.view(), y.view(), &TrainingParams { proximal_mu: 1.0, ..params() }, 3);
+        let prox = global.train(
+            x.view(),
+            y.view(),
+            &TrainingParams {
+                proximal_mu: 1.0,
+                ..params()
+            },
+            3,
+        );
         let norm = |m: &LogisticModel| m.weights.dot(&m.weights).sqrt();
-        assert!(norm(&prox) < norm(&free) * 0.8, "prox {} free {}", norm(&prox), norm(&free));
+        assert!(
+            norm(&prox) < norm(&free) * 0.8,
+            "prox {} free {}",
+            norm(&prox),
+            norm(&free)
+        );
     }
 
     #[test]
     fn fedavg_of_weighted_models_is_the_sample_weighted_mean() {
-        let a = LogisticModel { weights: array![1.0, 0.0], intercept: 1.0 }.weighted(1);
-        let b = LogisticModel { weights: array![4.0, 3.0], intercept: -2.0 }.weighted(3);
+        let a = LogisticModel {
+            weights: array![1.0, 0.0],
+            intercept: 1.0,
+        }
+        .weighted(1);
+        let b = LogisticModel {
+            weights: array![4.0, 3.0],
+            intercept: -2.0,
+        }
+        .weighted(3);
         let sum = WeightedModel {
-            weighted_weights: a.weighted_weights.iter().zip(&b.weighted_weights).map(|(x, y)| x + y).collect(),
+            weighted_weights: a
+                .weighted_weights
+                .iter()
+                .zip(&b.weighted_weights)
+                .map(|(x, y)| x + y)
+                .collect(),
             weighted_intercept: a.weighted_intercept + b.weighted_intercept,
             samples: a.samples + b.samples,
         };

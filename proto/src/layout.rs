@@ -20,7 +20,11 @@ pub fn encoded_columns(schema: &Schema) -> Vec<String> {
             _ => columns.push(feature.name.clone()),
         }
     }
-    for attribute in schema.protected_attributes.iter().filter(|a| a.use_as_feature) {
+    for attribute in schema
+        .protected_attributes
+        .iter()
+        .filter(|a| a.use_as_feature)
+    {
         columns.extend(
             attribute
                 .categories
@@ -46,7 +50,11 @@ pub struct LengthMismatch {
 
 impl fmt::Display for LengthMismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} vector has {} values, expected {}", self.what, self.actual, self.expected)
+        write!(
+            f,
+            "{} vector has {} values, expected {}",
+            self.what, self.actual, self.expected
+        )
     }
 }
 
@@ -56,7 +64,11 @@ fn check_len(what: &'static str, values: &[f64], expected: usize) -> Result<(), 
     if values.len() == expected {
         Ok(())
     } else {
-        Err(LengthMismatch { what, expected, actual: values.len() })
+        Err(LengthMismatch {
+            what,
+            expected,
+            actual: values.len(),
+        })
     }
 }
 
@@ -218,14 +230,20 @@ mod tests {
     fn columns_expand_categories_and_protected_features() {
         let schema = Schema {
             features: vec![
-                Feature { name: "wait".into(), kind: Some(Kind::Numeric(Numeric {})) },
+                Feature {
+                    name: "wait".into(),
+                    kind: Some(Kind::Numeric(Numeric {})),
+                },
                 Feature {
                     name: "channel".into(),
                     kind: Some(Kind::Categorical(Categorical {
                         categories: vec!["phone".into(), "chat".into()],
                     })),
                 },
-                Feature { name: "fcr".into(), kind: Some(Kind::Boolean(Boolean {})) },
+                Feature {
+                    name: "fcr".into(),
+                    kind: Some(Kind::Boolean(Boolean {})),
+                },
             ],
             label: None,
             protected_attributes: vec![
@@ -243,7 +261,14 @@ mod tests {
         };
         assert_eq!(
             encoded_columns(&schema),
-            ["wait", "channel=phone", "channel=chat", "fcr", "age=young", "age=unknown"]
+            [
+                "wait",
+                "channel=phone",
+                "channel=chat",
+                "fcr",
+                "age=young",
+                "age=unknown"
+            ]
         );
     }
 
@@ -262,11 +287,22 @@ mod tests {
         };
         assert_eq!(EvaluationCounts::from_slice(&e.to_vec(), 2).unwrap(), e);
         let err = EvaluationCounts::from_slice(&e.to_vec(), 3).unwrap_err();
-        assert_eq!(err.to_string(), "evaluation vector has 11 values, expected 13");
+        assert_eq!(
+            err.to_string(),
+            "evaluation vector has 11 values, expected 13"
+        );
 
-        let s = StandardizationSums { count: 2.0, sums: vec![1.0, 2.0], sums_of_squares: vec![3.0, 4.0] };
+        let s = StandardizationSums {
+            count: 2.0,
+            sums: vec![1.0, 2.0],
+            sums_of_squares: vec![3.0, 4.0],
+        };
         assert_eq!(StandardizationSums::from_slice(&s.to_vec(), 2).unwrap(), s);
-        let w = WeightedModel { weighted_weights: vec![1.0], weighted_intercept: 2.0, samples: 3.0 };
+        let w = WeightedModel {
+            weighted_weights: vec![1.0],
+            weighted_intercept: 2.0,
+            samples: 3.0,
+        };
         assert_eq!(WeightedModel::from_slice(&w.to_vec(), 1).unwrap(), w);
         assert!(WeightedModel::from_slice(&[1.0], 1).is_err());
     }

@@ -22,7 +22,10 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 impl v1::Header {
     pub fn new(federation_id: &str, round: u32) -> Self {
-        Self { federation_id: federation_id.to_owned(), round }
+        Self {
+            federation_id: federation_id.to_owned(),
+            round,
+        }
     }
 }
 

@@ -9,7 +9,9 @@ use std::collections::HashSet;
 pub enum SchemaError {
     #[error("the schema has no features")]
     NoFeatures,
-    #[error("the name '{0}' is used twice in the schema (features, label and protected attributes need distinct names)")]
+    #[error(
+        "the name '{0}' is used twice in the schema (features, label and protected attributes need distinct names)"
+    )]
     DuplicateName(String),
     #[error("feature '{0}' has no type")]
     MissingType(String),
@@ -17,7 +19,9 @@ pub enum SchemaError {
     NoCategories { name: String },
     #[error("categorical '{name}' lists category '{category}' twice")]
     DuplicateCategory { name: String, category: String },
-    #[error("protected attribute '{name}' lists '{UNKNOWN}', which every protected attribute has implicitly")]
+    #[error(
+        "protected attribute '{name}' lists '{UNKNOWN}', which every protected attribute has implicitly"
+    )]
     ExplicitUnknown { name: String },
     #[error("the schema has no label rule")]
     NoLabel,
@@ -34,8 +38,14 @@ pub enum SchemaError {
 fn check_name(name: &str) -> Result<(), SchemaError> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.+ ".contains(c));
-    if ok { Ok(()) } else { Err(SchemaError::InvalidName(name.to_owned())) }
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.+ ".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(SchemaError::InvalidName(name.to_owned()))
+    }
 }
 
 fn check_categories(name: &str, categories: &[String]) -> Result<(), SchemaError> {
@@ -71,7 +81,9 @@ pub fn validate(schema: &Schema) -> Result<(), SchemaError> {
         match &feature.kind {
             None => return Err(SchemaError::MissingType(feature.name.clone())),
             Some(Kind::Categorical(c)) if c.categories.is_empty() => {
-                return Err(SchemaError::NoCategories { name: feature.name.clone() });
+                return Err(SchemaError::NoCategories {
+                    name: feature.name.clone(),
+                });
             }
             Some(Kind::Categorical(c)) => check_categories(&feature.name, &c.categories)?,
             Some(_) => {}
@@ -91,10 +103,14 @@ pub fn validate(schema: &Schema) -> Result<(), SchemaError> {
     for attribute in &schema.protected_attributes {
         claim(&attribute.name)?;
         if attribute.categories.is_empty() {
-            return Err(SchemaError::NoCategories { name: attribute.name.clone() });
+            return Err(SchemaError::NoCategories {
+                name: attribute.name.clone(),
+            });
         }
         if attribute.categories.iter().any(|c| c == UNKNOWN) {
-            return Err(SchemaError::ExplicitUnknown { name: attribute.name.clone() });
+            return Err(SchemaError::ExplicitUnknown {
+                name: attribute.name.clone(),
+            });
         }
         check_categories(&attribute.name, &attribute.categories)?;
     }
@@ -145,10 +161,15 @@ mod tests {
     fn schema() -> Schema {
         Schema {
             features: vec![
-                Feature { name: "wait".into(), kind: Some(Kind::Numeric(Numeric {})) },
+                Feature {
+                    name: "wait".into(),
+                    kind: Some(Kind::Numeric(Numeric {})),
+                },
                 Feature {
                     name: "channel".into(),
-                    kind: Some(Kind::Categorical(Categorical { categories: vec!["phone".into()] })),
+                    kind: Some(Kind::Categorical(Categorical {
+                        categories: vec!["phone".into()],
+                    })),
                 },
             ],
             label: Some(LabelRule {
@@ -182,15 +203,28 @@ mod tests {
 
         let mut s = schema();
         s.protected_attributes[0].categories.push("unknown".into());
-        assert_eq!(validate(&s), Err(SchemaError::ExplicitUnknown { name: "age_band".into() }));
+        assert_eq!(
+            validate(&s),
+            Err(SchemaError::ExplicitUnknown {
+                name: "age_band".into()
+            })
+        );
 
         let mut s = schema();
         s.features[1].kind = Some(Kind::Categorical(Categorical { categories: vec![] }));
-        assert_eq!(validate(&s), Err(SchemaError::NoCategories { name: "channel".into() }));
+        assert_eq!(
+            validate(&s),
+            Err(SchemaError::NoCategories {
+                name: "channel".into()
+            })
+        );
 
         let mut s = schema();
         s.label.as_mut().unwrap().threshold = f64::NAN;
-        assert_eq!(validate(&s), Err(SchemaError::LabelThresholdNotFinite("csat".into())));
+        assert_eq!(
+            validate(&s),
+            Err(SchemaError::LabelThresholdNotFinite("csat".into()))
+        );
 
         let mut s = schema();
         s.features[0].kind = None;

@@ -37,7 +37,12 @@ impl WireMeter {
 
     /// A meter that also keeps every byte sent (for inspection of what left this party).
     pub fn capturing() -> Self {
-        Self { inner: Arc::new(MeterInner { capture: Some(Mutex::new(Vec::new())), ..Default::default() }) }
+        Self {
+            inner: Arc::new(MeterInner {
+                capture: Some(Mutex::new(Vec::new())),
+                ..Default::default()
+            }),
+        }
     }
 
     pub fn sent(&self) -> u64 {
@@ -50,12 +55,18 @@ impl WireMeter {
 
     /// Everything sent so far, when capturing.
     pub fn captured(&self) -> Option<Vec<u8>> {
-        self.inner.capture.as_ref().map(|c| c.lock().expect("capture lock").clone())
+        self.inner
+            .capture
+            .as_ref()
+            .map(|c| c.lock().expect("capture lock").clone())
     }
 
     /// Wraps a connection so its traffic is counted by this meter.
     pub fn wrap<T>(&self, io: T) -> MeteredIo<T> {
-        MeteredIo { io, meter: self.clone() }
+        MeteredIo {
+            io,
+            meter: self.clone(),
+        }
     }
 }
 
@@ -73,7 +84,11 @@ impl<T> MeteredIo<T> {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for MeteredIo<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.io).poll_read(cx, buf);
         let read = (buf.filled().len() - before) as u64;
@@ -83,13 +98,20 @@ impl<T: AsyncRead + Unpin> AsyncRead for MeteredIo<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for MeteredIo<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.io).poll_write(cx, buf);
         if let Poll::Ready(Ok(written)) = &result {
             let inner = &self.meter.inner;
             inner.sent.fetch_add(*written as u64, Ordering::Relaxed);
             if let Some(capture) = &inner.capture {
-                capture.lock().expect("capture lock").extend_from_slice(&buf[..*written]);
+                capture
+                    .lock()
+                    .expect("capture lock")
+                    .extend_from_slice(&buf[..*written]);
             }
         }
         result
@@ -124,8 +146,12 @@ pub fn channel(
     let address = address.to_owned();
     let connector = tokio_rustls::TlsConnector::from(tls);
     let connect = tower::service_fn(move |_uri: tonic::transport::Uri| {
-        let (address, connector, server_name, meter) =
-            (address.clone(), connector.clone(), server_name.clone(), meter.clone());
+        let (address, connector, server_name, meter) = (
+            address.clone(),
+            connector.clone(),
+            server_name.clone(),
+            meter.clone(),
+        );
         async move {
             let tcp = TcpStream::connect(&address).await?;
             tcp.set_nodelay(true)?;

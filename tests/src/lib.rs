@@ -1,0 +1,101 @@
+//! Support for Accord's end-to-end tests: a federation laid out in a temporary folder (the same
+//! layout `accord demo` makes), its coordinator and participants run in-process over real
+//! mutual-TLS gRPC on loopback.
+
+use accord::cli::SynthArgs;
+use accord::demo::LocalFederation;
+use accord_coordinator::CoordinatorConfig;
+use accord_participant::ParticipantConfig;
+use accord_proto::transport::{WireMeter, channel};
+use accord_proto::v1::federation_client::FederationClient;
+use std::path::Path;
+use std::time::Duration;
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+pub struct TestFederation {
+    pub layout: LocalFederation,
+    _dir: TempDir,
+}
+
+impl TestFederation {
+    /// PKI and synthetic data for `participants` participants of about `rows` rows each.
+    pub fn new(participants: usize, rows: usize, seed: u64) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = SynthArgs {
+            out: dir.path().join("data"),
+            participants,
+            rows,
+            seed,
+            bias: None,
+            dirty_rate: 0.0,
+        };
+        let layout = LocalFederation::create(dir.path(), &data).expect("federation layout");
+        Self { layout, _dir: dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.layout.dir
+    }
+
+    /// Starts the coordinator in this process; returns its address and the task running it.
+    pub async fn start_coordinator(
+        &self,
+        rounds: u32,
+        phase_timeout_secs: u64,
+    ) -> (
+        String,
+        JoinHandle<
+            Result<accord_coordinator::federation::Outcome, accord_coordinator::CoordinatorError>,
+        >,
+    ) {
+        let path = self
+            .layout
+            .write_coordinator_config(rounds, phase_timeout_secs)
+            .expect("coordinator config");
+        let config = CoordinatorConfig::load(&path).expect("coordinator config loads");
+        let task = tokio::spawn(accord_coordinator::run(config));
+        let file = self.layout.address_file();
+        for _ in 0..600 {
+            if let Ok(address) = std::fs::read_to_string(&file) {
+                return (address.trim().to_owned(), task);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the coordinator did not start listening");
+    }
+
+    pub fn participant_config(&self, name: &str, address: &str) -> ParticipantConfig {
+        let path = self
+            .layout
+            .write_participant_config(name, address)
+            .expect("participant config");
+        ParticipantConfig::load(&path).expect("participant config loads")
+    }
+
+    /// Runs one participant to the end of the federation.
+    pub fn spawn_participant(
+        &self,
+        name: &str,
+        address: &str,
+        meter: WireMeter,
+    ) -> JoinHandle<Result<accord_participant::Outcome, accord_participant::ParticipantError>> {
+        let config = self.participant_config(name, address);
+        tokio::spawn(async move { accord_participant::run(&config, meter).await })
+    }
+
+    /// A raw gRPC client holding the certificate `name` from this federation's PKI.
+    pub fn client(&self, name: &str, address: &str) -> FederationClient<Channel> {
+        let pki = &self.layout.pki;
+        let tls = accord_crypto::tls::client_config(
+            &pki.join("ca.pem"),
+            &pki.join(format!("{name}.pem")),
+            &pki.join(format!("{name}.key")),
+        )
+        .expect("client TLS config");
+        FederationClient::new(
+            channel(address, "localhost", tls, WireMeter::new()).expect("channel"),
+        )
+    }
+}
