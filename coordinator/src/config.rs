@@ -113,6 +113,9 @@ pub struct SchemaSection {
     pub label: String,
     #[serde(default = "default_positive_name")]
     pub positive_name: String,
+    /// The label column's valid range, e.g. [1, 5] for CSAT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_range: Option<[f64; 2]>,
     pub features: Vec<FeatureEntry>,
     #[serde(default)]
     pub protected: Vec<ProtectedEntry>,
@@ -130,6 +133,11 @@ pub struct FeatureEntry {
     pub kind: FeatureType,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub categories: Vec<String>,
+    /// A numeric feature's valid range (either bound optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -234,9 +242,10 @@ impl CoordinatorConfig {
             ));
         }
         let e = &self.evaluation;
-        if !(2..=10_000).contains(&e.histogram_bins)
-            || !(e.decision_threshold > 0.0 && e.decision_threshold < 1.0)
-        {
+        let usable = (2..=10_000).contains(&e.histogram_bins)
+            && e.decision_threshold > 0.0
+            && e.decision_threshold < 1.0;
+        if !usable {
             return Err(Invalid::Other(
                 "evaluation: histogram_bins must be 2..=10000 and decision_threshold in (0, 1)"
                     .into(),
@@ -253,12 +262,21 @@ impl CoordinatorConfig {
             .iter()
             .map(|f| {
                 let kind = match f.kind {
-                    FeatureType::Numeric => Kind::Numeric(Numeric {}),
+                    FeatureType::Numeric => Kind::Numeric(Numeric {
+                        min: f.min,
+                        max: f.max,
+                    }),
                     FeatureType::Boolean => Kind::Boolean(Boolean {}),
                     FeatureType::Categorical => Kind::Categorical(Categorical {
                         categories: f.categories.clone(),
                     }),
                 };
+                if f.kind != FeatureType::Numeric && (f.min.is_some() || f.max.is_some()) {
+                    return Err(Invalid::Other(format!(
+                        "schema: feature '{}' is not numeric but has a min or max",
+                        f.name
+                    )));
+                }
                 if f.kind != FeatureType::Categorical && !f.categories.is_empty() {
                     return Err(Invalid::Other(format!(
                         "schema: feature '{}' is not categorical but lists categories",
@@ -273,7 +291,11 @@ impl CoordinatorConfig {
             .collect::<Result<_, _>>()?;
         Ok(Schema {
             features,
-            label: Some(parse_label(&s.label, &s.positive_name)?),
+            label: Some(LabelRule {
+                min: s.label_range.map(|[min, _]| min),
+                max: s.label_range.map(|[_, max]| max),
+                ..parse_label(&s.label, &s.positive_name)?
+            }),
             protected_attributes: s
                 .protected
                 .iter()
@@ -330,6 +352,8 @@ fn parse_label(rule: &str, positive_name: &str) -> Result<LabelRule, Invalid> {
         comparison: comparison as i32,
         threshold,
         positive_name: positive_name.to_owned(),
+        min: None,
+        max: None,
     })
 }
 

@@ -7,6 +7,7 @@
 //! are ever uploaded.
 
 use accord_proto::layout::encoded_columns;
+use accord_proto::schema::in_range;
 use accord_proto::v1::{Schema, feature::Kind};
 use ndarray::{Array1, Array2};
 use serde::Deserialize;
@@ -34,7 +35,7 @@ pub enum DataError {
     #[error("{path}: the file is empty (no header row)")]
     Empty { path: PathBuf },
     #[error(
-        "{path}: header has no column '{column}' (needed for {purpose} '{name}'); the header has: {found}"
+        "{path}: line 1 (header): no column '{column}' (needed for {purpose} '{name}'); the header has: {found}"
     )]
     MissingColumn {
         path: PathBuf,
@@ -43,12 +44,15 @@ pub enum DataError {
         name: String,
         found: String,
     },
-    #[error("{path}: header names column '{column}' twice")]
+    #[error("{path}: line 1 (header): column '{column}' appears twice")]
     DuplicateColumn { path: PathBuf, column: String },
-    #[error("{path}: row {row}, column '{column}': {problem}")]
+    #[error("{path}: row {row} (line {line}), column '{column}': {problem}")]
     InvalidValue {
         path: PathBuf,
+        /// The 1-based data row (the header is not counted).
         row: u64,
+        /// The file's line where the row starts.
+        line: u64,
         column: String,
         problem: String,
     },
@@ -93,7 +97,7 @@ pub struct LoadReport {
 
 /// How one schema name is parsed out of a CSV cell.
 enum Reader {
-    Numeric,
+    Numeric { min: Option<f64>, max: Option<f64> },
     Boolean,
     Categorical(Vec<String>),
 }
@@ -154,7 +158,14 @@ pub fn load_csv(
     for feature in &schema.features {
         let (csv_index, csv_name) = locate(&feature.name, "feature")?;
         let reader = match &feature.kind {
-            Some(Kind::Numeric(_)) | None => Reader::Numeric,
+            Some(Kind::Numeric(n)) => Reader::Numeric {
+                min: n.min,
+                max: n.max,
+            },
+            None => Reader::Numeric {
+                min: None,
+                max: None,
+            },
             Some(Kind::Boolean(_)) => Reader::Boolean,
             Some(Kind::Categorical(c)) => Reader::Categorical(c.categories.clone()),
         };
@@ -169,7 +180,10 @@ pub fn load_csv(
     let label_column = Column {
         csv_index: label_index,
         csv_name: label_name,
-        reader: Reader::Numeric,
+        reader: Reader::Numeric {
+            min: label.min,
+            max: label.max,
+        },
     };
     let mut protected = Vec::new();
     for attribute in &schema.protected_attributes {
@@ -200,8 +214,9 @@ pub fn load_csv(
             .iter()
             .try_for_each(|c| encode_cell(c, &record, &mut encoded))
             .and_then(|()| {
-                let value = parse_number(record.get(label_column.csv_index).unwrap_or(""))
-                    .map_err(|problem| (label_column.csv_name.clone(), problem))?;
+                let mut value = Vec::with_capacity(1);
+                encode_cell(&label_column, &record, &mut value)?;
+                let value = value[0];
                 Ok(if label.comparison().holds(value, label.threshold) {
                     1.0
                 } else {
@@ -215,6 +230,7 @@ pub fn load_csv(
                     return Err(DataError::InvalidValue {
                         path: path.into(),
                         row,
+                        line: record.position().map_or(row + 1, |p| p.line()),
                         column,
                         problem,
                     });
@@ -275,7 +291,18 @@ fn encode_cell(
     let cell = record.get(column.csv_index).unwrap_or("").trim();
     let fail = |problem: String| (column.csv_name.clone(), problem);
     match &column.reader {
-        Reader::Numeric => out.push(parse_number(cell).map_err(fail)?),
+        Reader::Numeric { min, max } => {
+            let value = parse_number(cell).map_err(fail)?;
+            if !in_range(value, *min, *max) {
+                let bound = |b: &Option<f64>| b.map_or("…".to_owned(), |b| b.to_string());
+                return Err(fail(format!(
+                    "{value} is outside the schema's range [{}, {}]",
+                    bound(min),
+                    bound(max)
+                )));
+            }
+            out.push(value)
+        }
         Reader::Boolean => out.push(match cell.to_ascii_lowercase().as_str() {
             "true" | "yes" | "1" => 1.0,
             "false" | "no" | "0" => 0.0,

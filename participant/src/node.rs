@@ -325,7 +325,7 @@ impl Node {
 
     async fn fit(&mut self, round: u32) -> Result<(), ParticipantError> {
         let (global, x) = self.download(round).await?;
-        let t = self.federation.training.clone().unwrap_or_default();
+        let t = self.federation.training.unwrap_or_default();
         let params = TrainingParams {
             epochs: t.local_epochs,
             learning_rate: t.learning_rate,
@@ -341,7 +341,7 @@ impl Node {
 
     async fn evaluate(&mut self, round: u32) -> Result<(), ParticipantError> {
         let (global, x) = self.download(round).await?;
-        let e = self.federation.evaluation.clone().unwrap_or_default();
+        let e = self.federation.evaluation.unwrap_or_default();
         let counts = global.evaluate(
             x.view(),
             self.data.labels.view(),

@@ -232,7 +232,7 @@ mod tests {
             features: vec![
                 Feature {
                     name: "wait".into(),
-                    kind: Some(Kind::Numeric(Numeric {})),
+                    kind: Some(Kind::Numeric(Numeric::default())),
                 },
                 Feature {
                     name: "channel".into(),

@@ -5,7 +5,7 @@ use crate::layout::UNKNOWN;
 use crate::v1::{Comparison, Schema, feature::Kind};
 use std::collections::HashSet;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SchemaError {
     #[error("the schema has no features")]
     NoFeatures,
@@ -31,6 +31,8 @@ pub enum SchemaError {
     LabelWithoutComparison(String),
     #[error("the label rule on '{0}' has a threshold that is not a finite number")]
     LabelThresholdNotFinite(String),
+    #[error("'{name}' has an invalid range [{min}, {max}]: bounds must be finite and min <= max")]
+    InvalidRange { name: String, min: f64, max: f64 },
     #[error("name '{0}' is empty or has characters other than letters, digits, '_', '-', '.', '+'")]
     InvalidName(String),
 }
@@ -62,6 +64,24 @@ fn check_categories(name: &str, categories: &[String]) -> Result<(), SchemaError
     Ok(())
 }
 
+fn check_range(name: &str, min: Option<f64>, max: Option<f64>) -> Result<(), SchemaError> {
+    let (lo, hi) = (min.unwrap_or(f64::MIN), max.unwrap_or(f64::MAX));
+    if lo.is_finite() && hi.is_finite() && lo <= hi {
+        Ok(())
+    } else {
+        Err(SchemaError::InvalidRange {
+            name: name.to_owned(),
+            min: lo,
+            max: hi,
+        })
+    }
+}
+
+/// Whether `value` lies within the optional bounds.
+pub fn in_range(value: f64, min: Option<f64>, max: Option<f64>) -> bool {
+    min.is_none_or(|m| value >= m) && max.is_none_or(|m| value <= m)
+}
+
 /// Validates a schema: distinct names, typed features, non-empty category lists, a usable label.
 pub fn validate(schema: &Schema) -> Result<(), SchemaError> {
     if schema.features.is_empty() {
@@ -86,7 +106,8 @@ pub fn validate(schema: &Schema) -> Result<(), SchemaError> {
                 });
             }
             Some(Kind::Categorical(c)) => check_categories(&feature.name, &c.categories)?,
-            Some(_) => {}
+            Some(Kind::Numeric(n)) => check_range(&feature.name, n.min, n.max)?,
+            Some(Kind::Boolean(_)) => {}
         }
     }
     let label = schema.label.as_ref().ok_or(SchemaError::NoLabel)?;
@@ -100,6 +121,7 @@ pub fn validate(schema: &Schema) -> Result<(), SchemaError> {
     if !label.threshold.is_finite() {
         return Err(SchemaError::LabelThresholdNotFinite(label.column.clone()));
     }
+    check_range(&label.column, label.min, label.max)?;
     for attribute in &schema.protected_attributes {
         claim(&attribute.name)?;
         if attribute.categories.is_empty() {
@@ -163,7 +185,7 @@ mod tests {
             features: vec![
                 Feature {
                     name: "wait".into(),
-                    kind: Some(Kind::Numeric(Numeric {})),
+                    kind: Some(Kind::Numeric(Numeric::default())),
                 },
                 Feature {
                     name: "channel".into(),
@@ -177,6 +199,8 @@ mod tests {
                 comparison: Comparison::Ge as i32,
                 threshold: 4.0,
                 positive_name: "satisfied".into(),
+                min: Some(1.0),
+                max: Some(5.0),
             }),
             protected_attributes: vec![ProtectedAttribute {
                 name: "age_band".into(),
@@ -229,6 +253,25 @@ mod tests {
         let mut s = schema();
         s.features[0].kind = None;
         assert_eq!(validate(&s), Err(SchemaError::MissingType("wait".into())));
+
+        let mut s = schema();
+        s.label.as_mut().unwrap().min = Some(6.0);
+        assert_eq!(
+            validate(&s),
+            Err(SchemaError::InvalidRange {
+                name: "csat".into(),
+                min: 6.0,
+                max: 5.0
+            })
+        );
+        let mut s = schema();
+        s.features[0].kind = Some(Kind::Numeric(Numeric {
+            min: Some(f64::NAN),
+            max: None,
+        }));
+        assert!(
+            matches!(validate(&s), Err(SchemaError::InvalidRange { name, .. }) if name == "wait")
+        );
     }
 
     #[test]
