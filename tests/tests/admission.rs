@@ -175,6 +175,7 @@ async fn each_kind_of_bad_certificate_is_refused_with_one_clear_log_line() {
         );
         let lines = await_log(&logs, line).await;
         assert_eq!(lines.len(), 1, "{kind}: one line, got {lines:#?}");
+        println!("{kind}: {}", lines[0].trim());
         assert!(
             lines[0].contains("refused connection from 127.0.0.1:"),
             "{kind}: {}",
