@@ -214,11 +214,13 @@ impl LocalFederation {
         self.dir.join(format!("data/{name}.csv"))
     }
 
-    /// Writes coordinator.toml: the example config, listening on a free loopback port.
+    /// Writes coordinator.toml: the example config, listening on a free loopback port, with
+    /// `extra` edits (dotted keys) applied last.
     pub fn write_coordinator_config(
         &self,
         rounds: u32,
         phase_timeout_secs: u64,
+        extra: &[(&str, toml::Value)],
     ) -> anyhow::Result<PathBuf> {
         let path = self.dir.join("coordinator.toml");
         let roster = toml::Value::Array(
@@ -254,36 +256,41 @@ impl LocalFederation {
         if crl.exists() {
             edits.push(("tls.crl", path_value(crl)));
         }
+        edits.extend(extra.iter().cloned());
         let text = patch(COORDINATOR_EXAMPLE, &edits)?;
         fs::create_dir_all(self.dir.join("run"))?;
         fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
         Ok(path)
     }
 
-    /// Writes NAME.toml: the example participant config, pointed at `address`.
-    pub fn write_participant_config(&self, name: &str, address: &str) -> anyhow::Result<PathBuf> {
+    /// Writes NAME.toml: the example participant config, pointed at `address`, with `extra`
+    /// edits applied last.
+    pub fn write_participant_config(
+        &self,
+        name: &str,
+        address: &str,
+        extra: &[(&str, toml::Value)],
+    ) -> anyhow::Result<PathBuf> {
         let path = self.dir.join(format!("{name}.toml"));
         let seed = self
             .names
             .iter()
             .position(|n| n == name)
             .map_or(0, |i| i as i64 + 1);
-        let text = patch(
-            PARTICIPANT_EXAMPLE,
-            &[
-                ("coordinator", address.into()),
-                ("server_name", "localhost".into()),
-                ("seed", seed.into()),
-                ("allow_insecure_plain", true.into()),
-                ("tls.ca", path_value(self.pki.join("ca.pem"))),
-                (
-                    "tls.certificate",
-                    path_value(self.pki.join(format!("{name}.pem"))),
-                ),
-                ("tls.key", path_value(self.pki.join(format!("{name}.key")))),
-                ("data.path", path_value(self.data_file(name))),
-            ],
-        )?;
+        let mut edits = vec![
+            ("coordinator", address.into()),
+            ("server_name", "localhost".into()),
+            ("seed", seed.into()),
+            ("tls.ca", path_value(self.pki.join("ca.pem"))),
+            (
+                "tls.certificate",
+                path_value(self.pki.join(format!("{name}.pem"))),
+            ),
+            ("tls.key", path_value(self.pki.join(format!("{name}.key")))),
+            ("data.path", path_value(self.data_file(name))),
+        ];
+        edits.extend(extra.iter().cloned());
+        let text = patch(PARTICIPANT_EXAMPLE, &edits)?;
         fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
         Ok(path)
     }
@@ -311,7 +318,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         out.join("data").display()
     );
 
-    let coordinator_toml = federation.write_coordinator_config(args.rounds, 60)?;
+    let coordinator_toml = federation.write_coordinator_config(args.rounds, 60, &[])?;
     let logs = out.join("logs");
     let mut processes = Processes {
         children: Vec::new(),
@@ -327,7 +334,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     )?;
     let address = wait_for_address(&federation.address_file(), &mut processes)?;
     for name in &federation.names {
-        let config = federation.write_participant_config(name, &address)?;
+        let config = federation.write_participant_config(name, &address, &[])?;
         processes.spawn(
             name,
             &["participant", "--config", &config.display().to_string()],

@@ -1,11 +1,20 @@
-//! The aggregation seam: how the coordinator turns the participants' protected vectors of one
-//! phase into their sum.
+//! The aggregation seam: how the coordinator turns the participants' contributions to one phase
+//! into their sum.
 //!
-//! The federation logic only ever sees [`PhaseAggregator::finish`]'s sum, so replacing the
-//! scheme (plain sums today; secure aggregation next) is local to this module and its wire
-//! variant in `ProtectedVector`.
+//! A scheme is a sequence of stages, each closed when every expected participant has submitted
+//! or the stage's deadline passed; the federation logic only ever sees the final sum and who
+//! contributed. `secagg` (the default) runs the four stages of secure aggregation in
+//! [`accord_crypto::secagg`]; `insecure-plain` takes plain vectors in one stage, for
+//! simulations and benchmarks, and only with each participant's consent.
 
-use accord_proto::v1::{ProtectedVector, protected_vector::Scheme};
+use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
+use accord_crypto::secagg::identity::Trust;
+use accord_crypto::secagg::{self, Context, SecAggError};
+use accord_proto::layout::Bound;
+use accord_proto::v1::{
+    ProtectedVector, SecAggParams, SecAggRelay, SecAggStage, SignedStageMessage,
+    protected_vector::Scheme,
+};
 use std::collections::BTreeSet;
 
 /// A scheme's name as it appears in configs, the federation definition and every output.
@@ -14,10 +23,11 @@ pub const INSECURE_PLAIN: &str = "insecure-plain";
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AggregationError {
     #[error(
-        "participant '{participant}' sent a vector protected by another scheme than {expected}"
+        "participant '{participant}' sent a {got} contribution, but the federation uses {expected}"
     )]
     WrongScheme {
         participant: String,
+        got: &'static str,
         expected: &'static str,
     },
     #[error("participant '{participant}': vector has {actual} values, expected {expected}")]
@@ -30,37 +40,137 @@ pub enum AggregationError {
     NotFinite { participant: String, index: usize },
     #[error("participant '{participant}' already contributed to this phase")]
     Duplicate { participant: String },
+    #[error("secure aggregation: {0}")]
+    SecAgg(#[from] SecAggError),
 }
 
-/// Sums one phase's vectors.
+/// One participant's contribution to a stage.
+pub enum Submission {
+    Plain(ProtectedVector),
+    /// A signed secure-aggregation message, with the certificate the sender authenticated with.
+    Signed {
+        certificate_der: std::sync::Arc<Vec<u8>>,
+        message: SignedStageMessage,
+    },
+}
+
+/// What closing a stage led to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Closed {
+    /// Another stage is open.
+    Next,
+    /// The phase's sum and who contributed to it.
+    Done {
+        sum: Vec<f64>,
+        contributors: BTreeSet<String>,
+    },
+}
+
+/// Sums one phase's contributions, stage by stage.
 pub trait PhaseAggregator: Send {
-    /// Takes one participant's contribution; a refused one leaves the aggregate untouched.
-    fn accept(
-        &mut self,
-        participant: &str,
-        vector: ProtectedVector,
-    ) -> Result<(), AggregationError>;
-    /// The participants whose contributions are in the sum.
-    fn contributors(&self) -> &BTreeSet<String>;
-    /// The sum over the contributors.
-    fn finish(self: Box<Self>) -> Vec<f64>;
+    /// Takes one participant's contribution to the open stage; a refused one changes nothing.
+    fn accept(&mut self, participant: &str, submission: Submission)
+    -> Result<(), AggregationError>;
+    /// The open stage (UNSPECIFIED for single-stage schemes).
+    fn stage(&self) -> SecAggStage;
+    /// Who is expected at the open stage, and who has submitted.
+    fn expected(&self) -> BTreeSet<String>;
+    fn received(&self) -> BTreeSet<String>;
+    /// Closes the open stage with what arrived; an error aborts the phase.
+    fn close_stage(&mut self) -> Result<Closed, AggregationError>;
+    /// What a participant needs for the open stage (multi-stage schemes).
+    fn relay(&self, participant: &str) -> Option<SecAggRelay>;
 }
 
-/// Starts a phase aggregator for vectors of `len` values under the named scheme.
-pub fn start(scheme: &str, len: usize) -> Option<Box<dyn PhaseAggregator>> {
+/// What a phase's aggregator is started with.
+pub struct PhaseSpec<'a> {
+    pub context: Context,
+    /// Each participant's bounds at each position (secure aggregation encodes against them).
+    pub bounds: Vec<Bound>,
+    pub selected: BTreeSet<String>,
+    pub params: &'a SecAggParams,
+    pub trust: &'a Trust,
+}
+
+/// Starts a phase aggregator under the named scheme.
+pub fn start(
+    scheme: &str,
+    spec: PhaseSpec<'_>,
+) -> Result<Box<dyn PhaseAggregator>, AggregationError> {
+    let len = spec.bounds.iter().map(|b| b.len).sum();
     match scheme {
-        INSECURE_PLAIN => Some(Box::new(PlainSum {
+        INSECURE_PLAIN => Ok(Box::new(PlainSum {
             sum: vec![0.0; len],
+            expected: spec.selected,
             contributors: BTreeSet::new(),
         })),
-        _ => None,
+        _ => {
+            let encoding = secagg::fixed_point(&spec.bounds, spec.params, spec.selected.len())
+                .map_err(SecAggError::from)?;
+            let session = CoordinatorSession::new(
+                spec.context,
+                spec.trust.clone(),
+                encoding,
+                spec.selected,
+                spec.params.threshold as usize,
+                spec.params.neighbours as usize,
+            )?;
+            Ok(Box::new(SecureSum(session)))
+        }
     }
 }
 
-/// `insecure-plain`: the coordinator sees each participant's vector. For simulations and
-/// benchmarks, and only with each participant's consent.
+/// `secagg`: the coordinator learns only the sum.
+struct SecureSum(CoordinatorSession);
+
+impl PhaseAggregator for SecureSum {
+    fn accept(
+        &mut self,
+        participant: &str,
+        submission: Submission,
+    ) -> Result<(), AggregationError> {
+        let Submission::Signed {
+            certificate_der,
+            message,
+        } = submission
+        else {
+            return Err(AggregationError::WrongScheme {
+                participant: participant.into(),
+                got: INSECURE_PLAIN,
+                expected: secagg::SCHEME,
+            });
+        };
+        Ok(self.0.receive(participant, &certificate_der, message)?)
+    }
+
+    fn stage(&self) -> SecAggStage {
+        self.0.stage()
+    }
+
+    fn expected(&self) -> BTreeSet<String> {
+        self.0.expected()
+    }
+
+    fn received(&self) -> BTreeSet<String> {
+        self.0.received()
+    }
+
+    fn close_stage(&mut self) -> Result<Closed, AggregationError> {
+        Ok(match self.0.close_stage()? {
+            StageClosed::Next(_) => Closed::Next,
+            StageClosed::Done { sum, contributors } => Closed::Done { sum, contributors },
+        })
+    }
+
+    fn relay(&self, participant: &str) -> Option<SecAggRelay> {
+        Some(self.0.relay_for(participant))
+    }
+}
+
+/// `insecure-plain`: the coordinator sees each participant's vector.
 struct PlainSum {
     sum: Vec<f64>,
+    expected: BTreeSet<String>,
     contributors: BTreeSet<String>,
 }
 
@@ -68,13 +178,18 @@ impl PhaseAggregator for PlainSum {
     fn accept(
         &mut self,
         participant: &str,
-        vector: ProtectedVector,
+        submission: Submission,
     ) -> Result<(), AggregationError> {
+        let wrong = || AggregationError::WrongScheme {
+            participant: participant.into(),
+            got: secagg::SCHEME,
+            expected: INSECURE_PLAIN,
+        };
+        let Submission::Plain(vector) = submission else {
+            return Err(wrong());
+        };
         let Some(Scheme::Plain(plain)) = vector.scheme else {
-            return Err(AggregationError::WrongScheme {
-                participant: participant.into(),
-                expected: INSECURE_PLAIN,
-            });
+            return Err(wrong());
         };
         if self.contributors.contains(participant) {
             return Err(AggregationError::Duplicate {
@@ -101,29 +216,62 @@ impl PhaseAggregator for PlainSum {
         Ok(())
     }
 
-    fn contributors(&self) -> &BTreeSet<String> {
-        &self.contributors
+    fn stage(&self) -> SecAggStage {
+        SecAggStage::Unspecified
     }
 
-    fn finish(self: Box<Self>) -> Vec<f64> {
-        self.sum
+    fn expected(&self) -> BTreeSet<String> {
+        self.expected.clone()
+    }
+
+    fn received(&self) -> BTreeSet<String> {
+        self.contributors.clone()
+    }
+
+    fn close_stage(&mut self) -> Result<Closed, AggregationError> {
+        Ok(Closed::Done {
+            sum: std::mem::take(&mut self.sum),
+            contributors: std::mem::take(&mut self.contributors),
+        })
+    }
+
+    fn relay(&self, _participant: &str) -> Option<SecAggRelay> {
+        None
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use accord_proto::v1::PlainVector;
+    use accord_proto::v1::{Phase, PlainVector};
 
-    fn plain(values: Vec<f64>) -> ProtectedVector {
-        ProtectedVector {
+    fn plain(values: Vec<f64>) -> Submission {
+        Submission::Plain(ProtectedVector {
             scheme: Some(Scheme::Plain(PlainVector { values })),
-        }
+        })
     }
 
     #[test]
     fn plain_sums_and_refuses_bad_contributions_without_losing_good_ones() {
-        let mut agg = start(INSECURE_PLAIN, 2).unwrap();
+        let trust = Trust::new(Vec::new());
+        let params = SecAggParams::default();
+        let spec = PhaseSpec {
+            context: Context {
+                federation: "f".into(),
+                round: 1,
+                phase: Phase::Fit,
+            },
+            bounds: vec![Bound {
+                name: "x".into(),
+                len: 2,
+                bound: 1.0,
+                integer: false,
+            }],
+            selected: ["a".to_owned(), "b".to_owned()].into(),
+            params: &params,
+            trust: &trust,
+        };
+        let mut agg = start(INSECURE_PLAIN, spec).unwrap();
         agg.accept("a", plain(vec![1.0, 2.0])).unwrap();
         assert_eq!(
             agg.accept("a", plain(vec![1.0, 2.0])),
@@ -140,12 +288,17 @@ mod tests {
             Err(AggregationError::NotFinite { index: 0, .. })
         ));
         assert!(matches!(
-            agg.accept("b", ProtectedVector { scheme: None }),
+            agg.accept("b", Submission::Plain(ProtectedVector { scheme: None })),
             Err(AggregationError::WrongScheme { .. })
         ));
         agg.accept("b", plain(vec![10.0, 20.0])).unwrap();
-        assert_eq!(agg.contributors().len(), 2);
-        assert_eq!(agg.finish(), vec![11.0, 22.0]);
-        assert!(start("rot13", 2).is_none());
+        assert_eq!(agg.received().len(), 2);
+        assert_eq!(
+            agg.close_stage(),
+            Ok(Closed::Done {
+                sum: vec![11.0, 22.0],
+                contributors: ["a".to_owned(), "b".to_owned()].into()
+            })
+        );
     }
 }

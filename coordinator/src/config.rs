@@ -5,7 +5,7 @@
 use accord_proto::schema::{SchemaError, validate};
 use accord_proto::v1::{
     Boolean, Categorical, Comparison, EvaluationParams, Feature, LabelRule, Numeric,
-    ProtectedAttribute, Schema, TrainingParams, feature::Kind,
+    ProtectedAttribute, Schema, SecAggParams, TrainingParams, feature::Kind,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -26,7 +26,53 @@ pub struct CoordinatorConfig {
     pub training: TrainingSection,
     #[serde(default)]
     pub evaluation: EvaluationSection,
+    #[serde(default)]
+    pub secure_aggregation: SecureAggregationSection,
     pub schema: SchemaSection,
+}
+
+/// `[secure_aggregation]`: parameters of the default aggregation, "secagg".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecureAggregationSection {
+    /// "z64" or "z32": the ring masked vectors live in.
+    pub modulus: String,
+    /// Fractional bits of real-valued entries (fewer where headroom requires).
+    pub precision_bits: u32,
+    /// Model weights are clipped to [-clip, clip] (standardized units) before masking.
+    pub clip: f64,
+    /// Rows a participant may hold; bounds every count and sum so no sum can wrap.
+    pub max_rows_per_participant: u64,
+    /// t: participants that must reach unmasking (0: more than half of those selected).
+    pub threshold: u32,
+    /// k: SecAgg+ neighbours per participant (0: complete graph up to 21, then O(log n)).
+    pub neighbours: u32,
+}
+
+impl Default for SecureAggregationSection {
+    fn default() -> Self {
+        Self {
+            modulus: "z64".into(),
+            precision_bits: 24,
+            clip: 50.0,
+            max_rows_per_participant: 1_000_000,
+            threshold: 0,
+            neighbours: 0,
+        }
+    }
+}
+
+impl SecureAggregationSection {
+    pub fn params(&self) -> SecAggParams {
+        SecAggParams {
+            modulus_bits: if self.modulus == "z32" { 32 } else { 64 },
+            precision_bits: self.precision_bits,
+            clip: self.clip,
+            max_rows_per_participant: self.max_rows_per_participant,
+            threshold: self.threshold,
+            neighbours: self.neighbours,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,7 +111,7 @@ fn default_phase_timeout() -> u64 {
     120
 }
 fn default_aggregation() -> String {
-    "insecure-plain".into()
+    accord_crypto::secagg::SCHEME.into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -222,11 +268,32 @@ impl CoordinatorConfig {
                 "federation.min_participants must be at least 1".into(),
             ));
         }
-        if f.aggregation != "insecure-plain" {
-            return Err(Invalid::Other(format!(
-                "federation.aggregation '{}' is not supported (supported: insecure-plain)",
-                f.aggregation
-            )));
+        match f.aggregation.as_str() {
+            crate::aggregation::INSECURE_PLAIN => {}
+            accord_crypto::secagg::SCHEME => {
+                let s = &self.secure_aggregation;
+                if !matches!(s.modulus.as_str(), "z32" | "z64") {
+                    return Err(Invalid::Other(format!(
+                        "secure_aggregation.modulus '{}' is not one of z32, z64",
+                        s.modulus
+                    )));
+                }
+                if !(s.clip.is_finite() && s.clip > 0.0)
+                    || s.max_rows_per_participant == 0
+                    || s.precision_bits > 52
+                {
+                    return Err(Invalid::Other(
+                        "secure_aggregation: clip and max_rows_per_participant must be positive, precision_bits at most 52".into(),
+                    ));
+                }
+                accord_proto::layout::column_magnitudes(&self.schema()?)
+                    .map_err(|e| Invalid::Other(format!("schema: {e}")))?;
+            }
+            other => {
+                return Err(Invalid::Other(format!(
+                    "federation.aggregation '{other}' is not supported (supported: secagg, insecure-plain)"
+                )));
+            }
         }
         let t = &self.training;
         let positive = |v: f64| v.is_finite() && v > 0.0;

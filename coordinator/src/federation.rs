@@ -7,12 +7,15 @@
 //! and hands the sum to the next step. A phase that closes with fewer than `min_participants`
 //! contributions aborts its round: the previous global model stays.
 
-use crate::aggregation::{self, AggregationError, PhaseAggregator};
+use crate::aggregation::{self, AggregationError, Closed, PhaseAggregator, PhaseSpec, Submission};
 use crate::artefact::{
     MODEL_FORMAT, ModelArtefact, RoundRecord, StandardizationJson, write_rounds_csv,
 };
 use crate::config::CoordinatorConfig;
 use crate::metrics::{Quality, quality};
+use accord_crypto::secagg::identity::Trust;
+use accord_crypto::secagg::{Context, stage_label};
+use accord_proto::layout::Bound;
 use accord_proto::layout::{EvaluationCounts, StandardizationSums, WeightedModel, encoded_columns};
 use accord_proto::transport::WireMeter;
 use accord_proto::v1::{
@@ -20,6 +23,7 @@ use accord_proto::v1::{
     RegisterResponse, RoundAnnouncement, RoundSummary, Standardization, StatusResponse,
     UploadReceipt,
 };
+use accord_proto::v1::{SecAggRelay, SecAggStage, SignedStageMessage};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -80,6 +84,8 @@ struct State {
     selected: BTreeSet<String>,
     aggregator: Option<Box<dyn PhaseAggregator>>,
     deadline: Instant,
+    /// Why the last phase that aborted did, for participants still waiting on it.
+    aborted: Option<(Task, String)>,
     standardization: Option<Standardization>,
     model: Option<(Vec<f64>, f64)>,
     history: Vec<RoundRecord>,
@@ -96,6 +102,7 @@ pub struct Federation {
     task: watch::Sender<Task>,
     activity: Notify,
     meter: WireMeter,
+    trust: Trust,
 }
 
 /// How a federation ended.
@@ -116,8 +123,9 @@ pub enum FederationError {
 }
 
 impl Federation {
-    /// A federation from a checked configuration; `meter` counts participants' traffic.
-    pub fn new(config: CoordinatorConfig, meter: WireMeter) -> Self {
+    /// A federation from a checked configuration; `meter` counts participants' traffic and
+    /// `trust` checks the certificates of participants' signed protocol messages.
+    pub fn new(config: CoordinatorConfig, meter: WireMeter, trust: Trust) -> Self {
         let schema = config.schema().ok();
         let columns = schema.as_ref().map(encoded_columns).unwrap_or_default();
         let definition = FederationDefinition {
@@ -128,6 +136,8 @@ impl Federation {
             rounds: config.federation.rounds,
             aggregation: config.federation.aggregation.clone(),
             min_participants: config.federation.min_participants,
+            secure_aggregation: (config.federation.aggregation == accord_crypto::secagg::SCHEME)
+                .then(|| config.secure_aggregation.params()),
         };
         let start = Task {
             round: 0,
@@ -144,6 +154,7 @@ impl Federation {
                 selected: BTreeSet::new(),
                 aggregator: None,
                 deadline: Instant::now(),
+                aborted: None,
                 standardization: None,
                 model: None,
                 history: Vec::new(),
@@ -153,6 +164,7 @@ impl Federation {
             task: watch::Sender::new(start),
             activity: Notify::new(),
             meter,
+            trust,
         }
     }
 
@@ -250,11 +262,12 @@ impl Federation {
             state.told_finished.insert(name.to_owned());
             self.activity.notify_waiters();
         }
+        // A participant joins a phase at its first stage, once.
         let selected = state.selected.contains(name)
-            && !state
-                .aggregator
-                .as_ref()
-                .is_some_and(|a| a.contributors().contains(name));
+            && state.aggregator.as_ref().is_some_and(|a| {
+                matches!(a.stage(), SecAggStage::Unspecified | SecAggStage::Setup)
+                    && !a.received().contains(name)
+            });
         let left = state.deadline.saturating_duration_since(Instant::now());
         Ok(Some(RoundAnnouncement {
             header: Some(Header::new(&self.definition.federation_id, current.round)),
@@ -315,13 +328,48 @@ impl Federation {
         })
     }
 
-    /// Takes a participant's protected vector for the current phase.
+    /// Takes a participant's protected vector for the current phase (insecure-plain).
     pub fn upload(
         &self,
         name: &str,
         header: Option<&Header>,
         phase: Phase,
         vector: Option<ProtectedVector>,
+    ) -> Result<UploadReceipt, Refusal> {
+        self.submit(
+            name,
+            header,
+            phase,
+            Submission::Plain(vector.unwrap_or_default()),
+        )
+    }
+
+    /// Takes a participant's signed secure-aggregation message for the current stage.
+    pub fn submit_signed(
+        &self,
+        name: &str,
+        certificate_der: std::sync::Arc<Vec<u8>>,
+        message: SignedStageMessage,
+    ) -> Result<UploadReceipt, Refusal> {
+        let header = message.header.clone();
+        let phase = message.phase();
+        self.submit(
+            name,
+            header.as_ref(),
+            phase,
+            Submission::Signed {
+                certificate_der,
+                message,
+            },
+        )
+    }
+
+    fn submit(
+        &self,
+        name: &str,
+        header: Option<&Header>,
+        phase: Phase,
+        submission: Submission,
     ) -> Result<UploadReceipt, Refusal> {
         let round = self.check_header(header)?;
         let mut state = self.state();
@@ -332,15 +380,15 @@ impl Federation {
         if !state.selected.contains(name) {
             return Err(Refusal::NotSelected(name.to_owned()));
         }
-        let expected = state.selected.len() as u32;
         let aggregator = state
             .aggregator
             .as_mut()
             .ok_or(Refusal::Closed("phase closed"))?;
         aggregator
-            .accept(name, vector.unwrap_or_default())
+            .accept(name, submission)
             .map_err(Refusal::Aggregation)?;
-        let received = aggregator.contributors().len() as u32;
+        let received = aggregator.received().len() as u32;
+        let expected = aggregator.expected().len() as u32;
         drop(state);
         self.activity.notify_waiters();
         Ok(UploadReceipt {
@@ -366,8 +414,11 @@ impl Federation {
             received: state
                 .aggregator
                 .as_ref()
-                .map_or(0, |a| a.contributors().len() as u32),
-            expected: state.selected.len() as u32,
+                .map_or(0, |a| a.received().len() as u32),
+            expected: state
+                .aggregator
+                .as_ref()
+                .map_or(0, |a| a.expected().len() as u32),
             history: state.history.iter().map(summary).collect(),
             message: state.failure.clone().unwrap_or_default(),
         }
@@ -388,38 +439,153 @@ impl Federation {
         }
     }
 
-    /// Opens a phase for the registered participants, waits for it to close, and returns the
-    /// sum with the number of contributors.
-    async fn run_phase(&self, round: u32, phase: Phase, len: usize) -> (Vec<f64>, u32) {
-        let deadline =
-            Instant::now() + Duration::from_secs(self.config.federation.phase_timeout_secs);
+    /// What a participant needs for the next stage of a secure aggregation, once the stage it
+    /// completed has closed; a pending relay after `timeout`. If the phase is over, the relay
+    /// says DONE (with the reason if it aborted).
+    pub async fn stage_relay(
+        &self,
+        name: &str,
+        header: Option<&Header>,
+        phase: Phase,
+        completed: SecAggStage,
+        timeout: Duration,
+    ) -> Result<SecAggRelay, Refusal> {
+        let round = self.check_header(header)?;
+        let give_up = Instant::now() + timeout;
+        let mut changes = self.task.subscribe();
+        loop {
+            changes.borrow_and_update();
+            {
+                let state = self.state();
+                Self::check_registered(&state, name)?;
+                let asked = Task { round, phase };
+                if state.task.order() < asked.order() {
+                    return Err(Self::wrong_round(&state, round, phase));
+                }
+                let done = |aborted: String| SecAggRelay {
+                    header: Some(Header::new(&self.definition.federation_id, round)),
+                    phase: phase as i32,
+                    stage: SecAggStage::Done as i32,
+                    aborted,
+                    ..Default::default()
+                };
+                if state.task != asked {
+                    let reason = state
+                        .aborted
+                        .as_ref()
+                        .filter(|(task, _)| *task == asked)
+                        .map(|(_, reason)| reason.clone())
+                        .unwrap_or_default();
+                    return Ok(done(reason));
+                }
+                match &state.aggregator {
+                    None => return Ok(done(String::new())),
+                    Some(a) if a.stage() as i32 > completed as i32 => {
+                        return Ok(a.relay(name).unwrap_or_else(|| done(String::new())));
+                    }
+                    Some(_) => {}
+                }
+            }
+            if tokio::time::timeout_at(give_up, changes.changed())
+                .await
+                .is_err()
+            {
+                return Ok(SecAggRelay {
+                    header: header.cloned(),
+                    phase: phase as i32,
+                    stage: completed as i32,
+                    pending: true,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+
+    /// Opens a phase for the registered participants and runs its stages, each until every
+    /// expected participant submitted or the stage deadline passed. Returns the sum and who
+    /// contributed, or the reason the phase aborted.
+    async fn run_phase(
+        &self,
+        round: u32,
+        phase: Phase,
+        bounds: Vec<Bound>,
+    ) -> Result<(Vec<f64>, BTreeSet<String>), String> {
+        let stage_time = Duration::from_secs(self.config.federation.phase_timeout_secs);
+        let task = Task { round, phase };
         {
             let mut state = self.state();
-            state.task = Task { round, phase };
-            state.selected = state.registered.clone();
-            state.aggregator = aggregation::start(&self.definition.aggregation, len);
-            state.deadline = deadline;
-        }
-        self.task.send_replace(Task { round, phase });
-        let complete = self
-            .wait_until(deadline, |s| {
-                s.aggregator
+            let selected = state.registered.clone();
+            let default_params = accord_proto::v1::SecAggParams::default();
+            let spec = PhaseSpec {
+                context: Context {
+                    federation: self.definition.federation_id.clone(),
+                    round,
+                    phase,
+                },
+                bounds,
+                selected: selected.clone(),
+                params: self
+                    .definition
+                    .secure_aggregation
                     .as_ref()
-                    .is_some_and(|a| a.contributors().len() >= s.selected.len())
-            })
-            .await;
-        let mut state = self.state();
-        let aggregator = state.aggregator.take().expect("phase aggregator");
-        let contributors = aggregator.contributors().len() as u32;
-        if !complete {
-            let missing: Vec<_> = state
-                .selected
-                .difference(aggregator.contributors())
-                .cloned()
-                .collect();
-            warn!(round, phase = phase.label(), missing = ?missing, "phase deadline passed without every upload");
+                    .unwrap_or(&default_params),
+                trust: &self.trust,
+            };
+            let aggregator = match aggregation::start(&self.definition.aggregation, spec) {
+                Ok(aggregator) => aggregator,
+                Err(e) => {
+                    let reason = e.to_string();
+                    state.aborted = Some((task, reason.clone()));
+                    return Err(reason);
+                }
+            };
+            state.task = task;
+            state.selected = selected;
+            state.aggregator = Some(aggregator);
         }
-        (aggregator.finish(), contributors)
+        self.task.send_replace(task);
+        loop {
+            let deadline = Instant::now() + stage_time;
+            self.state().deadline = deadline;
+            let complete = self
+                .wait_until(deadline, |s| {
+                    s.aggregator
+                        .as_ref()
+                        .is_some_and(|a| a.received().is_superset(&a.expected()))
+                })
+                .await;
+            let mut state = self.state();
+            let aggregator = state.aggregator.as_mut().expect("phase aggregator");
+            let stage = aggregator.stage();
+            if !complete {
+                let missing: Vec<_> = aggregator
+                    .expected()
+                    .difference(&aggregator.received())
+                    .cloned()
+                    .collect();
+                warn!(round, phase = phase.label(), stage = stage_label(stage), missing = ?missing, "stage deadline passed without every participant");
+            }
+            let closed = aggregator.close_stage();
+            let result = match closed {
+                Ok(Closed::Next) => None,
+                Ok(Closed::Done { sum, contributors }) => Some(Ok((sum, contributors))),
+                Err(e) => {
+                    let reason = e.to_string();
+                    warn!(round, phase = phase.label(), %reason, "phase aborted");
+                    state.aborted = Some((task, reason.clone()));
+                    Some(Err(reason))
+                }
+            };
+            if result.is_some() {
+                state.aggregator = None;
+            }
+            drop(state);
+            // Wake the participants waiting for the next stage (or for the phase's end).
+            self.task.send_modify(|_| {});
+            if let Some(result) = result {
+                return result;
+            }
+        }
     }
 
     fn fail(&self, message: String) -> FederationError {
@@ -451,9 +617,15 @@ impl Federation {
         self.state().lifecycle = FederationState::Running;
         let d = self.columns.len();
 
+        let schema = self.definition.schema.clone().unwrap_or_default();
+        let max_rows = self.config.secure_aggregation.max_rows_per_participant;
+        let bounds =
+            StandardizationSums::bounds(&schema, max_rows).map_err(|e| self.fail(e.to_string()))?;
         let (sums, contributors) = self
-            .run_phase(0, Phase::Standardize, StandardizationSums::len(d))
-            .await;
+            .run_phase(0, Phase::Standardize, bounds)
+            .await
+            .map_err(|reason| self.fail(format!("standardization aborted: {reason}")))?;
+        let contributors = contributors.len() as u32;
         if contributors < min {
             return Err(self.fail(format!(
                 "standardization: {contributors} of the {min} participants needed uploaded their sums"
@@ -482,9 +654,14 @@ impl Federation {
         for round in 1..=self.definition.rounds {
             let started = Instant::now();
             let (up, down) = (self.meter.received(), self.meter.sent());
-            let (sum, fitted) = self
-                .run_phase(round, Phase::Fit, WeightedModel::len(d))
-                .await;
+            let clip = self.config.secure_aggregation.clip;
+            let (sum, fitted) = match self
+                .run_phase(round, Phase::Fit, WeightedModel::bounds(d, clip, max_rows))
+                .await
+            {
+                Ok((sum, contributors)) => (sum, contributors.len() as u32),
+                Err(_) => (vec![0.0; WeightedModel::len(d)], 0),
+            };
             let sum =
                 WeightedModel::from_slice(&sum, d).expect("aggregated to the layout's length");
             let mut record = RoundRecord {
@@ -510,10 +687,16 @@ impl Federation {
                     .map(|w| w / sum.samples)
                     .collect();
                 self.state().model = Some((weights, sum.weighted_intercept / sum.samples));
-                let (counts, evaluated) = self
-                    .run_phase(round, Phase::Evaluate, EvaluationCounts::len(bins))
+                let evaluation = self
+                    .run_phase(
+                        round,
+                        Phase::Evaluate,
+                        EvaluationCounts::bounds(bins, max_rows),
+                    )
                     .await;
-                if evaluated >= min {
+                if let Ok((counts, evaluated)) = evaluation
+                    && evaluated.len() as u32 >= min
+                {
                     let counts =
                         EvaluationCounts::from_slice(&counts, bins).expect("layout length");
                     record.quality = quality(&counts);

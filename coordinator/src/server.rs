@@ -30,6 +30,9 @@ use tracing::{info, warn};
 pub struct Peer {
     pub identity: Identity,
     pub address: SocketAddr,
+    /// The DER certificate the client authenticated with: its key verifies the client's
+    /// signed protocol messages.
+    pub certificate: std::sync::Arc<Vec<u8>>,
 }
 
 /// An accepted mutual-TLS connection with its client's identity.
@@ -136,6 +139,14 @@ async fn accept_loop(
                     return;
                 }
             };
+            let certificate = std::sync::Arc::new(
+                tls.get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|cert| cert.to_vec())
+                    .unwrap_or_default(),
+            );
             info!(name = %identity.name, role = %identity.role, %address, "client authenticated");
             // Participants' traffic is what rounds report; observers' status polls are not.
             let meter = if identity.role == Role::Participant {
@@ -145,7 +156,11 @@ async fn accept_loop(
             };
             let connection = AuthenticatedConnection {
                 io: meter.wrap(tls),
-                peer: Peer { identity, address },
+                peer: Peer {
+                    identity,
+                    address,
+                    certificate,
+                },
             };
             let _ = connections.send(Ok(connection)).await;
         });
@@ -187,7 +202,9 @@ pub async fn run(config: CoordinatorConfig) -> Result<Outcome, CoordinatorError>
     info!(address = %local, federation = %config.federation_id, "coordinator listening (mutual TLS)");
 
     let meter = WireMeter::new();
-    let federation = Arc::new(Federation::new(config, meter.clone()));
+    let trust = accord_crypto::secagg::identity::Trust::load(&config.tls.ca)
+        .map_err(|e| CoordinatorError::Tls(e.to_string()))?;
+    let federation = Arc::new(Federation::new(config, meter.clone(), trust));
     let (sender, receiver) = mpsc::channel(64);
     let acceptor = tokio::spawn(accept_loop(listener, TlsAcceptor::from(tls), meter, sender));
     let service = FederationServer::new(FederationService::new(federation.clone()))

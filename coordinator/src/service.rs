@@ -7,8 +7,8 @@ use accord_crypto::pki::Role;
 use accord_proto::v1::federation_server::Federation as FederationRpc;
 use accord_proto::v1::{
     AwaitRoundRequest, EvaluationUpload, GlobalModel, ModelRequest, Phase, RegisterRequest,
-    RegisterResponse, RoundAnnouncement, StatusRequest, StatusResponse, UpdateUpload,
-    UploadReceipt,
+    RegisterResponse, RoundAnnouncement, SecAggAwaitRequest, SecAggRelay, SignedStageMessage,
+    StatusRequest, StatusResponse, UpdateUpload, UploadReceipt,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +30,10 @@ impl FederationService {
 
 /// The authenticated caller, required to hold one of `roles`.
 fn caller<T>(request: &Request<T>, rpc: &str, roles: &[Role]) -> Result<String, Status> {
+    Ok(peer(request, rpc, roles)?.identity.name.clone())
+}
+
+fn peer<'a, T>(request: &'a Request<T>, rpc: &str, roles: &[Role]) -> Result<&'a Peer, Status> {
     let peer = request.extensions().get::<Peer>().ok_or_else(|| {
         Status::unauthenticated("no authenticated client certificate on this connection")
     })?;
@@ -40,7 +44,7 @@ fn caller<T>(request: &Request<T>, rpc: &str, roles: &[Role]) -> Result<String, 
             peer.identity.name, peer.identity.role
         )));
     }
-    Ok(peer.identity.name.clone())
+    Ok(peer)
 }
 
 fn refuse<'a>(rpc: &'static str, name: &'a str) -> impl FnOnce(Refusal) -> Status + 'a {
@@ -129,6 +133,37 @@ impl FederationRpc for FederationService {
             .upload(&name, r.header.as_ref(), Phase::Evaluate, r.vector)
             .map(Response::new)
             .map_err(refuse("UploadEvaluation", &name))
+    }
+
+    async fn sec_agg_submit(
+        &self,
+        request: Request<SignedStageMessage>,
+    ) -> Result<Response<UploadReceipt>, Status> {
+        let peer = peer(&request, "SecAggSubmit", &[Role::Participant])?;
+        let (name, certificate) = (peer.identity.name.clone(), peer.certificate.clone());
+        self.federation
+            .submit_signed(&name, certificate, request.into_inner())
+            .map(Response::new)
+            .map_err(refuse("SecAggSubmit", &name))
+    }
+
+    async fn sec_agg_await(
+        &self,
+        request: Request<SecAggAwaitRequest>,
+    ) -> Result<Response<SecAggRelay>, Status> {
+        let name = caller(&request, "SecAggAwait", &[Role::Participant])?;
+        let r = request.get_ref();
+        self.federation
+            .stage_relay(
+                &name,
+                r.header.as_ref(),
+                r.phase(),
+                r.completed_stage(),
+                LONG_POLL,
+            )
+            .await
+            .map(Response::new)
+            .map_err(refuse("SecAggAwait", &name))
     }
 
     async fn status(

@@ -8,9 +8,11 @@
 //!   [`pki::Identity`] (name and role) out of a certificate;
 //! - [`tls`]: rustls configurations for the coordinator (server) and the participants
 //!   and auditors (clients), with handshake failures explained in one clear line;
-//! - [`hash`]: content hashes.
+//! - [`hash`]: content hashes;
+//! - [`secagg`]: secure aggregation (double masking over the SecAgg+ graph, dropout recovery).
 #![forbid(unsafe_code)]
 
 pub mod hash;
 pub mod pki;
+pub mod secagg;
 pub mod tls;

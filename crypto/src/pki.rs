@@ -137,6 +137,16 @@ pub enum PkiError {
     CertificateRole { subject: String, value: String },
     #[error("certificate '{subject}' names an invalid holder '{name}' (subject CN)")]
     CertificateName { subject: String, name: String },
+    #[error("certificate '{subject}' was not issued by the consortium CA '{ca}'")]
+    UntrustedCertificate { subject: String, ca: String },
+    #[error("certificate '{subject}' is not valid now (valid {not_before} to {not_after})")]
+    OutsideValidity {
+        subject: String,
+        not_before: String,
+        not_after: String,
+    },
+    #[error("certificate '{subject}' does not hold an Ed25519 key")]
+    NotEd25519 { subject: String },
 }
 
 /// What a node does in the consortium; written as the subject OU of its certificate.
@@ -510,6 +520,46 @@ pub fn identity_from_der(cert_der: &[u8]) -> Result<Identity, PkiError> {
         value: role_text,
     })?;
     Ok(Identity { name, role })
+}
+
+/// The identity in `cert_der` if the consortium CA (`ca_der`) signed it and it is valid now.
+/// For certificates that arrive outside a TLS handshake, e.g. relayed with signed messages.
+pub fn verify_issued(ca_der: &[u8], cert_der: &[u8]) -> Result<Identity, PkiError> {
+    let parse = |der| {
+        x509_parser::parse_x509_certificate(der)
+            .map(|(_, cert)| cert)
+            .map_err(|source| PkiError::Certificate { source })
+    };
+    let (ca, cert) = (parse(ca_der)?, parse(cert_der)?);
+    if cert.issuer() != ca.subject() || cert.verify_signature(Some(ca.public_key())).is_err() {
+        return Err(PkiError::UntrustedCertificate {
+            subject: cert.subject().to_string(),
+            ca: ca.subject().to_string(),
+        });
+    }
+    let validity = cert.validity();
+    if !validity.is_valid() {
+        return Err(PkiError::OutsideValidity {
+            subject: cert.subject().to_string(),
+            not_before: validity.not_before.to_string(),
+            not_after: validity.not_after.to_string(),
+        });
+    }
+    identity_from_der(cert_der)
+}
+
+/// The Ed25519 public key a certificate holds.
+pub fn ed25519_public_key(cert_der: &[u8]) -> Result<[u8; 32], PkiError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|source| PkiError::Certificate { source })?;
+    let spki = cert.public_key();
+    let ed25519 = x509_parser::oid_registry::OID_SIG_ED25519;
+    (spki.algorithm.algorithm == ed25519)
+        .then(|| spki.subject_public_key.data.as_ref().try_into().ok())
+        .flatten()
+        .ok_or_else(|| PkiError::NotEd25519 {
+            subject: cert.subject().to_string(),
+        })
 }
 
 /// Node names end up in file names and log lines, so they are kept to a safe alphabet.

@@ -7,21 +7,27 @@
 use crate::config::ParticipantConfig;
 use crate::data::{DataError, LoadReport, LocalDataset, load_csv};
 use crate::model::{LogisticModel, Standardizer, TrainingParams, standardization_sums};
+use accord_crypto::secagg::identity::{Signer, Trust};
+use accord_crypto::secagg::participant::ParticipantSession;
+use accord_crypto::secagg::{self, Context, SecAggError};
 use accord_proto::MAX_MESSAGE_BYTES;
 use accord_proto::layout::encoded_columns;
+use accord_proto::layout::{Bound, EvaluationCounts, StandardizationSums, WeightedModel};
 use accord_proto::transport::{WireMeter, channel};
 use accord_proto::v1::federation_client::FederationClient;
 use accord_proto::v1::{
     AwaitRoundRequest, EvaluationUpload, FederationDefinition, GlobalModel, Header, ModelRequest,
-    Phase, PlainVector, ProtectedVector, RegisterRequest, UpdateUpload, protected_vector,
+    Phase, PlainVector, ProtectedVector, RegisterRequest, SecAggAwaitRequest, SecAggParams,
+    SecAggRelay, SecAggStage, SignedStageMessage, UpdateUpload, protected_vector,
 };
 use ndarray::{Array1, Array2};
+use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tracing::{info, warn};
 
-/// The aggregation scheme this node can take part in.
+/// The plain scheme, which needs this participant's consent.
 pub const INSECURE_PLAIN: &str = "insecure-plain";
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +51,18 @@ pub enum ParticipantError {
     PlainNotAllowed(String),
     #[error("the federation uses aggregation '{0}', which this participant does not support")]
     UnsupportedAggregation(String),
+    #[error("identity for secure aggregation: {0}")]
+    Identity(#[from] accord_crypto::secagg::identity::IdentityError),
+    #[error("secure aggregation, round {round} {phase}: {source}")]
+    SecAgg {
+        round: u32,
+        phase: &'static str,
+        source: SecAggError,
+    },
+    #[error(
+        "{rows} usable rows, more than the federation's max_rows_per_participant ({max}), which bounds the secure sums"
+    )]
+    TooManyRows { rows: usize, max: u64 },
     #[error("the coordinator sent a model with {actual} weights, expected {expected}")]
     ModelShape { expected: usize, actual: usize },
     #[error(transparent)]
@@ -88,8 +106,17 @@ pub async fn run(
     })
 }
 
+/// What a participant needs for secure aggregation: its signing identity, the CA that vouches
+/// for the others, and the federation's parameters.
+struct SecureAggregation {
+    signer: Arc<Signer>,
+    trust: Trust,
+    params: SecAggParams,
+}
+
 struct Node {
     client: FederationClient<Channel>,
+    secagg: Option<SecureAggregation>,
     name: String,
     federation: FederationDefinition,
     seed: u64,
@@ -124,12 +151,6 @@ pub fn describe_status(status: &Status) -> String {
     status.message().to_owned()
 }
 
-fn plain(values: Vec<f64>) -> Option<ProtectedVector> {
-    Some(ProtectedVector {
-        scheme: Some(protected_vector::Scheme::Plain(PlainVector { values })),
-    })
-}
-
 impl Node {
     async fn register(
         config: &ParticipantConfig,
@@ -158,17 +179,22 @@ impl Node {
             .ok_or_else(|| ParticipantError::InvalidDefinition("no schema".into()))?;
         accord_proto::schema::validate(schema)
             .map_err(|e| ParticipantError::InvalidDefinition(e.to_string()))?;
-        if federation.aggregation == INSECURE_PLAIN {
-            if !config.allow_insecure_plain {
+        let secagg = match federation.aggregation.as_str() {
+            INSECURE_PLAIN if config.allow_insecure_plain => None,
+            INSECURE_PLAIN => {
                 return Err(ParticipantError::PlainNotAllowed(
                     federation.aggregation.clone(),
                 ));
             }
-        } else {
-            return Err(ParticipantError::UnsupportedAggregation(
-                federation.aggregation.clone(),
-            ));
-        }
+            secagg::SCHEME => Some(SecureAggregation {
+                signer: Arc::new(Signer::load(&config.tls.certificate, &config.tls.key)?),
+                trust: Trust::load(&config.tls.ca)?,
+                params: federation.secure_aggregation.ok_or_else(|| {
+                    ParticipantError::InvalidDefinition("no secure-aggregation parameters".into())
+                })?,
+            }),
+            other => return Err(ParticipantError::UnsupportedAggregation(other.to_owned())),
+        };
         info!(name = %response.participant_name, federation = %federation.federation_id, "registered");
 
         let (data, load) = load_csv(
@@ -183,6 +209,14 @@ impl Node {
             path = %config.data.path.display(),
             "loaded local data (the skipped count stays here)"
         );
+        if let Some(s) = &secagg
+            && data.len() as u64 > s.params.max_rows_per_participant
+        {
+            return Err(ParticipantError::TooManyRows {
+                rows: data.len(),
+                max: s.params.max_rows_per_participant,
+            });
+        }
         if load.rows_skipped > 0 {
             for (column, count) in &load.skipped_by_column {
                 warn!(column = %column, rows = count, "skipped rows with a missing or invalid value");
@@ -190,6 +224,7 @@ impl Node {
         }
         Ok(Self {
             client,
+            secagg,
             name: response.participant_name,
             federation,
             seed: config.seed,
@@ -228,15 +263,12 @@ impl Node {
                 info!(rounds = rounds_completed, "federation finished");
                 return Ok(rounds_completed);
             }
-            if announcement.selected {
-                match phase {
-                    Phase::Standardize => self.standardize(next_round).await?,
-                    Phase::Fit => self.fit(next_round).await?,
-                    Phase::Evaluate => {
-                        self.evaluate(next_round).await?;
-                        rounds_completed += 1;
-                    }
-                    Phase::Unspecified | Phase::Finished => {}
+            if announcement.selected
+                && matches!(phase, Phase::Standardize | Phase::Fit | Phase::Evaluate)
+            {
+                let summed = self.take_part(next_round, phase).await?;
+                if summed && phase == Phase::Evaluate {
+                    rounds_completed += 1;
                 }
             } else {
                 info!(
@@ -247,11 +279,6 @@ impl Node {
             }
             (round, completed) = (next_round, phase);
         }
-    }
-
-    async fn standardize(&mut self, round: u32) -> Result<(), ParticipantError> {
-        let sums = standardization_sums(&self.data.features);
-        self.upload(round, Phase::Standardize, sums.to_vec()).await
     }
 
     async fn download(
@@ -323,24 +350,32 @@ impl Node {
         ))
     }
 
-    async fn fit(&mut self, round: u32) -> Result<(), ParticipantError> {
+    /// This participant's vector for a phase: sums over its records, never a record.
+    async fn values(&mut self, round: u32, phase: Phase) -> Result<Vec<f64>, ParticipantError> {
+        if phase == Phase::Standardize {
+            return Ok(standardization_sums(&self.data.features).to_vec());
+        }
         let (global, x) = self.download(round).await?;
-        let t = self.federation.training.unwrap_or_default();
-        let params = TrainingParams {
-            epochs: t.local_epochs,
-            learning_rate: t.learning_rate,
-            l2: t.l2,
-            batch_size: t.batch_size as usize,
-            proximal_mu: t.fedprox_mu,
-        };
-        let seed = self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(round);
-        let local = global.train(x.view(), self.data.labels.view(), &params, seed);
-        self.upload(round, Phase::Fit, local.weighted(self.data.len()).to_vec())
-            .await
-    }
-
-    async fn evaluate(&mut self, round: u32) -> Result<(), ParticipantError> {
-        let (global, x) = self.download(round).await?;
+        if phase == Phase::Fit {
+            let t = self.federation.training.unwrap_or_default();
+            let params = TrainingParams {
+                epochs: t.local_epochs,
+                learning_rate: t.learning_rate,
+                l2: t.l2,
+                batch_size: t.batch_size as usize,
+                proximal_mu: t.fedprox_mu,
+            };
+            let seed = self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(round);
+            let mut local = global.train(x.view(), self.data.labels.view(), &params, seed);
+            if let Some(s) = &self.secagg {
+                // Clipping bounds what one participant can add to the sum.
+                local
+                    .weights
+                    .mapv_inplace(|w| w.clamp(-s.params.clip, s.params.clip));
+                local.intercept = local.intercept.clamp(-s.params.clip, s.params.clip);
+            }
+            return Ok(local.weighted(self.data.len()).to_vec());
+        }
         let e = self.federation.evaluation.unwrap_or_default();
         let counts = global.evaluate(
             x.view(),
@@ -348,34 +383,40 @@ impl Node {
             e.histogram_bins as usize,
             e.decision_threshold,
         );
-        let request = EvaluationUpload {
-            header: self.header(round),
-            vector: plain(counts.to_vec()),
-        };
-        self.client
-            .upload_evaluation(request)
-            .await
-            .map_err(refused("UploadEvaluation"))?;
-        Ok(())
+        Ok(counts.to_vec())
     }
 
-    async fn upload(
-        &mut self,
-        round: u32,
-        phase: Phase,
-        values: Vec<f64>,
-    ) -> Result<(), ParticipantError> {
-        let request = UpdateUpload {
-            header: self.header(round),
-            phase: phase as i32,
-            vector: plain(values),
-        };
-        let receipt = self
-            .client
-            .upload_update(request)
-            .await
-            .map_err(refused("UploadUpdate"))?
-            .into_inner();
+    /// Contributes to a phase under the federation's scheme; false if the phase aborted or
+    /// went on without this participant.
+    async fn take_part(&mut self, round: u32, phase: Phase) -> Result<bool, ParticipantError> {
+        if self.secagg.is_some() {
+            return self.secure(round, phase).await;
+        }
+        let values = self.values(round, phase).await?;
+        let vector = Some(ProtectedVector {
+            scheme: Some(protected_vector::Scheme::Plain(PlainVector { values })),
+        });
+        let receipt = if phase == Phase::Evaluate {
+            let request = EvaluationUpload {
+                header: self.header(round),
+                vector,
+            };
+            self.client
+                .upload_evaluation(request)
+                .await
+                .map_err(refused("UploadEvaluation"))?
+        } else {
+            let request = UpdateUpload {
+                header: self.header(round),
+                phase: phase as i32,
+                vector,
+            };
+            self.client
+                .upload_update(request)
+                .await
+                .map_err(refused("UploadUpdate"))?
+        }
+        .into_inner();
         info!(
             round,
             phase = phase.label(),
@@ -383,7 +424,138 @@ impl Node {
             expected = receipt.expected,
             "uploaded"
         );
-        Ok(())
+        Ok(true)
+    }
+
+    /// The per-position bounds of a phase's vector (the same the coordinator uses).
+    fn bounds(&self, phase: Phase, params: &SecAggParams) -> Result<Vec<Bound>, ParticipantError> {
+        let schema = self.federation.schema.clone().unwrap_or_default();
+        let columns = self.data.features.ncols();
+        let rows = params.max_rows_per_participant;
+        Ok(match phase {
+            Phase::Standardize => StandardizationSums::bounds(&schema, rows)
+                .map_err(|e| ParticipantError::InvalidDefinition(e.to_string()))?,
+            Phase::Fit => WeightedModel::bounds(columns, params.clip, rows),
+            _ => {
+                let bins = self
+                    .federation
+                    .evaluation
+                    .unwrap_or_default()
+                    .histogram_bins;
+                EvaluationCounts::bounds(bins as usize, rows)
+            }
+        })
+    }
+
+    /// Secure aggregation: advertise keys, share keys, send the masked vector, help unmask.
+    async fn secure(&mut self, round: u32, phase: Phase) -> Result<bool, ParticipantError> {
+        let s = self.secagg.as_ref().expect("secure aggregation configured");
+        let (signer, trust, params) = (s.signer.clone(), s.trust.clone(), s.params);
+        let context = Context {
+            federation: self.federation.federation_id.clone(),
+            round,
+            phase,
+        };
+        let failed = |source| ParticipantError::SecAgg {
+            round,
+            phase: phase.label(),
+            source,
+        };
+        let (mut session, advertisement) =
+            ParticipantSession::start(signer, trust, context, &mut rand::rng());
+        if !self.submit(advertisement).await? {
+            return Ok(false);
+        }
+        let values = self.values(round, phase).await?;
+        let bounds = self.bounds(phase, &params)?;
+        let mut selected = 0;
+        loop {
+            let relay = self.await_stage(round, phase, session.completed()).await?;
+            let next = session.completed() as i32 + 1;
+            if relay.stage() != SecAggStage::Done && relay.stage() as i32 != next {
+                warn!(
+                    round,
+                    phase = phase.label(),
+                    "the aggregation went on without this participant"
+                );
+                return Ok(false);
+            }
+            let message = match relay.stage() {
+                SecAggStage::ShareKeys => {
+                    selected = relay.selected.len();
+                    session
+                        .share_keys(&relay, &mut rand::rng())
+                        .map_err(failed)?
+                }
+                SecAggStage::MaskedInput => {
+                    let encoding = secagg::fixed_point(&bounds, &params, selected)
+                        .map_err(|e| failed(e.into()))?;
+                    let (message, clipped) = session
+                        .masked_input(&relay, &values, &encoding)
+                        .map_err(failed)?;
+                    if clipped > 0 {
+                        warn!(
+                            round,
+                            phase = phase.label(),
+                            clipped,
+                            "values clipped to the federation's bounds"
+                        );
+                    }
+                    message
+                }
+                SecAggStage::Unmask => session.unmask(&relay).map_err(failed)?,
+                _ => {
+                    if !relay.aborted.is_empty() {
+                        warn!(round, phase = phase.label(), reason = %relay.aborted, "the phase aborted; the previous global model stays");
+                    }
+                    return Ok(
+                        relay.aborted.is_empty() && session.completed() == SecAggStage::Unmask
+                    );
+                }
+            };
+            if !self.submit(message).await? {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Sends a signed stage message; false if the stage had already closed without it.
+    async fn submit(&mut self, message: SignedStageMessage) -> Result<bool, ParticipantError> {
+        match self.client.sec_agg_submit(message).await {
+            Ok(_) => Ok(true),
+            Err(status) if status.code() == Code::FailedPrecondition => {
+                warn!(reason = %status.message(), "too late for this stage; sitting this phase out");
+                Ok(false)
+            }
+            Err(status) => Err(refused("SecAggSubmit")(status)),
+        }
+    }
+
+    /// Waits for what the next stage needs (the coordinator holds the call until then).
+    async fn await_stage(
+        &mut self,
+        round: u32,
+        phase: Phase,
+        completed: SecAggStage,
+    ) -> Result<SecAggRelay, ParticipantError> {
+        loop {
+            let request = SecAggAwaitRequest {
+                header: self.header(round),
+                phase: phase as i32,
+                completed_stage: completed as i32,
+            };
+            let relay = retry_unavailable(|| {
+                let mut client = self.client.clone();
+                let request = request.clone();
+                async move { client.sec_agg_await(request).await }
+            })
+            .await
+            .map_err(refused("SecAggAwait"))?
+            .into_inner();
+            if !relay.pending {
+                return Ok(relay);
+            }
+        }
     }
 }
 

@@ -40,6 +40,66 @@ pub fn encoded_columns(schema: &Schema) -> Vec<String> {
 /// The category every protected attribute has for missing or unlisted values.
 pub const UNKNOWN: &str = "unknown";
 
+/// The largest log loss one record contributes: probabilities are clamped to [1e-12, 1 - 1e-12]
+/// and -ln(1e-12) < 28.
+pub const MAX_LOG_LOSS_PER_RECORD: f64 = 28.0;
+
+/// How large one participant's values can be in a run of positions of a vector. Secure
+/// aggregation encodes against these bounds so that a sum over participants can never wrap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bound {
+    pub name: String,
+    pub len: usize,
+    /// Every value lies in [-bound, bound].
+    pub bound: f64,
+    /// Counts: whole numbers, summed exactly.
+    pub integer: bool,
+}
+
+impl Bound {
+    fn new(name: &str, len: usize, bound: f64, integer: bool) -> Self {
+        Self {
+            name: name.to_owned(),
+            len,
+            bound,
+            integer,
+        }
+    }
+}
+
+/// A numeric feature without the range secure aggregation needs to bound its sums.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "numeric feature '{0}' needs both min and max in the schema: secure aggregation bounds every sum by them"
+)]
+pub struct UnboundedFeature(pub String);
+
+/// The largest magnitude of each encoded column: max(|min|, |max|) for a numeric feature, 1 for
+/// boolean and indicator columns.
+pub fn column_magnitudes(schema: &Schema) -> Result<Vec<f64>, UnboundedFeature> {
+    let mut magnitudes = Vec::new();
+    for feature in &schema.features {
+        match &feature.kind {
+            Some(Kind::Categorical(c)) => {
+                magnitudes.extend(std::iter::repeat_n(1.0, c.categories.len()))
+            }
+            Some(Kind::Numeric(n)) => match (n.min, n.max) {
+                (Some(min), Some(max)) => magnitudes.push(min.abs().max(max.abs()).max(1e-300)),
+                _ => return Err(UnboundedFeature(feature.name.clone())),
+            },
+            Some(Kind::Boolean(_)) | None => magnitudes.push(1.0),
+        }
+    }
+    for attribute in schema
+        .protected_attributes
+        .iter()
+        .filter(|a| a.use_as_feature)
+    {
+        magnitudes.extend(std::iter::repeat_n(1.0, attribute.categories.len() + 1));
+    }
+    Ok(magnitudes)
+}
+
 /// A vector whose length does not match its phase's layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LengthMismatch {
@@ -110,6 +170,27 @@ impl StandardizationSums {
         (means, std_devs)
     }
 
+    /// One participant's bounds with at most `max_rows` records: the count, then per column
+    /// rows × |x|max and rows × |x|max².
+    pub fn bounds(schema: &Schema, max_rows: u64) -> Result<Vec<Bound>, UnboundedFeature> {
+        let rows = max_rows as f64;
+        let columns = encoded_columns(schema);
+        let magnitudes = column_magnitudes(schema)?;
+        let mut bounds = vec![Bound::new("count", 1, rows, true)];
+        for (column, m) in columns.iter().zip(&magnitudes) {
+            bounds.push(Bound::new(&format!("sum {column}"), 1, rows * m, false));
+        }
+        for (column, m) in columns.iter().zip(&magnitudes) {
+            bounds.push(Bound::new(
+                &format!("sum of squares {column}"),
+                1,
+                rows * m * m,
+                false,
+            ));
+        }
+        Ok(bounds)
+    }
+
     pub fn from_slice(values: &[f64], columns: usize) -> Result<Self, LengthMismatch> {
         check_len("standardization", values, Self::len(columns))?;
         Ok(Self {
@@ -139,6 +220,16 @@ impl WeightedModel {
         v.push(self.weighted_intercept);
         v.push(self.samples);
         v
+    }
+
+    /// One participant's bounds: weights and intercept clipped to [-clip, clip], weighted by at
+    /// most `max_rows` records.
+    pub fn bounds(columns: usize, clip: f64, max_rows: u64) -> Vec<Bound> {
+        let rows = max_rows as f64;
+        vec![
+            Bound::new("weighted weights", columns + 1, rows * clip, false),
+            Bound::new("samples", 1, rows, true),
+        ]
     }
 
     pub fn from_slice(values: &[f64], columns: usize) -> Result<Self, LengthMismatch> {
@@ -183,6 +274,17 @@ impl EvaluationCounts {
 
     pub fn len(bins: usize) -> usize {
         7 + 2 * bins
+    }
+
+    /// One participant's bounds with at most `max_rows` records.
+    pub fn bounds(bins: usize, max_rows: u64) -> Vec<Bound> {
+        let rows = max_rows as f64;
+        vec![
+            Bound::new("confusion counts", 5, rows, true),
+            Bound::new("log loss sum", 1, rows * MAX_LOG_LOSS_PER_RECORD, false),
+            Bound::new("Brier sum", 1, rows, false),
+            Bound::new("score histograms", 2 * bins, rows, true),
+        ]
     }
 
     /// The histogram bin of a predicted probability.

@@ -16,6 +16,10 @@ use tonic::transport::Channel;
 
 pub struct TestFederation {
     pub layout: LocalFederation,
+    /// Extra coordinator.toml edits (dotted keys), e.g. the aggregation scheme.
+    pub coordinator_edits: Vec<(&'static str, toml::Value)>,
+    /// Extra participant.toml edits.
+    pub participant_edits: Vec<(&'static str, toml::Value)>,
     _dir: TempDir,
 }
 
@@ -32,7 +36,21 @@ impl TestFederation {
             dirty_rate: 0.0,
         };
         let layout = LocalFederation::create(dir.path(), &data).expect("federation layout");
-        Self { layout, _dir: dir }
+        Self {
+            layout,
+            coordinator_edits: Vec::new(),
+            participant_edits: Vec::new(),
+            _dir: dir,
+        }
+    }
+
+    /// The same federation summing plainly ("insecure-plain", with the participants' consent).
+    pub fn insecure_plain(mut self) -> Self {
+        self.coordinator_edits
+            .push(("federation.aggregation", "insecure-plain".into()));
+        self.participant_edits
+            .push(("allow_insecure_plain", true.into()));
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -52,7 +70,7 @@ impl TestFederation {
     ) {
         let path = self
             .layout
-            .write_coordinator_config(rounds, phase_timeout_secs)
+            .write_coordinator_config(rounds, phase_timeout_secs, &self.coordinator_edits)
             .expect("coordinator config");
         let config = CoordinatorConfig::load(&path).expect("coordinator config loads");
         let task = tokio::spawn(accord_coordinator::run(config));
@@ -69,7 +87,7 @@ impl TestFederation {
     pub fn participant_config(&self, name: &str, address: &str) -> ParticipantConfig {
         let path = self
             .layout
-            .write_participant_config(name, address)
+            .write_participant_config(name, address, &self.participant_edits)
             .expect("participant config");
         ParticipantConfig::load(&path).expect("participant config loads")
     }

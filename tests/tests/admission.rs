@@ -224,7 +224,7 @@ fn refused<T: std::fmt::Debug>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_coordinator_refuses_wrong_federation_round_role_replays_and_strangers() {
-    let federation = TestFederation::new(3, 60, 2);
+    let federation = TestFederation::new(3, 60, 2).insecure_plain();
     let pki = federation.layout.pki.clone();
     ConsortiumCa::load(&pki)
         .unwrap()

@@ -69,7 +69,7 @@ fn each_malformed_value_is_named_by_file_row_line_and_column() {
         (
             "wait_seconds",
             "-5",
-            "-5 is outside the schema's range [0, …]",
+            "-5 is outside the schema's range [0, 86400]",
         ),
     ];
     for (column, value, problem) in cases {

@@ -133,7 +133,7 @@ async fn no_record_value_appears_in_any_byte_a_participant_sends() {
     let federation = TestFederation::new(3, 400, 11);
     // Plant unique markers in org-1's first record: both id columns and a numeric column.
     let (id_marker, customer_marker, wait_marker) =
-        ("CANARY-ID-7f3a9c", "CANARY-CUST-51d2e8", 987654.321f64);
+        ("CANARY-ID-7f3a9c", "CANARY-CUST-51d2e8", 86123.4567f64);
     let path = federation.layout.data_file("org-1");
     let text = std::fs::read_to_string(&path).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();

@@ -1,0 +1,424 @@
+//! Secure aggregation: the coordinator learns the sum of the participants' vectors and nothing
+//! else, even when some participants drop out mid-round.
+//!
+//! The protocol is Bonawitz et al. (CCS 2017) double masking over the SecAgg+ neighbour graph
+//! of Bell et al. (CCS 2020), in four stages: setup (advertise keys) → share keys → masked input
+//! → unmask. Each participant adds to its encoded input a self mask (from a fresh seed `b`) and,
+//! per neighbour, a pairwise mask (agreed by X25519) with opposite signs on the two ends, so
+//! pairwise masks cancel in the sum. Shamir shares of `b` and of the mask key let the survivors
+//! remove the self masks of survivors and the pairwise masks of dropped participants; an
+//! honest participant reveals at most one of the two for anyone, so the coordinator never gets
+//! both for the same participant.
+//!
+//! [`participant::ParticipantSession`] and [`coordinator::CoordinatorSession`] are I/O-free state
+//! machines over the `accord.v1` wire messages: tests drive them in-process, the nodes drive
+//! them over gRPC. Primitives come from well-kept crates: X25519 (`x25519-dalek`), HKDF-SHA256
+//! (`hkdf`), the ChaCha20 keystream for masks ([`mask`]), ChaCha20-Poly1305 for the shares the
+//! coordinator relays, Ed25519 (`ed25519-dalek`) on every message ([`identity`]), Shamir over a
+//! 257-bit prime field ([`shamir`]), fixed-point encoding with headroom ([`encoding`]).
+
+pub mod coordinator;
+pub mod encoding;
+pub mod identity;
+pub mod mask;
+pub mod participant;
+pub mod shamir;
+
+use accord_proto::v1::{Phase, SecAggStage};
+use hkdf::Hkdf;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The scheme's name in configs, the federation definition and every output.
+pub const SCHEME: &str = "secagg";
+
+/// Where one aggregation happens: every signature, key derivation and AEAD tag is bound to it,
+/// so nothing from one federation, round or phase is accepted in another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context {
+    pub federation: String,
+    pub round: u32,
+    pub phase: Phase,
+}
+
+impl Context {
+    /// Length-prefixed encoding of the context and `parts`, for hashing and key derivation.
+    fn transcript(&self, label: &str, parts: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut put = |bytes: &[u8]| {
+            out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+            out.extend_from_slice(bytes);
+        };
+        put(b"accord.secagg.v1");
+        put(label.as_bytes());
+        put(self.federation.as_bytes());
+        put(&self.round.to_be_bytes());
+        put(&(self.phase as i32).to_be_bytes());
+        for part in parts {
+            put(part);
+        }
+        out
+    }
+
+    /// What a participant signs for a stage message.
+    pub fn signing_digest(&self, stage: SecAggStage, sender: &str, body: &[u8]) -> [u8; 32] {
+        let transcript = self.transcript(
+            "message",
+            &[&(stage as i32).to_be_bytes(), sender.as_bytes(), body],
+        );
+        Sha256::digest(transcript).into()
+    }
+
+    /// A 32-byte key derived from an X25519 shared secret for a purpose between two parties
+    /// (in canonical order, so both ends derive the same key).
+    fn derive(&self, shared: &[u8; 32], purpose: &str, a: &str, b: &str) -> [u8; 32] {
+        let (first, second) = if a <= b { (a, b) } else { (b, a) };
+        let salt = Sha256::digest(self.transcript(purpose, &[first.as_bytes(), second.as_bytes()]));
+        let mut key = [0u8; 32];
+        Hkdf::<Sha256>::new(Some(&salt), shared)
+            .expand(purpose.as_bytes(), &mut key)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        key
+    }
+
+    /// The AEAD's associated data for a share from `from` to `to`.
+    fn share_aad(&self, from: &str, to: &str) -> Vec<u8> {
+        self.transcript("share", &[from.as_bytes(), to.as_bytes()])
+    }
+}
+
+const PAIRWISE_MASK: &str = "pairwise mask";
+const SHARE_ENCRYPTION: &str = "share encryption";
+
+/// The encoding of a vector with these per-position `bounds` (from `accord_proto::layout`) for
+/// at most `summands` participants, under the federation's parameters: both sides build it the
+/// same way.
+pub fn fixed_point(
+    bounds: &[accord_proto::layout::Bound],
+    params: &accord_proto::v1::SecAggParams,
+    summands: usize,
+) -> Result<encoding::FixedPoint, encoding::EncodingError> {
+    let modulus = if params.modulus_bits == 32 {
+        encoding::Modulus::Z32
+    } else {
+        encoding::Modulus::Z64
+    };
+    let segments = bounds
+        .iter()
+        .map(|b| encoding::Segment {
+            name: b.name.clone(),
+            len: b.len,
+            bound: b.bound,
+            integer: b.integer,
+        })
+        .collect();
+    encoding::FixedPoint::new(modulus, segments, params.precision_bits, summands)
+}
+
+/// Ring words on the wire: little-endian, 4 bytes each in Z_2^32, 8 in Z_2^64.
+pub fn words_to_bytes(words: &[u64], modulus: encoding::Modulus) -> Vec<u8> {
+    let width = modulus.word_bytes();
+    let mut bytes = Vec::with_capacity(words.len() * width);
+    for word in words {
+        bytes.extend_from_slice(&word.to_le_bytes()[..width]);
+    }
+    bytes
+}
+
+/// The inverse of [`words_to_bytes`]; None unless `bytes` holds exactly `len` words.
+pub fn words_from_bytes(bytes: &[u8], len: usize, modulus: encoding::Modulus) -> Option<Vec<u64>> {
+    let width = modulus.word_bytes();
+    if bytes.len() != len * width {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(width)
+            .map(|chunk| {
+                let mut word = [0u8; 8];
+                word[..width].copy_from_slice(chunk);
+                u64::from_le_bytes(word)
+            })
+            .collect(),
+    )
+}
+
+/// The stage's name as users see it.
+pub fn stage_label(stage: SecAggStage) -> &'static str {
+    match stage {
+        SecAggStage::Unspecified => "none",
+        SecAggStage::Setup => "setup",
+        SecAggStage::ShareKeys => "share keys",
+        SecAggStage::MaskedInput => "masked input",
+        SecAggStage::Unmask => "unmask",
+        SecAggStage::Done => "done",
+    }
+}
+
+/// Why a secure-aggregation message or request was refused, or a phase could not finish.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SecAggError {
+    #[error("message for {got}, but this aggregation is {expected}")]
+    WrongContext { got: String, expected: String },
+    #[error("message for stage '{got}', but the aggregation is at stage '{expected}'")]
+    WrongStage {
+        got: &'static str,
+        expected: &'static str,
+    },
+    #[error("the message from '{0}' is not signed")]
+    Unsigned(String),
+    #[error("the signature of '{0}' does not verify: forged or altered")]
+    BadSignature(String),
+    #[error("certificate of '{name}': {reason}")]
+    Certificate { name: String, reason: String },
+    #[error("'{0}' already sent its message for this stage (a replay is refused)")]
+    Duplicate(String),
+    #[error("'{0}' is not taking part in this stage")]
+    NotExpected(String),
+    #[error("malformed {what} from '{from}': {reason}")]
+    Malformed {
+        from: String,
+        what: &'static str,
+        reason: String,
+    },
+    #[error(
+        "threshold {threshold} is too low for {selected} selected participants (at least {minimum})"
+    )]
+    ThresholdTooLow {
+        threshold: usize,
+        selected: usize,
+        minimum: usize,
+    },
+    #[error("only {have} participants reached {stage}, fewer than the threshold {threshold}")]
+    BelowThreshold {
+        stage: &'static str,
+        have: usize,
+        threshold: usize,
+    },
+    #[error(
+        "refused: the unmask request would reveal both the self-mask share and the key share of '{0}'"
+    )]
+    BothShares(String),
+    #[error("refused: the unmask request is inconsistent: {0}")]
+    InconsistentUnmask(String),
+    #[error("cannot recover {what} of '{owner}': {have} shares, {need} needed")]
+    Unrecoverable {
+        what: &'static str,
+        owner: String,
+        have: usize,
+        need: usize,
+    },
+    #[error("{0}")]
+    Encoding(#[from] encoding::EncodingError),
+    #[error("Shamir: {0}")]
+    Shamir(#[from] shamir::ShamirError),
+}
+
+/// The parameters of one aggregation that every party derives the same way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// t: the least number of participants that must reach unmasking.
+    pub threshold: usize,
+    /// The advertised participants, sorted: the nodes of the graph.
+    pub members: Vec<String>,
+    /// Each member's neighbours.
+    pub neighbours: BTreeMap<String, BTreeSet<String>>,
+    /// The Shamir threshold for a member's secrets, shared among its neighbours and itself.
+    pub share_threshold: usize,
+}
+
+/// The smallest threshold an honest participant accepts: more than half of those selected.
+pub fn minimum_threshold(selected: usize) -> usize {
+    selected / 2 + 1
+}
+
+/// The SecAgg+ neighbour count for `n` participants when none is configured: the complete
+/// graph up to 20 participants; beyond, an even degree growing with log2(n) (Bell et al. show
+/// O(log n) neighbours suffice), at least 20.
+pub fn default_neighbours(n: usize) -> usize {
+    if n <= 21 {
+        return n.saturating_sub(1);
+    }
+    let log = (n as f64).log2().ceil() as usize;
+    let k = (3 * log).max(20);
+    (k + k % 2).min(n - 1)
+}
+
+impl Plan {
+    /// The plan over the advertised `members` (any order) with threshold `threshold` and
+    /// `degree` neighbours each (rounded up to even; the complete graph if it reaches n - 1).
+    /// The graph is a Harary graph over a permutation of the members seeded by the context and
+    /// the member list, so every party computes the same graph and no one picks it.
+    pub fn new(context: &Context, members: &[String], threshold: usize, degree: usize) -> Self {
+        let mut members = members.to_vec();
+        members.sort();
+        members.dedup();
+        let n = members.len();
+        let degree = degree + degree % 2;
+        let mut neighbours: BTreeMap<String, BTreeSet<String>> = members
+            .iter()
+            .map(|m| (m.clone(), BTreeSet::new()))
+            .collect();
+        if degree + 1 >= n {
+            for a in &members {
+                for b in &members {
+                    if a != b {
+                        neighbours.get_mut(a).expect("member").insert(b.clone());
+                    }
+                }
+            }
+        } else {
+            let names: Vec<&[u8]> = members.iter().map(|m| m.as_bytes()).collect();
+            let seed: [u8; 32] = Sha256::digest(context.transcript("graph", &names)).into();
+            let mut order: Vec<usize> = (0..n).collect();
+            shuffle(&mut order, &seed);
+            for (position, &member) in order.iter().enumerate() {
+                for step in 1..=degree / 2 {
+                    let other = order[(position + step) % n];
+                    neighbours
+                        .get_mut(&members[member])
+                        .expect("member")
+                        .insert(members[other].clone());
+                    neighbours
+                        .get_mut(&members[other])
+                        .expect("member")
+                        .insert(members[member].clone());
+                }
+            }
+        }
+        let holders = neighbours.values().map(|s| s.len() + 1).min().unwrap_or(1);
+        let share_threshold = share_threshold(threshold, holders, n);
+        Self {
+            threshold,
+            members,
+            neighbours,
+            share_threshold,
+        }
+    }
+
+    /// A member's Shamir evaluation point: 1 + its position among the sorted members.
+    pub fn point(&self, member: &str) -> Option<u32> {
+        self.members
+            .binary_search_by(|m| m.as_str().cmp(member))
+            .ok()
+            .map(|i| i as u32 + 1)
+    }
+
+    pub fn neighbours_of(&self, member: &str) -> &BTreeSet<String> {
+        static NONE: BTreeSet<String> = BTreeSet::new();
+        self.neighbours.get(member).unwrap_or(&NONE)
+    }
+}
+
+/// More than half of a member's share holders, and the global threshold's share of them:
+/// ceil(t · holders / n). With the complete graph this is t itself.
+fn share_threshold(threshold: usize, holders: usize, n: usize) -> usize {
+    if n == 0 {
+        return 1;
+    }
+    let scaled = (threshold * holders).div_ceil(n);
+    scaled.max(holders / 2 + 1).min(holders)
+}
+
+/// Fisher–Yates driven by the ChaCha20 keystream of `seed` (public randomness: the graph is
+/// not secret, only unpredictable to whoever chooses the member list).
+fn shuffle(order: &mut [usize], seed: &[u8; 32]) {
+    let mut stream = vec![0u8; order.len() * 8];
+    mask::keystream(&mut stream, seed);
+    for i in (1..order.len()).rev() {
+        let word = u64::from_le_bytes(stream[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let j = (word % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> Context {
+        Context {
+            federation: "f".into(),
+            round: 3,
+            phase: Phase::Fit,
+        }
+    }
+
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("org-{i:03}")).collect()
+    }
+
+    #[test]
+    fn small_federations_use_the_complete_graph() {
+        let plan = Plan::new(&context(), &names(10), 6, default_neighbours(10));
+        assert!(plan.neighbours.values().all(|s| s.len() == 9));
+        assert_eq!(plan.share_threshold, 6);
+    }
+
+    #[test]
+    fn the_secagg_plus_graph_is_regular_symmetric_and_agreed() {
+        let members = names(200);
+        let k = default_neighbours(200);
+        assert_eq!(k, 24);
+        let plan = Plan::new(&context(), &members, 101, k);
+        for (member, neighbours) in &plan.neighbours {
+            assert_eq!(neighbours.len(), k, "{member}");
+            assert!(!neighbours.contains(member));
+            for other in neighbours {
+                assert!(plan.neighbours_of(other).contains(member));
+            }
+        }
+        // More than half of each member's k + 1 share holders.
+        assert_eq!(plan.share_threshold, 13);
+        let mut shuffled = members.clone();
+        shuffled.reverse();
+        assert_eq!(Plan::new(&context(), &shuffled, 101, k), plan);
+        let other_round = Context {
+            round: 4,
+            ..context()
+        };
+        assert_ne!(
+            Plan::new(&other_round, &members, 101, k).neighbours,
+            plan.neighbours
+        );
+    }
+
+    #[test]
+    fn signing_digests_bind_every_field() {
+        let c = context();
+        let base = c.signing_digest(SecAggStage::MaskedInput, "a", b"body");
+        assert_ne!(base, c.signing_digest(SecAggStage::Unmask, "a", b"body"));
+        assert_ne!(
+            base,
+            c.signing_digest(SecAggStage::MaskedInput, "b", b"body")
+        );
+        assert_ne!(
+            base,
+            c.signing_digest(SecAggStage::MaskedInput, "a", b"bodx")
+        );
+        for other in [
+            Context {
+                round: 4,
+                ..c.clone()
+            },
+            Context {
+                phase: Phase::Evaluate,
+                ..c.clone()
+            },
+            Context {
+                federation: "g".into(),
+                ..c.clone()
+            },
+        ] {
+            assert_ne!(
+                base,
+                other.signing_digest(SecAggStage::MaskedInput, "a", b"body")
+            );
+        }
+        // Length prefixes: moving a byte between fields changes the digest.
+        assert_ne!(
+            c.signing_digest(SecAggStage::Setup, "ab", b"c"),
+            c.signing_digest(SecAggStage::Setup, "a", b"bc")
+        );
+    }
+}

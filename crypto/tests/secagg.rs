@@ -1,0 +1,638 @@
+//! The secure-aggregation protocol driven in-process: exact sums under every dropout pattern
+//! the threshold allows, clean aborts below it, masked inputs that look uniform whatever the
+//! input, and refusals of forged, unsigned, replayed, misdirected and over-revealing messages.
+
+use accord_crypto::pki::{ConsortiumCa, Role};
+use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
+use accord_crypto::secagg::encoding::{FixedPoint, Modulus, Segment};
+use accord_crypto::secagg::identity::{Signer, Trust};
+use accord_crypto::secagg::participant::ParticipantSession;
+use accord_crypto::secagg::{Context, SecAggError, words_from_bytes};
+use accord_proto::v1::{MaskedInput, Phase, SecAggStage, SignedStageMessage};
+use proptest::prelude::*;
+use prost::Message;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
+
+/// A consortium of 40 participant certificates, made once for all tests.
+struct Consortium {
+    trust: Trust,
+    signers: Vec<Arc<Signer>>,
+    outsider: Arc<Signer>,
+    _dir: tempfile::TempDir,
+}
+
+fn consortium() -> &'static Consortium {
+    static CONSORTIUM: OnceLock<Consortium> = OnceLock::new();
+    CONSORTIUM.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ConsortiumCa::init(dir.path(), "Test").unwrap();
+        let signers = (0..40)
+            .map(|i| {
+                let files = ca
+                    .issue(dir.path(), &format!("org-{i:02}"), Role::Participant, &[])
+                    .unwrap();
+                Arc::new(Signer::load(&files.cert, &files.key).unwrap())
+            })
+            .collect();
+        let other = tempfile::tempdir().unwrap();
+        let foreign = ConsortiumCa::init(other.path(), "Other").unwrap();
+        let files = foreign
+            .issue(other.path(), "org-00", Role::Participant, &[])
+            .unwrap();
+        let outsider = Arc::new(Signer::load(&files.cert, &files.key).unwrap());
+        Consortium {
+            trust: Trust::load(&ca.ca_cert_path()).unwrap(),
+            signers,
+            outsider,
+            _dir: dir,
+        }
+    })
+}
+
+fn context(round: u32) -> Context {
+    Context {
+        federation: "consortium".into(),
+        round,
+        phase: Phase::Fit,
+    }
+}
+
+fn encoding(len: usize, summands: usize) -> FixedPoint {
+    FixedPoint::new(
+        Modulus::Z64,
+        vec![
+            Segment {
+                name: "weights".into(),
+                len,
+                bound: 100.0,
+                integer: false,
+            },
+            Segment {
+                name: "count".into(),
+                len: 1,
+                bound: 1e6,
+                integer: true,
+            },
+        ],
+        24,
+        summands,
+    )
+    .unwrap()
+}
+
+/// Where a participant stops answering.
+type Dropouts = BTreeMap<usize, SecAggStage>;
+
+struct Round {
+    coordinator: CoordinatorSession,
+    participants: BTreeMap<String, ParticipantSession>,
+    stops: BTreeMap<String, SecAggStage>,
+    inputs: BTreeMap<String, Vec<f64>>,
+    encoding: FixedPoint,
+    rng: ChaCha20Rng,
+}
+
+impl Round {
+    fn new(
+        n: usize,
+        inputs: &[Vec<f64>],
+        dropouts: &Dropouts,
+        threshold: usize,
+        neighbours: usize,
+        seed: u64,
+    ) -> Self {
+        let c = consortium();
+        let encoding = encoding(inputs[0].len() - 1, n);
+        let selected: BTreeSet<String> =
+            c.signers[..n].iter().map(|s| s.name().to_owned()).collect();
+        let coordinator = CoordinatorSession::new(
+            context(1),
+            c.trust.clone(),
+            encoding.clone(),
+            selected,
+            threshold,
+            neighbours,
+        )
+        .unwrap();
+        let mut round = Self {
+            coordinator,
+            participants: BTreeMap::new(),
+            stops: dropouts
+                .iter()
+                .map(|(i, s)| (c.signers[*i].name().to_owned(), *s))
+                .collect(),
+            inputs: c.signers[..n]
+                .iter()
+                .map(|s| s.name().to_owned())
+                .zip(inputs.iter().cloned())
+                .collect(),
+            encoding,
+            rng: ChaCha20Rng::seed_from_u64(seed),
+        };
+        for signer in &c.signers[..n] {
+            if round.stops.get(signer.name()) == Some(&SecAggStage::Setup) {
+                continue;
+            }
+            let (session, message) = ParticipantSession::start(
+                signer.clone(),
+                c.trust.clone(),
+                context(1),
+                &mut round.rng,
+            );
+            round
+                .coordinator
+                .receive(signer.name(), signer.certificate_der(), message)
+                .unwrap();
+            round.participants.insert(signer.name().to_owned(), session);
+        }
+        round
+    }
+
+    fn certificate(name: &str) -> &'static [u8] {
+        consortium()
+            .signers
+            .iter()
+            .find(|s| s.name() == name)
+            .unwrap()
+            .certificate_der()
+    }
+
+    /// Runs every remaining stage; the sum, or why it aborted.
+    fn finish(mut self) -> Result<(Vec<f64>, BTreeSet<String>), SecAggError> {
+        loop {
+            let stage = match self.coordinator.close_stage()? {
+                StageClosed::Done { sum, contributors } => return Ok((sum, contributors)),
+                StageClosed::Next(stage) => stage,
+            };
+            let names: Vec<String> = self.participants.keys().cloned().collect();
+            for name in names {
+                if self.stops.get(&name).is_some_and(|s| *s <= stage) {
+                    continue;
+                }
+                let relay = self.coordinator.relay_for(&name);
+                let session = self.participants.get_mut(&name).unwrap();
+                let message = match stage {
+                    SecAggStage::ShareKeys => session.share_keys(&relay, &mut self.rng).unwrap(),
+                    SecAggStage::MaskedInput => {
+                        session
+                            .masked_input(&relay, &self.inputs[&name], &self.encoding)
+                            .unwrap()
+                            .0
+                    }
+                    SecAggStage::Unmask => session.unmask(&relay).unwrap(),
+                    other => panic!("unexpected stage {other:?}"),
+                };
+                self.coordinator
+                    .receive(&name, Self::certificate(&name), message)
+                    .unwrap();
+            }
+        }
+    }
+}
+
+/// The plain fixed-point sum over `contributors`, decoded: what the secure sum must equal exactly.
+fn plain_sum(
+    encoding: &FixedPoint,
+    inputs: &BTreeMap<String, Vec<f64>>,
+    contributors: &BTreeSet<String>,
+) -> Vec<f64> {
+    let ring = encoding.modulus().mask();
+    let mut sum = vec![0u64; encoding.len()];
+    for name in contributors {
+        for (total, word) in sum
+            .iter_mut()
+            .zip(encoding.encode(&inputs[name]).unwrap().words)
+        {
+            *total = total.wrapping_add(word) & ring;
+        }
+    }
+    encoding.decode(&sum, contributors.len()).unwrap()
+}
+
+fn inputs(n: usize, d: usize, seed: u64) -> Vec<Vec<f64>> {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let mut v: Vec<f64> = (0..d)
+                .map(|_| rand::Rng::random_range(&mut rng, -100.0..100.0))
+                .collect();
+            v.push(rand::Rng::random_range(&mut rng, 0..1000) as f64);
+            v
+        })
+        .collect()
+}
+
+const STAGES: [SecAggStage; 4] = [
+    SecAggStage::Setup,
+    SecAggStage::ShareKeys,
+    SecAggStage::MaskedInput,
+    SecAggStage::Unmask,
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// For random sizes, inputs, graphs and dropout sets that leave at least t participants
+    /// at every stage, the secure sum is exactly the plain sum over those whose input arrived.
+    #[test]
+    fn the_secure_sum_is_exactly_the_plain_sum(
+        n in 3usize..=16,
+        d in 1usize..=40,
+        sparse in any::<bool>(),
+        drops in proptest::collection::vec((0usize..16, 0usize..4), 0..8),
+        seed in any::<u64>(),
+    ) {
+        let threshold = n / 2 + 1;
+        let mut dropouts = Dropouts::new();
+        for (who, stage) in drops {
+            if who < n && n - dropouts.len() > threshold {
+                dropouts.entry(who).or_insert(STAGES[stage]);
+            }
+        }
+        let neighbours = if sparse { 4 } else { 0 };
+        let values = inputs(n, d, seed);
+        let round = Round::new(n, &values, &dropouts, threshold, neighbours, seed);
+        let (encoding, named) = (round.encoding.clone(), round.inputs.clone());
+        match round.finish() {
+            Ok((sum, contributors)) => {
+                let expected: BTreeSet<String> = named.keys()
+                    .filter(|name| dropouts.iter().all(|(i, s)| consortium().signers[*i].name() != name.as_str() || *s == SecAggStage::Unmask))
+                    .cloned().collect();
+                prop_assert_eq!(&contributors, &expected);
+                prop_assert_eq!(sum, plain_sum(&encoding, &named, &contributors));
+            }
+            // A sparse graph can leave a dropped participant's neighbourhood too thin to
+            // recover from; the aggregation must then say so, never return a wrong sum.
+            Err(SecAggError::Unrecoverable { .. }) if sparse => {}
+            Err(other) => prop_assert!(false, "aborted: {other}"),
+        }
+    }
+}
+
+#[test]
+fn ten_participants_survive_one_two_or_three_dropouts_at_every_stage() {
+    let values = inputs(10, 50, 7);
+    for stage in STAGES {
+        for dropped in 1..=3 {
+            let dropouts: Dropouts = (0..dropped).map(|i| (i * 3, stage)).collect();
+            let round = Round::new(10, &values, &dropouts, 0, 0, dropped as u64);
+            let (encoding, named) = (round.encoding.clone(), round.inputs.clone());
+            let (sum, contributors) = round
+                .finish()
+                .unwrap_or_else(|e| panic!("{stage:?} × {dropped}: {e}"));
+            let expected = if stage == SecAggStage::Unmask {
+                10
+            } else {
+                10 - dropped
+            };
+            assert_eq!(contributors.len(), expected, "{stage:?} × {dropped}");
+            assert_eq!(
+                sum,
+                plain_sum(&encoding, &named, &contributors),
+                "{stage:?} × {dropped}"
+            );
+        }
+    }
+}
+
+#[test]
+fn below_the_threshold_the_aggregation_aborts_at_the_stage_it_falls_short() {
+    let values = inputs(10, 5, 8);
+    for stage in STAGES {
+        // t = 6 of 10: five dropping leaves five.
+        let dropouts: Dropouts = (0..5).map(|i| (i, stage)).collect();
+        let error = Round::new(10, &values, &dropouts, 0, 0, 1)
+            .finish()
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                SecAggError::BelowThreshold {
+                    have: 5,
+                    threshold: 6,
+                    ..
+                }
+            ),
+            "{stage:?}: {error}"
+        );
+    }
+}
+
+#[test]
+fn a_sparse_secagg_plus_graph_sums_forty_participants_with_dropouts() {
+    let values = inputs(40, 20, 9);
+    let dropouts: Dropouts = [
+        (3, SecAggStage::MaskedInput),
+        (17, SecAggStage::ShareKeys),
+        (30, SecAggStage::Unmask),
+    ]
+    .into();
+    let round = Round::new(40, &values, &dropouts, 0, 6, 3);
+    let (encoding, named) = (round.encoding.clone(), round.inputs.clone());
+    let (sum, contributors) = round.finish().unwrap();
+    assert_eq!(contributors.len(), 38);
+    assert_eq!(sum, plain_sum(&encoding, &named, &contributors));
+}
+
+/// Chi-square statistic of the top 4 bits of each word against the uniform distribution.
+fn chi_square_top_bits(words: &[u64]) -> f64 {
+    let mut bins = [0f64; 16];
+    for w in words {
+        bins[(w >> 60) as usize] += 1.0;
+    }
+    let expected = words.len() as f64 / 16.0;
+    bins.iter().map(|o| (o - expected).powi(2) / expected).sum()
+}
+
+#[test]
+fn what_the_coordinator_receives_from_one_participant_is_uniform_whatever_its_input() {
+    let c = consortium();
+    let d = 20_000;
+    let mut statistics = Vec::new();
+    for constant in [0.0, 100.0] {
+        let values: Vec<Vec<f64>> = (0..5)
+            .map(|_| {
+                let mut v = vec![constant; d];
+                v.push(if constant == 0.0 { 0.0 } else { 1e6 });
+                v
+            })
+            .collect();
+        let mut round = Round::new(5, &values, &Dropouts::new(), 0, 0, 11);
+        round.coordinator.close_stage().unwrap();
+        let names: Vec<String> = round.participants.keys().cloned().collect();
+        for name in &names {
+            let relay = round.coordinator.relay_for(name);
+            let message = round
+                .participants
+                .get_mut(name)
+                .unwrap()
+                .share_keys(&relay, &mut round.rng)
+                .unwrap();
+            round
+                .coordinator
+                .receive(name, Round::certificate(name), message)
+                .unwrap();
+        }
+        round.coordinator.close_stage().unwrap();
+        let target = &names[0];
+        let relay = round.coordinator.relay_for(target);
+        let (message, _) = round
+            .participants
+            .get_mut(target)
+            .unwrap()
+            .masked_input(&relay, &values[0], &round.encoding)
+            .unwrap();
+        let body = MaskedInput::decode(message.body.as_slice()).unwrap();
+        let words = words_from_bytes(&body.words, d + 1, Modulus::Z64).unwrap();
+        let encoded = round.encoding.encode(&values[0]).unwrap().words;
+        // The encoded input itself is anything but uniform…
+        assert!(chi_square_top_bits(&encoded) > 1000.0);
+        // …what is sent is: below the 0.1% critical value of chi-square with 15 degrees of freedom.
+        let statistic = chi_square_top_bits(&words);
+        assert!(statistic < 37.7, "input {constant}: chi-square {statistic}");
+        statistics.push((words, statistic));
+        let _ = c;
+    }
+    // Two-sample: the masked words for all-zero and all-maximum inputs are indistinguishable
+    // by their top-bit histograms (chi-square two-sample test, 15 dof, 0.1%).
+    let (a, b) = (&statistics[0].0, &statistics[1].0);
+    let mut bins = [[0f64; 16]; 2];
+    for (i, words) in [a, b].iter().enumerate() {
+        for w in words.iter() {
+            bins[i][(w >> 60) as usize] += 1.0;
+        }
+    }
+    let two_sample: f64 = (0..16)
+        .map(|k| {
+            let (x, y) = (bins[0][k], bins[1][k]);
+            if x + y == 0.0 {
+                0.0
+            } else {
+                (x - y).powi(2) / (x + y)
+            }
+        })
+        .sum();
+    assert!(two_sample < 37.7, "two-sample chi-square {two_sample}");
+}
+
+/// A round at the masked-input stage with everyone's keys shared.
+fn at_masked_input(n: usize) -> (Round, Vec<String>) {
+    let values = inputs(n, 3, 12);
+    let mut round = Round::new(n, &values, &Dropouts::new(), 0, 0, 5);
+    round.coordinator.close_stage().unwrap();
+    let names: Vec<String> = round.participants.keys().cloned().collect();
+    for name in &names {
+        let relay = round.coordinator.relay_for(name);
+        let message = round
+            .participants
+            .get_mut(name)
+            .unwrap()
+            .share_keys(&relay, &mut round.rng)
+            .unwrap();
+        round
+            .coordinator
+            .receive(name, Round::certificate(name), message)
+            .unwrap();
+    }
+    round.coordinator.close_stage().unwrap();
+    (round, names)
+}
+
+fn masked(round: &mut Round, name: &str) -> SignedStageMessage {
+    let relay = round.coordinator.relay_for(name);
+    let input = round.inputs[name].clone();
+    round
+        .participants
+        .get_mut(name)
+        .unwrap()
+        .masked_input(&relay, &input, &round.encoding)
+        .unwrap()
+        .0
+}
+
+#[test]
+fn forged_unsigned_replayed_and_wrong_round_messages_are_refused_and_change_nothing() {
+    let (mut round, names) = at_masked_input(4);
+    let (a, b) = (names[0].clone(), names[1].clone());
+    let good = masked(&mut round, &a);
+
+    let mut unsigned = good.clone();
+    unsigned.signature.clear();
+    assert_eq!(
+        round
+            .coordinator
+            .receive(&a, Round::certificate(&a), unsigned),
+        Err(SecAggError::Unsigned(a.clone()))
+    );
+
+    let mut altered = good.clone();
+    altered.body[5] ^= 1;
+    assert_eq!(
+        round
+            .coordinator
+            .receive(&a, Round::certificate(&a), altered),
+        Err(SecAggError::BadSignature(a.clone()))
+    );
+
+    // Signed by someone else's key, presented as a's.
+    let forged =
+        consortium().signers[5].sign(&context(1), SecAggStage::MaskedInput, good.body.clone());
+    assert_eq!(
+        round
+            .coordinator
+            .receive(&a, Round::certificate(&a), forged),
+        Err(SecAggError::BadSignature(a.clone()))
+    );
+    // A certificate from another CA with the same name.
+    let outsider =
+        consortium()
+            .outsider
+            .sign(&context(1), SecAggStage::MaskedInput, good.body.clone());
+    assert!(matches!(
+        round
+            .coordinator
+            .receive(&a, consortium().outsider.certificate_der(), outsider),
+        Err(SecAggError::Certificate { .. })
+    ));
+    // b's message claimed by a (b's signature does not verify as a's).
+    let from_b = masked(&mut round, &b);
+    assert_eq!(
+        round
+            .coordinator
+            .receive(&a, Round::certificate(&a), from_b.clone()),
+        Err(SecAggError::BadSignature(a.clone()))
+    );
+
+    // Another round: a message signed for round 2 (a replay from elsewhere), and the round
+    // field changed without re-signing.
+    let other_round =
+        consortium().signers[0].sign(&context(2), SecAggStage::MaskedInput, good.body.clone());
+    assert!(matches!(
+        round
+            .coordinator
+            .receive(&a, Round::certificate(&a), other_round),
+        Err(SecAggError::WrongContext { .. })
+    ));
+    let mut moved = good.clone();
+    moved.header.as_mut().unwrap().round = 1;
+    moved.stage = SecAggStage::Unmask as i32;
+    assert!(matches!(
+        round.coordinator.receive(&a, Round::certificate(&a), moved),
+        Err(SecAggError::WrongStage { .. })
+    ));
+
+    round
+        .coordinator
+        .receive(&a, Round::certificate(&a), good.clone())
+        .unwrap();
+    assert_eq!(
+        round.coordinator.receive(&a, Round::certificate(&a), good),
+        Err(SecAggError::Duplicate(a.clone()))
+    );
+    round
+        .coordinator
+        .receive(&b, Round::certificate(&b), from_b)
+        .unwrap();
+
+    // Nothing refused left a trace: the round completes with the exact sum.
+    let encoding = round.encoding.clone();
+    let named = round.inputs.clone();
+    let rest: Vec<String> = names[2..].to_vec();
+    for name in &rest {
+        let message = masked(&mut round, name);
+        round
+            .coordinator
+            .receive(name, Round::certificate(name), message)
+            .unwrap();
+    }
+    round.stops.insert("none".into(), SecAggStage::Done);
+    let (sum, contributors) = round.finish().unwrap();
+    assert_eq!(sum, plain_sum(&encoding, &named, &contributors));
+}
+
+#[test]
+fn participants_refuse_to_unmask_anyone_whose_masked_input_arrived() {
+    let (mut round, names) = at_masked_input(5);
+    for name in &names[..4] {
+        let message = masked(&mut round, name);
+        round
+            .coordinator
+            .receive(name, Round::certificate(name), message)
+            .unwrap();
+    }
+    round.coordinator.close_stage().unwrap();
+    let honest = round.coordinator.relay_for(&names[0]);
+    assert_eq!(honest.dropped, vec![names[4].clone()]);
+
+    // Asking for the key share of a survivor as well as its self-mask share.
+    let mut both = honest.clone();
+    both.dropped.push(names[1].clone());
+    assert_eq!(
+        round.participants.get_mut(&names[0]).unwrap().unmask(&both),
+        Err(SecAggError::BothShares(names[1].clone()))
+    );
+    // Answering one request, then being told the same participant dropped after all.
+    round
+        .participants
+        .get_mut(&names[2])
+        .unwrap()
+        .unmask(&honest)
+        .unwrap();
+    let mut flipped = honest.clone();
+    flipped.survivors.retain(|s| s != &names[1]);
+    flipped.dropped.push(names[1].clone());
+    assert_eq!(
+        round
+            .participants
+            .get_mut(&names[2])
+            .unwrap()
+            .unmask(&flipped),
+        Err(SecAggError::BothShares(names[1].clone()))
+    );
+    // A request that says fewer than t survived.
+    let mut thin = honest.clone();
+    thin.survivors.truncate(2);
+    assert!(matches!(
+        round.participants.get_mut(&names[3]).unwrap().unmask(&thin),
+        Err(SecAggError::BelowThreshold { .. }) | Err(SecAggError::InconsistentUnmask(_))
+    ));
+}
+
+#[test]
+fn participants_refuse_a_threshold_of_half_or_less() {
+    let c = consortium();
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let (mut session, _) =
+        ParticipantSession::start(c.signers[0].clone(), c.trust.clone(), context(1), &mut rng);
+    let relay = accord_proto::v1::SecAggRelay {
+        stage: SecAggStage::ShareKeys as i32,
+        selected: c.signers[..10]
+            .iter()
+            .map(|s| s.name().to_owned())
+            .collect(),
+        threshold: 5,
+        ..Default::default()
+    };
+    assert_eq!(
+        session.share_keys(&relay, &mut rng),
+        Err(SecAggError::ThresholdTooLow {
+            threshold: 5,
+            selected: 10,
+            minimum: 6
+        })
+    );
+    assert!(matches!(
+        CoordinatorSession::new(
+            context(1),
+            c.trust.clone(),
+            encoding(1, 10),
+            relay.selected.iter().cloned().collect(),
+            5,
+            0
+        ),
+        Err(SecAggError::ThresholdTooLow { .. })
+    ));
+}
