@@ -469,21 +469,21 @@ impl Federation {
                     aborted,
                     ..Default::default()
                 };
-                if state.task != asked {
-                    let reason = state
+                let reason = || {
+                    state
                         .aborted
                         .as_ref()
                         .filter(|(task, _)| *task == asked)
                         .map(|(_, reason)| reason.clone())
-                        .unwrap_or_default();
-                    return Ok(done(reason));
-                }
+                        .unwrap_or_default()
+                };
                 match &state.aggregator {
-                    None => return Ok(done(String::new())),
-                    Some(a) if a.stage() as i32 > completed as i32 => {
-                        return Ok(a.relay(name).unwrap_or_else(|| done(String::new())));
+                    Some(a) if state.task == asked => {
+                        if a.stage() as i32 > completed as i32 {
+                            return Ok(a.relay(name).unwrap_or_else(|| done(reason())));
+                        }
                     }
-                    Some(_) => {}
+                    _ => return Ok(done(reason())),
                 }
             }
             if tokio::time::timeout_at(give_up, changes.changed())

@@ -23,6 +23,46 @@ pub struct ParticipantConfig {
     /// aggregation. Off by default: a participant refuses to reveal its own sums.
     #[serde(default)]
     pub allow_insecure_plain: bool,
+    /// Fault injection, for tests and simulations of dropouts; never set in production.
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+}
+
+/// A planned failure: at `round`'s `phase`, just before sending its `stage` message, this
+/// participant `exit`s (ends, as if its process died), `withhold`s (sits the phase out and
+/// carries on with the next), or `hold`s (hangs there, e.g. for a test to kill the process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    pub round: u32,
+    pub phase: FaultPhase,
+    pub stage: FaultStage,
+    pub action: FaultAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultPhase {
+    Standardize,
+    Fit,
+    Evaluate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultStage {
+    Setup,
+    ShareKeys,
+    MaskedInput,
+    Unmask,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultAction {
+    Exit,
+    Withhold,
+    Hold,
 }
 
 #[derive(Debug, Clone, Deserialize)]

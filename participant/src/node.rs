@@ -4,7 +4,7 @@
 //! model, evaluation counts), passed through the federation's aggregation scheme before it
 //! leaves. The schema arrives from the coordinator and is checked before any data is read.
 
-use crate::config::ParticipantConfig;
+use crate::config::{Fault, FaultAction, FaultPhase, FaultStage, ParticipantConfig};
 use crate::data::{DataError, LoadReport, LocalDataset, load_csv};
 use crate::model::{LogisticModel, Standardizer, TrainingParams, standardization_sums};
 use accord_crypto::secagg::identity::{Signer, Trust};
@@ -58,6 +58,12 @@ pub enum ParticipantError {
         round: u32,
         phase: &'static str,
         source: SecAggError,
+    },
+    #[error("fault injection: exited before sending the {stage} message of round {round} {phase}")]
+    FaultExit {
+        round: u32,
+        phase: &'static str,
+        stage: &'static str,
     },
     #[error(
         "{rows} usable rows, more than the federation's max_rows_per_participant ({max}), which bounds the secure sums"
@@ -117,6 +123,7 @@ struct SecureAggregation {
 struct Node {
     client: FederationClient<Channel>,
     secagg: Option<SecureAggregation>,
+    faults: Vec<Fault>,
     name: String,
     federation: FederationDefinition,
     seed: u64,
@@ -225,6 +232,7 @@ impl Node {
         Ok(Self {
             client,
             secagg,
+            faults: config.faults.clone(),
             name: response.participant_name,
             federation,
             seed: config.seed,
@@ -463,7 +471,9 @@ impl Node {
         };
         let (mut session, advertisement) =
             ParticipantSession::start(signer, trust, context, &mut rand::rng());
-        if !self.submit(advertisement).await? {
+        if !self.inject_fault(round, phase, SecAggStage::Setup).await?
+            || !self.submit(advertisement).await?
+        {
             return Ok(false);
         }
         let values = self.values(round, phase).await?;
@@ -504,7 +514,7 @@ impl Node {
                     message
                 }
                 SecAggStage::Unmask => session.unmask(&relay).map_err(failed)?,
-                _ => {
+                SecAggStage::Done | SecAggStage::Unspecified | SecAggStage::Setup => {
                     if !relay.aborted.is_empty() {
                         warn!(round, phase = phase.label(), reason = %relay.aborted, "the phase aborted; the previous global model stays");
                     }
@@ -513,8 +523,56 @@ impl Node {
                     );
                 }
             };
-            if !self.submit(message).await? {
+            if !self.inject_fault(round, phase, relay.stage()).await?
+                || !self.submit(message).await?
+            {
                 return Ok(false);
+            }
+        }
+    }
+
+    /// Applies a configured fault planned for this point; false if the participant sits the
+    /// phase out.
+    async fn inject_fault(
+        &self,
+        round: u32,
+        phase: Phase,
+        stage: SecAggStage,
+    ) -> Result<bool, ParticipantError> {
+        let planned = self.faults.iter().find(|f| {
+            f.round == round
+                && matches!(
+                    (f.phase, phase),
+                    (FaultPhase::Standardize, Phase::Standardize)
+                        | (FaultPhase::Fit, Phase::Fit)
+                        | (FaultPhase::Evaluate, Phase::Evaluate)
+                )
+                && matches!(
+                    (f.stage, stage),
+                    (FaultStage::Setup, SecAggStage::Setup)
+                        | (FaultStage::ShareKeys, SecAggStage::ShareKeys)
+                        | (FaultStage::MaskedInput, SecAggStage::MaskedInput)
+                        | (FaultStage::Unmask, SecAggStage::Unmask)
+                )
+        });
+        let Some(fault) = planned else {
+            return Ok(true);
+        };
+        let stage = secagg::stage_label(stage);
+        warn!(round, phase = phase.label(), stage, action = ?fault.action, "fault injection");
+        match fault.action {
+            FaultAction::Withhold => Ok(false),
+            FaultAction::Exit => Err(ParticipantError::FaultExit {
+                round,
+                phase: phase.label(),
+                stage,
+            }),
+            FaultAction::Hold => {
+                eprintln!(
+                    "accord participant: fault injection: holding before the {stage} message of round {round} {}",
+                    phase.label()
+                );
+                std::future::pending().await
             }
         }
     }

@@ -209,3 +209,135 @@ fn data_synth_writes_one_csv_per_participant_with_the_documented_columns() {
          customer_tenure_months,age_band,gender,disability,region,language,csat,nps"
     );
 }
+
+/// Child processes killed when the test ends, whatever happens.
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn hold_before_masked_input() -> toml::Value {
+    let mut table = toml::map::Map::new();
+    table.insert("round".into(), 1.into());
+    table.insert("phase".into(), "fit".into());
+    table.insert("stage".into(), "masked-input".into());
+    table.insert("action".into(), "hold".into());
+    toml::Value::Array(vec![toml::Value::Table(table)])
+}
+
+/// Ten participant processes; three are SIGKILLed mid-round, after sharing their keys and
+/// before sending their masked input. The round completes with the seven others (their masks
+/// with the dead are recovered from key shares), and so does the next.
+#[test]
+fn killing_three_participant_processes_mid_round_leaves_a_complete_round() {
+    use accord::cli::SynthArgs;
+    use accord::demo::LocalFederation;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = SynthArgs {
+        out: dir.path().join("data"),
+        participants: 10,
+        rows: 150,
+        seed: 5,
+        bias: None,
+        dirty_rate: 0.0,
+    };
+    let federation = LocalFederation::create(dir.path(), &data).unwrap();
+    let config = federation
+        .write_coordinator_config(2, 3, &[("federation.min_participants", 6.into())])
+        .unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let spawn = |name: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_accord"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(logs.join(format!("{name}.log"))).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let mut children = Children(vec![spawn(
+        "coordinator",
+        &["coordinator", "--config", config.to_str().unwrap()],
+    )]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let address = loop {
+        if let Ok(address) = std::fs::read_to_string(federation.address_file()) {
+            break address.trim().to_owned();
+        }
+        assert!(Instant::now() < deadline, "the coordinator did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let doomed = ["org-2", "org-5", "org-9"];
+    for name in &federation.names {
+        let extra = if doomed.contains(&name.as_str()) {
+            vec![("faults", hold_before_masked_input())]
+        } else {
+            vec![]
+        };
+        let config = federation
+            .write_participant_config(name, &address, &extra)
+            .unwrap();
+        children.0.push(spawn(
+            name,
+            &["participant", "--config", config.to_str().unwrap()],
+        ));
+    }
+
+    // Kill each doomed process once it has shared its keys and stopped before its masked input.
+    for name in doomed {
+        let index = 1 + federation.names.iter().position(|n| n == name).unwrap();
+        let log = logs.join(format!("{name}.log"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("holding before the masked input message of round 1 fit")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{name} never reached masked input"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let child = &mut children.0[index];
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-KILL", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), None, "{name} died by a signal");
+    }
+
+    let coordinator = children.0[0].wait().unwrap();
+    let log = std::fs::read_to_string(logs.join("coordinator.log")).unwrap();
+    assert!(coordinator.success(), "{log}");
+    let rounds = std::fs::read_to_string(dir.path().join("rounds.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = rounds
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    // round, participants, …, aborted
+    let summary: Vec<(&str, &str, &str)> =
+        rows.iter().map(|r| (r[0], r[1], r[r.len() - 1])).collect();
+    assert_eq!(
+        summary,
+        [("1", "7", "false"), ("2", "7", "false")],
+        "{rounds}\n{log}"
+    );
+    for child in &mut children.0[1..] {
+        if let Some(status) = child.try_wait().unwrap().or_else(|| child.wait().ok()) {
+            assert!(status.success() || status.code().is_none());
+        }
+    }
+}

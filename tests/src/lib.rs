@@ -85,9 +85,21 @@ impl TestFederation {
     }
 
     pub fn participant_config(&self, name: &str, address: &str) -> ParticipantConfig {
+        self.participant_config_with(name, address, &[])
+    }
+
+    /// A participant's config with `extra` edits (e.g. planned faults) on top.
+    pub fn participant_config_with(
+        &self,
+        name: &str,
+        address: &str,
+        extra: &[(&str, toml::Value)],
+    ) -> ParticipantConfig {
+        let mut edits = self.participant_edits.clone();
+        edits.extend(extra.iter().cloned());
         let path = self
             .layout
-            .write_participant_config(name, address, &self.participant_edits)
+            .write_participant_config(name, address, &edits)
             .expect("participant config");
         ParticipantConfig::load(&path).expect("participant config loads")
     }

@@ -24,7 +24,8 @@ const P: Odd<U320> = Odd::<U320>::from_be_hex(
 /// Bytes of a field element in a share (p needs 257 bits).
 const FIELD_BYTES: usize = 33;
 
-/// Bytes of a [`U320`]: the big-endian encoding's leading bytes that a field element leaves zero.
+/// Bytes of a [`U320`] in big-endian order: a field element fills the last 33, a secret the
+/// last 32.
 const WIDE_BYTES: usize = 40;
 
 /// One holder's share: the point `(x, y)` of the secret's polynomial.

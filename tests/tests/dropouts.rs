@@ -1,0 +1,93 @@
+//! Dropouts over real mutual-TLS gRPC: a round completes when at least t participants reach
+//! unmasking; below t it aborts cleanly, the previous global model stays, and the federation
+//! goes on with the next round.
+
+use accord_proto::transport::WireMeter;
+use accord_tests::TestFederation;
+
+fn fault(round: i64, phase: &str, stage: &str, action: &str) -> toml::Value {
+    let mut table = toml::map::Map::new();
+    table.insert("round".into(), round.into());
+    table.insert("phase".into(), phase.into());
+    table.insert("stage".into(), stage.into());
+    table.insert("action".into(), action.into());
+    toml::Value::Array(vec![toml::Value::Table(table)])
+}
+
+/// Ten participants; `faulty` of them follow `plan`. Returns the coordinator's round records.
+async fn run(
+    faulty: usize,
+    plan: toml::Value,
+    rounds: u32,
+) -> (
+    Vec<accord_coordinator::artefact::RoundRecord>,
+    Vec<Result<u32, String>>,
+) {
+    let mut federation = TestFederation::new(10, 150, 21);
+    // The demo's config wants every participant; dropout tolerance is the threshold's job.
+    federation
+        .coordinator_edits
+        .push(("federation.min_participants", 6.into()));
+    let (address, coordinator) = federation.start_coordinator(rounds, 3).await;
+    let tasks: Vec<_> = federation
+        .layout
+        .names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let extra = if i < faulty {
+                vec![("faults", plan.clone())]
+            } else {
+                vec![]
+            };
+            let config = federation.participant_config_with(name, &address, &extra);
+            tokio::spawn(async move { accord_participant::run(&config, WireMeter::new()).await })
+        })
+        .collect();
+    let mut ends = Vec::new();
+    for task in tasks {
+        ends.push(
+            task.await
+                .unwrap()
+                .map(|o| o.rounds_completed)
+                .map_err(|e| e.to_string()),
+        );
+    }
+    let outcome = coordinator.await.unwrap().expect("the federation finishes");
+    (outcome.rounds, ends)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_the_threshold_a_round_aborts_and_the_federation_goes_on() {
+    // Five of ten withhold their masked input in round 2: t = 6 is not reached.
+    let (rounds, ends) = run(5, fault(2, "fit", "masked-input", "withhold"), 3).await;
+    let summary: Vec<(u32, u32, bool)> = rounds
+        .iter()
+        .map(|r| (r.round, r.participants, r.aborted))
+        .collect();
+    assert_eq!(summary, [(1, 10, false), (2, 0, true), (3, 10, false)]);
+    assert!(
+        rounds[1].quality.is_none(),
+        "no evaluation of an aborted round"
+    );
+    assert!(rounds[2].quality.unwrap().accuracy > 0.7);
+    // Everyone, the five included, carried on to the end.
+    assert!(ends.iter().all(|e| e.is_ok()), "{ends:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_participants_ending_mid_round_leave_a_complete_round() {
+    // Three of ten end (as if their processes died) before their masked input in round 1:
+    // their pairwise masks are recovered from their neighbours' key shares.
+    let (rounds, ends) = run(3, fault(1, "fit", "masked-input", "exit"), 2).await;
+    let summary: Vec<(u32, u32, bool)> = rounds
+        .iter()
+        .map(|r| (r.round, r.participants, r.aborted))
+        .collect();
+    assert_eq!(summary, [(1, 7, false), (2, 7, false)]);
+    assert_eq!(ends.iter().filter(|e| e.is_err()).count(), 3, "{ends:?}");
+    assert!(
+        ends.iter().flatten().all(|completed| *completed == 2),
+        "{ends:?}"
+    );
+}
