@@ -636,3 +636,76 @@ fn participants_refuse_a_threshold_of_half_or_less() {
         Err(SecAggError::ThresholdTooLow { .. })
     ));
 }
+
+#[test]
+fn participants_refuse_keys_or_shares_the_coordinator_forged_or_altered() {
+    let c = consortium();
+    let values = inputs(4, 3, 13);
+    let mut round = Round::new(4, &values, &Dropouts::new(), 0, 0, 6);
+    round.coordinator.close_stage().unwrap();
+    let names: Vec<String> = round.participants.keys().cloned().collect();
+    let honest = round.coordinator.relay_for(&names[0]);
+
+    // A neighbour's advertisement re-signed by a key that is not its certificate's.
+    let mut substituted = honest.clone();
+    let victim = substituted
+        .advertisements
+        .iter_mut()
+        .find(|a| a.name == names[1])
+        .unwrap();
+    let body = victim.message.as_ref().unwrap().body.clone();
+    victim.message = Some(c.signers[7].sign(&context(1), SecAggStage::Setup, body));
+    let session = round.participants.get_mut(&names[0]).unwrap();
+    assert_eq!(
+        session.share_keys(&substituted, &mut round.rng),
+        Err(SecAggError::BadSignature(names[1].clone()))
+    );
+
+    // The coordinator's own made-up participant, with a certificate from another CA.
+    let mut invented = honest.clone();
+    let fake = invented
+        .advertisements
+        .iter_mut()
+        .find(|a| a.name == names[1])
+        .unwrap();
+    fake.certificate_der = c.outsider.certificate_der().to_vec();
+    assert!(matches!(
+        session.share_keys(&invented, &mut round.rng),
+        Err(SecAggError::Certificate { .. })
+    ));
+
+    // The honest relay works; then a share altered in transit does not decrypt.
+    for name in &names {
+        let relay = round.coordinator.relay_for(name);
+        let message = round
+            .participants
+            .get_mut(name)
+            .unwrap()
+            .share_keys(&relay, &mut round.rng)
+            .unwrap();
+        round
+            .coordinator
+            .receive(name, Round::certificate(name), message)
+            .unwrap();
+    }
+    round.coordinator.close_stage().unwrap();
+    let mut altered = round.coordinator.relay_for(&names[0]);
+    altered.shares[0].share.as_mut().unwrap().ciphertext[0] ^= 1;
+    let input = round.inputs[&names[0]].clone();
+    let error = round
+        .participants
+        .get_mut(&names[0])
+        .unwrap()
+        .masked_input(&altered, &input, &round.encoding)
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            SecAggError::Malformed {
+                what: "encrypted share",
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
