@@ -224,7 +224,12 @@ impl CoordinatorConfig {
             path: path.into(),
             source,
         })?;
-        let mut config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        Self::parse(&text, path)
+    }
+
+    /// A configuration from its text; `path` names it in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.into(),
             message: e.to_string(),
         })?;

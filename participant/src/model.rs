@@ -4,7 +4,7 @@
 //! Also the local sums a participant contributes (standardization sums, evaluation counts):
 //! everything here turns records into aggregates, so records never need to leave.
 
-use accord_proto::layout::{EvaluationCounts, StandardizationSums, WeightedModel};
+use accord_proto::layout::{EvaluationCounts, GroupCounts, StandardizationSums, WeightedModel};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -168,6 +168,28 @@ impl LogisticModel {
             } else {
                 counts.negative_histogram[bin] += 1.0;
             }
+        }
+        counts
+    }
+}
+
+impl LogisticModel {
+    /// Per-group counts of this model's decisions on local records (`groups` holds each
+    /// protected attribute's category index per record, in schema order).
+    pub fn group_counts(
+        &self,
+        x: ArrayView2<f64>,
+        y: ArrayView1<f64>,
+        groups: &[&[usize]],
+        threshold: f64,
+        mut counts: GroupCounts,
+    ) -> GroupCounts {
+        let mut categories = vec![0; groups.len()];
+        for (row, (p, &label)) in self.predict(x).iter().zip(y.iter()).enumerate() {
+            for (slot, attribute) in categories.iter_mut().zip(groups) {
+                *slot = attribute[row];
+            }
+            counts.add(&categories, label > 0.5, *p >= threshold);
         }
         counts
     }

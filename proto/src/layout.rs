@@ -323,10 +323,187 @@ impl EvaluationCounts {
     }
 }
 
+/// Per-group confusion counts of the current model: for each protected attribute, for each of
+/// its categories then `unknown`, `[n, actual positives, predicted positives, true positives]`.
+/// Sufficient for selection rates, TPR and the gaps between groups.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupCounts {
+    /// (attribute, its categories with `unknown` last).
+    pub groups: Vec<(String, Vec<String>)>,
+    pub values: Vec<f64>,
+}
+
+/// Counts per group in [`GroupCounts`].
+pub const GROUP_FIELDS: usize = 4;
+
+/// One group's counts.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct GroupTally {
+    pub n: f64,
+    pub positives: f64,
+    pub predicted_positives: f64,
+    pub true_positives: f64,
+}
+
+impl GroupTally {
+    /// The share of the group the model predicts positive.
+    pub fn selection_rate(&self) -> Option<f64> {
+        (self.n > 0.0).then(|| self.predicted_positives / self.n)
+    }
+
+    /// The share of the group's actual positives the model predicts positive.
+    pub fn true_positive_rate(&self) -> Option<f64> {
+        (self.positives > 0.0).then(|| self.true_positives / self.positives)
+    }
+}
+
+impl GroupCounts {
+    /// Zeros for the schema's protected attributes.
+    pub fn zeros(schema: &Schema) -> Self {
+        let groups: Vec<(String, Vec<String>)> = schema
+            .protected_attributes
+            .iter()
+            .map(|a| {
+                let mut categories = a.categories.clone();
+                categories.push(UNKNOWN.to_owned());
+                (a.name.clone(), categories)
+            })
+            .collect();
+        let len = groups.iter().map(|(_, c)| c.len()).sum::<usize>() * GROUP_FIELDS;
+        Self {
+            groups,
+            values: vec![0.0; len],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    fn offset(&self, attribute: usize, category: usize) -> usize {
+        let before: usize = self.groups[..attribute].iter().map(|(_, c)| c.len()).sum();
+        (before + category) * GROUP_FIELDS
+    }
+
+    /// Adds one record: its category index per attribute (in schema order), its label and the
+    /// model's decision.
+    pub fn add(&mut self, categories: &[usize], positive: bool, predicted: bool) {
+        for (attribute, &category) in categories.iter().enumerate() {
+            let at = self.offset(attribute, category);
+            self.values[at] += 1.0;
+            self.values[at + 1] += f64::from(u8::from(positive));
+            self.values[at + 2] += f64::from(u8::from(predicted));
+            self.values[at + 3] += f64::from(u8::from(positive && predicted));
+        }
+    }
+
+    /// Each group of `attribute`: its category name and counts.
+    pub fn tallies(&self, attribute: usize) -> Vec<(String, GroupTally)> {
+        let (_, categories) = &self.groups[attribute];
+        categories
+            .iter()
+            .enumerate()
+            .map(|(i, category)| {
+                let at = self.offset(attribute, i);
+                let v = &self.values[at..at + GROUP_FIELDS];
+                let tally = GroupTally {
+                    n: v[0],
+                    positives: v[1],
+                    predicted_positives: v[2],
+                    true_positives: v[3],
+                };
+                (category.clone(), tally)
+            })
+            .collect()
+    }
+
+    /// Fairlearn's demographic parity difference (max − min selection rate over the groups of
+    /// `attribute` with at least `min_size` records) and equal opportunity difference (the same
+    /// over true-positive rates). None where fewer than two groups qualify.
+    pub fn gaps(&self, attribute: usize, min_size: f64) -> (Option<f64>, Option<f64>) {
+        let tallies: Vec<GroupTally> = self
+            .tallies(attribute)
+            .into_iter()
+            .map(|(_, t)| t)
+            .filter(|t| t.n >= min_size.max(1.0))
+            .collect();
+        let spread = |rates: Vec<f64>| {
+            (rates.len() >= 2).then(|| {
+                let max = rates.iter().cloned().fold(f64::MIN, f64::max);
+                let min = rates.iter().cloned().fold(f64::MAX, f64::min);
+                max - min
+            })
+        };
+        (
+            spread(
+                tallies
+                    .iter()
+                    .filter_map(GroupTally::selection_rate)
+                    .collect(),
+            ),
+            spread(
+                tallies
+                    .iter()
+                    .filter_map(GroupTally::true_positive_rate)
+                    .collect(),
+            ),
+        )
+    }
+
+    /// One participant's bounds: every count at most `max_rows`.
+    pub fn bounds(&self, max_rows: u64) -> Vec<Bound> {
+        vec![Bound::new(
+            "group counts",
+            self.len(),
+            max_rows as f64,
+            true,
+        )]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::v1::{Boolean, Categorical, Feature, Numeric, ProtectedAttribute};
+
+    #[test]
+    fn group_counts_tally_each_attribute_and_measure_the_gaps() {
+        let schema = Schema {
+            protected_attributes: vec![
+                ProtectedAttribute {
+                    name: "age_band".into(),
+                    categories: vec!["18-29".into(), "60+".into()],
+                    use_as_feature: false,
+                },
+                ProtectedAttribute {
+                    name: "gender".into(),
+                    categories: vec!["female".into()],
+                    use_as_feature: false,
+                },
+            ],
+            ..Default::default()
+        };
+        let mut counts = GroupCounts::zeros(&schema);
+        assert_eq!(counts.len(), (3 + 2) * GROUP_FIELDS);
+        // Young: 2 records, both positive, both predicted positive. Old: 2 positives, 1 predicted.
+        counts.add(&[0, 0], true, true);
+        counts.add(&[0, 1], true, true);
+        counts.add(&[1, 0], true, true);
+        counts.add(&[1, 1], true, false);
+        let ages = counts.tallies(0);
+        assert_eq!(ages[1].0, "60+");
+        assert_eq!(ages[1].1.selection_rate(), Some(0.5));
+        assert_eq!(ages[2].0, UNKNOWN);
+        assert_eq!(ages[2].1.n, 0.0);
+        assert_eq!(counts.gaps(0, 1.0), (Some(0.5), Some(0.5)));
+        // Too small groups do not count.
+        assert_eq!(counts.gaps(0, 3.0), (None, None));
+        assert_eq!(counts.tallies(1)[1].1.n, 2.0, "gender unknown");
+    }
 
     #[test]
     fn columns_expand_categories_and_protected_features() {

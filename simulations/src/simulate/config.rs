@@ -1,0 +1,356 @@
+//! `experiment.toml`: one experiment (data, partitioning, algorithm, privacy layer, faults,
+//! seed), and optionally a `[sweep]` of values for any of its parameters, run as a grid.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    pub name: String,
+    /// Same config and seed, same numbers.
+    #[serde(default)]
+    pub seed: u64,
+    pub data: DataConfig,
+    #[serde(default)]
+    pub partition: PartitionConfig,
+    #[serde(default)]
+    pub algorithm: AlgorithmConfig,
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
+    #[serde(default)]
+    pub faults: FaultConfig,
+    /// Parameter (dotted path, e.g. "algorithm.mu") → the values to run.
+    #[serde(default)]
+    pub sweep: BTreeMap<String, Vec<toml::Value>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataSource {
+    /// `accord data synth` records: `participants` organizations of about `rows` rows.
+    Synthetic,
+    /// One CSV per participant (`files`).
+    CsvFiles,
+    /// One CSV (`file`), split into `participants` by the partitioning.
+    CsvSplit,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub source: DataSource,
+    #[serde(default = "default_participants")]
+    pub participants: usize,
+    /// Mean rows per participant (synthetic).
+    #[serde(default = "default_rows")]
+    pub rows: usize,
+    /// A planted disparity (synthetic), e.g. "age_band=60+:penalty=0.8".
+    #[serde(default)]
+    pub bias: Option<String>,
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+fn default_participants() -> usize {
+    10
+}
+fn default_rows() -> usize {
+    500
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionKind {
+    /// As the data come: the generator's organizations (already non-IID), or one file each.
+    #[default]
+    Natural,
+    /// Pooled, shuffled and split evenly.
+    Iid,
+    /// Label skew: each label's records split by Dirichlet(alpha) proportions.
+    DirichletLabel,
+    /// Skew by a protected group: each category of `attribute` split by Dirichlet(alpha).
+    Group,
+    /// Quantity skew: sizes from Dirichlet(alpha), records shuffled.
+    Quantity,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PartitionConfig {
+    pub kind: PartitionKind,
+    pub alpha: f64,
+    /// The protected attribute for `group` skew.
+    pub attribute: Option<String>,
+}
+
+impl Default for PartitionConfig {
+    fn default() -> Self {
+        Self {
+            kind: PartitionKind::Natural,
+            alpha: 0.5,
+            attribute: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    #[default]
+    Fedavg,
+    Fedprox,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlgorithmConfig {
+    pub strategy: Strategy,
+    /// FedProx proximal term (used with strategy = "fedprox").
+    pub mu: f64,
+    pub local_epochs: u32,
+    pub learning_rate: f64,
+    pub l2: f64,
+    pub batch_size: u32,
+    pub rounds: u32,
+}
+
+impl Default for AlgorithmConfig {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::Fedavg,
+            mu: 0.01,
+            local_epochs: 2,
+            learning_rate: 0.1,
+            l2: 1e-3,
+            batch_size: 32,
+            rounds: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// "secagg" (default) or "insecure-plain" (labelled so in every output).
+    pub aggregation: String,
+    /// The encrypted fairness path; not available until the fairness issue lands.
+    pub fairness_encrypted: bool,
+    pub threshold: u32,
+    pub neighbours: u32,
+    pub modulus: String,
+    pub precision_bits: u32,
+    pub clip: f64,
+    pub max_rows_per_participant: u64,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self {
+            aggregation: "secagg".into(),
+            fairness_encrypted: false,
+            threshold: 0,
+            neighbours: 0,
+            modulus: "z64".into(),
+            precision_bits: 24,
+            clip: 50.0,
+            max_rows_per_participant: 1_000_000,
+        }
+    }
+}
+
+/// Independent per-stage dropout probabilities, for each participant in each aggregation.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StageDropout {
+    pub setup: f64,
+    pub share_keys: f64,
+    pub masked_input: f64,
+    pub unmask: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultConfig {
+    pub dropout: StageDropout,
+    /// The fraction of participants that are slow in each aggregation…
+    pub stragglers: f64,
+    /// …taking an exponentially distributed extra time with this mean…
+    pub straggler_mean_secs: f64,
+    /// …and missing the masked-input stage if it exceeds this deadline.
+    pub deadline_secs: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// One point of the grid: the config with the swept values applied, and those values.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    pub label: String,
+    pub swept: Vec<(String, String)>,
+    pub config: ExperimentConfig,
+}
+
+impl ExperimentConfig {
+    /// Loads an experiment; relative data paths are taken from the file's folder. Returns the
+    /// config and its raw document (for [`ExperimentConfig::plan`]).
+    pub fn load(path: &Path) -> Result<(Self, toml::Value), ExperimentError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ExperimentError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let raw: toml::Value = toml::from_str(&text).map_err(|e| ExperimentError::Invalid {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        Ok((Self::from_value(&raw, path)?, raw))
+    }
+
+    /// What a run cannot do, said before it starts.
+    pub fn check(&self) -> Result<(), String> {
+        let d = &self.data;
+        match d.source {
+            DataSource::Synthetic if d.participants == 0 || d.rows == 0 => {
+                return Err("data: participants and rows must be at least 1".into());
+            }
+            DataSource::CsvFiles if d.files.is_empty() => {
+                return Err("data: source 'csv-files' needs files = [...]".into());
+            }
+            DataSource::CsvSplit if d.file.is_none() || d.participants == 0 => {
+                return Err("data: source 'csv-split' needs file and participants".into());
+            }
+            _ => {}
+        }
+        if self.partition.kind != PartitionKind::Natural && !(self.partition.alpha > 0.0) {
+            return Err("partition.alpha must be positive".into());
+        }
+        if self.partition.kind == PartitionKind::Group && self.partition.attribute.is_none() {
+            return Err("partition: kind 'group' needs attribute (a protected attribute)".into());
+        }
+        if self.algorithm.rounds == 0 || self.algorithm.local_epochs == 0 {
+            return Err("algorithm: rounds and local_epochs must be at least 1".into());
+        }
+        if !matches!(
+            self.privacy.aggregation.as_str(),
+            "secagg" | "insecure-plain"
+        ) {
+            return Err(format!(
+                "privacy.aggregation '{}' is not one of secagg, insecure-plain",
+                self.privacy.aggregation
+            ));
+        }
+        if self.privacy.fairness_encrypted {
+            return Err("privacy.fairness_encrypted: the encrypted fairness path is not available yet (fairness statistics are securely aggregated instead)".into());
+        }
+        let f = &self.faults;
+        let probabilities = [
+            f.dropout.setup,
+            f.dropout.share_keys,
+            f.dropout.masked_input,
+            f.dropout.unmask,
+            f.stragglers,
+        ];
+        if probabilities.iter().any(|p| !(0.0..=1.0).contains(p)) {
+            return Err("faults: probabilities must be in [0, 1]".into());
+        }
+        Ok(())
+    }
+
+    /// The grid of runs: every combination of the swept values (one run without a sweep).
+    pub fn plan(raw: &toml::Value, path: &Path) -> Result<Vec<RunPlan>, ExperimentError> {
+        let base = Self::from_value(raw, path)?;
+        let mut runs = vec![(raw.clone(), Vec::new())];
+        for (key, values) in &base.sweep {
+            let mut next = Vec::new();
+            for (value, swept) in &runs {
+                for v in values {
+                    let mut value = value.clone();
+                    set(&mut value, key, v.clone()).map_err(|message| {
+                        ExperimentError::Invalid {
+                            path: path.into(),
+                            message,
+                        }
+                    })?;
+                    let mut swept = swept.clone();
+                    swept.push((key.clone(), display(v)));
+                    next.push((value, swept));
+                }
+            }
+            runs = next;
+        }
+        runs.into_iter()
+            .enumerate()
+            .map(|(i, (value, swept))| {
+                let config = Self::from_value(&value, path)?;
+                Ok(RunPlan {
+                    label: format!("run-{:03}", i + 1),
+                    swept,
+                    config,
+                })
+            })
+            .collect()
+    }
+
+    fn from_value(value: &toml::Value, path: &Path) -> Result<Self, ExperimentError> {
+        let invalid = |message: String| ExperimentError::Invalid {
+            path: path.into(),
+            message,
+        };
+        let mut config: Self = value
+            .clone()
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for file in config
+            .data
+            .files
+            .iter_mut()
+            .chain(config.data.file.as_mut())
+        {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+        }
+        config.check().map_err(invalid)?;
+        Ok(config)
+    }
+}
+
+/// Sets `key` (dotted) in a TOML document; the key must name an existing table path.
+fn set(document: &mut toml::Value, key: &str, value: toml::Value) -> Result<(), String> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts
+        .pop()
+        .ok_or_else(|| format!("sweep key '{key}' is empty"))?;
+    let mut table = document
+        .as_table_mut()
+        .ok_or_else(|| "the experiment is not a table".to_owned())?;
+    for part in parts {
+        table = table
+            .entry(part)
+            .or_insert_with(|| toml::Value::Table(Default::default()))
+            .as_table_mut()
+            .ok_or_else(|| format!("sweep key '{key}': '{part}' is not a table"))?;
+    }
+    table.insert(last.to_owned(), value);
+    Ok(())
+}
+
+fn display(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

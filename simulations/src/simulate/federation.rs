@@ -1,0 +1,531 @@
+//! One simulated federation: the participants' local work through the participant library, each
+//! phase summed through the coordinator's aggregation seam and, with secure aggregation, the
+//! real protocol state machines; only the transport is in-process. Dropouts and stragglers are
+//! drawn from the experiment's seed, so the same config gives the same numbers.
+
+use super::config::{ExperimentConfig, Strategy};
+use accord_coordinator::aggregation::{self, Closed, PhaseSpec, Submission};
+use accord_coordinator::metrics::{Quality, quality};
+use accord_crypto::secagg::identity::{Signer, Trust};
+use accord_crypto::secagg::participant::ParticipantSession;
+use accord_crypto::secagg::{self, Context, SecAggError};
+use accord_participant::data::LocalDataset;
+use accord_participant::model::{
+    LogisticModel, Standardizer, TrainingParams, standardization_sums,
+};
+use accord_proto::layout::{
+    Bound, EvaluationCounts, GroupCounts, StandardizationSums, WeightedModel,
+};
+use accord_proto::v1::{
+    Phase, PlainVector, ProtectedVector, Schema, SecAggParams, SecAggRelay, SecAggStage,
+    SignedStageMessage, protected_vector::Scheme,
+};
+use ndarray::Array2;
+use prost::Message;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A simulated participant: its identity and its data, standardized once the consortium's
+/// moments are known.
+pub struct Member {
+    pub signer: Arc<Signer>,
+    pub data: LocalDataset,
+    pub standardized: Option<Array2<f64>>,
+}
+
+/// What one round left behind.
+#[derive(Debug, Clone, Default)]
+pub struct RoundOutcome {
+    pub round: u32,
+    /// Participants whose fit contribution made the model.
+    pub completed: usize,
+    /// Participants that dropped (or missed the deadline) in the fit phase.
+    pub dropped: usize,
+    pub aborted: bool,
+    pub abort_reason: String,
+    pub quality: Option<Quality>,
+    /// (attribute, demographic-parity difference, equal-opportunity difference).
+    pub gaps: Vec<(String, Option<f64>, Option<f64>)>,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    /// Seconds per stage (setup, share keys, masked input, unmask), summed over the round's phases.
+    pub stage_secs: [f64; 4],
+    pub secs: f64,
+}
+
+/// The result of one aggregation.
+struct Aggregate {
+    sum: Result<(Vec<f64>, BTreeSet<String>), String>,
+    dropped: usize,
+    bytes_up: u64,
+    bytes_down: u64,
+    stage_secs: [f64; 4],
+}
+
+pub struct Simulation<'a> {
+    pub config: &'a ExperimentConfig,
+    pub schema: &'a Schema,
+    pub trust: &'a Trust,
+    pub members: Vec<Member>,
+    params: SecAggParams,
+    rng: ChaCha20Rng,
+}
+
+const STAGES: [SecAggStage; 4] = [
+    SecAggStage::Setup,
+    SecAggStage::ShareKeys,
+    SecAggStage::MaskedInput,
+    SecAggStage::Unmask,
+];
+
+impl<'a> Simulation<'a> {
+    pub fn new(
+        config: &'a ExperimentConfig,
+        schema: &'a Schema,
+        trust: &'a Trust,
+        members: Vec<Member>,
+    ) -> Self {
+        let p = &config.privacy;
+        let params = SecAggParams {
+            modulus_bits: if p.modulus == "z32" { 32 } else { 64 },
+            precision_bits: p.precision_bits,
+            clip: p.clip,
+            max_rows_per_participant: p.max_rows_per_participant,
+            threshold: p.threshold,
+            neighbours: p.neighbours,
+        };
+        Self {
+            config,
+            schema,
+            trust,
+            members,
+            params,
+            rng: ChaCha20Rng::seed_from_u64(config.seed ^ 0xfa17_5eed),
+        }
+    }
+
+    fn secure(&self) -> bool {
+        self.config.privacy.aggregation == secagg::SCHEME
+    }
+
+    /// The stage at which each participant stops in the next aggregation (None: it finishes).
+    fn draw_dropouts(&mut self) -> Vec<Option<SecAggStage>> {
+        let f = &self.config.faults;
+        let probabilities = [
+            f.dropout.setup,
+            f.dropout.share_keys,
+            f.dropout.masked_input,
+            f.dropout.unmask,
+        ];
+        (0..self.members.len())
+            .map(|_| {
+                let mut stop = None;
+                for (stage, p) in STAGES.iter().zip(probabilities) {
+                    if stop.is_none() && self.rng.random_bool(p) {
+                        stop = Some(*stage);
+                    }
+                }
+                let straggles = self.rng.random_bool(f.stragglers);
+                let delay = if f.straggler_mean_secs > 0.0 {
+                    -f.straggler_mean_secs * (1.0 - self.rng.random::<f64>()).ln()
+                } else {
+                    0.0
+                };
+                if stop.is_none() && straggles && delay > f.deadline_secs {
+                    stop = Some(SecAggStage::MaskedInput);
+                }
+                stop
+            })
+            .collect()
+    }
+
+    /// Sums `inputs` (one per member) for a phase, as the coordinator would.
+    fn aggregate(
+        &mut self,
+        round: u32,
+        phase: Phase,
+        bounds: Vec<Bound>,
+        inputs: &[Vec<f64>],
+    ) -> Aggregate {
+        let stops = self.draw_dropouts();
+        let names: BTreeSet<String> = self
+            .members
+            .iter()
+            .map(|m| m.signer.name().to_owned())
+            .collect();
+        let context = Context {
+            federation: self.config.name.clone(),
+            round,
+            phase,
+        };
+        let scheme = if self.secure() {
+            secagg::SCHEME
+        } else {
+            aggregation::INSECURE_PLAIN
+        };
+        let spec = PhaseSpec {
+            context: context.clone(),
+            bounds: bounds.clone(),
+            selected: names,
+            params: &self.params,
+            trust: self.trust,
+        };
+        let mut result = Aggregate {
+            sum: Err(String::new()),
+            dropped: stops.iter().filter(|s| s.is_some()).count(),
+            bytes_up: 0,
+            bytes_down: 0,
+            stage_secs: [0.0; 4],
+        };
+        let mut aggregator = match aggregation::start(scheme, spec) {
+            Ok(a) => a,
+            Err(e) => {
+                result.sum = Err(e.to_string());
+                return result;
+            }
+        };
+        if !self.secure() {
+            let started = Instant::now();
+            for ((member, input), stop) in self.members.iter().zip(inputs).zip(&stops) {
+                if stop.is_some() {
+                    continue;
+                }
+                let vector = ProtectedVector {
+                    scheme: Some(Scheme::Plain(PlainVector {
+                        values: input.clone(),
+                    })),
+                };
+                result.bytes_up += vector.encoded_len() as u64;
+                if let Err(e) = aggregator.accept(member.signer.name(), Submission::Plain(vector)) {
+                    result.sum = Err(e.to_string());
+                    return result;
+                }
+            }
+            result.sum = close(aggregator.as_mut());
+            result.stage_secs[2] = started.elapsed().as_secs_f64();
+            return result;
+        }
+
+        // Secure aggregation: the participant sessions and the coordinator seam, stage by stage.
+        let started = Instant::now();
+        let mut sessions: Vec<Option<ParticipantSession>> = Vec::with_capacity(self.members.len());
+        for (member, stop) in self.members.iter().zip(&stops) {
+            if *stop == Some(SecAggStage::Setup) {
+                sessions.push(None);
+                continue;
+            }
+            let (session, message) = ParticipantSession::start(
+                member.signer.clone(),
+                self.trust.clone(),
+                context.clone(),
+                &mut self.rng,
+            );
+            result.bytes_up += message.encoded_len() as u64;
+            let submitted = aggregator.accept(member.signer.name(), signed(member, message));
+            sessions.push(submitted.is_ok().then_some(session));
+        }
+        result.stage_secs[0] += started.elapsed().as_secs_f64();
+        let mut summands = 0;
+        loop {
+            let started = Instant::now();
+            match aggregator.close_stage() {
+                Ok(Closed::Done { sum, contributors }) => {
+                    result.stage_secs[3] += started.elapsed().as_secs_f64();
+                    result.sum = Ok((sum, contributors));
+                    return result;
+                }
+                Err(e) => {
+                    result.sum = Err(e.to_string());
+                    return result;
+                }
+                Ok(Closed::Next) => {}
+            }
+            let stage = aggregator.stage();
+            let slot = STAGES.iter().position(|s| *s == stage).unwrap_or(3);
+            let relays: Vec<Option<SecAggRelay>> = self
+                .members
+                .iter()
+                .zip(&sessions)
+                .zip(&stops)
+                .map(|((member, session), stop)| {
+                    let gone = stop.is_some_and(|s| s as i32 <= stage as i32);
+                    (session.is_some() && !gone)
+                        .then(|| aggregator.relay(member.signer.name()))
+                        .flatten()
+                })
+                .collect();
+            if stage == SecAggStage::ShareKeys {
+                summands = relays
+                    .iter()
+                    .flatten()
+                    .next()
+                    .map_or(0, |r| r.selected.len());
+            }
+            let encoding = secagg::fixed_point(&bounds, &self.params, summands);
+            let seeds: Vec<u64> = (0..sessions.len()).map(|_| self.rng.random()).collect();
+            let messages: Vec<Option<Result<SignedStageMessage, SecAggError>>> =
+                parallel_map(&mut sessions, |i, session| {
+                    let relay = relays[i].as_ref()?;
+                    let session = session.as_mut()?;
+                    let mut rng = ChaCha20Rng::seed_from_u64(seeds[i]);
+                    Some(match stage {
+                        SecAggStage::ShareKeys => session.share_keys(relay, &mut rng),
+                        SecAggStage::MaskedInput => match &encoding {
+                            Ok(encoding) => session
+                                .masked_input(relay, &inputs[i], encoding)
+                                .map(|(m, _)| m),
+                            Err(e) => Err(SecAggError::Encoding(e.clone())),
+                        },
+                        _ => session.unmask(relay),
+                    })
+                });
+            for ((member, relay), message) in self.members.iter().zip(&relays).zip(messages) {
+                let Some(message) = message else { continue };
+                result.bytes_down += relay.as_ref().map_or(0, |r| r.encoded_len() as u64);
+                match message {
+                    Ok(message) => {
+                        result.bytes_up += message.encoded_len() as u64;
+                        // A refused message is the protocol working: that participant drops.
+                        let _ = aggregator.accept(member.signer.name(), signed(member, message));
+                    }
+                    Err(e) => {
+                        result.sum = Err(format!("{}: {e}", member.signer.name()));
+                        return result;
+                    }
+                }
+            }
+            result.stage_secs[slot] += started.elapsed().as_secs_f64();
+        }
+    }
+}
+
+impl Simulation<'_> {
+    fn training_params(&self) -> TrainingParams {
+        let a = &self.config.algorithm;
+        TrainingParams {
+            epochs: a.local_epochs,
+            learning_rate: a.learning_rate,
+            l2: a.l2,
+            batch_size: a.batch_size as usize,
+            proximal_mu: if a.strategy == Strategy::Fedprox {
+                a.mu
+            } else {
+                0.0
+            },
+        }
+    }
+
+    /// Standardization from summed moments; then every round: fit (FedAvg or FedProx) and
+    /// evaluate (quality and per-group counts), each phase through the aggregation.
+    /// `on_round` sees each round as it finishes.
+    pub fn run(
+        &mut self,
+        mut on_round: impl FnMut(&RoundOutcome),
+    ) -> Result<Vec<RoundOutcome>, String> {
+        let columns = self.members.first().map_or(0, |m| m.data.features.ncols());
+        let rows = self.params.max_rows_per_participant;
+        let sums: Vec<Vec<f64>> = self
+            .members
+            .iter()
+            .map(|m| standardization_sums(&m.data.features).to_vec())
+            .collect();
+        let bounds = StandardizationSums::bounds(self.schema, rows).map_err(|e| e.to_string())?;
+        let standardize = self.aggregate(0, Phase::Standardize, bounds, &sums);
+        let (sum, _) = standardize
+            .sum
+            .map_err(|e| format!("standardization aborted: {e}"))?;
+        let sums = StandardizationSums::from_slice(&sum, columns).map_err(|e| e.to_string())?;
+        let standardizer = Standardizer::from_sums(&sums);
+        for member in &mut self.members {
+            member.standardized = Some(standardizer.apply(&member.data.features));
+        }
+
+        let params = self.training_params();
+        let clip = self.params.clip;
+        let bins = 100;
+        let attributes: Vec<String> = self
+            .schema
+            .protected_attributes
+            .iter()
+            .map(|a| a.name.clone())
+            .collect();
+        let mut global = LogisticModel::zeros(columns);
+        let mut outcomes = Vec::new();
+        for round in 1..=self.config.algorithm.rounds {
+            let started = Instant::now();
+            let updates: Vec<Vec<f64>> = self
+                .members
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let x = m.standardized.as_ref().expect("standardized");
+                    let seed = self.config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                        ^ (u64::from(round) << 20)
+                        ^ i as u64;
+                    let mut local = global.train(x.view(), m.data.labels.view(), &params, seed);
+                    local.weights.mapv_inplace(|w| w.clamp(-clip, clip));
+                    local.intercept = local.intercept.clamp(-clip, clip);
+                    local.weighted(m.data.len()).to_vec()
+                })
+                .collect();
+            let fit = self.aggregate(
+                round,
+                Phase::Fit,
+                WeightedModel::bounds(columns, clip, rows),
+                &updates,
+            );
+            let mut outcome = RoundOutcome {
+                round,
+                dropped: fit.dropped,
+                bytes_up: fit.bytes_up,
+                bytes_down: fit.bytes_down,
+                stage_secs: fit.stage_secs,
+                ..Default::default()
+            };
+            let fitted = fit.sum.and_then(|(sum, contributors)| {
+                let weighted =
+                    WeightedModel::from_slice(&sum, columns).map_err(|e| e.to_string())?;
+                let model = LogisticModel::from_weighted(&weighted).ok_or("no samples")?;
+                Ok((model, contributors.len()))
+            });
+            match fitted {
+                Err(reason) => {
+                    outcome.aborted = true;
+                    outcome.abort_reason = reason;
+                }
+                Ok((model, completed)) => {
+                    global = model;
+                    outcome.completed = completed;
+                    let evaluations: Vec<Vec<f64>> = self
+                        .members
+                        .iter()
+                        .map(|m| {
+                            let x = m.standardized.as_ref().expect("standardized");
+                            let mut values = global
+                                .evaluate(x.view(), m.data.labels.view(), bins, 0.5)
+                                .to_vec();
+                            let groups: Vec<&[usize]> = attributes
+                                .iter()
+                                .map(|a| m.data.groups[a].as_slice())
+                                .collect();
+                            let counts = global.group_counts(
+                                x.view(),
+                                m.data.labels.view(),
+                                &groups,
+                                0.5,
+                                GroupCounts::zeros(self.schema),
+                            );
+                            values.extend(counts.values);
+                            values
+                        })
+                        .collect();
+                    let groups = GroupCounts::zeros(self.schema);
+                    let mut bounds = EvaluationCounts::bounds(bins, rows);
+                    bounds.extend(groups.bounds(rows));
+                    let evaluate = self.aggregate(round, Phase::Evaluate, bounds, &evaluations);
+                    outcome.bytes_up += evaluate.bytes_up;
+                    outcome.bytes_down += evaluate.bytes_down;
+                    for (total, secs) in outcome.stage_secs.iter_mut().zip(evaluate.stage_secs) {
+                        *total += secs;
+                    }
+                    if let Ok((sum, _)) = evaluate.sum {
+                        let split = EvaluationCounts::len(bins);
+                        let counts = EvaluationCounts::from_slice(&sum[..split], bins)
+                            .map_err(|e| e.to_string())?;
+                        outcome.quality = quality(&counts);
+                        let groups = GroupCounts {
+                            values: sum[split..].to_vec(),
+                            ..groups
+                        };
+                        outcome.gaps = attributes
+                            .iter()
+                            .enumerate()
+                            .map(|(i, a)| {
+                                let (dp, eo) = groups.gaps(i, 1.0);
+                                (a.clone(), dp, eo)
+                            })
+                            .collect();
+                    }
+                }
+            }
+            outcome.secs = started.elapsed().as_secs_f64();
+            on_round(&outcome);
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+}
+
+/// The same model trained on the pooled data with the same standardization and as many epochs
+/// as the federation's rounds × local epochs: its accuracy on the pooled data.
+pub fn centralized_accuracy(config: &ExperimentConfig, datasets: &[&LocalDataset]) -> f64 {
+    let views: Vec<_> = datasets.iter().map(|d| d.features.view()).collect();
+    let x = ndarray::concatenate(ndarray::Axis(0), &views).expect("same columns");
+    let y: ndarray::Array1<f64> = datasets
+        .iter()
+        .flat_map(|d| d.labels.iter().copied())
+        .collect();
+    let z = Standardizer::from_sums(&standardization_sums(&x)).apply(&x);
+    let a = &config.algorithm;
+    let params = TrainingParams {
+        epochs: a.local_epochs * a.rounds,
+        learning_rate: a.learning_rate,
+        l2: a.l2,
+        batch_size: a.batch_size as usize,
+        proximal_mu: 0.0,
+    };
+    let model = LogisticModel::zeros(x.ncols()).train(z.view(), y.view(), &params, config.seed);
+    let counts = model.evaluate(z.view(), y.view(), 2, 0.5);
+    (counts.tp + counts.tn) / counts.n.max(1.0)
+}
+
+fn signed(member: &Member, message: SignedStageMessage) -> Submission {
+    Submission::Signed {
+        certificate_der: Arc::new(member.signer.certificate_der().to_vec()),
+        message,
+    }
+}
+
+fn close(
+    aggregator: &mut dyn aggregation::PhaseAggregator,
+) -> Result<(Vec<f64>, BTreeSet<String>), String> {
+    match aggregator.close_stage() {
+        Ok(Closed::Done { sum, contributors }) => Ok((sum, contributors)),
+        Ok(Closed::Next) => Err("insecure-plain has one stage".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `f` over every element, spread over the machine's cores; results in order.
+fn parallel_map<T: Send, R: Send>(
+    items: &mut [T],
+    f: impl Fn(usize, &mut T) -> R + Sync,
+) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(1);
+    let chunk = items.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks_mut(chunk)
+            .enumerate()
+            .map(|(c, slice)| {
+                let f = &f;
+                scope.spawn(move || {
+                    slice
+                        .iter_mut()
+                        .enumerate()
+                        .map(|(i, item)| f(c * chunk + i, item))
+                        .collect::<Vec<R>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a simulated participant panicked"))
+            .collect()
+    })
+}

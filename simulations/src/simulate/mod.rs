@@ -1,0 +1,229 @@
+//! `accord simulate`: a whole experiment, reproducibly, on the production code paths.
+//!
+//! An experiment ([`config`]) names the data, how it is split among simulated participants
+//! ([`partition`]), the algorithm, the privacy layer and the faults; a `[sweep]` turns it into
+//! a grid of runs. Each run is a federation ([`federation`]) whose participants use the
+//! participant library and, under secure aggregation, the real protocol state machines with
+//! real certificates and keys; only the transport is in-process. Each run is reported beside
+//! the same model trained on the pooled data. [`output`] writes `rounds.csv`, `summary.csv`
+//! and the plots.
+
+pub mod config;
+pub mod federation;
+pub mod output;
+pub mod partition;
+pub mod plot;
+
+use accord_coordinator::CoordinatorConfig;
+use accord_crypto::pki::{ConsortiumCa, Role};
+use accord_crypto::secagg::identity::{Signer, Trust};
+use config::{ExperimentConfig, RunPlan};
+use federation::{Member, RoundOutcome, Simulation};
+use output::{RoundRow, SummaryRow};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The schema of the repository's example coordinator config, which simulations share with
+/// the demo.
+const COORDINATOR_EXAMPLE: &str = include_str!("../../../examples/coordinator.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    #[error(transparent)]
+    Config(#[from] config::ExperimentError),
+    #[error("{run}: {message}")]
+    Run { run: String, message: String },
+    #[error("{0}")]
+    Setup(String),
+    #[error(transparent)]
+    Output(#[from] output::OutputError),
+}
+
+/// What an experiment wrote.
+#[derive(Debug, Clone)]
+pub struct ExperimentOutcome {
+    pub rounds_csv: PathBuf,
+    pub summary_csv: PathBuf,
+    pub plots: Vec<PathBuf>,
+    pub summary: Vec<SummaryRow>,
+}
+
+/// Watches an experiment's progress (a progress bar in the CLI).
+pub trait Progress {
+    fn start(&mut self, runs: usize, rounds: u64);
+    fn round(&mut self, run: &str, outcome: &RoundOutcome);
+}
+
+/// Runs every run of the experiment at `path`, writing into `out`.
+pub fn run_experiment(
+    path: &Path,
+    out: &Path,
+    progress: &mut dyn Progress,
+) -> Result<ExperimentOutcome, SimulateError> {
+    let (_, raw) = ExperimentConfig::load(path)?;
+    let plans = ExperimentConfig::plan(&raw, path)?;
+    let setup = |e: String| SimulateError::Setup(e);
+    std::fs::create_dir_all(out).map_err(|e| setup(format!("{}: {e}", out.display())))?;
+    let schema =
+        CoordinatorConfig::parse(COORDINATOR_EXAMPLE, Path::new("examples/coordinator.toml"))
+            .map_err(|e| setup(e.to_string()))?
+            .schema()
+            .map_err(|e| setup(format!("schema: {e:?}")))?;
+
+    let most = plans
+        .iter()
+        .map(|p| participants(&p.config))
+        .max()
+        .unwrap_or(0);
+    let scratch = tempfile::tempdir().map_err(|e| setup(e.to_string()))?;
+    let (trust, signers) = consortium(scratch.path(), most).map_err(setup)?;
+    let total_rounds = plans
+        .iter()
+        .map(|p| u64::from(p.config.algorithm.rounds))
+        .sum();
+    progress.start(plans.len(), total_rounds);
+
+    let mut rounds = Vec::new();
+    let mut summary = Vec::new();
+    for plan in &plans {
+        let (run_rounds, run_summary) =
+            run_one(plan, &schema, &trust, &signers, scratch.path(), progress).map_err(
+                |message| SimulateError::Run {
+                    run: plan.label.clone(),
+                    message,
+                },
+            )?;
+        rounds.extend(run_rounds);
+        summary.push(run_summary);
+    }
+    let attributes: Vec<String> = schema
+        .protected_attributes
+        .iter()
+        .map(|a| a.name.clone())
+        .collect();
+    let swept: Vec<String> = plans
+        .first()
+        .map(|p| p.swept.iter().map(|(k, _)| k.clone()).collect())
+        .unwrap_or_default();
+    let rounds_csv = out.join("rounds.csv");
+    let summary_csv = out.join("summary.csv");
+    output::write_rounds(&rounds_csv, &rounds, &swept, &attributes)?;
+    output::write_summary(&summary_csv, &summary, &swept, &attributes)?;
+    let title = plans
+        .first()
+        .map_or("experiment", |p| p.config.name.as_str());
+    let plots = plot::draw(out, title, &rounds, &summary, &attributes)?;
+    Ok(ExperimentOutcome {
+        rounds_csv,
+        summary_csv,
+        plots,
+        summary,
+    })
+}
+
+fn participants(config: &ExperimentConfig) -> usize {
+    match config.data.source {
+        config::DataSource::CsvFiles => config.data.files.len(),
+        _ => config.data.participants,
+    }
+}
+
+/// A consortium CA and `n` participant certificates, in a scratch folder.
+fn consortium(dir: &Path, n: usize) -> Result<(Trust, Vec<Arc<Signer>>), String> {
+    let pki = dir.join("pki");
+    let ca = ConsortiumCa::init(&pki, "Simulation").map_err(|e| e.to_string())?;
+    let signers = (1..=n)
+        .map(|i| {
+            let files = ca
+                .issue(&pki, &format!("sim-{i:04}"), Role::Participant, &[])
+                .map_err(|e| e.to_string())?;
+            Signer::load(&files.cert, &files.key)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((
+        Trust::load(&ca.ca_cert_path()).map_err(|e| e.to_string())?,
+        signers,
+    ))
+}
+
+fn run_one(
+    plan: &RunPlan,
+    schema: &accord_proto::v1::Schema,
+    trust: &Trust,
+    signers: &[Arc<Signer>],
+    scratch: &Path,
+    progress: &mut dyn Progress,
+) -> Result<(Vec<RoundRow>, SummaryRow), String> {
+    let started = Instant::now();
+    let config = &plan.config;
+    let data_dir = scratch.join(&plan.label);
+    let sources = partition::load(&config.data, schema, config.seed, &data_dir)?;
+    let datasets = partition::partition(
+        sources,
+        participants(config),
+        &config.partition,
+        schema,
+        config.seed,
+    )?;
+    let centralized =
+        federation::centralized_accuracy(config, &datasets.iter().collect::<Vec<_>>());
+    let members: Vec<Member> = datasets
+        .into_iter()
+        .zip(signers)
+        .map(|(data, signer)| Member {
+            signer: signer.clone(),
+            data,
+            standardized: None,
+        })
+        .collect();
+    let n = members.len();
+    let mut simulation = Simulation::new(config, schema, trust, members);
+    let outcomes = simulation.run(|outcome| progress.round(&plan.label, outcome))?;
+    let rows: Vec<RoundRow> = outcomes
+        .iter()
+        .map(|o| RoundRow {
+            run: plan.label.clone(),
+            swept: plan.swept.clone(),
+            aggregation: config.privacy.aggregation.clone(),
+            participants: n,
+            outcome: o.clone(),
+        })
+        .collect();
+    let last = outcomes.iter().rev().find(|o| o.quality.is_some());
+    let final_accuracy = last
+        .and_then(|o| o.quality)
+        .map_or(f64::NAN, |q| q.accuracy);
+    let bytes_up: u64 = outcomes.iter().map(|o| o.bytes_up).sum();
+    let summary = SummaryRow {
+        run: plan.label.clone(),
+        swept: plan.swept.clone(),
+        aggregation: config.privacy.aggregation.clone(),
+        participants: n,
+        rounds: config.algorithm.rounds,
+        rounds_aborted: outcomes.iter().filter(|o| o.aborted).count(),
+        final_accuracy,
+        centralized_accuracy: centralized,
+        gaps: last.map(|o| o.gaps.clone()).unwrap_or_default(),
+        wall_secs: started.elapsed().as_secs_f64(),
+        peak_rss_mb: peak_rss_mb(),
+        bytes_up_per_participant: bytes_up as f64 / n.max(1) as f64,
+    };
+    Ok((rows, summary))
+}
+
+/// The process's peak resident memory so far (VmHWM), in MiB; NaN where /proc is unavailable.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}

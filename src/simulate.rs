@@ -1,0 +1,86 @@
+//! `accord simulate`: runs an experiment file with a progress bar over runs and rounds, then
+//! prints where the tables and plots are and the summary.
+
+use accord_simulations::simulate::federation::RoundOutcome;
+use accord_simulations::simulate::{Progress, run_experiment};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct SimulateArgs {
+    /// The experiment (see simulations/examples/).
+    #[arg(long)]
+    config: PathBuf,
+    /// Where rounds.csv, summary.csv and the plots go [default: simulation-<config name>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+struct Bar(Option<ProgressBar>);
+
+impl Progress for Bar {
+    fn start(&mut self, runs: usize, rounds: u64) {
+        let bar = ProgressBar::new(rounds);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} rounds of {msg} [{elapsed_precise}, ~{eta} left]",
+            )
+            .expect("a valid template"),
+        );
+        bar.set_message(format!("{runs} run(s)"));
+        self.0 = Some(bar);
+    }
+
+    fn round(&mut self, run: &str, outcome: &RoundOutcome) {
+        if let Some(bar) = &self.0 {
+            bar.inc(1);
+            let accuracy = outcome.quality.map_or("aborted".to_owned(), |q| {
+                format!("accuracy {:.4}", q.accuracy)
+            });
+            bar.println(format!(
+                "{run} round {:>3}: {accuracy}, {} completed, {} dropped",
+                outcome.round, outcome.completed, outcome.dropped
+            ));
+        }
+    }
+}
+
+pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    let out = args.out.unwrap_or_else(|| {
+        let stem = args
+            .config
+            .file_stem()
+            .map_or("experiment".into(), |s| s.to_string_lossy().into_owned());
+        PathBuf::from(format!("simulation-{stem}"))
+    });
+    let mut bar = Bar(None);
+    let outcome = run_experiment(&args.config, &out, &mut bar)?;
+    if let Some(bar) = bar.0 {
+        bar.finish_and_clear();
+    }
+    println!(
+        "{:<10} {:>12} {:>8} {:>10} {:>12} {:>8} {:>10}",
+        "run", "aggregation", "final", "pooled", "gap (pp)", "secs", "peak MiB"
+    );
+    for s in &outcome.summary {
+        println!(
+            "{:<10} {:>12} {:>8.4} {:>10.4} {:>12.2} {:>8.1} {:>10.0}   {}",
+            s.run,
+            s.aggregation,
+            s.final_accuracy,
+            s.centralized_accuracy,
+            s.accuracy_gap_pp(),
+            s.wall_secs,
+            s.peak_rss_mb,
+            s.label()
+        );
+    }
+    println!("rounds:  {}", outcome.rounds_csv.display());
+    println!("summary: {}", outcome.summary_csv.display());
+    for plot in &outcome.plots {
+        println!("plot:    {}", plot.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
