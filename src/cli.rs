@@ -42,6 +42,49 @@ enum Command {
     /// Data tools.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Run a reproducible experiment: many simulated participants, skewed data, dropouts,
+    /// real cryptography; writes rounds.csv, summary.csv and plots.
+    Simulate(crate::simulate::SimulateArgs),
+    /// Benchmarks to run on your own hardware (see docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Full secure-aggregation rounds (SecAgg+) in this process with the real protocol: the
+    /// participants in parallel on this machine's cores, the coordinator on one thread.
+    Secagg(SecAggBenchArgs),
+}
+
+#[derive(Args)]
+struct SecAggBenchArgs {
+    /// N: participants in every round.
+    #[arg(long)]
+    participants: usize,
+    /// d: values per participant (100000, 100k, 1M).
+    #[arg(long, value_parser = accord_simulations::bench::parse_count)]
+    params: usize,
+    /// Neighbours per participant [default: the SecAgg+ choice for N].
+    #[arg(long)]
+    neighbours: Option<usize>,
+    /// Fraction of participants that drop after share keys.
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f64,
+    /// Rounds measured (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Rounds run first and not measured.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// The ring: z32 or z64.
+    #[arg(long, default_value = "z64")]
+    modulus: accord_crypto::secagg::encoding::Modulus,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -219,6 +262,30 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Secagg(args)) => {
+            use accord_simulations::bench;
+            let spec = bench::SecAggBench {
+                participants: args.participants,
+                params: args.params,
+                neighbours: args.neighbours,
+                dropout: args.dropout,
+                rounds: args.rounds,
+                warmup: args.warmup,
+                modulus: args.modulus,
+                seed: args.seed,
+            };
+            let report = bench::run_with_progress(&spec, |r| {
+                let kind = if r.warmup { " (warm-up)" } else { "" };
+                eprintln!("round {}{kind}: {:.3} s", r.round, r.secs);
+            })?;
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate(args) => crate::simulate::run(args),
         Command::Data(DataCommand::Synth(args)) => {
             for (path, rows) in args.write()? {
                 println!("{}: {rows} rows", path.display());

@@ -16,6 +16,9 @@ pub struct SimulateArgs {
     /// Where rounds.csv, summary.csv and the plots go [default: simulation-<config name>].
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Overrides a parameter, e.g. --set privacy.aggregation=insecure-plain (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
 }
 
 struct Bar(Option<ProgressBar>);
@@ -56,7 +59,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         PathBuf::from(format!("simulation-{stem}"))
     });
     let mut bar = Bar(None);
-    let outcome = run_experiment(&args.config, &out, &mut bar)?;
+    let outcome = run_experiment(&args.config, &args.overrides, &out, &mut bar)?;
     if let Some(bar) = bar.0 {
         bar.finish_and_clear();
     }

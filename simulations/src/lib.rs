@@ -5,6 +5,9 @@
 //! analyses — runs on data from this crate instead. [`synth`] generates deterministic,
 //! non-IID customer-service records for several participants from a documented
 //! ground-truth satisfaction model, optionally with planted unfairness and malformed cells.
+//! [`bench`] times the real secure-aggregation protocol on this machine (`accord bench`).
 #![forbid(unsafe_code)]
 
+pub mod bench;
+pub mod simulate;
 pub mod synth;

@@ -171,6 +171,7 @@ impl CoordinatorSession {
                 let shares = ShareKeys::decode(message.body.as_slice())
                     .map_err(|e| malformed("share keys", e.to_string()))?;
                 let neighbours = plan.neighbours_of(sender);
+                let neighbours = &neighbours;
                 let mut recipients = BTreeSet::new();
                 for share in &shares.shares {
                     if !neighbours.contains(&share.to) || !recipients.insert(share.to.clone()) {
@@ -369,6 +370,7 @@ impl CoordinatorSession {
                 });
             }
             for survivor in plan.neighbours_of(&dropped).intersection(&self.masked) {
+                let survivor = survivor.as_str();
                 let peer = &self.advertisements[survivor].1;
                 let seed = pairwise_seed(&self.context, &secret, &peer.mask, &dropped, survivor);
                 // The survivor added (or subtracted) this mask; undo it.

@@ -27,7 +27,7 @@ pub mod shamir;
 use accord_proto::v1::{Phase, SecAggStage};
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// The scheme's name in configs, the federation definition and every output.
 pub const SCHEME: &str = "secagg";
@@ -214,17 +214,21 @@ pub enum SecAggError {
     Shamir(#[from] shamir::ShamirError),
 }
 
-/// The parameters of one aggregation that every party derives the same way.
+/// The parameters of one aggregation that every party derives the same way. Neighbourhoods
+/// are computed on demand, so a plan is O(n) and a participant keeps only its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// t: the least number of participants that must reach unmasking.
     pub threshold: usize,
     /// The advertised participants, sorted: the nodes of the graph.
     pub members: Vec<String>,
-    /// Each member's neighbours.
-    pub neighbours: BTreeMap<String, BTreeSet<String>>,
     /// The Shamir threshold for a member's secrets, shared among its neighbours and itself.
     pub share_threshold: usize,
+    /// Neighbours per member; n - 1 is the complete graph.
+    degree: usize,
+    /// The Harary graph's ring: position → member index, and its inverse.
+    order: Vec<usize>,
+    position: Vec<usize>,
 }
 
 /// The smallest threshold an honest participant accepts: more than half of those selected.
@@ -255,58 +259,59 @@ impl Plan {
         members.dedup();
         let n = members.len();
         let degree = degree + degree % 2;
-        let mut neighbours: BTreeMap<String, BTreeSet<String>> = members
-            .iter()
-            .map(|m| (m.clone(), BTreeSet::new()))
-            .collect();
-        if degree + 1 >= n {
-            for a in &members {
-                for b in &members {
-                    if a != b {
-                        neighbours.get_mut(a).expect("member").insert(b.clone());
-                    }
-                }
-            }
+        let (degree, order) = if degree + 1 >= n {
+            (n.saturating_sub(1), Vec::new())
         } else {
             let names: Vec<&[u8]> = members.iter().map(|m| m.as_bytes()).collect();
             let seed: [u8; 32] = Sha256::digest(context.transcript("graph", &names)).into();
             let mut order: Vec<usize> = (0..n).collect();
             shuffle(&mut order, &seed);
-            for (position, &member) in order.iter().enumerate() {
-                for step in 1..=degree / 2 {
-                    let other = order[(position + step) % n];
-                    neighbours
-                        .get_mut(&members[member])
-                        .expect("member")
-                        .insert(members[other].clone());
-                    neighbours
-                        .get_mut(&members[other])
-                        .expect("member")
-                        .insert(members[member].clone());
-                }
-            }
+            (degree, order)
+        };
+        let mut position = vec![0; order.len()];
+        for (at, &member) in order.iter().enumerate() {
+            position[member] = at;
         }
-        let holders = neighbours.values().map(|s| s.len() + 1).min().unwrap_or(1);
-        let share_threshold = share_threshold(threshold, holders, n);
         Self {
             threshold,
+            share_threshold: share_threshold(threshold, degree + 1, n),
             members,
-            neighbours,
-            share_threshold,
+            degree,
+            order,
+            position,
         }
     }
 
     /// A member's Shamir evaluation point: 1 + its position among the sorted members.
     pub fn point(&self, member: &str) -> Option<u32> {
+        self.index(member).map(|i| i as u32 + 1)
+    }
+
+    fn index(&self, member: &str) -> Option<usize> {
         self.members
             .binary_search_by(|m| m.as_str().cmp(member))
             .ok()
-            .map(|i| i as u32 + 1)
     }
 
-    pub fn neighbours_of(&self, member: &str) -> &BTreeSet<String> {
-        static NONE: BTreeSet<String> = BTreeSet::new();
-        self.neighbours.get(member).unwrap_or(&NONE)
+    /// A member's neighbours (none for a stranger).
+    pub fn neighbours_of(&self, member: &str) -> BTreeSet<String> {
+        let Some(index) = self.index(member) else {
+            return BTreeSet::new();
+        };
+        if self.order.is_empty() {
+            return self
+                .members
+                .iter()
+                .filter(|m| m.as_str() != member)
+                .cloned()
+                .collect();
+        }
+        let n = self.members.len();
+        let at = self.position[index];
+        (1..=self.degree / 2)
+            .flat_map(|step| [self.order[(at + step) % n], self.order[(at + n - step) % n]])
+            .map(|i| self.members[i].clone())
+            .collect()
     }
 }
 
@@ -351,7 +356,7 @@ mod tests {
     #[test]
     fn small_federations_use_the_complete_graph() {
         let plan = Plan::new(&context(), &names(10), 6, default_neighbours(10));
-        assert!(plan.neighbours.values().all(|s| s.len() == 9));
+        assert!(names(10).iter().all(|m| plan.neighbours_of(m).len() == 9));
         assert_eq!(plan.share_threshold, 6);
     }
 
@@ -361,10 +366,11 @@ mod tests {
         let k = default_neighbours(200);
         assert_eq!(k, 24);
         let plan = Plan::new(&context(), &members, 101, k);
-        for (member, neighbours) in &plan.neighbours {
+        for member in &members {
+            let neighbours = plan.neighbours_of(member);
             assert_eq!(neighbours.len(), k, "{member}");
             assert!(!neighbours.contains(member));
-            for other in neighbours {
+            for other in &neighbours {
                 assert!(plan.neighbours_of(other).contains(member));
             }
         }
@@ -377,9 +383,11 @@ mod tests {
             round: 4,
             ..context()
         };
-        assert_ne!(
-            Plan::new(&other_round, &members, 101, k).neighbours,
-            plan.neighbours
+        let moved = Plan::new(&other_round, &members, 101, k);
+        assert!(
+            members
+                .iter()
+                .any(|m| moved.neighbours_of(m) != plan.neighbours_of(m))
         );
     }
 

@@ -72,6 +72,11 @@ pub(crate) fn subtracts(me: &str, other: &str) -> bool {
     me > other
 }
 
+struct Neighbourhood {
+    threshold: usize,
+    points: BTreeMap<String, u32>,
+}
+
 pub struct ParticipantSession {
     signer: Arc<Signer>,
     trust: Trust,
@@ -80,7 +85,9 @@ pub struct ParticipantSession {
     cipher_secret: StaticSecret,
     mask_secret: StaticSecret,
     self_seed: Zeroizing<[u8; 32]>,
-    plan: Option<Plan>,
+    /// From share keys on: t and this participant's neighbours with
+    /// their evaluation points (its own included): nothing about the rest of the graph.
+    neighbourhood: Option<Neighbourhood>,
     peers: BTreeMap<String, PeerKeys>,
     /// Shares this participant holds: its own and its neighbours' (self-mask seed, mask key).
     held: BTreeMap<String, (Share, Share)>,
@@ -119,7 +126,7 @@ impl ParticipantSession {
             cipher_secret,
             mask_secret,
             self_seed: Zeroizing::new(random32(rng)),
-            plan: None,
+            neighbourhood: None,
             peers: BTreeMap::new(),
             held: BTreeMap::new(),
             masked_with: BTreeSet::new(),
@@ -188,8 +195,8 @@ impl ParticipantSession {
         };
         let plan = Plan::new(&self.context, &members, threshold, degree);
         let me = self.name().to_owned();
-        let mut needed: BTreeSet<&str> =
-            plan.neighbours_of(&me).iter().map(String::as_str).collect();
+        let neighbours = plan.neighbours_of(&me);
+        let mut needed: BTreeSet<&str> = neighbours.iter().map(String::as_str).collect();
         needed.insert(&me);
         let mut peers = BTreeMap::new();
         let mut seen_keys = BTreeSet::new();
@@ -238,7 +245,7 @@ impl ParticipantSession {
                 reason: "this participant's own keys were replaced".into(),
             });
         }
-        let mut holders: Vec<&str> = plan.neighbours_of(&me).iter().map(String::as_str).collect();
+        let mut holders: Vec<&str> = neighbours.iter().map(String::as_str).collect();
         holders.push(&me);
         let points: Vec<u32> = holders
             .iter()
@@ -281,7 +288,14 @@ impl ParticipantSession {
             });
         }
         self.peers = peers;
-        self.plan = Some(plan);
+        self.neighbourhood = Some(Neighbourhood {
+            threshold: plan.threshold,
+            points: holders
+                .iter()
+                .zip(&points)
+                .map(|(h, p)| ((*h).to_owned(), *p))
+                .collect(),
+        });
         self.done = SecAggStage::ShareKeys;
         let body = ShareKeys { shares }.encode_to_vec();
         Ok(self
@@ -309,9 +323,9 @@ impl ParticipantSession {
         encoding: &FixedPoint,
     ) -> Result<(SignedStageMessage, usize), SecAggError> {
         self.expect_stage(relay, SecAggStage::MaskedInput, SecAggStage::ShareKeys)?;
-        let plan = self.plan.as_ref().expect("planned at share keys");
+        let local = self.neighbourhood.as_ref().expect("planned at share keys");
         let me = self.name().to_owned();
-        let neighbours = plan.neighbours_of(&me).clone();
+        let my_point = local.points.get(&me).copied();
         let mut received = BTreeMap::new();
         for relayed in &relay.shares {
             let from = relayed.from.as_str();
@@ -320,7 +334,7 @@ impl ParticipantSession {
                 what: "encrypted share",
                 reason: reason.to_owned(),
             };
-            if !neighbours.contains(from) {
+            if from == me || !local.points.contains_key(from) {
                 return Err(malformed(
                     "the sender is not a neighbour of this participant",
                 ));
@@ -351,7 +365,7 @@ impl ParticipantSession {
             }
             let seed = Share::from_bytes(&bundle.self_mask_share)?;
             let key = Share::from_bytes(&bundle.key_share)?;
-            if Some(seed.x) != plan.point(&me) || Some(key.x) != plan.point(&me) {
+            if Some(seed.x) != my_point || Some(key.x) != my_point {
                 return Err(malformed("shares for another evaluation point"));
             }
             if received.insert(from.to_owned(), (seed, key)).is_some() {
@@ -418,26 +432,17 @@ impl ParticipantSession {
                 expected: super::stage_label(self.done),
             });
         }
-        let plan = self.plan.as_ref().expect("planned at share keys");
+        let local = self.neighbourhood.as_ref().expect("planned at share keys");
         if !survivors.contains(self.name()) {
             return Err(SecAggError::InconsistentUnmask(
                 "the request says this participant's own masked input is missing".into(),
             ));
         }
-        if let Some(stranger) = survivors
-            .iter()
-            .chain(&dropped)
-            .find(|n| plan.point(n).is_none())
-        {
-            return Err(SecAggError::InconsistentUnmask(format!(
-                "'{stranger}' never advertised keys"
-            )));
-        }
-        if survivors.len() < plan.threshold {
+        if survivors.len() < local.threshold {
             return Err(SecAggError::BelowThreshold {
                 stage: "unmask",
                 have: survivors.len(),
-                threshold: plan.threshold,
+                threshold: local.threshold,
             });
         }
         let reveal =

@@ -233,7 +233,7 @@ impl ExperimentConfig {
             }
             _ => {}
         }
-        if self.partition.kind != PartitionKind::Natural && !(self.partition.alpha > 0.0) {
+        if self.partition.kind != PartitionKind::Natural && self.partition.alpha.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             return Err("partition.alpha must be positive".into());
         }
         if self.partition.kind == PartitionKind::Group && self.partition.attribute.is_none() {
@@ -346,6 +346,19 @@ fn set(document: &mut toml::Value, key: &str, value: toml::Value) -> Result<(), 
     }
     table.insert(last.to_owned(), value);
     Ok(())
+}
+
+/// Applies "dotted.key=value" to a document; the value is TOML ("0.5", "true", "\"z32\"") or,
+/// failing that, a bare string.
+pub fn override_value(document: &mut toml::Value, assignment: &str) -> Result<(), String> {
+    let (key, value) = assignment
+        .split_once('=')
+        .ok_or_else(|| format!("--set '{assignment}' is not of the form key=value"))?;
+    let value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    set(document, key.trim(), value)
 }
 
 fn display(value: &toml::Value) -> String {

@@ -55,13 +55,23 @@ pub trait Progress {
     fn round(&mut self, run: &str, outcome: &RoundOutcome);
 }
 
-/// Runs every run of the experiment at `path`, writing into `out`.
+/// Runs every run of the experiment at `path` with `overrides` ("dotted.key=toml value")
+/// applied, writing into `out`.
 pub fn run_experiment(
     path: &Path,
+    overrides: &[String],
     out: &Path,
     progress: &mut dyn Progress,
 ) -> Result<ExperimentOutcome, SimulateError> {
-    let (_, raw) = ExperimentConfig::load(path)?;
+    let (_, mut raw) = ExperimentConfig::load(path)?;
+    for assignment in overrides {
+        config::override_value(&mut raw, assignment).map_err(|message| {
+            config::ExperimentError::Invalid {
+                path: path.into(),
+                message,
+            }
+        })?;
+    }
     let plans = ExperimentConfig::plan(&raw, path)?;
     let setup = |e: String| SimulateError::Setup(e);
     std::fs::create_dir_all(out).map_err(|e| setup(format!("{}: {e}", out.display())))?;

@@ -65,7 +65,7 @@ pub fn partition(
             "{n} records cannot be split into {participants} participants of at least {MIN_ROWS}"
         ));
     }
-    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x5eed_0f_5911);
+    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x005e_ed0f_5911);
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut rng);
     let mut assignment: Vec<Vec<usize>> = vec![Vec::new(); participants];

@@ -1,0 +1,145 @@
+//! Experiments are reproducible, and the faults they inject are the faults that happen.
+
+use accord_simulations::simulate::federation::RoundOutcome;
+use accord_simulations::simulate::{Progress, run_experiment};
+use std::path::Path;
+
+struct Quiet;
+
+impl Progress for Quiet {
+    fn start(&mut self, _runs: usize, _rounds: u64) {}
+    fn round(&mut self, _run: &str, _outcome: &RoundOutcome) {}
+}
+
+fn experiment(dir: &Path, body: &str) -> std::path::PathBuf {
+    let path = dir.join("experiment.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+fn rows(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let header = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let rows = reader
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect();
+    (header, rows)
+}
+
+#[test]
+fn the_same_config_and_seed_give_the_same_rounds_in_every_column_but_the_timings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = experiment(
+        dir.path(),
+        r#"
+name = "reproducible"
+seed = 3
+[data]
+source = "synthetic"
+participants = 6
+rows = 120
+[partition]
+kind = "quantity"
+alpha = 0.5
+[algorithm]
+rounds = 3
+[faults]
+dropout = { share_keys = 0.1, masked_input = 0.1 }
+[sweep]
+"algorithm.learning_rate" = [0.05, 0.2]
+"#,
+    );
+    let first = run_experiment(&path, &[], &dir.path().join("a"), &mut Quiet).unwrap();
+    let second = run_experiment(&path, &[], &dir.path().join("b"), &mut Quiet).unwrap();
+    let (header, a) = rows(&first.rounds_csv);
+    let (_, b) = rows(&second.rounds_csv);
+    assert_eq!(a.len(), 6, "two runs of three rounds");
+    let timing: Vec<bool> = header.iter().map(|h| h.starts_with("secs_")).collect();
+    assert_eq!(timing.iter().filter(|t| **t).count(), 5);
+    for (row_a, row_b) in a.iter().zip(&b) {
+        for ((x, y), (name, skip)) in row_a.iter().zip(row_b).zip(header.iter().zip(&timing)) {
+            if !skip {
+                assert_eq!(x, y, "column {name}");
+            }
+        }
+    }
+    // The sweep labels every row, and the runs differ where the swept value matters.
+    let rate = header
+        .iter()
+        .position(|h| h == "algorithm.learning_rate")
+        .unwrap();
+    assert_eq!(a[0][rate], "0.05");
+    assert_eq!(a[3][rate], "0.2");
+    let accuracy = header.iter().position(|h| h == "accuracy").unwrap();
+    assert_ne!(a[2][accuracy], a[5][accuracy]);
+    // A different seed gives different numbers.
+    let third =
+        run_experiment(&path, &["seed=4".into()], &dir.path().join("c"), &mut Quiet).unwrap();
+    assert_ne!(rows(&third.rounds_csv).1[0][accuracy], a[0][accuracy]);
+}
+
+#[test]
+fn injected_dropouts_happen_at_their_rate_and_rounds_below_the_threshold_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, rounds, p) = (10usize, 40u32, 0.3);
+    let path = experiment(
+        dir.path(),
+        &format!(
+            r#"
+name = "dropouts"
+seed = 11
+[data]
+source = "synthetic"
+participants = {n}
+rows = 60
+[algorithm]
+rounds = {rounds}
+local_epochs = 1
+[faults]
+dropout = {{ masked_input = {p} }}
+"#
+        ),
+    );
+    let outcome = run_experiment(&path, &[], dir.path(), &mut Quiet).unwrap();
+    let (header, rows) = rows(&outcome.rounds_csv);
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (completed, dropped, aborted) = (column("completed"), column("dropped"), column("aborted"));
+    let mut total_dropped = 0;
+    let threshold = n / 2 + 1;
+    let mut aborts = 0;
+    for row in &rows {
+        let d: usize = row[dropped].parse().unwrap();
+        total_dropped += d;
+        let survivors = n - d;
+        if survivors < threshold {
+            aborts += 1;
+            assert_eq!(
+                row[aborted], "true",
+                "{survivors} survivors of {n}: {row:?}"
+            );
+        } else {
+            assert_eq!(row[aborted], "false", "{row:?}");
+            assert_eq!(row[completed].parse::<usize>().unwrap(), survivors);
+        }
+    }
+    // The observed rate is p within three standard errors.
+    let trials = (n * rows.len()) as f64;
+    let observed = total_dropped as f64 / trials;
+    let se = (p * (1.0 - p) / trials).sqrt();
+    assert!(
+        (observed - p).abs() < 3.0 * se,
+        "observed {observed}, expected {p} ± {}",
+        3.0 * se
+    );
+    // With p = 0.3 of 10, fewer than 6 survive now and then: the protocol's aborts were seen.
+    assert!(
+        aborts > 0,
+        "no round fell below the threshold in {rounds} rounds"
+    );
+}
