@@ -144,16 +144,20 @@ pub struct SynthArgs {
 }
 
 impl SynthArgs {
-    /// Generates and writes the CSVs; returns the files with their row counts.
-    pub fn write(&self) -> anyhow::Result<Vec<(PathBuf, usize)>> {
-        let spec = SynthSpec {
+    /// The generator's parameters.
+    pub fn spec(&self) -> anyhow::Result<SynthSpec> {
+        Ok(SynthSpec {
             participants: self.participants,
             rows: self.rows,
             seed: self.seed,
             bias: synth::parse_biases(self.bias.as_deref().unwrap_or(""))?,
             dirty_rate: self.dirty_rate,
-        };
-        let data = synth::generate(&spec)?;
+        })
+    }
+
+    /// Generates and writes the CSVs; returns the files with their row counts.
+    pub fn write(&self) -> anyhow::Result<Vec<(PathBuf, usize)>> {
+        let data = synth::generate(&self.spec()?)?;
         let files = synth::write_csvs(&data, &self.out)?;
         Ok(files
             .into_iter()

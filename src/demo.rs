@@ -8,10 +8,10 @@
 
 use crate::cli::SynthArgs;
 use accord_coordinator::artefact::ModelArtefact;
-use accord_crypto::pki::{ConsortiumCa, Role};
 use accord_proto::transport::{WireMeter, channel};
 use accord_proto::v1::federation_client::FederationClient;
 use accord_proto::v1::{FederationState, Header, StatusRequest};
+use accord_simulations::local::LocalFederation;
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -20,9 +20,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-/// The example configs the demo runs, so they stay true.
-const COORDINATOR_EXAMPLE: &str = include_str!("../examples/coordinator.toml");
-const PARTICIPANT_EXAMPLE: &str = include_str!("../examples/participant.toml");
 /// Marks a folder as made by the demo, so a re-run may clear it and nothing else is touched.
 const MARKER: &str = ".accord-demo";
 
@@ -148,154 +145,6 @@ fn prepare(out: &Path) -> anyhow::Result<PathBuf> {
     Ok(out.canonicalize()?)
 }
 
-fn patch(example: &str, edits: &[(&str, toml::Value)]) -> anyhow::Result<String> {
-    let mut doc: toml::Table = example.parse().context("example config")?;
-    for (path, value) in edits {
-        let mut table = &mut doc;
-        let keys: Vec<&str> = path.split('.').collect();
-        for key in &keys[..keys.len() - 1] {
-            table = table
-                .entry(key.to_string())
-                .or_insert_with(|| toml::Value::Table(Default::default()))
-                .as_table_mut()
-                .context("example config shape")?;
-        }
-        table.insert(keys[keys.len() - 1].to_owned(), value.clone());
-    }
-    Ok(format!(
-        "# Written by `accord demo` from examples/*.toml.\n{}",
-        toml::to_string(&doc)?
-    ))
-}
-
-fn path_value(path: PathBuf) -> toml::Value {
-    toml::Value::String(path.display().to_string())
-}
-
-/// A federation laid out in one folder on this machine: PKI, synthetic data and configs made
-/// from the example configs. The demo runs it as processes; end-to-end tests run it in-process.
-pub struct LocalFederation {
-    pub dir: PathBuf,
-    pub pki: PathBuf,
-    pub names: Vec<String>,
-}
-
-impl LocalFederation {
-    /// Makes the PKI (CA, coordinator, one participant certificate per name and an auditor
-    /// "demo-monitor") and one synthetic CSV per participant under `dir`.
-    pub fn create(dir: &Path, data: &SynthArgs) -> anyhow::Result<Self> {
-        let pki = dir.join("pki");
-        let names: Vec<String> = (1..=data.participants)
-            .map(|i| format!("org-{i}"))
-            .collect();
-        let ca = ConsortiumCa::init(&pki, "Accord Demo")?;
-        ca.issue(&pki, "coordinator", Role::Coordinator, &[])?;
-        ca.issue(&pki, "demo-monitor", Role::Auditor, &[])?;
-        for name in &names {
-            ca.issue(&pki, name, Role::Participant, &[])?;
-        }
-        SynthArgs {
-            out: dir.join("data"),
-            ..data.clone()
-        }
-        .write()?;
-        Ok(Self {
-            dir: dir.to_owned(),
-            pki,
-            names,
-        })
-    }
-
-    pub fn address_file(&self) -> PathBuf {
-        self.dir.join("run/coordinator.addr")
-    }
-
-    pub fn data_file(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("data/{name}.csv"))
-    }
-
-    /// Writes coordinator.toml: the example config, listening on a free loopback port, with
-    /// `extra` edits (dotted keys) applied last.
-    pub fn write_coordinator_config(
-        &self,
-        rounds: u32,
-        phase_timeout_secs: u64,
-        extra: &[(&str, toml::Value)],
-    ) -> anyhow::Result<PathBuf> {
-        let path = self.dir.join("coordinator.toml");
-        let roster = toml::Value::Array(
-            self.names
-                .iter()
-                .map(|n| toml::Value::String(n.clone()))
-                .collect(),
-        );
-        let mut edits = vec![
-            ("listen", "127.0.0.1:0".into()),
-            ("out_dir", path_value(self.dir.clone())),
-            ("address_file", path_value(self.address_file())),
-            ("tls.ca", path_value(self.pki.join("ca.pem"))),
-            (
-                "tls.certificate",
-                path_value(self.pki.join("coordinator.pem")),
-            ),
-            ("tls.key", path_value(self.pki.join("coordinator.key"))),
-            ("federation.rounds", i64::from(rounds).into()),
-            (
-                "federation.min_participants",
-                (self.names.len() as i64).into(),
-            ),
-            ("federation.roster", roster),
-            ("federation.registration_timeout_secs", 60.into()),
-            (
-                "federation.phase_timeout_secs",
-                (phase_timeout_secs as i64).into(),
-            ),
-        ];
-        // The consortium's revocation list, once a certificate has been revoked.
-        let crl = self.pki.join("crl.pem");
-        if crl.exists() {
-            edits.push(("tls.crl", path_value(crl)));
-        }
-        edits.extend(extra.iter().cloned());
-        let text = patch(COORDINATOR_EXAMPLE, &edits)?;
-        fs::create_dir_all(self.dir.join("run"))?;
-        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(path)
-    }
-
-    /// Writes NAME.toml: the example participant config, pointed at `address`, with `extra`
-    /// edits applied last.
-    pub fn write_participant_config(
-        &self,
-        name: &str,
-        address: &str,
-        extra: &[(&str, toml::Value)],
-    ) -> anyhow::Result<PathBuf> {
-        let path = self.dir.join(format!("{name}.toml"));
-        let seed = self
-            .names
-            .iter()
-            .position(|n| n == name)
-            .map_or(0, |i| i as i64 + 1);
-        let mut edits = vec![
-            ("coordinator", address.into()),
-            ("server_name", "localhost".into()),
-            ("seed", seed.into()),
-            ("tls.ca", path_value(self.pki.join("ca.pem"))),
-            (
-                "tls.certificate",
-                path_value(self.pki.join(format!("{name}.pem"))),
-            ),
-            ("tls.key", path_value(self.pki.join(format!("{name}.key")))),
-            ("data.path", path_value(self.data_file(name))),
-        ];
-        edits.extend(extra.iter().cloned());
-        let text = patch(PARTICIPANT_EXAMPLE, &edits)?;
-        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(path)
-    }
-}
-
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if args.participants == 0 || args.rounds == 0 {
         bail!("--participants and --rounds must be at least 1");
@@ -310,7 +159,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         bias: args.bias.clone(),
         dirty_rate: 0.0,
     };
-    let federation = LocalFederation::create(&out, &data)?;
+    let federation = LocalFederation::create(&out, &data.spec()?)?;
     println!(
         "accord demo: consortium PKI in {}, synthetic data for {} participants in {}",
         federation.pki.display(),

@@ -9,5 +9,6 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod local;
 pub mod simulate;
 pub mod synth;

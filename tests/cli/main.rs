@@ -236,18 +236,11 @@ fn hold_before_masked_input() -> toml::Value {
 /// with the dead are recovered from key shares), and so does the next.
 #[test]
 fn killing_three_participant_processes_mid_round_leaves_a_complete_round() {
-    use accord::cli::SynthArgs;
-    use accord::demo::LocalFederation;
+    use accord_simulations::local::LocalFederation;
+    use accord_simulations::synth::SynthSpec;
 
     let dir = tempfile::tempdir().unwrap();
-    let data = SynthArgs {
-        out: dir.path().join("data"),
-        participants: 10,
-        rows: 150,
-        seed: 5,
-        bias: None,
-        dirty_rate: 0.0,
-    };
+    let data = SynthSpec::new(10, 150, 5);
     let federation = LocalFederation::create(dir.path(), &data).unwrap();
     let config = federation
         .write_coordinator_config(2, 3, &[("federation.min_participants", 6.into())])

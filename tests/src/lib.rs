@@ -2,12 +2,12 @@
 //! layout `accord demo` makes), its coordinator and participants run in-process over real
 //! mutual-TLS gRPC on loopback.
 
-use accord::cli::SynthArgs;
-use accord::demo::LocalFederation;
 use accord_coordinator::CoordinatorConfig;
 use accord_participant::ParticipantConfig;
 use accord_proto::transport::{WireMeter, channel};
 use accord_proto::v1::federation_client::FederationClient;
+use accord_simulations::local::LocalFederation;
+use accord_simulations::synth::SynthSpec;
 use std::path::Path;
 use std::time::Duration;
 use tempfile::TempDir;
@@ -27,14 +27,7 @@ impl TestFederation {
     /// PKI and synthetic data for `participants` participants of about `rows` rows each.
     pub fn new(participants: usize, rows: usize, seed: u64) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let data = SynthArgs {
-            out: dir.path().join("data"),
-            participants,
-            rows,
-            seed,
-            bias: None,
-            dirty_rate: 0.0,
-        };
+        let data = SynthSpec::new(participants, rows, seed);
         let layout = LocalFederation::create(dir.path(), &data).expect("federation layout");
         Self {
             layout,

@@ -233,7 +233,9 @@ impl ExperimentConfig {
             }
             _ => {}
         }
-        if self.partition.kind != PartitionKind::Natural && self.partition.alpha.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+        if self.partition.kind != PartitionKind::Natural
+            && self.partition.alpha.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
+        {
             return Err("partition.alpha must be positive".into());
         }
         if self.partition.kind == PartitionKind::Group && self.partition.attribute.is_none() {

@@ -45,7 +45,10 @@ impl SummaryRow {
         }
         self.swept
             .iter()
-            .map(|(k, v)| format!("{}={v}", k.rsplit('.').next().unwrap_or(k)))
+            .map(|(k, v)| {
+                let v = if v.is_empty() { "none" } else { v };
+                format!("{}={v}", k.rsplit('.').next().unwrap_or(k))
+            })
             .collect::<Vec<_>>()
             .join(", ")
     }

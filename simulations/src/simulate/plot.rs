@@ -130,8 +130,9 @@ fn scatter(
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(64)
+        // Room on the right for the labels, which start at their points.
         .build_cartesian_2d(
-            (x_min - x_pad)..(x_max + x_pad),
+            (x_min - x_pad)..(x_max + 3.0 * x_pad),
             (y_min - y_pad)..(y_max + y_pad),
         )
         .map_err(|e| fail(e.to_string()))?;
