@@ -166,14 +166,18 @@ impl SynthArgs {
     }
 }
 
-/// Logs to stderr; RUST_LOG overrides the level.
-fn init_logging() {
+/// Logs to stderr at `level`; RUST_LOG overrides it.
+fn init_logging_at(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+fn init_logging() {
+    init_logging_at("info");
 }
 
 /// Ends this process when its parent is gone, so a killed demo leaves nothing running.
@@ -289,7 +293,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Simulate(args) => crate::simulate::run(args),
+        Command::Simulate(args) => {
+            // Warnings only: a run over gRPC would otherwise log every message of every node.
+            init_logging_at("warn");
+            crate::simulate::run(args)
+        }
         Command::Data(DataCommand::Synth(args)) => {
             for (path, rows) in args.write()? {
                 println!("{}: {rows} rows", path.display());

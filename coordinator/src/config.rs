@@ -97,6 +97,10 @@ pub struct FederationSection {
     pub roster: Vec<String>,
     #[serde(default = "default_registration_timeout")]
     pub registration_timeout_secs: u64,
+    /// Start the first round only once every roster member registered (or the registration
+    /// timeout passed), rather than as soon as `min_participants` have.
+    #[serde(default)]
+    pub wait_for_roster: bool,
     #[serde(default = "default_phase_timeout")]
     pub phase_timeout_secs: u64,
     /// The aggregation scheme: "insecure-plain" (participants must consent to it).

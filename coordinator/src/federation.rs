@@ -604,6 +604,13 @@ impl Federation {
         let min = self.definition.min_participants;
         let registration =
             Instant::now() + Duration::from_secs(self.config.federation.registration_timeout_secs);
+        let roster: BTreeSet<String> = self.config.federation.roster.iter().cloned().collect();
+        if self.config.federation.wait_for_roster && !roster.is_empty() {
+            // Give every roster member until the registration deadline; then go on with those
+            // who came, if they are enough.
+            self.wait_until(registration, |s| s.registered.is_superset(&roster))
+                .await;
+        }
         if !self
             .wait_until(registration, |s| s.registered.len() as u32 >= min)
             .await

@@ -21,9 +21,21 @@ pub struct ExperimentConfig {
     pub privacy: PrivacyConfig,
     #[serde(default)]
     pub faults: FaultConfig,
+    /// "in-process" (default): no sockets; "grpc": the real coordinator and participants
+    /// over mutual-TLS gRPC on loopback.
+    #[serde(default)]
+    pub transport: Transport,
     /// Parameter (dotted path, e.g. "algorithm.mu") → the values to run.
     #[serde(default)]
     pub sweep: BTreeMap<String, Vec<toml::Value>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    #[default]
+    InProcess,
+    Grpc,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -240,6 +252,12 @@ impl ExperimentConfig {
         }
         if self.partition.kind == PartitionKind::Group && self.partition.attribute.is_none() {
             return Err("partition: kind 'group' needs attribute (a protected attribute)".into());
+        }
+        if self.transport == Transport::Grpc
+            && (self.data.source != DataSource::Synthetic
+                || self.partition.kind != PartitionKind::Natural)
+        {
+            return Err("transport = \"grpc\" runs synthetic data as generated (partition.kind = \"natural\"): participants read their own CSVs".into());
         }
         if self.algorithm.rounds == 0 || self.algorithm.local_epochs == 0 {
             return Err("algorithm: rounds and local_epochs must be at least 1".into());

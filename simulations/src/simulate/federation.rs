@@ -3,7 +3,7 @@
 //! real protocol state machines; only the transport is in-process. Dropouts and stragglers are
 //! drawn from the experiment's seed, so the same config gives the same numbers.
 
-use super::config::{ExperimentConfig, Strategy};
+use super::config::{ExperimentConfig, FaultConfig, Strategy};
 use accord_coordinator::aggregation::{self, Closed, PhaseSpec, Submission};
 use accord_coordinator::metrics::{Quality, quality};
 use accord_crypto::secagg::identity::{Signer, Trust};
@@ -103,7 +103,7 @@ impl<'a> Simulation<'a> {
             trust,
             members,
             params,
-            rng: ChaCha20Rng::seed_from_u64(config.seed ^ 0xfa17_5eed),
+            rng: fault_rng(config.seed),
         }
     }
 
@@ -111,35 +111,8 @@ impl<'a> Simulation<'a> {
         self.config.privacy.aggregation == secagg::SCHEME
     }
 
-    /// The stage at which each participant stops in the next aggregation (None: it finishes).
     fn draw_dropouts(&mut self) -> Vec<Option<SecAggStage>> {
-        let f = &self.config.faults;
-        let probabilities = [
-            f.dropout.setup,
-            f.dropout.share_keys,
-            f.dropout.masked_input,
-            f.dropout.unmask,
-        ];
-        (0..self.members.len())
-            .map(|_| {
-                let mut stop = None;
-                for (stage, p) in STAGES.iter().zip(probabilities) {
-                    if stop.is_none() && self.rng.random_bool(p) {
-                        stop = Some(*stage);
-                    }
-                }
-                let straggles = self.rng.random_bool(f.stragglers);
-                let delay = if f.straggler_mean_secs > 0.0 {
-                    -f.straggler_mean_secs * (1.0 - self.rng.random::<f64>()).ln()
-                } else {
-                    0.0
-                };
-                if stop.is_none() && straggles && delay > f.deadline_secs {
-                    stop = Some(SecAggStage::MaskedInput);
-                }
-                stop
-            })
-            .collect()
+        draw_dropouts(&self.config.faults, self.members.len(), &mut self.rng)
     }
 
     /// Sums `inputs` (one per member) for a phase, as the coordinator would.
@@ -221,7 +194,9 @@ impl<'a> Simulation<'a> {
                 member.signer.clone(),
                 self.trust.clone(),
                 context.clone(),
-                &mut self.rng,
+                // Key material from the operating system, as in production; the faults'
+                // generator stays untouched, so every transport draws the same dropouts.
+                &mut rand::rng(),
             );
             result.bytes_up += message.encoded_len() as u64;
             let submitted = aggregator.accept(member.signer.name(), signed(member, message));
@@ -265,7 +240,7 @@ impl<'a> Simulation<'a> {
                     .map_or(0, |r| r.selected.len());
             }
             let encoding = secagg::fixed_point(&bounds, &self.params, summands);
-            let seeds: Vec<u64> = (0..sessions.len()).map(|_| self.rng.random()).collect();
+            let seeds: Vec<u64> = (0..sessions.len()).map(|_| rand::rng().random()).collect();
             let messages: Vec<Option<Result<SignedStageMessage, SecAggError>>> =
                 parallel_map(&mut sessions, |i, session| {
                     let relay = relays[i].as_ref()?;
@@ -480,6 +455,43 @@ pub fn centralized_accuracy(config: &ExperimentConfig, datasets: &[&LocalDataset
     let model = LogisticModel::zeros(x.ncols()).train(z.view(), y.view(), &params, config.seed);
     let counts = model.evaluate(z.view(), y.view(), 2, 0.5);
     (counts.tp + counts.tn) / counts.n.max(1.0)
+}
+
+/// The stage at which each of `n` participants stops in the next aggregation (None: it
+/// finishes): independent per-stage dropouts, and stragglers that miss the masked-input
+/// deadline.
+pub fn draw_dropouts(f: &FaultConfig, n: usize, rng: &mut ChaCha20Rng) -> Vec<Option<SecAggStage>> {
+    let probabilities = [
+        f.dropout.setup,
+        f.dropout.share_keys,
+        f.dropout.masked_input,
+        f.dropout.unmask,
+    ];
+    (0..n)
+        .map(|_| {
+            let mut stop = None;
+            for (stage, p) in STAGES.iter().zip(probabilities) {
+                if stop.is_none() && rng.random_bool(p) {
+                    stop = Some(*stage);
+                }
+            }
+            let straggles = rng.random_bool(f.stragglers);
+            let delay = if f.straggler_mean_secs > 0.0 {
+                -f.straggler_mean_secs * (1.0 - rng.random::<f64>()).ln()
+            } else {
+                0.0
+            };
+            if stop.is_none() && straggles && delay > f.deadline_secs {
+                stop = Some(SecAggStage::MaskedInput);
+            }
+            stop
+        })
+        .collect()
+}
+
+/// A fresh dropout generator for an experiment's seed.
+pub fn fault_rng(seed: u64) -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(seed ^ 0xfa17_5eed)
 }
 
 fn signed(member: &Member, message: SignedStageMessage) -> Submission {

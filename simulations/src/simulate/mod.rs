@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod federation;
+pub mod grpc;
 pub mod output;
 pub mod partition;
 pub mod plot;
@@ -190,8 +191,16 @@ fn run_one(
         })
         .collect();
     let n = members.len();
-    let mut simulation = Simulation::new(config, schema, trust, members);
-    let outcomes = simulation.run(|outcome| progress.round(&plan.label, outcome))?;
+    let outcomes = if config.transport == config::Transport::Grpc {
+        let outcomes = grpc::run(config, &scratch.join(format!("{}-grpc", plan.label)))?;
+        for outcome in &outcomes {
+            progress.round(&plan.label, outcome);
+        }
+        outcomes
+    } else {
+        Simulation::new(config, schema, trust, members)
+            .run(|outcome| progress.round(&plan.label, outcome))?
+    };
     let rows: Vec<RoundRow> = outcomes
         .iter()
         .map(|o| RoundRow {
