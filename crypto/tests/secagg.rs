@@ -362,21 +362,7 @@ fn what_the_coordinator_receives_from_one_participant_is_uniform_whatever_its_in
             .collect();
         let mut round = Round::new(5, &values, &Dropouts::new(), 0, 0, 11);
         round.coordinator.close_stage().unwrap();
-        let names: Vec<String> = round.participants.keys().cloned().collect();
-        for name in &names {
-            let relay = round.coordinator.relay_for(name);
-            let message = round
-                .participants
-                .get_mut(name)
-                .unwrap()
-                .share_keys(&relay, &mut round.rng)
-                .unwrap();
-            round
-                .coordinator
-                .receive(name, Round::certificate(name), message)
-                .unwrap();
-        }
-        round.coordinator.close_stage().unwrap();
+        let names = share_all_keys(&mut round);
         let target = &names[0];
         let relay = round.coordinator.relay_for(target);
         let (message, _) = round
@@ -423,6 +409,12 @@ fn at_masked_input(n: usize) -> (Round, Vec<String>) {
     let values = inputs(n, 3, 12);
     let mut round = Round::new(n, &values, &Dropouts::new(), 0, 0, 5);
     round.coordinator.close_stage().unwrap();
+    let names = share_all_keys(&mut round);
+    (round, names)
+}
+
+/// Has everyone share keys (setup closed) and closes that stage; returns the names.
+fn share_all_keys(round: &mut Round) -> Vec<String> {
     let names: Vec<String> = round.participants.keys().cloned().collect();
     for name in &names {
         let relay = round.coordinator.relay_for(name);
@@ -438,7 +430,7 @@ fn at_masked_input(n: usize) -> (Round, Vec<String>) {
             .unwrap();
     }
     round.coordinator.close_stage().unwrap();
-    (round, names)
+    names
 }
 
 fn masked(round: &mut Round, name: &str) -> SignedStageMessage {
@@ -675,20 +667,7 @@ fn participants_refuse_keys_or_shares_the_coordinator_forged_or_altered() {
     ));
 
     // The honest relay works; then a share altered in transit does not decrypt.
-    for name in &names {
-        let relay = round.coordinator.relay_for(name);
-        let message = round
-            .participants
-            .get_mut(name)
-            .unwrap()
-            .share_keys(&relay, &mut round.rng)
-            .unwrap();
-        round
-            .coordinator
-            .receive(name, Round::certificate(name), message)
-            .unwrap();
-    }
-    round.coordinator.close_stage().unwrap();
+    share_all_keys(&mut round);
     let mut altered = round.coordinator.relay_for(&names[0]);
     altered.shares[0].share.as_mut().unwrap().ciphertext[0] ^= 1;
     let input = round.inputs[&names[0]].clone();

@@ -72,11 +72,22 @@ fn optional(value: Option<f64>) -> String {
     value.map_or(String::new(), number)
 }
 
-fn gap<'a>(
-    gaps: &'a [(String, Option<f64>, Option<f64>)],
-    attribute: &str,
-) -> Option<&'a (String, Option<f64>, Option<f64>)> {
-    gaps.iter().find(|(a, _, _)| a == attribute)
+/// `fairness_gap_<attribute>` (demographic parity) and `eo_gap_<attribute>` per attribute.
+fn gap_columns(attributes: &[String]) -> Vec<String> {
+    attributes
+        .iter()
+        .flat_map(|a| [format!("fairness_gap_{a}"), format!("eo_gap_{a}")])
+        .collect()
+}
+
+fn gap_cells(gaps: &[(String, Option<f64>, Option<f64>)], attributes: &[String]) -> Vec<String> {
+    attributes
+        .iter()
+        .flat_map(|a| {
+            let g = gaps.iter().find(|(name, _, _)| name == a);
+            [optional(g.and_then(|g| g.1)), optional(g.and_then(|g| g.2))]
+        })
+        .collect()
 }
 
 fn write(path: &Path, header: Vec<String>, rows: Vec<Vec<String>>) -> Result<(), OutputError> {
@@ -117,10 +128,7 @@ pub fn write_rounds(
         ]
         .map(String::from),
     );
-    for a in attributes {
-        header.push(format!("fairness_gap_{a}"));
-        header.push(format!("eo_gap_{a}"));
-    }
+    header.extend(gap_columns(attributes));
     header.extend(
         [
             "bytes_up",
@@ -150,11 +158,7 @@ pub fn write_rounds(
                 optional(o.quality.map(|q| q.accuracy)),
                 optional(o.quality.map(|q| q.auc)),
             ]);
-            for a in attributes {
-                let g = gap(&o.gaps, a);
-                row.push(optional(g.and_then(|g| g.1)));
-                row.push(optional(g.and_then(|g| g.2)));
-            }
+            row.extend(gap_cells(&o.gaps, attributes));
             row.extend([o.bytes_up.to_string(), o.bytes_down.to_string()]);
             row.extend(o.stage_secs.iter().map(|s| format!("{s:.4}")));
             row.push(format!("{:.4}", o.secs));
@@ -185,10 +189,7 @@ pub fn write_summary(
         ]
         .map(String::from),
     );
-    for a in attributes {
-        header.push(format!("fairness_gap_{a}"));
-        header.push(format!("eo_gap_{a}"));
-    }
+    header.extend(gap_columns(attributes));
     header.extend(["wall_secs", "peak_rss_mb", "bytes_up_per_participant"].map(String::from));
     let body = rows
         .iter()
@@ -204,11 +205,7 @@ pub fn write_summary(
                 number(r.centralized_accuracy),
                 number(r.accuracy_gap_pp()),
             ]);
-            for a in attributes {
-                let g = gap(&r.gaps, a);
-                row.push(optional(g.and_then(|g| g.1)));
-                row.push(optional(g.and_then(|g| g.2)));
-            }
+            row.extend(gap_cells(&r.gaps, attributes));
             row.extend([
                 format!("{:.3}", r.wall_secs),
                 format!("{:.1}", r.peak_rss_mb),
