@@ -80,6 +80,7 @@ struct SecAggBenchArgs {
     /// The ring: z32 or z64.
     #[arg(long, default_value = "z64")]
     modulus: accord_crypto::secagg::encoding::Modulus,
+    /// Seeds the inputs, the dropouts and the simulated participants' randomness.
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Print one JSON object instead of the table.

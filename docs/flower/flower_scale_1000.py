@@ -186,7 +186,10 @@ class Timed:
     def __call__(self, grid, context):
         t0 = time.perf_counter()
         self.wf(grid, context)
-        log(INFO, "TIMING %s %.3fs", self.name, time.perf_counter() - t0)
+        acc = context.history.metrics_distributed.get("accuracy", [])
+        log(INFO, "TIMING %s %.3fs%s", self.name, time.perf_counter() - t0,
+            f" (round {acc[-1][0]} accuracy {acc[-1][1]})"
+            if self.name == "evaluate" and acc else "")
 
 
 def make_server_app(secagg: bool, num_clients: int, rounds: int, summary: dict):

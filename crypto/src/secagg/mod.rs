@@ -42,38 +42,49 @@ pub struct Context {
 }
 
 impl Context {
-    /// Length-prefixed encoding of the context and `parts`, for hashing and key derivation.
+    /// Feeds the length-prefixed encoding of the context and `parts` to `put`.
+    fn encode(&self, label: &str, parts: &[&[u8]], mut put: impl FnMut(&[u8])) {
+        let mut field = |bytes: &[u8]| {
+            put(&(bytes.len() as u64).to_be_bytes());
+            put(bytes);
+        };
+        field(b"accord.secagg.v1");
+        field(label.as_bytes());
+        field(self.federation.as_bytes());
+        field(&self.round.to_be_bytes());
+        field(&(self.phase as i32).to_be_bytes());
+        for part in parts {
+            field(part);
+        }
+    }
+
+    /// The encoding as bytes (for associated data).
     fn transcript(&self, label: &str, parts: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();
-        let mut put = |bytes: &[u8]| {
-            out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
-            out.extend_from_slice(bytes);
-        };
-        put(b"accord.secagg.v1");
-        put(label.as_bytes());
-        put(self.federation.as_bytes());
-        put(&self.round.to_be_bytes());
-        put(&(self.phase as i32).to_be_bytes());
-        for part in parts {
-            put(part);
-        }
+        self.encode(label, parts, |bytes| out.extend_from_slice(bytes));
         out
+    }
+
+    /// SHA-256 of the encoding, streamed: a masked input is hashed where it lies, not copied.
+    fn digest(&self, label: &str, parts: &[&[u8]]) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        self.encode(label, parts, |bytes| hasher.update(bytes));
+        hasher.finalize().into()
     }
 
     /// What a participant signs for a stage message.
     pub fn signing_digest(&self, stage: SecAggStage, sender: &str, body: &[u8]) -> [u8; 32] {
-        let transcript = self.transcript(
+        self.digest(
             "message",
             &[&(stage as i32).to_be_bytes(), sender.as_bytes(), body],
-        );
-        Sha256::digest(transcript).into()
+        )
     }
 
     /// A 32-byte key derived from an X25519 shared secret for a purpose between two parties
     /// (in canonical order, so both ends derive the same key).
     fn derive(&self, shared: &[u8; 32], purpose: &str, a: &str, b: &str) -> [u8; 32] {
         let (first, second) = if a <= b { (a, b) } else { (b, a) };
-        let salt = Sha256::digest(self.transcript(purpose, &[first.as_bytes(), second.as_bytes()]));
+        let salt = self.digest(purpose, &[first.as_bytes(), second.as_bytes()]);
         let mut key = [0u8; 32];
         Hkdf::<Sha256>::new(Some(&salt), shared)
             .expand(purpose.as_bytes(), &mut key)
@@ -263,7 +274,7 @@ impl Plan {
             (n.saturating_sub(1), Vec::new())
         } else {
             let names: Vec<&[u8]> = members.iter().map(|m| m.as_bytes()).collect();
-            let seed: [u8; 32] = Sha256::digest(context.transcript("graph", &names)).into();
+            let seed = context.digest("graph", &names);
             let mut order: Vec<usize> = (0..n).collect();
             shuffle(&mut order, &seed);
             (degree, order)
