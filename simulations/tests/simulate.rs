@@ -189,3 +189,78 @@ dropout = { masked_input = 0.2 }
     );
     assert!((a - b).abs() < 0.02, "grpc {a} vs in-process {b}");
 }
+
+#[test]
+fn a_bad_experiment_is_refused_naming_the_file_and_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = "name = \"bad\"\n[data]\nsource = \"synthetic\"\n";
+    let cases = [
+        (
+            format!("{base}participants = 0\n"),
+            "participants and rows must be at least 1",
+        ),
+        (
+            format!("{base}colour = \"red\"\n"),
+            "unknown field `colour`",
+        ),
+        (
+            format!("{base}[partition]\nkind = \"group\"\n"),
+            "kind 'group' needs attribute",
+        ),
+        (
+            format!("{base}[partition]\nkind = \"iid\"\nalpha = -1.0\n"),
+            "partition.alpha must be positive",
+        ),
+        (
+            format!("{base}[privacy]\naggregation = \"rot13\"\n"),
+            "privacy.aggregation 'rot13'",
+        ),
+        (
+            format!("{base}[privacy]\nmodulus = \"z16\"\n"),
+            "privacy.modulus 'z16'",
+        ),
+        (
+            format!("{base}[privacy]\nfairness_encrypted = true\n"),
+            "not available yet",
+        ),
+        (
+            format!("{base}[faults]\nstragglers = 1.5\n"),
+            "probabilities must be in [0, 1]",
+        ),
+        (
+            format!("transport = \"grpc\"\n{base}[partition]\nkind = \"iid\"\n"),
+            "transport = \"grpc\" runs synthetic data as generated",
+        ),
+    ];
+    for (body, expected) in cases {
+        let path = experiment(dir.path(), &body);
+        let error = run_experiment(&path, &[], &dir.path().join("out"), &mut Quiet).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.starts_with(&path.display().to_string()),
+            "{message}"
+        );
+        assert!(message.contains(expected), "{expected:?} not in {message}");
+    }
+    // A partition by an attribute the schema does not protect, and a malformed --set.
+    let path = experiment(
+        dir.path(),
+        &format!(
+            "{base}participants = 3\nrows = 50\n[partition]\nkind = \"group\"\nattribute = \"shoe_size\"\n"
+        ),
+    );
+    let message = run_experiment(&path, &[], &dir.path().join("out"), &mut Quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("'shoe_size' is not a protected attribute"),
+        "{message}"
+    );
+    let message = run_experiment(&path, &["seed".into()], &dir.path().join("out"), &mut Quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("--set 'seed' is not of the form key=value"),
+        "{message}"
+    );
+}

@@ -196,6 +196,32 @@ pub struct FaultConfig {
     pub deadline_secs: f64,
 }
 
+impl DataConfig {
+    /// The generator's parameters for `source = "synthetic"`.
+    pub fn synth_spec(&self, seed: u64) -> Result<crate::synth::SynthSpec, String> {
+        Ok(crate::synth::SynthSpec {
+            bias: crate::synth::parse_biases(self.bias.as_deref().unwrap_or(""))
+                .map_err(|e| e.to_string())?,
+            ..crate::synth::SynthSpec::new(self.participants, self.rows, seed)
+        })
+    }
+}
+
+impl PrivacyConfig {
+    /// The secure-aggregation parameters, exactly as a coordinator config would give them.
+    pub fn params(&self) -> accord_proto::v1::SecAggParams {
+        accord_coordinator::config::SecureAggregationSection {
+            modulus: self.modulus.clone(),
+            precision_bits: self.precision_bits,
+            clip: self.clip,
+            max_rows_per_participant: self.max_rows_per_participant,
+            threshold: self.threshold,
+            neighbours: self.neighbours,
+        }
+        .params()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ExperimentError {
     #[error("{path}: cannot read: {source}")]
@@ -269,6 +295,12 @@ impl ExperimentConfig {
             return Err(format!(
                 "privacy.aggregation '{}' is not one of secagg, insecure-plain",
                 self.privacy.aggregation
+            ));
+        }
+        if !matches!(self.privacy.modulus.as_str(), "z32" | "z64") {
+            return Err(format!(
+                "privacy.modulus '{}' is not one of z32, z64",
+                self.privacy.modulus
             ));
         }
         if self.privacy.fairness_encrypted {

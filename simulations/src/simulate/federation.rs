@@ -89,14 +89,7 @@ impl<'a> Simulation<'a> {
         members: Vec<Member>,
     ) -> Self {
         let p = &config.privacy;
-        let params = SecAggParams {
-            modulus_bits: if p.modulus == "z32" { 32 } else { 64 },
-            precision_bits: p.precision_bits,
-            clip: p.clip,
-            max_rows_per_participant: p.max_rows_per_participant,
-            threshold: p.threshold,
-            neighbours: p.neighbours,
-        };
+        let params = p.params();
         Self {
             config,
             schema,

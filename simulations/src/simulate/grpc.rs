@@ -7,7 +7,6 @@
 use super::config::{ExperimentConfig, Strategy};
 use super::federation::{RoundOutcome, draw_dropouts, fault_rng};
 use crate::local::LocalFederation;
-use crate::synth::{self, SynthSpec};
 use accord_coordinator::CoordinatorConfig;
 use accord_proto::transport::WireMeter;
 use accord_proto::v1::SecAggStage;
@@ -30,11 +29,7 @@ fn fault(round: u32, phase: &str, stage: SecAggStage) -> toml::Value {
 
 /// Runs the experiment's federation over gRPC in `dir`; one outcome per round.
 pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<Vec<RoundOutcome>, String> {
-    let d = &config.data;
-    let spec = SynthSpec {
-        bias: synth::parse_biases(d.bias.as_deref().unwrap_or("")).map_err(|e| e.to_string())?,
-        ..SynthSpec::new(d.participants, d.rows, config.seed)
-    };
+    let spec = config.data.synth_spec(config.seed)?;
     let federation = LocalFederation::create(dir, &spec).map_err(|e| e.to_string())?;
     let n = federation.names.len();
     let a = &config.algorithm;

@@ -3,7 +3,7 @@
 //! label, by a protected group or by quantity with Dirichlet(α) proportions.
 
 use super::config::{DataConfig, DataSource, PartitionConfig, PartitionKind};
-use crate::synth::{self, SynthSpec};
+use crate::synth;
 use accord_participant::data::{InvalidRowPolicy, LocalDataset, load_csv};
 use accord_proto::v1::Schema;
 use ndarray::{Array1, Array2, Axis};
@@ -26,11 +26,7 @@ pub fn load(
 ) -> Result<Vec<LocalDataset>, String> {
     let files = match data.source {
         DataSource::Synthetic => {
-            let spec = SynthSpec {
-                bias: synth::parse_biases(data.bias.as_deref().unwrap_or(""))
-                    .map_err(|e| e.to_string())?,
-                ..SynthSpec::new(data.participants, data.rows, seed)
-            };
+            let spec = data.synth_spec(seed)?;
             let generated = synth::generate(&spec).map_err(|e| e.to_string())?;
             synth::write_csvs(&generated, scratch).map_err(|e| e.to_string())?
         }
