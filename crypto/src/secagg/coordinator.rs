@@ -4,9 +4,11 @@
 //! survivors and the mask keys of those who dropped after sharing keys, never both for anyone.
 //!
 //! It keeps a running sum of masked inputs (not each input), and per participant only what its
-//! neighbours need, so memory grows with n·k, not n².
+//! neighbours need, so memory grows with n·k, not n². Where the masked inputs go is a
+//! [`MaskedInputs`]: plain words summed in the ring ([`PlainInputs`]), or ciphertexts summed
+//! homomorphically (`crate::he::EncryptedInputs`); the masks are removed the same way for both.
 
-use super::encoding::FixedPoint;
+use super::encoding::{FixedPoint, Modulus};
 use super::identity::{Trust, verify};
 use super::participant::{PeerKeys, pairwise_seed, parse_keys, subtracts};
 use super::shamir::{self, Share};
@@ -21,24 +23,108 @@ use accord_proto::v1::{
 use prost::Message;
 use std::collections::{BTreeMap, BTreeSet};
 use x25519_dalek::{PublicKey, StaticSecret};
+use ed25519_dalek::VerifyingKey;
 use zeroize::Zeroizing;
 
 /// What closing a stage led to.
 #[derive(Debug, Clone, PartialEq)]
-pub enum StageClosed {
+pub enum StageClosed<S = Vec<f64>> {
     /// The next stage is open.
     Next(SecAggStage),
     /// The sum over `contributors` (the participants whose masked input arrived).
-    Done {
-        sum: Vec<f64>,
-        contributors: BTreeSet<String>,
-    },
+    Done { sum: S, contributors: BTreeSet<String> },
 }
 
-pub struct CoordinatorSession {
+/// Where the coordinator puts masked inputs: it checks each body and folds it into a running
+/// sum, then removes the masks with the correction the unmask stage yields.
+pub trait MaskedInputs: Send {
+    /// The unmasked result.
+    type Sum;
+    /// Words per input.
+    fn len(&self) -> usize;
+    /// The ring the masks live in.
+    fn modulus(&self) -> Modulus;
+    /// Checks `sender`'s masked-input body (`key`: the verified key of its certificate
+    /// `certificate_der`) and adds it; a refused body changes nothing.
+    fn add(
+        &mut self,
+        sender: &str,
+        key: &VerifyingKey,
+        certificate_der: &[u8],
+        body: &[u8],
+    ) -> Result<(), SecAggError>;
+    /// The sum of the `summands` inputs once `correction` (words to add, in the ring) has
+    /// cancelled every mask left in it.
+    fn finish(&mut self, correction: Vec<u64>, summands: usize) -> Result<Self::Sum, SecAggError>;
+}
+
+/// Masked inputs as plain words in the ring of a fixed-point encoding.
+pub struct PlainInputs {
+    encoding: FixedPoint,
+    sum: Vec<u64>,
+}
+
+impl PlainInputs {
+    pub fn new(encoding: FixedPoint) -> Self {
+        let sum = vec![0; encoding.len()];
+        Self { encoding, sum }
+    }
+}
+
+impl MaskedInputs for PlainInputs {
+    type Sum = Vec<f64>;
+
+    fn len(&self) -> usize {
+        self.encoding.len()
+    }
+
+    fn modulus(&self) -> Modulus {
+        self.encoding.modulus()
+    }
+
+    fn add(
+        &mut self,
+        sender: &str,
+        _key: &VerifyingKey,
+        _certificate_der: &[u8],
+        body: &[u8],
+    ) -> Result<(), SecAggError> {
+        let malformed = |reason: String| SecAggError::Malformed {
+            from: sender.to_owned(),
+            what: "masked input",
+            reason,
+        };
+        let input = MaskedInput::decode(body).map_err(|e| malformed(e.to_string()))?;
+        let modulus = self.encoding.modulus();
+        let words = words_from_bytes(&input.words, self.encoding.len(), modulus).ok_or_else(|| {
+            malformed(format!(
+                "{} bytes, expected {} words of {} bytes",
+                input.words.len(),
+                self.encoding.len(),
+                modulus.word_bytes()
+            ))
+        })?;
+        let ring = modulus.mask();
+        for (total, word) in self.sum.iter_mut().zip(words) {
+            *total = total.wrapping_add(word) & ring;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, correction: Vec<u64>, summands: usize) -> Result<Vec<f64>, SecAggError> {
+        let ring = self.encoding.modulus().mask();
+        let mut sum = std::mem::take(&mut self.sum);
+        for (total, c) in sum.iter_mut().zip(correction) {
+            *total = total.wrapping_add(c) & ring;
+        }
+        Ok(self.encoding.decode(&sum, summands)?)
+    }
+}
+
+pub struct CoordinatorSession<I: MaskedInputs = PlainInputs> {
     context: Context,
     trust: Trust,
-    encoding: FixedPoint,
+    inputs: I,
     selected: BTreeSet<String>,
     threshold: usize,
     neighbours: usize,
@@ -48,18 +134,39 @@ pub struct CoordinatorSession {
     /// Encrypted shares by recipient.
     inbox: BTreeMap<String, Vec<RelayedShare>>,
     shared: BTreeSet<String>,
-    sum: Vec<u64>,
     masked: BTreeSet<String>,
     unmasked: BTreeMap<String, UnmaskShares>,
 }
 
-impl CoordinatorSession {
-    /// An aggregation over `selected` with threshold `threshold` (0: the minimum, more than
-    /// half) and `neighbours` per participant (0: [`default_neighbours`]).
+impl CoordinatorSession<PlainInputs> {
+    /// An aggregation of plain vectors under `encoding` over `selected` with threshold
+    /// `threshold` (0: the minimum, more than half) and `neighbours` per participant (0:
+    /// [`default_neighbours`]).
     pub fn new(
         context: Context,
         trust: Trust,
         encoding: FixedPoint,
+        selected: BTreeSet<String>,
+        threshold: usize,
+        neighbours: usize,
+    ) -> Result<Self, SecAggError> {
+        Self::with_inputs(
+            context,
+            trust,
+            PlainInputs::new(encoding),
+            selected,
+            threshold,
+            neighbours,
+        )
+    }
+}
+
+impl<I: MaskedInputs> CoordinatorSession<I> {
+    /// An aggregation whose masked inputs go to `inputs`; see [`CoordinatorSession::new`].
+    pub fn with_inputs(
+        context: Context,
+        trust: Trust,
+        inputs: I,
         selected: BTreeSet<String>,
         threshold: usize,
         neighbours: usize,
@@ -73,11 +180,10 @@ impl CoordinatorSession {
                 minimum,
             });
         }
-        let sum = vec![0; encoding.len()];
         Ok(Self {
             context,
             trust,
-            encoding,
+            inputs,
             selected,
             threshold,
             neighbours,
@@ -86,7 +192,6 @@ impl CoordinatorSession {
             plan: None,
             inbox: BTreeMap::new(),
             shared: BTreeSet::new(),
-            sum,
             masked: BTreeSet::new(),
             unmasked: BTreeMap::new(),
         })
@@ -196,25 +301,8 @@ impl CoordinatorSession {
                 self.shared.insert(sender.to_owned());
             }
             SecAggStage::MaskedInput => {
-                let input = MaskedInput::decode(message.body.as_slice())
-                    .map_err(|e| malformed("masked input", e.to_string()))?;
-                let modulus = self.encoding.modulus();
-                let words = words_from_bytes(&input.words, self.encoding.len(), modulus)
-                    .ok_or_else(|| {
-                        malformed(
-                            "masked input",
-                            format!(
-                                "{} bytes, expected {} words of {} bytes",
-                                input.words.len(),
-                                self.encoding.len(),
-                                modulus.word_bytes()
-                            ),
-                        )
-                    })?;
-                let ring = modulus.mask();
-                for (total, word) in self.sum.iter_mut().zip(words) {
-                    *total = total.wrapping_add(word) & ring;
-                }
+                self.inputs
+                    .add(sender, &key, certificate_der, &message.body)?;
                 self.masked.insert(sender.to_owned());
             }
             SecAggStage::Unmask => {
@@ -273,7 +361,7 @@ impl CoordinatorSession {
 
     /// Closes the open stage with the messages received so far (everyone's, or those that
     /// came before the deadline). Below the threshold the aggregation aborts with an error.
-    pub fn close_stage(&mut self) -> Result<StageClosed, SecAggError> {
+    pub fn close_stage(&mut self) -> Result<StageClosed<I::Sum>, SecAggError> {
         let next = match self.stage {
             SecAggStage::Setup => {
                 self.require("setup", self.advertisements.len())?;
@@ -350,10 +438,10 @@ impl CoordinatorSession {
 
     /// Removes the survivors' self masks and the pairwise masks survivors share with dropped
     /// participants, and decodes the sum.
-    fn unmask(&mut self) -> Result<Vec<f64>, SecAggError> {
+    fn unmask(&mut self) -> Result<I::Sum, SecAggError> {
         let plan = self.plan.as_ref().expect("planned");
-        let modulus = self.encoding.modulus();
-        let mut sum = std::mem::take(&mut self.sum);
+        let modulus = self.inputs.modulus();
+        let mut sum = vec![0; self.inputs.len()];
         for survivor in &self.masked {
             let seed = self.recover(survivor, "the self-mask seed", false)?;
             mask::apply_mask(&mut sum, &seed, true, modulus);
@@ -377,7 +465,7 @@ impl CoordinatorSession {
                 mask::apply_mask(&mut sum, &seed, !subtracts(survivor, &dropped), modulus);
             }
         }
-        Ok(self.encoding.decode(&sum, self.masked.len())?)
+        self.inputs.finish(sum, self.masked.len())
     }
 
     /// What `participant` needs for the open stage.

@@ -71,6 +71,11 @@ impl Signer {
         &self.certificate_der
     }
 
+    /// Signs a 32-byte digest with the certificate's key (e.g. a commitment to a ciphertext).
+    pub fn sign_digest(&self, digest: &[u8; 32]) -> Vec<u8> {
+        self.key.sign(digest).to_bytes().to_vec()
+    }
+
     /// Signs `body` for `stage` of the aggregation `context`.
     pub fn sign(&self, context: &Context, stage: SecAggStage, body: Vec<u8>) -> SignedStageMessage {
         let digest = context.signing_digest(stage, &self.name, &body);

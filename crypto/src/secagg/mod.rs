@@ -80,6 +80,18 @@ impl Context {
         )
     }
 
+    /// What `sender` signs to commit to a ciphertext (by its SHA-256) it submitted in this
+    /// context; anyone holding the sender's certificate can check it later.
+    pub fn commitment_digest(&self, sender: &str, ciphertext_sha256: &[u8; 32]) -> [u8; 32] {
+        self.digest("ciphertext commitment", &[sender.as_bytes(), ciphertext_sha256])
+    }
+
+    /// The bytes a proof of well-formed encryption by `sender` is bound to: a proof made for
+    /// another federation, round, phase or sender does not verify here.
+    pub fn proof_metadata(&self, sender: &str) -> Vec<u8> {
+        self.transcript("encryption proof", &[sender.as_bytes()])
+    }
+
     /// A 32-byte key derived from an X25519 shared secret for a purpose between two parties
     /// (in canonical order, so both ends derive the same key).
     fn derive(&self, shared: &[u8; 32], purpose: &str, a: &str, b: &str) -> [u8; 32] {

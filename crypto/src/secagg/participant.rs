@@ -6,7 +6,7 @@
 //! decrypt under keys only the two ends can derive, and, before revealing anything, that the
 //! unmask request never asks for both secrets of one participant, across requests too.
 
-use super::encoding::FixedPoint;
+use super::encoding::{FixedPoint, Modulus};
 use super::identity::{Signer, Trust, verify};
 use super::shamir::{self, Share};
 use super::{
@@ -137,6 +137,11 @@ impl ParticipantSession {
 
     pub fn name(&self) -> &str {
         self.signer.name()
+    }
+
+    /// The aggregation this session takes part in.
+    pub fn context(&self) -> &Context {
+        &self.context
     }
 
     /// The stage this participant completed last.
@@ -322,6 +327,27 @@ impl ParticipantSession {
         values: &[f64],
         encoding: &FixedPoint,
     ) -> Result<(SignedStageMessage, usize), SecAggError> {
+        let encoded = encoding.encode(values)?;
+        let modulus = encoding.modulus();
+        let message = self.masked_input_with(relay, encoded.words, modulus, |words, _| {
+            Ok(MaskedInput {
+                words: super::words_to_bytes(words, modulus),
+            }
+            .encode_to_vec())
+        })?;
+        Ok((message, encoded.clipped))
+    }
+
+    /// Masked input of words already in the ring of `modulus`: masks them as
+    /// [`Self::masked_input`] does, then `seal` turns the masked words into the signed body
+    /// (e.g. encrypts them; it may sign with this participant's key too).
+    pub fn masked_input_with(
+        &mut self,
+        relay: &SecAggRelay,
+        mut words: Vec<u64>,
+        modulus: Modulus,
+        seal: impl FnOnce(&[u64], &Signer) -> Result<Vec<u8>, SecAggError>,
+    ) -> Result<SignedStageMessage, SecAggError> {
         self.expect_stage(relay, SecAggStage::MaskedInput, SecAggStage::ShareKeys)?;
         let local = self.neighbourhood.as_ref().expect("planned at share keys");
         let me = self.name().to_owned();
@@ -372,9 +398,6 @@ impl ParticipantSession {
                 return Err(SecAggError::Duplicate(from.to_owned()));
             }
         }
-        let encoded = encoding.encode(values)?;
-        let modulus = encoding.modulus();
-        let mut words = encoded.words;
         mask::apply_mask(&mut words, &self.self_seed, false, modulus);
         for other in received.keys() {
             let seed = pairwise_seed(
@@ -388,16 +411,11 @@ impl ParticipantSession {
         }
         self.masked_with = received.keys().cloned().collect();
         self.held.extend(received);
+        let body = seal(&words, &self.signer)?;
         self.done = SecAggStage::MaskedInput;
-        let body = MaskedInput {
-            words: super::words_to_bytes(&words, modulus),
-        }
-        .encode_to_vec();
-        Ok((
-            self.signer
-                .sign(&self.context, SecAggStage::MaskedInput, body),
-            encoded.clipped,
-        ))
+        Ok(self
+            .signer
+            .sign(&self.context, SecAggStage::MaskedInput, body))
     }
 
     /// Unmask: reveals self-mask shares of the survivors and key shares of the dropped, after
