@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod hash;
+pub mod he;
 pub mod pki;
 pub mod secagg;
 pub mod tls;

@@ -537,6 +537,7 @@ mod tests {
                     use_as_feature: false,
                 },
             ],
+            intersections: vec![],
         };
         assert_eq!(
             encoded_columns(&schema),

@@ -11,6 +11,7 @@ pub mod v1 {
     tonic::include_proto!("accord.v1");
 }
 
+pub mod fairness;
 pub mod layout;
 pub mod schema;
 pub mod transport;
@@ -38,6 +39,7 @@ impl v1::Phase {
             v1::Phase::Fit => "fit",
             v1::Phase::Evaluate => "evaluate",
             v1::Phase::Finished => "finished",
+            v1::Phase::Fairness => "fairness",
         }
     }
 }

@@ -207,6 +207,7 @@ mod tests {
                 categories: vec!["60+".into()],
                 use_as_feature: false,
             }],
+            intersections: vec![],
         }
     }
 

@@ -1,0 +1,155 @@
+//! Homomorphic encryption of fairness statistics, on tfhe-rs.
+//!
+//! The auditor alone holds the tfhe client (decryption) key. Participants encrypt their per-group
+//! counts under the auditor's compact public key, with tfhe's zero-knowledge proof that every
+//! block is a well-formed encryption of a 2-bit digit (so the coordinator can add without
+//! re-encrypting or bootstrapping). Before encrypting, each participant adds its secure-
+//! aggregation masks modulo 2^`value_bits` ([`crate::secagg`]), so one participant's ciphertext
+//! decrypts to uniform noise even for the auditor. The coordinator, holding only the server key,
+//! verifies every proof, sums the ciphertexts, removes the masks with the unmask stage's
+//! correction, and applies the disclosure policy (small groups zeroed under encryption) before
+//! handing the aggregate to the auditor.
+//!
+//! Parameters: tfhe's default `PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128` for computation
+//! (128-bit security, failure probability ≤ 2^-128) with tfhe's dedicated compact public-key
+//! parameters for proven encryption (`PARAM_PKE_…`, the ones tfhe supports zero-knowledge proofs
+//! for) and its casting keyswitch; the coordinator casts each block to the computation key with
+//! one bootstrap, which also checks nothing lies outside the proven range. Keys cross trust
+//! boundaries through tfhe's versioned, size-limited safe serialization; ciphertexts through
+//! size-limited bincode and tfhe's conformance checks.
+
+pub mod inputs;
+pub mod keys;
+pub mod transcript;
+
+pub use inputs::{EncryptedAggregate, EncryptedInputs, FairnessPolicy};
+pub use keys::{AuditorKeys, PublicMaterial, ServerMaterial};
+
+use sha2::{Digest, Sha256};
+use tfhe::shortint::parameters::{
+    ClassicPBSParameters, CompactPublicKeyEncryptionParameters, PARAM_KEYSWITCH_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
+    PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128, PARAM_PKE_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
+    ShortintKeySwitchingParameters,
+};
+
+/// The tfhe parameter set for computation.
+pub const PARAMETERS: ClassicPBSParameters = PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128;
+/// The compact public-key encryption parameters (with zero-knowledge proof support).
+pub const PKE_PARAMETERS: CompactPublicKeyEncryptionParameters = PARAM_PKE_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128;
+/// The keyswitch from the compact public key's secret to the computation key.
+pub const CASTING_PARAMETERS: ShortintKeySwitchingParameters = PARAM_KEYSWITCH_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128;
+
+/// Bits per radix block (the message modulus is 4).
+pub const BLOCK_BITS: u32 = 2;
+
+/// Blocks one proof covers; a longer list carries several proofs.
+pub const PROOF_CAPACITY: usize = 512;
+
+/// Deserialization limit for anything tfhe reads from another party (1 GiB).
+pub const SIZE_LIMIT: u64 = 1 << 30;
+
+/// Why keys, ciphertexts or an aggregate were refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HeError {
+    #[error("{path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("{what}: {reason}")]
+    Malformed { what: &'static str, reason: String },
+    #[error("{what}: the auditor's signature does not verify with the pinned key {key}")]
+    BadSignature { what: String, key: String },
+    #[error(
+        "{what}: made for tfhe parameters {got}, but this party uses {expected} ({})",
+        describe_parameters()
+    )]
+    Parameters {
+        what: String,
+        got: String,
+        expected: String,
+    },
+    #[error("value_bits must be even and between 2 and 32, got {0}")]
+    ValueBits(u32),
+    #[error("encryption failed: {0}")]
+    Encryption(String),
+}
+
+/// The parameter set in words, as reports state it.
+pub fn describe_parameters() -> String {
+    let p = PARAMETERS;
+    format!(
+        "tfhe 1.8 PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128 (lwe_dimension {}, glwe_dimension {}, polynomial_size {}, message_modulus {}, carry_modulus {}); compact public key PARAM_PKE_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128 (encryption_lwe_dimension {}, zk scheme {:?}) cast by PARAM_KEYSWITCH_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128; packed proven lists, CompactPkeCrs of {} messages per proof",
+        p.lwe_dimension.0,
+        p.glwe_dimension.0,
+        p.polynomial_size.0,
+        p.message_modulus.0,
+        p.carry_modulus.0,
+        PKE_PARAMETERS.encryption_lwe_dimension.0,
+        PKE_PARAMETERS.zk_scheme,
+        PROOF_CAPACITY
+    )
+}
+
+/// SHA-256 (hex) of [`describe_parameters`]: keys and reports name the parameters by it.
+pub fn parameters_sha256() -> String {
+    hex::encode(Sha256::digest(describe_parameters().as_bytes()))
+}
+
+/// Checks a `value_bits` setting: counts live in Z_2^bits, whole radix blocks.
+pub fn check_value_bits(bits: u32) -> Result<u32, HeError> {
+    if bits == 0 || bits > 32 || bits % BLOCK_BITS != 0 {
+        return Err(HeError::ValueBits(bits));
+    }
+    Ok(bits)
+}
+
+/// Writes a tfhe object with versioning and a size limit.
+fn serialize<T>(what: &'static str, object: &T) -> Result<Vec<u8>, HeError>
+where
+    T: serde::Serialize + tfhe::Versionize + tfhe::named::Named,
+{
+    let mut bytes = Vec::new();
+    tfhe::safe_serialization::safe_serialize(object, &mut bytes, SIZE_LIMIT).map_err(|e| {
+        HeError::Malformed {
+            what,
+            reason: e.to_string(),
+        }
+    })?;
+    Ok(bytes)
+}
+
+/// The bincode options for tfhe objects without a safe-serialization name (integer-level
+/// ciphertexts and lists): fixed-width integers, a size limit, no trailing bytes.
+fn bincode_options() -> impl bincode::Options {
+    use bincode::Options as _;
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .with_limit(SIZE_LIMIT)
+        .reject_trailing_bytes()
+}
+
+/// Writes an integer-level tfhe object.
+fn encode<T: serde::Serialize>(what: &'static str, object: &T) -> Result<Vec<u8>, HeError> {
+    use bincode::Options as _;
+    bincode_options().serialize(object).map_err(|e| HeError::Malformed {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+/// Reads an integer-level tfhe object written by [`encode`], refusing oversized bytes.
+fn decode<T: serde::de::DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, HeError> {
+    use bincode::Options as _;
+    bincode_options().deserialize(bytes).map_err(|e| HeError::Malformed {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+/// Reads a tfhe object written by [`serialize`], refusing oversized or mistyped bytes.
+fn deserialize<T>(what: &'static str, bytes: &[u8]) -> Result<T, HeError>
+where
+    T: serde::de::DeserializeOwned + tfhe::Unversionize + tfhe::named::Named,
+{
+    tfhe::safe_serialization::safe_deserialize(bytes, SIZE_LIMIT).map_err(|reason| {
+        HeError::Malformed { what, reason }
+    })
+}

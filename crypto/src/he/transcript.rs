@@ -1,0 +1,115 @@
+//! The transcript of a fairness round as a hash chain: every signed message the coordinator
+//! accepted, every commitment and the aggregate handed to the auditor, each as a labelled
+//! SHA-256, folded into one head. The auditor signs the head in its report; a verifier
+//! recomputes it from the entries, so no entry can be altered, dropped or reordered unnoticed.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The chain's domain tag.
+const DOMAIN: &[u8] = b"accord/fairness-transcript/v1";
+
+/// One link: what it is and the SHA-256 (hex) of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub label: String,
+    pub sha256: String,
+}
+
+impl Entry {
+    /// An entry for `bytes`.
+    pub fn of(label: impl Into<String>, bytes: &[u8]) -> Self {
+        Self {
+            label: label.into(),
+            sha256: hex::encode(Sha256::digest(bytes)),
+        }
+    }
+}
+
+/// The head of the chain over `entries`: h₀ = SHA-256(domain), hᵢ₊₁ = SHA-256(hᵢ | len | label | sha256).
+pub fn head(entries: &[Entry]) -> String {
+    let mut h: [u8; 32] = Sha256::digest(DOMAIN).into();
+    for entry in entries {
+        let mut hasher = Sha256::new();
+        hasher.update(h);
+        hasher.update((entry.label.len() as u64).to_be_bytes());
+        hasher.update(entry.label.as_bytes());
+        hasher.update(entry.sha256.as_bytes());
+        h = hasher.finalize().into();
+    }
+    hex::encode(h)
+}
+
+/// The label of the transcript's last entry: the encrypted aggregate handed to the auditor.
+pub const AGGREGATE_LABEL: &str = "aggregate";
+
+/// The transcript format tag.
+pub const TRANSCRIPT_FORMAT: &str = "accord.fairness-transcript.v1";
+
+/// A participant's commitment as the transcript and the report carry it (hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitmentRecord {
+    pub participant: String,
+    pub certificate_der: String,
+    pub ciphertext_sha256: String,
+    pub signature: String,
+}
+
+impl CommitmentRecord {
+    /// The chain entry that records this commitment.
+    pub fn entry(&self) -> Entry {
+        Entry::of(
+            format!("commitment:{}", self.participant),
+            format!("{}:{}", self.ciphertext_sha256, self.signature).as_bytes(),
+        )
+    }
+}
+
+/// The groups a fairness round reports on (enough to rebuild its layout).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupsRecord {
+    /// Protected attributes with their categories (`unknown` implied).
+    pub attributes: Vec<(String, Vec<String>)>,
+    pub intersections: Vec<Vec<String>>,
+    pub histogram_bins: u32,
+}
+
+/// What the coordinator writes beside the encrypted aggregate for the auditor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundTranscript {
+    pub format: String,
+    pub federation_id: String,
+    pub round: u32,
+    /// model.json's content hash: the model whose decisions were counted.
+    pub model_content_hash: String,
+    pub auditor_bundle_sha256: String,
+    pub tfhe_parameters_sha256: String,
+    /// The secure-aggregation parameters in words, and SHA-256 of their protobuf encoding.
+    pub secure_aggregation: String,
+    pub secure_aggregation_sha256: String,
+    pub value_bits: u32,
+    pub min_group_size: u64,
+    pub decision_threshold: f64,
+    pub groups: GroupsRecord,
+    pub participants: Vec<CommitmentRecord>,
+    /// Selected participants whose statistics are not in the aggregate.
+    pub dropped: Vec<String>,
+    pub entries: Vec<Entry>,
+    pub head: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_head_changes_with_any_entry_its_order_or_its_length() {
+        let entries = vec![Entry::of("a", b"1"), Entry::of("b", b"2")];
+        let h = head(&entries);
+        assert_eq!(h, head(&entries.clone()));
+        assert_ne!(h, head(&[entries[1].clone(), entries[0].clone()]));
+        assert_ne!(h, head(&entries[..1]));
+        assert_ne!(h, head(&[Entry::of("a", b"1"), Entry::of("b", b"3")]));
+        assert_ne!(h, head(&[Entry::of("a", b"1"), Entry::of("c", b"2")]));
+    }
+}
