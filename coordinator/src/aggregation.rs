@@ -42,6 +42,8 @@ pub enum AggregationError {
     Duplicate { participant: String },
     #[error("secure aggregation: {0}")]
     SecAgg(#[from] SecAggError),
+    #[error("fairness: {0}")]
+    Fairness(String),
 }
 
 /// One participant's contribution to a stage.

@@ -28,7 +28,42 @@ pub struct CoordinatorConfig {
     pub evaluation: EvaluationSection,
     #[serde(default)]
     pub secure_aggregation: SecureAggregationSection,
+    /// The encrypted fairness audit of the final model (none: no audit).
+    pub fairness: Option<FairnessSection>,
     pub schema: SchemaSection,
+}
+
+/// `[fairness]`: an auditor's keys and the disclosure policy for the encrypted fairness phase
+/// that follows the last round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FairnessSection {
+    /// The auditor's `auditor-server.bundle`.
+    pub auditor_server_bundle: PathBuf,
+    /// The auditor's Ed25519 verifying key (hex, from `auditor.pub`), pinned here.
+    pub auditor_verifying_key: String,
+    /// Groups with fewer records are suppressed on ciphertexts.
+    #[serde(default = "default_min_group_size")]
+    pub min_group_size: u64,
+    /// Bins of predicted probability per group.
+    #[serde(default = "default_fairness_bins")]
+    pub histogram_bins: u32,
+    /// Counts are encrypted modulo 2^value_bits (even, at most 32); the federation's total
+    /// record count must stay below it.
+    #[serde(default = "default_value_bits")]
+    pub value_bits: u32,
+}
+
+fn default_min_group_size() -> u64 {
+    20
+}
+
+fn default_fairness_bins() -> u32 {
+    10
+}
+
+fn default_value_bits() -> u32 {
+    32
 }
 
 /// `[secure_aggregation]`: parameters of the default aggregation, "secagg".
@@ -169,6 +204,10 @@ pub struct SchemaSection {
     pub features: Vec<FeatureEntry>,
     #[serde(default)]
     pub protected: Vec<ProtectedEntry>,
+    /// Intersections of protected attributes that fairness reports break down, e.g.
+    /// `[["gender", "age_band"]]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub intersections: Vec<Vec<String>>,
 }
 
 fn default_positive_name() -> String {
@@ -245,6 +284,7 @@ impl CoordinatorConfig {
             &mut config.out_dir,
         ];
         files.extend(config.tls.crl.as_mut());
+        files.extend(config.fairness.as_mut().map(|f| &mut f.auditor_server_bundle));
         files.extend(config.address_file.as_mut());
         for file in files {
             if file.is_relative() {
@@ -317,6 +357,25 @@ impl CoordinatorConfig {
                 "training: l2 and fedprox_mu must be finite and not negative".into(),
             ));
         }
+        if let Some(f) = &self.fairness {
+            if f.histogram_bins < 2 || f.histogram_bins > 100 {
+                return Err(Invalid::Other(format!(
+                    "fairness.histogram_bins must be 2..=100, got {}",
+                    f.histogram_bins
+                )));
+            }
+            accord_crypto::he::check_value_bits(f.value_bits)
+                .map_err(|e| Invalid::Other(format!("fairness.{e}")))?;
+            accord_crypto::he::keys::parse_verifying_key(&f.auditor_verifying_key)
+                .map_err(|e| Invalid::Other(format!("fairness.auditor_verifying_key: {e}")))?;
+            if self.federation.aggregation != accord_crypto::secagg::SCHEME {
+                return Err(Invalid::Other(
+                    "fairness needs federation.aggregation = \"secagg\": the encrypted statistics carry secure-aggregation masks".into(),
+                ));
+            }
+            accord_proto::fairness::FairnessLayout::new(&self.schema()?, f.histogram_bins as usize)
+                .map_err(|e| Invalid::Other(format!("schema.intersections: {e}")))?;
+        }
         let e = &self.evaluation;
         let usable = (2..=10_000).contains(&e.histogram_bins)
             && e.decision_threshold > 0.0
@@ -380,6 +439,11 @@ impl CoordinatorConfig {
                     categories: p.categories.clone(),
                     use_as_feature: p.use_as_feature,
                 })
+                .collect(),
+            intersections: s
+                .intersections
+                .iter()
+                .map(|a| accord_proto::v1::Intersection { attributes: a.clone() })
                 .collect(),
         })
     }

@@ -73,7 +73,20 @@ struct Task {
 
 impl Task {
     fn order(self) -> (u32, i32) {
-        (self.round, self.phase as i32)
+        (self.round, rank(self.phase))
+    }
+}
+
+/// Where a phase falls within its round: the fairness phase follows the last evaluation and
+/// precedes the end.
+fn rank(phase: Phase) -> i32 {
+    match phase {
+        Phase::Unspecified => 0,
+        Phase::Standardize => 1,
+        Phase::Fit => 2,
+        Phase::Evaluate => 3,
+        Phase::Fairness => 4,
+        Phase::Finished => 5,
     }
 }
 
@@ -103,6 +116,7 @@ pub struct Federation {
     activity: Notify,
     meter: WireMeter,
     trust: Trust,
+    fairness: Option<crate::fairness::FairnessAudit>,
 }
 
 /// How a federation ended.
@@ -120,12 +134,25 @@ pub enum FederationError {
     Failed(String),
     #[error(transparent)]
     Artefact(#[from] crate::artefact::ArtefactError),
+    #[error("fairness: {0}")]
+    Fairness(String),
 }
 
 impl Federation {
     /// A federation from a checked configuration; `meter` counts participants' traffic and
     /// `trust` checks the certificates of participants' signed protocol messages.
-    pub fn new(config: CoordinatorConfig, meter: WireMeter, trust: Trust) -> Self {
+    /// With a `[fairness]` section, loads the auditor's server bundle (checking its signature
+    /// against the pinned key) and decompresses the server key, which takes a few seconds.
+    pub fn new(
+        config: CoordinatorConfig,
+        meter: WireMeter,
+        trust: Trust,
+    ) -> Result<Self, FederationError> {
+        let fairness = config
+            .fairness
+            .as_ref()
+            .map(|section| crate::fairness::FairnessAudit::load(&config, section))
+            .transpose()?;
         let schema = config.schema().ok();
         let columns = schema.as_ref().map(encoded_columns).unwrap_or_default();
         let definition = FederationDefinition {
@@ -138,15 +165,17 @@ impl Federation {
             min_participants: config.federation.min_participants,
             secure_aggregation: (config.federation.aggregation == accord_crypto::secagg::SCHEME)
                 .then(|| config.secure_aggregation.params()),
+            fairness: fairness.as_ref().map(|f| f.params.clone()),
         };
         let start = Task {
             round: 0,
             phase: Phase::Unspecified,
         };
-        Self {
+        Ok(Self {
             config,
             definition,
             columns,
+            fairness,
             state: Mutex::new(State {
                 lifecycle: FederationState::Registration,
                 registered: BTreeSet::new(),
@@ -165,7 +194,7 @@ impl Federation {
             activity: Notify::new(),
             meter,
             trust,
-        }
+        })
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -255,7 +284,7 @@ impl Federation {
             return Err(Self::wrong_round(&state, round, completed));
         }
         let current = state.task;
-        if current.order() <= (round, completed as i32) || current.phase == Phase::Unspecified {
+        if current.order() <= (round, rank(completed)) || current.phase == Phase::Unspecified {
             return Ok(None);
         }
         if current.phase == Phase::Finished {
@@ -531,7 +560,11 @@ impl Federation {
                     .unwrap_or(&default_params),
                 trust: &self.trust,
             };
-            let aggregator = match aggregation::start(&self.definition.aggregation, spec) {
+            let started = match (&self.fairness, phase) {
+                (Some(audit), Phase::Fairness) => audit.start(spec),
+                _ => aggregation::start(&self.definition.aggregation, spec),
+            };
+            let aggregator = match started {
                 Ok(aggregator) => aggregator,
                 Err(e) => {
                     let reason = e.to_string();
@@ -565,7 +598,15 @@ impl Federation {
                     .collect();
                 warn!(round, phase = phase.label(), stage = stage_label(stage), missing = ?missing, "stage deadline passed without every participant");
             }
-            let closed = aggregator.close_stage();
+            // Closing can be heavy (the fairness phase sums and filters ciphertexts): let the
+            // runtime move other tasks off this thread meanwhile.
+            let closed = if tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::MultiThread
+            {
+                tokio::task::block_in_place(|| aggregator.close_stage())
+            } else {
+                aggregator.close_stage()
+            };
             let result = match closed {
                 Ok(Closed::Next) => None,
                 Ok(Closed::Done { sum, contributors }) => Some(Ok((sum, contributors))),
@@ -730,6 +771,18 @@ impl Federation {
         let model = self.artefact(last_quality);
         let model_path = self.config.out_dir.join("model.json");
         model.write(&model_path)?;
+        if let Some(audit) = &self.fairness {
+            let round = self.definition.rounds;
+            match self.run_phase(round, Phase::Fairness, vec![]).await {
+                Ok(_) => {
+                    let written = audit
+                        .write_outcome(&self.definition, round, &model, &self.config.out_dir)
+                        .map_err(|e| self.fail(format!("fairness: {e}")))?;
+                    info!(aggregate = %written.display(), "encrypted fairness aggregate written for the auditor");
+                }
+                Err(reason) => warn!(%reason, "the fairness phase aborted: no aggregate for the auditor"),
+            }
+        }
         let rounds = {
             let mut state = self.state();
             state.lifecycle = FederationState::Finished;

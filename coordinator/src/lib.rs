@@ -10,6 +10,7 @@
 pub mod aggregation;
 pub mod artefact;
 pub mod config;
+pub mod fairness;
 pub mod federation;
 pub mod metrics;
 pub mod server;

@@ -204,7 +204,7 @@ pub async fn run(config: CoordinatorConfig) -> Result<Outcome, CoordinatorError>
     let meter = WireMeter::new();
     let trust = accord_crypto::secagg::identity::Trust::load(&config.tls.ca)
         .map_err(|e| CoordinatorError::Tls(e.to_string()))?;
-    let federation = Arc::new(Federation::new(config, meter.clone(), trust));
+    let federation = Arc::new(Federation::new(config, meter.clone(), trust)?);
     let (sender, receiver) = mpsc::channel(64);
     let acceptor = tokio::spawn(accept_loop(listener, TlsAcceptor::from(tls), meter, sender));
     let service = FederationServer::new(FederationService::new(federation.clone()))

@@ -141,10 +141,18 @@ impl FederationRpc for FederationService {
     ) -> Result<Response<UploadReceipt>, Status> {
         let peer = peer(&request, "SecAggSubmit", &[Role::Participant])?;
         let (name, certificate) = (peer.identity.name.clone(), peer.certificate.clone());
-        self.federation
-            .submit_signed(&name, certificate, request.into_inner())
-            .map(Response::new)
-            .map_err(refuse("SecAggSubmit", &name))
+        // Checking a submission can be heavy (proofs of encrypted statistics take seconds):
+        // keep it off the threads that serve other requests.
+        let federation = self.federation.clone();
+        let message = request.into_inner();
+        let checked_name = name.clone();
+        tokio::task::spawn_blocking(move || {
+            federation.submit_signed(&checked_name, certificate, message)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("submission check failed: {e}")))?
+        .map(Response::new)
+        .map_err(refuse("SecAggSubmit", &name))
     }
 
     async fn sec_agg_await(

@@ -23,9 +23,22 @@ pub struct ParticipantConfig {
     /// aggregation. Off by default: a participant refuses to reveal its own sums.
     #[serde(default)]
     pub allow_insecure_plain: bool,
+    /// The auditor whose key this participant encrypts fairness statistics under.
+    pub fairness: Option<FairnessConfig>,
     /// Fault injection, for tests and simulations of dropouts; never set in production.
     #[serde(default)]
     pub faults: Vec<Fault>,
+}
+
+/// `[fairness]`: the auditor's published keys and the auditor key this participant trusts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FairnessConfig {
+    /// The auditor's `auditor-public.bundle`.
+    pub auditor_bundle: PathBuf,
+    /// The auditor's Ed25519 verifying key (hex, from `auditor.pub`): the bundle must be
+    /// signed by it, and the federation must name the same key.
+    pub auditor_verifying_key: String,
 }
 
 /// A planned failure: at `round`'s `phase`, just before sending its `stage` message, this
@@ -106,12 +119,16 @@ impl ParticipantConfig {
             message: e.to_string(),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
+        let fairness = config.fairness.as_mut().map(|f| &mut f.auditor_bundle);
         for file in [
             &mut config.tls.ca,
             &mut config.tls.certificate,
             &mut config.tls.key,
             &mut config.data.path,
-        ] {
+        ]
+        .into_iter()
+        .chain(fairness)
+        {
             if file.is_relative() {
                 *file = base.join(&*file);
             }

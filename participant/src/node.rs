@@ -9,7 +9,11 @@ use crate::data::{DataError, LoadReport, LocalDataset, load_csv};
 use crate::model::{LogisticModel, Standardizer, TrainingParams, standardization_sums};
 use accord_crypto::secagg::identity::{Signer, Trust};
 use accord_crypto::secagg::participant::ParticipantSession;
+use accord_crypto::he::inputs::{MASK_RING, seal};
+use accord_crypto::he::keys::parse_verifying_key;
+use accord_crypto::he::{PublicMaterial, check_value_bits};
 use accord_crypto::secagg::{self, Context, SecAggError};
+use accord_proto::fairness::FairnessLayout;
 use accord_proto::MAX_MESSAGE_BYTES;
 use accord_proto::layout::encoded_columns;
 use accord_proto::layout::{Bound, EvaluationCounts, StandardizationSums, WeightedModel};
@@ -73,6 +77,8 @@ pub enum ParticipantError {
     ModelShape { expected: usize, actual: usize },
     #[error(transparent)]
     Data(#[from] DataError),
+    #[error("fairness audit: {0}")]
+    Fairness(String),
 }
 
 /// What a finished participation looked like, for the local log.
@@ -120,9 +126,18 @@ struct SecureAggregation {
     params: SecAggParams,
 }
 
+/// What a participant needs for the encrypted fairness audit: the auditor's public key and
+/// proof parameters (checked against the pinned auditor key) and the groups to count.
+struct FairnessAudit {
+    material: Arc<PublicMaterial>,
+    layout: FairnessLayout,
+    value_bits: u32,
+}
+
 struct Node {
     client: FederationClient<Channel>,
     secagg: Option<SecureAggregation>,
+    fairness: Option<FairnessAudit>,
     faults: Vec<Fault>,
     name: String,
     federation: FederationDefinition,
@@ -203,6 +218,7 @@ impl Node {
             other => return Err(ParticipantError::UnsupportedAggregation(other.to_owned())),
         };
         info!(name = %response.participant_name, federation = %federation.federation_id, "registered");
+        let fairness = audit(config, &federation, schema)?;
 
         let (data, load) = load_csv(
             &config.data.path,
@@ -232,6 +248,7 @@ impl Node {
         Ok(Self {
             client,
             secagg,
+            fairness,
             faults: config.faults.clone(),
             name: response.participant_name,
             federation,
@@ -271,8 +288,9 @@ impl Node {
                 info!(rounds = rounds_completed, "federation finished");
                 return Ok(rounds_completed);
             }
+            let audited = phase == Phase::Fairness && self.fairness.is_some();
             if announcement.selected
-                && matches!(phase, Phase::Standardize | Phase::Fit | Phase::Evaluate)
+                && (audited || matches!(phase, Phase::Standardize | Phase::Fit | Phase::Evaluate))
             {
                 let summed = self.take_part(next_round, phase).await?;
                 if summed && phase == Phase::Evaluate {
@@ -394,6 +412,39 @@ impl Node {
         Ok(counts.to_vec())
     }
 
+    /// This participant's fairness statistics of the final model: counts per group.
+    async fn fairness_statistics(&mut self, round: u32) -> Result<Vec<u64>, ParticipantError> {
+        let (global, x) = self.download(round).await?;
+        let audit = self.fairness.as_ref().expect("fairness configured");
+        let threshold = self
+            .federation
+            .evaluation
+            .unwrap_or_default()
+            .decision_threshold;
+        let schema = self.federation.schema.clone().unwrap_or_default();
+        let columns: Vec<&Vec<usize>> = schema
+            .protected_attributes
+            .iter()
+            .map(|a| &self.data.groups[&a.name])
+            .collect();
+        let mut values = vec![0u64; audit.layout.len()];
+        let mut categories = vec![0; columns.len()];
+        for (row, (p, &label)) in global
+            .predict(x.view())
+            .iter()
+            .zip(self.data.labels.iter())
+            .enumerate()
+        {
+            for (slot, column) in categories.iter_mut().zip(&columns) {
+                *slot = column[row];
+            }
+            audit
+                .layout
+                .add(&mut values, &categories, label > 0.5, *p >= threshold, *p);
+        }
+        Ok(values)
+    }
+
     /// Contributes to a phase under the federation's scheme; false if the phase aborted or
     /// went on without this participant.
     async fn take_part(&mut self, round: u32, phase: Phase) -> Result<bool, ParticipantError> {
@@ -476,8 +527,11 @@ impl Node {
         {
             return Ok(false);
         }
-        let values = self.values(round, phase).await?;
-        let bounds = self.bounds(phase, &params)?;
+        let input = if phase == Phase::Fairness {
+            Input::Counts(self.fairness_statistics(round).await?)
+        } else {
+            Input::Values(self.values(round, phase).await?, self.bounds(phase, &params)?)
+        };
         let mut selected = 0;
         loop {
             let relay = self.await_stage(round, phase, session.completed()).await?;
@@ -497,22 +551,46 @@ impl Node {
                         .share_keys(&relay, &mut rand::rng())
                         .map_err(failed)?
                 }
-                SecAggStage::MaskedInput => {
-                    let encoding = secagg::fixed_point(&bounds, &params, selected)
-                        .map_err(|e| failed(e.into()))?;
-                    let (message, clipped) = session
-                        .masked_input(&relay, &values, &encoding)
-                        .map_err(failed)?;
-                    if clipped > 0 {
-                        warn!(
-                            round,
-                            phase = phase.label(),
-                            clipped,
-                            "values clipped to the federation's bounds"
-                        );
+                SecAggStage::MaskedInput => match &input {
+                    Input::Values(values, bounds) => {
+                        let encoding = secagg::fixed_point(bounds, &params, selected)
+                            .map_err(|e| failed(e.into()))?;
+                        let (message, clipped) = session
+                            .masked_input(&relay, values, &encoding)
+                            .map_err(failed)?;
+                        if clipped > 0 {
+                            warn!(
+                                round,
+                                phase = phase.label(),
+                                clipped,
+                                "values clipped to the federation's bounds"
+                            );
+                        }
+                        message
                     }
-                    message
-                }
+                    Input::Counts(counts) => {
+                        let audit = self.fairness.as_ref().expect("fairness configured");
+                        let (material, bits) = (audit.material.clone(), audit.value_bits);
+                        let counts = counts.clone();
+                        let relay = relay.clone();
+                        // Encryption with proofs takes seconds: off the async threads.
+                        let (returned, message) = tokio::task::spawn_blocking(move || {
+                            let context = session.context().clone();
+                            let message = session.masked_input_with(
+                                &relay,
+                                counts,
+                                MASK_RING,
+                                |masked, signer| seal(&material, &context, signer, masked, bits),
+                            );
+                            (session, message)
+                        })
+                        .await
+                        .map_err(|e| ParticipantError::Fairness(e.to_string()))?;
+                        session = returned;
+                        info!(round, "fairness statistics encrypted under the auditor's key");
+                        message.map_err(failed)?
+                    }
+                },
                 SecAggStage::Unmask => session.unmask(&relay).map_err(failed)?,
                 SecAggStage::Done | SecAggStage::Unspecified | SecAggStage::Setup => {
                     if !relay.aborted.is_empty() {
@@ -615,6 +693,52 @@ impl Node {
             }
         }
     }
+}
+
+/// What a participant contributes to a secure aggregation: real values under the phase's
+/// bounds, or (for the fairness audit) counts that are encrypted after masking.
+enum Input {
+    Values(Vec<f64>, Vec<Bound>),
+    Counts(Vec<u64>),
+}
+
+/// Checks the participant's auditor configuration against the federation's: the same pinned
+/// auditor key, a bundle it signed, and the same bundle the coordinator verifies with.
+fn audit(
+    config: &ParticipantConfig,
+    federation: &FederationDefinition,
+    schema: &accord_proto::v1::Schema,
+) -> Result<Option<FairnessAudit>, ParticipantError> {
+    let Some(params) = &federation.fairness else {
+        return Ok(None);
+    };
+    let Some(local) = &config.fairness else {
+        warn!("the federation audits fairness under an auditor's key, but this participant has no [fairness] section: it will sit the audit out");
+        return Ok(None);
+    };
+    let fail = |e: String| ParticipantError::Fairness(e);
+    let pinned = parse_verifying_key(&local.auditor_verifying_key).map_err(|e| fail(e.to_string()))?;
+    if hex::encode(pinned.to_bytes()) != params.auditor_verifying_key.trim() {
+        return Err(fail(format!(
+            "the federation names auditor key {}, this participant trusts {}",
+            params.auditor_verifying_key, local.auditor_verifying_key
+        )));
+    }
+    let material = PublicMaterial::load(&local.auditor_bundle, &pinned).map_err(|e| fail(e.to_string()))?;
+    if material.bundle_sha256 != params.auditor_bundle_sha256 {
+        return Err(fail(format!(
+            "{} (SHA-256 {}) is not the bundle the federation names ({})",
+            local.auditor_bundle.display(),
+            material.bundle_sha256,
+            params.auditor_bundle_sha256
+        )));
+    }
+    let layout = FairnessLayout::new(schema, params.histogram_bins as usize).map_err(|e| fail(e.to_string()))?;
+    Ok(Some(FairnessAudit {
+        material: Arc::new(material),
+        layout,
+        value_bits: check_value_bits(params.value_bits).map_err(|e| fail(e.to_string()))?,
+    }))
 }
 
 /// Retries a call while the coordinator is unreachable (it may still be starting), for up to a minute.
