@@ -48,6 +48,57 @@ enum Command {
     /// Benchmarks to run on your own hardware (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The compliance auditor: tfhe keys and signed fairness reports.
+    #[command(subcommand)]
+    Auditor(AuditorCommand),
+    /// Check fairness reports.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditorCommand {
+    /// Create the auditor's tfhe keys and Ed25519 signing key in DIR, and the signed bundles
+    /// to hand out (auditor-public.bundle to participants, auditor-server.bundle to the
+    /// coordinator, auditor.pub for everyone to pin).
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Decrypt the consortium-wide fairness aggregate the coordinator wrote and write the
+    /// signed fairness-report.json and fairness-report.html.
+    Report {
+        /// The directory keygen wrote.
+        #[arg(long)]
+        keys: PathBuf,
+        /// The coordinator's output directory (fairness-aggregate.bin, fairness-transcript.json).
+        #[arg(long)]
+        from: PathBuf,
+        /// Where to write the report [default: --from].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Groups smaller than this are flagged as small.
+        #[arg(long, default_value_t = 100)]
+        small_group_size: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every signature, the transcript's hash chain, the commitments, the model's hash
+    /// and every metric of a fairness report; prints PASS or FAIL per check.
+    Verify {
+        report: PathBuf,
+        /// The model.json the report must be about.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// The auditor's verifying key (hex, or a file holding it, e.g. auditor.pub).
+        #[arg(long)]
+        auditor_key: Option<String>,
+        /// The consortium CA certificate participants' certificates must chain to.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -55,6 +106,28 @@ enum BenchCommand {
     /// Full secure-aggregation rounds (SecAgg+) in this process with the real protocol: the
     /// participants in parallel on this machine's cores, the coordinator on one thread.
     Secagg(SecAggBenchArgs),
+    /// The encrypted fairness path in this process with real tfhe keys: participants encrypt
+    /// and prove their masked statistics, the coordinator verifies, sums and applies the
+    /// disclosure policy, the auditor decrypts and computes the metrics.
+    Fairness(FairnessBenchArgs),
+}
+
+#[derive(Args)]
+struct FairnessBenchArgs {
+    /// P: participants.
+    #[arg(long)]
+    participants: usize,
+    /// G: groups (e.g. 24 = gender × age_band with unknowns).
+    #[arg(long)]
+    groups: usize,
+    /// Bits per encrypted count (even, at most 32).
+    #[arg(long, default_value_t = 32)]
+    value_bits: u32,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -293,6 +366,67 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 print!("{}", report.table());
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Fairness(args)) => {
+            let spec = crate::auditor::bench::FairnessBench {
+                participants: args.participants,
+                groups: args.groups,
+                value_bits: args.value_bits,
+                seed: args.seed,
+            };
+            let report = crate::auditor::bench::run(&spec, |line| eprintln!("{line}"))?;
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Auditor(AuditorCommand::Keygen { out }) => {
+            println!("{}", crate::auditor::keygen(&out)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Auditor(AuditorCommand::Report {
+            keys,
+            from,
+            out,
+            small_group_size,
+        }) => {
+            let out = out.unwrap_or_else(|| from.clone());
+            let (json, html) = crate::auditor::write_report(&keys, &from, &out, small_group_size)?;
+            println!("fairness report written to {} and {}", json.display(), html.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Verify {
+            report,
+            model,
+            auditor_key,
+            ca,
+        }) => {
+            let key = auditor_key
+                .map(|k| match std::fs::read_to_string(&k) {
+                    Ok(text) => text.trim().to_owned(),
+                    Err(_) => k,
+                });
+            let checks = crate::auditor::verify::verify(
+                &report,
+                &crate::auditor::verify::Against {
+                    model: model.as_deref(),
+                    auditor_key: key.as_deref(),
+                    ca: ca.as_deref(),
+                },
+            );
+            for check in &checks {
+                println!("{check}");
+            }
+            let failed = checks.iter().filter(|c| !c.passed).count();
+            if failed == 0 {
+                println!("report verified: {} checks passed", checks.len());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("report NOT verified: {failed} of {} checks failed", checks.len());
+                Ok(ExitCode::FAILURE)
+            }
         }
         Command::Simulate(args) => {
             // Warnings only: a run over gRPC would otherwise log every message of every node.

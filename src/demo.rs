@@ -3,10 +3,16 @@
 //! It makes a consortium PKI, synthetic data for each participant and their configs (the
 //! repository's example configs with local paths patched in), then starts the coordinator and
 //! each participant as separate processes of this binary, speaking gRPC over mutual TLS on
-//! loopback. It shows each round as it finishes, then the round table and the drivers of
-//! satisfaction. Every process it started is stopped when it ends, fails or is interrupted.
+//! loopback. An auditor process makes the tfhe keys first; after the last round the participants
+//! send their per-group statistics encrypted under the auditor's key, the auditor process writes
+//! the signed fairness report, and the demo checks it with `accord audit verify`. It shows each
+//! round as it finishes, then the round table, the drivers of satisfaction and the fairness
+//! findings. Every process it started is stopped when it ends, fails or is interrupted.
 
+use crate::auditor::report::FairnessReport;
+use crate::auditor::{REPORT_HTML, REPORT_JSON};
 use crate::cli::SynthArgs;
+use accord_crypto::he::keys;
 use accord_coordinator::artefact::ModelArtefact;
 use accord_proto::transport::{WireMeter, channel};
 use accord_proto::v1::federation_client::FederationClient;
@@ -167,8 +173,36 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         out.join("data").display()
     );
 
-    let coordinator_toml = federation.write_coordinator_config(args.rounds, 60, &[])?;
     let logs = out.join("logs");
+    let auditor = out.join("auditor");
+    let keygen = run_to_end(
+        "auditor",
+        &["auditor", "keygen", "--out", &auditor.display().to_string()],
+        &logs,
+    )?;
+    println!("auditor process: {}", keygen.lines().next().unwrap_or_default());
+    let auditor_key = fs::read_to_string(auditor.join(keys::VERIFYING_KEY_FILE))?
+        .trim()
+        .to_owned();
+    let path = |p: PathBuf| toml::Value::String(p.display().to_string());
+    let coordinator_toml = federation.write_coordinator_config(
+        args.rounds,
+        60,
+        &[
+            (
+                "fairness.auditor_server_bundle",
+                path(auditor.join(keys::SERVER_BUNDLE_FILE)),
+            ),
+            ("fairness.auditor_verifying_key", auditor_key.clone().into()),
+        ],
+    )?;
+    let participant_fairness = [
+        (
+            "fairness.auditor_bundle",
+            path(auditor.join(keys::PUBLIC_BUNDLE_FILE)),
+        ),
+        ("fairness.auditor_verifying_key", auditor_key.into()),
+    ];
     let mut processes = Processes {
         children: Vec::new(),
     };
@@ -183,7 +217,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     )?;
     let address = wait_for_address(&federation.address_file(), &mut processes)?;
     for name in &federation.names {
-        let config = federation.write_participant_config(name, &address, &[])?;
+        let config = federation.write_participant_config(name, &address, &participant_fairness)?;
         processes.spawn(
             name,
             &["participant", "--config", &config.display().to_string()],
@@ -222,8 +256,101 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         model.content_hash
     );
     println!("rounds: {}", out.join("rounds.csv").display());
+
+    let out_arg = out.display().to_string();
+    run_to_end(
+        "auditor",
+        &["auditor", "report", "--keys", &auditor.display().to_string(), "--from", &out_arg],
+        &logs,
+    )?;
+    println!();
+    print_fairness(&out.join(REPORT_JSON))?;
+    println!(
+        "fairness report: {}  (open in a browser: {})",
+        out.join(REPORT_JSON).display(),
+        out.join(REPORT_HTML).display()
+    );
+    println!();
+    println!("$ accord audit verify {REPORT_JSON} --model model.json --auditor-key auditor/auditor.pub --ca pki/ca.pem");
+    let verification = run_to_end(
+        "audit-verify",
+        &[
+            "audit",
+            "verify",
+            &out.join(REPORT_JSON).display().to_string(),
+            "--model",
+            &out.join("model.json").display().to_string(),
+            "--auditor-key",
+            &auditor.join(keys::VERIFYING_KEY_FILE).display().to_string(),
+            "--ca",
+            &federation.pki.join("ca.pem").display().to_string(),
+        ],
+        &logs,
+    )?;
+    print!("{verification}");
     println!("done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `accord ARGS` as a separate process to its end; its output, or an error with the end
+/// of its log if it failed.
+fn run_to_end(name: &str, args: &[&str], logs: &Path) -> anyhow::Result<String> {
+    let output = Command::new(std::env::current_exe().context("cannot find the accord executable")?)
+        .arg("--exit-with-parent")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot start the {name} process"))?;
+    let log_path = logs.join(format!("{name}.log"));
+    let mut log = fs::read(&log_path).unwrap_or_default();
+    log.extend(&output.stdout);
+    log.extend(&output.stderr);
+    fs::write(&log_path, &log)?;
+    if !output.status.success() {
+        bail!(
+            "the {name} process ({}) exited with {}\n{}{}",
+            args[..2].join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The report's findings in a few lines: per breakdown the largest gaps and flagged groups.
+fn print_fairness(path: &Path) -> anyhow::Result<()> {
+    let report: FairnessReport = serde_json::from_str(
+        &fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+    )?;
+    let gap = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
+    println!(
+        "fairness of the final model (decrypted by the auditor from encrypted sums of {} participants):",
+        report.participants.len()
+    );
+    println!(
+        "{:<22} {:>8} {:>8} {:>8} {:>8}  {}",
+        "breakdown", "DP diff", "DP ratio", "EO diff", "EOdds", "flagged (four-fifths) / suppressed"
+    );
+    for b in &report.metrics {
+        let flagged: Vec<&str> = b
+            .groups
+            .iter()
+            .filter(|g| g.four_fifths_flag)
+            .map(|g| g.group.as_str())
+            .collect();
+        let suppressed = b.groups.iter().filter(|g| g.suppressed).count();
+        println!(
+            "{:<22} {:>8} {:>8} {:>8} {:>8}  {} / {suppressed} suppressed",
+            b.breakdown,
+            gap(b.demographic_parity_difference),
+            gap(b.demographic_parity_ratio),
+            gap(b.equal_opportunity_difference),
+            gap(b.equalized_odds_difference),
+            if flagged.is_empty() { "none".into() } else { flagged.join(", ") },
+        );
+    }
+    Ok(())
 }
 
 fn wait_for_address(file: &Path, processes: &mut Processes) -> anyhow::Result<String> {

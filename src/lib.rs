@@ -3,6 +3,7 @@
 //! federation as separate processes on this machine.
 #![forbid(unsafe_code)]
 
+pub mod auditor;
 pub mod cli;
 pub mod demo;
 pub mod simulate;

@@ -26,9 +26,13 @@ pub struct TestFederation {
 impl TestFederation {
     /// PKI and synthetic data for `participants` participants of about `rows` rows each.
     pub fn new(participants: usize, rows: usize, seed: u64) -> Self {
+        Self::with_data(&SynthSpec::new(participants, rows, seed))
+    }
+
+    /// PKI and synthetic data generated from `data` (e.g. with a planted bias).
+    pub fn with_data(data: &SynthSpec) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let data = SynthSpec::new(participants, rows, seed);
-        let layout = LocalFederation::create(dir.path(), &data).expect("federation layout");
+        let layout = LocalFederation::create(dir.path(), data).expect("federation layout");
         Self {
             layout,
             coordinator_edits: Vec::new(),

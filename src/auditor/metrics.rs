@@ -1,0 +1,321 @@
+//! Fairness metrics from the consortium's decrypted per-group counts.
+//!
+//! Definitions follow Fairlearn's: per group the rates of its confusion matrix; across the
+//! groups of a breakdown, *difference* = max − min and *ratio* = min / max; equalized odds
+//! difference = the larger of the TPR and FPR differences. Comparisons leave out suppressed
+//! groups, groups with no records and any group with an `unknown` category (whose count is
+//! always reported). Every rate carries a 95% Wilson score interval.
+
+use accord_proto::fairness::{FairnessLayout, GroupStatistics};
+use accord_proto::layout::UNKNOWN;
+use serde::{Deserialize, Serialize};
+
+/// The policy thresholds a report applies, all stated in the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// Groups below this size were suppressed on ciphertexts before decryption.
+    pub min_group_size: u64,
+    /// Groups below this size are flagged as small (their rates are uncertain).
+    pub small_group_size: u64,
+    /// The four-fifths rule: a group whose impact ratio is below this is flagged.
+    pub four_fifths: f64,
+    /// The model's decision threshold on the predicted probability.
+    pub decision_threshold: f64,
+    /// Confidence level of the Wilson intervals.
+    pub confidence: f64,
+    pub histogram_bins: usize,
+}
+
+/// z for a two-sided 95% interval.
+const Z_95: f64 = 1.959_963_984_540_054;
+
+/// A proportion with its Wilson score interval; all None when the denominator is zero.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rate {
+    pub numerator: u64,
+    pub denominator: u64,
+    pub value: Option<f64>,
+    pub low: Option<f64>,
+    pub high: Option<f64>,
+}
+
+impl Rate {
+    pub fn new(numerator: u64, denominator: u64) -> Self {
+        if denominator == 0 {
+            return Self {
+                numerator,
+                denominator,
+                value: None,
+                low: None,
+                high: None,
+            };
+        }
+        let n = denominator as f64;
+        let p = numerator as f64 / n;
+        let z2 = Z_95 * Z_95;
+        let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+        let half = Z_95 / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+        Self {
+            numerator,
+            denominator,
+            value: Some(p),
+            low: Some((centre - half).max(0.0)),
+            high: Some((centre + half).min(1.0)),
+        }
+    }
+}
+
+/// One group's counts and metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupMetrics {
+    pub group: String,
+    /// Suppressed by the disclosure policy: its counts were zeroed on ciphertexts.
+    pub suppressed: bool,
+    /// Fewer records than `small_group_size`.
+    pub small: bool,
+    /// Has an `unknown` category: reported, not compared.
+    pub unknown: bool,
+    pub n: u64,
+    pub selection_rate: Rate,
+    pub true_positive_rate: Rate,
+    pub false_positive_rate: Rate,
+    pub false_negative_rate: Rate,
+    pub positive_predictive_value: Rate,
+    pub accuracy: Rate,
+    /// Expected calibration error over the score histogram (bin midpoints as predictions).
+    pub calibration_error: Option<f64>,
+    /// Selection rate relative to the most favoured compared group.
+    pub impact_ratio: Option<f64>,
+    /// The impact ratio is below the four-fifths threshold.
+    pub four_fifths_flag: bool,
+}
+
+/// A breakdown's groups and the disparities between the compared ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakdownMetrics {
+    pub breakdown: String,
+    pub groups: Vec<GroupMetrics>,
+    /// The groups the disparities below are taken over.
+    pub compared: Vec<String>,
+    /// Records in groups with an `unknown` category.
+    pub unknown_count: u64,
+    pub most_favoured: Option<String>,
+    pub demographic_parity_difference: Option<f64>,
+    pub demographic_parity_ratio: Option<f64>,
+    pub equal_opportunity_difference: Option<f64>,
+    pub equalized_odds_difference: Option<f64>,
+    pub predictive_parity_difference: Option<f64>,
+}
+
+/// The metric names and their definitions, as the report states them.
+pub const DEFINITIONS: [(&str, &str); 11] = [
+    ("selection_rate", "predicted positives / n"),
+    ("true_positive_rate", "TP / actual positives"),
+    ("false_positive_rate", "FP / actual negatives"),
+    ("false_negative_rate", "FN / actual positives"),
+    ("positive_predictive_value", "TP / predicted positives"),
+    ("accuracy", "(TP + TN) / n"),
+    ("calibration_error", "sum over score bins of (bin n / n) * |bin positives / bin n - bin midpoint|"),
+    ("demographic_parity_difference", "Fairlearn: max - min selection rate over compared groups; ratio: min / max"),
+    ("equal_opportunity_difference", "max - min true positive rate over compared groups"),
+    ("equalized_odds_difference", "Fairlearn: max(TPR difference, FPR difference)"),
+    ("impact_ratio", "selection rate / the most favoured group's selection rate; flagged below four_fifths"),
+];
+
+fn calibration_error(g: &GroupStatistics) -> Option<f64> {
+    if g.n == 0 {
+        return None;
+    }
+    let bins = g.bin_counts.len() as f64;
+    let error = g
+        .bin_counts
+        .iter()
+        .zip(&g.bin_positives)
+        .enumerate()
+        .filter(|(_, (count, _))| **count > 0)
+        .map(|(i, (&count, &positives))| {
+            let midpoint = (i as f64 + 0.5) / bins;
+            count as f64 / g.n as f64 * (positives as f64 / count as f64 - midpoint).abs()
+        })
+        .sum();
+    Some(error)
+}
+
+fn spread(values: impl Iterator<Item = Option<f64>>) -> (Option<f64>, Option<f64>) {
+    let values: Vec<f64> = values.flatten().collect();
+    if values.len() < 2 {
+        return (None, None);
+    }
+    let max = values.iter().cloned().fold(f64::MIN, f64::max);
+    let min = values.iter().cloned().fold(f64::MAX, f64::min);
+    (Some(max - min), (max > 0.0).then(|| min / max))
+}
+
+/// Every breakdown's metrics from the decrypted counts (`None` for a suppressed group).
+pub fn compute(
+    layout: &FairnessLayout,
+    counts: &[Option<GroupStatistics>],
+    thresholds: &Thresholds,
+) -> Vec<BreakdownMetrics> {
+    let mut counts = counts.iter();
+    layout
+        .breakdowns
+        .iter()
+        .map(|breakdown| {
+            let mut groups: Vec<GroupMetrics> = breakdown
+                .groups
+                .iter()
+                .map(|categories| {
+                    let stats = counts.next().expect("one entry per group");
+                    let g = stats.clone().unwrap_or_default();
+                    let unknown = breakdown
+                        .attributes
+                        .iter()
+                        .zip(categories)
+                        .any(|(&a, &c)| layout.attributes[a].1[c] == UNKNOWN);
+                    let negatives = g.n.saturating_sub(g.positives);
+                    GroupMetrics {
+                        group: layout.group_label(breakdown, categories),
+                        suppressed: stats.is_none(),
+                        small: stats.is_some() && g.n < thresholds.small_group_size,
+                        unknown,
+                        n: g.n,
+                        selection_rate: Rate::new(g.predicted_positives, g.n),
+                        true_positive_rate: Rate::new(g.true_positives, g.positives),
+                        false_positive_rate: Rate::new(g.false_positives(), negatives),
+                        false_negative_rate: Rate::new(g.false_negatives(), g.positives),
+                        positive_predictive_value: Rate::new(g.true_positives, g.predicted_positives),
+                        accuracy: Rate::new(g.true_positives + g.true_negatives(), g.n),
+                        calibration_error: calibration_error(&g),
+                        impact_ratio: None,
+                        four_fifths_flag: false,
+                    }
+                })
+                .collect();
+            let compared: Vec<usize> = (0..groups.len())
+                .filter(|&i| !groups[i].suppressed && !groups[i].unknown && groups[i].n > 0)
+                .collect();
+            let rate = |f: fn(&GroupMetrics) -> &Rate| {
+                spread(compared.iter().map(|&i| f(&groups[i]).value))
+            };
+            let (dp_difference, dp_ratio) = rate(|g| &g.selection_rate);
+            let (eo_difference, _) = rate(|g| &g.true_positive_rate);
+            let (fpr_difference, _) = rate(|g| &g.false_positive_rate);
+            let (pp_difference, _) = rate(|g| &g.positive_predictive_value);
+            let favoured = compared
+                .iter()
+                .copied()
+                .filter(|&i| groups[i].selection_rate.value.is_some())
+                .max_by(|&a, &b| {
+                    groups[a].selection_rate.value.partial_cmp(&groups[b].selection_rate.value).expect("finite rates")
+                });
+            if let Some(best) = favoured.and_then(|i| groups[i].selection_rate.value).filter(|&v| v > 0.0) {
+                for &i in &compared {
+                    let ratio = groups[i].selection_rate.value.map(|v| v / best);
+                    groups[i].impact_ratio = ratio;
+                    groups[i].four_fifths_flag = ratio.is_some_and(|r| r < thresholds.four_fifths);
+                }
+            }
+            BreakdownMetrics {
+                breakdown: breakdown.name.clone(),
+                compared: compared.iter().map(|&i| groups[i].group.clone()).collect(),
+                unknown_count: groups.iter().filter(|g| g.unknown).map(|g| g.n).sum(),
+                most_favoured: favoured.map(|i| groups[i].group.clone()),
+                demographic_parity_difference: dp_difference,
+                demographic_parity_ratio: dp_ratio,
+                equal_opportunity_difference: eo_difference,
+                equalized_odds_difference: match (eo_difference, fpr_difference) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    _ => None,
+                },
+                predictive_parity_difference: pp_difference,
+                groups,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use accord_proto::v1::{ProtectedAttribute, Schema};
+
+    fn thresholds() -> Thresholds {
+        Thresholds {
+            min_group_size: 10,
+            small_group_size: 30,
+            four_fifths: 0.8,
+            decision_threshold: 0.5,
+            confidence: 0.95,
+            histogram_bins: 2,
+        }
+    }
+
+    fn stats(n: u64, positives: u64, predicted: u64, tp: u64) -> GroupStatistics {
+        GroupStatistics {
+            n,
+            positives,
+            predicted_positives: predicted,
+            true_positives: tp,
+            bin_counts: vec![n - predicted, predicted],
+            bin_positives: vec![positives - tp, tp],
+        }
+    }
+
+    #[test]
+    fn wilson_interval_matches_a_published_value() {
+        // Newcombe (1998), example: 81 of 263 gives 0.2553 to 0.3662.
+        let r = Rate::new(81, 263);
+        assert!((r.low.unwrap() - 0.2553).abs() < 5e-4, "{r:?}");
+        assert!((r.high.unwrap() - 0.3662).abs() < 5e-4, "{r:?}");
+        assert_eq!(Rate::new(0, 0).value, None);
+    }
+
+    #[test]
+    fn fairlearn_differences_ratios_and_the_four_fifths_flag() {
+        let schema = Schema {
+            protected_attributes: vec![ProtectedAttribute {
+                name: "gender".into(),
+                categories: vec!["a".into(), "b".into()],
+                use_as_feature: false,
+            }],
+            ..Default::default()
+        };
+        let layout = FairnessLayout::new(&schema, 2).unwrap();
+        let counts = vec![
+            Some(stats(100, 50, 60, 40)),
+            Some(stats(100, 50, 30, 25)),
+            Some(stats(7, 3, 7, 3)),
+        ];
+        let m = &compute(&layout, &counts, &thresholds())[0];
+        assert_eq!(m.compared, ["gender=a", "gender=b"]);
+        assert_eq!(m.unknown_count, 7);
+        assert_eq!(m.most_favoured.as_deref(), Some("gender=a"));
+        assert!((m.demographic_parity_difference.unwrap() - 0.3).abs() < 1e-12);
+        assert!((m.demographic_parity_ratio.unwrap() - 0.5).abs() < 1e-12);
+        assert!((m.equal_opportunity_difference.unwrap() - 0.3).abs() < 1e-12);
+        // FPR: a 20/50, b 5/50 → 0.3; equalized odds = max(0.3, 0.3).
+        assert!((m.equalized_odds_difference.unwrap() - 0.3).abs() < 1e-12);
+        assert!((m.predictive_parity_difference.unwrap() - (25.0 / 30.0 - 40.0 / 60.0)).abs() < 1e-12);
+        assert!(m.groups[1].four_fifths_flag && !m.groups[0].four_fifths_flag);
+        assert!(m.groups[2].small && m.groups[2].unknown && m.groups[2].impact_ratio.is_none());
+    }
+
+    #[test]
+    fn suppressed_groups_are_marked_and_left_out() {
+        let schema = Schema {
+            protected_attributes: vec![ProtectedAttribute {
+                name: "disability".into(),
+                categories: vec!["yes".into(), "no".into()],
+                use_as_feature: false,
+            }],
+            ..Default::default()
+        };
+        let layout = FairnessLayout::new(&schema, 2).unwrap();
+        let counts = vec![None, Some(stats(100, 50, 60, 40)), Some(stats(0, 0, 0, 0))];
+        let m = &compute(&layout, &counts, &thresholds())[0];
+        assert!(m.groups[0].suppressed);
+        assert_eq!(m.compared, ["disability=no"]);
+        assert_eq!(m.demographic_parity_difference, None);
+    }
+}

@@ -1,0 +1,303 @@
+//! `fairness-report.json`: the auditor's signed statement of how the consortium's model treats
+//! customer groups, with everything needed to check it.
+//!
+//! The auditor signs a table of SHA-256 digests, one per section of the report (a top-level
+//! field, or one entry of an object or list at the top level), so a verifier that finds a
+//! digest mismatch can name the altered field, and one that finds the table altered sees the
+//! signature fail.
+
+use super::metrics::{self, BreakdownMetrics, DEFINITIONS, Thresholds};
+use accord_crypto::he::keys::AuditorKeys;
+use accord_crypto::he::transcript::{self, CommitmentRecord, Entry, GroupsRecord, RoundTranscript};
+use accord_crypto::he::inputs::OpenedAggregate;
+use accord_crypto::secagg::Context;
+use accord_proto::fairness::{FairnessLayout, GroupStatistics};
+use accord_proto::v1::{Intersection, Phase, ProtectedAttribute, Schema};
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// The version tag of the report format.
+pub const REPORT_FORMAT: &str = "accord.fairness-report.v1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FairnessReport {
+    pub format: String,
+    pub federation_id: String,
+    pub round: u32,
+    /// When the auditor wrote the report (RFC 3339, UTC).
+    pub generated_at: String,
+    pub model: ModelSection,
+    pub parameters: ParametersSection,
+    pub thresholds: Thresholds,
+    pub groups: GroupsRecord,
+    /// Each contributor with its signed commitment to the ciphertext it submitted.
+    pub participants: Vec<CommitmentRecord>,
+    pub dropped: Vec<String>,
+    pub transcript: TranscriptSection,
+    pub aggregate: AggregateSection,
+    /// The metric names used below and their definitions.
+    pub definitions: BTreeMap<String, String>,
+    pub metrics: Vec<BreakdownMetrics>,
+    pub auditor: AuditorSection,
+    pub signed_sections: Vec<Section>,
+    /// Ed25519 (hex) over [`sections_digest`] of `signed_sections`.
+    pub signature: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// model.json's content hash.
+    pub content_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParametersSection {
+    pub tfhe: String,
+    pub tfhe_sha256: String,
+    pub auditor_bundle_sha256: String,
+    pub secure_aggregation: String,
+    pub secure_aggregation_sha256: String,
+    pub value_bits: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranscriptSection {
+    pub entries: Vec<Entry>,
+    pub head: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateSection {
+    /// SHA-256 of the encrypted aggregate the coordinator handed over (the transcript's last entry).
+    pub ciphertext_sha256: String,
+    pub groups: Vec<AggregateGroup>,
+}
+
+/// One group's decrypted counts; none where the policy suppressed the group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateGroup {
+    pub group: String,
+    pub suppressed: bool,
+    pub counts: Option<GroupStatistics>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditorSection {
+    /// The auditor's Ed25519 verifying key (hex), the one participants pinned.
+    pub verifying_key: String,
+}
+
+/// One signed section: its path in the report and the SHA-256 of its canonical JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Section {
+    pub path: String,
+    pub sha256: String,
+}
+
+/// The sections of a report's JSON (without `signed_sections` and `signature`), in order.
+pub fn sections(report: &Value) -> Vec<Section> {
+    let digest = |v: &Value| hex::encode(Sha256::digest(serde_json::to_vec(v).expect("JSON")));
+    let mut out = Vec::new();
+    let Some(fields) = report.as_object() else {
+        return out;
+    };
+    for (key, value) in fields {
+        if key == "signed_sections" || key == "signature" {
+            continue;
+        }
+        match value {
+            Value::Object(inner) if !inner.is_empty() => out.extend(inner.iter().map(|(k, v)| Section {
+                path: format!("{key}.{k}"),
+                sha256: digest(v),
+            })),
+            Value::Array(items) if !items.is_empty() => out.extend(items.iter().enumerate().map(|(i, v)| Section {
+                path: format!("{key}[{i}]"),
+                sha256: digest(v),
+            })),
+            other => out.push(Section {
+                path: key.clone(),
+                sha256: digest(other),
+            }),
+        }
+    }
+    out
+}
+
+/// What the auditor signs: SHA-256 of a domain tag and the sections table.
+pub fn sections_digest(sections: &[Section]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"accord/fairness-report/v1");
+    hasher.update(serde_json::to_vec(sections).expect("JSON"));
+    hasher.finalize().into()
+}
+
+/// The schema subset a report's groups record stands for.
+pub fn layout_of(groups: &GroupsRecord) -> anyhow::Result<FairnessLayout> {
+    let schema = Schema {
+        protected_attributes: groups
+            .attributes
+            .iter()
+            .map(|(name, categories)| ProtectedAttribute {
+                name: name.clone(),
+                categories: categories.clone(),
+                use_as_feature: false,
+            })
+            .collect(),
+        intersections: groups
+            .intersections
+            .iter()
+            .map(|a| Intersection { attributes: a.clone() })
+            .collect(),
+        ..Default::default()
+    };
+    Ok(FairnessLayout::new(&schema, groups.histogram_bins as usize)?)
+}
+
+/// The context a fairness round's commitments were signed in.
+pub fn fairness_context(federation_id: &str, round: u32) -> Context {
+    Context {
+        federation: federation_id.to_owned(),
+        round,
+        phase: Phase::Fairness,
+    }
+}
+
+/// Checks a commitment's signature against its certificate's key.
+pub fn commitment_verifies(context: &Context, record: &CommitmentRecord) -> anyhow::Result<()> {
+    let certificate = hex::decode(&record.certificate_der).context("certificate is not hex")?;
+    let key = accord_crypto::pki::ed25519_public_key(&certificate)?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&key)?;
+    let commitment = accord_crypto::he::inputs::Commitment {
+        participant: record.participant.clone(),
+        certificate_der: certificate,
+        ciphertext_sha256: hex::decode(&record.ciphertext_sha256)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .context("ciphertext_sha256 is not 32 bytes of hex")?,
+        signature: hex::decode(&record.signature).context("signature is not hex")?,
+    };
+    if !accord_crypto::he::inputs::verify_commitment(context, &commitment, &key) {
+        bail!("the signature does not verify with the certificate's key");
+    }
+    Ok(())
+}
+
+/// Builds and signs the report from the coordinator's transcript and encrypted aggregate.
+pub fn build(
+    keys: &AuditorKeys,
+    transcript: &RoundTranscript,
+    aggregate_bytes: &[u8],
+    small_group_size: u64,
+    generated_at: String,
+) -> anyhow::Result<FairnessReport> {
+    if transcript.format != transcript::TRANSCRIPT_FORMAT {
+        bail!("transcript format '{}', expected '{}'", transcript.format, transcript::TRANSCRIPT_FORMAT);
+    }
+    if transcript::head(&transcript.entries) != transcript.head {
+        bail!("the transcript's hash chain does not lead to its stated head");
+    }
+    let aggregate_sha256 = hex::encode(Sha256::digest(aggregate_bytes));
+    match transcript.entries.last() {
+        Some(e) if e.label == transcript::AGGREGATE_LABEL && e.sha256 == aggregate_sha256 => {}
+        _ => bail!("the aggregate file is not the one the transcript's last entry records"),
+    }
+    let context = fairness_context(&transcript.federation_id, transcript.round);
+    for record in &transcript.participants {
+        commitment_verifies(&context, record)
+            .with_context(|| format!("commitment of '{}'", record.participant))?;
+        if !transcript.entries.contains(&record.entry()) {
+            bail!("the commitment of '{}' is not in the transcript", record.participant);
+        }
+    }
+    let opened = OpenedAggregate::from_bytes(aggregate_bytes)?;
+    if opened.federation_id != transcript.federation_id || opened.round != transcript.round {
+        bail!(
+            "the aggregate is for federation '{}' round {}, the transcript for '{}' round {}",
+            opened.federation_id, opened.round, transcript.federation_id, transcript.round
+        );
+    }
+    let layout = layout_of(&transcript.groups)?;
+    if opened.values.len() != layout.len() || opened.kept.len() != layout.groups() {
+        bail!(
+            "the aggregate holds {} values and {} flags; the groups need {} and {}",
+            opened.values.len(), opened.kept.len(), layout.len(), layout.groups()
+        );
+    }
+    let (values, kept) = keys.decrypt(&opened.values, &opened.kept);
+    let counts: Vec<Option<GroupStatistics>> = layout
+        .read(&values)
+        .into_iter()
+        .zip(&kept)
+        .map(|(stats, &kept)| kept.then_some(stats))
+        .collect();
+    let thresholds = Thresholds {
+        min_group_size: transcript.min_group_size,
+        small_group_size,
+        four_fifths: 0.8,
+        decision_threshold: transcript.decision_threshold,
+        confidence: 0.95,
+        histogram_bins: layout.bins,
+    };
+    let groups = layout
+        .offsets()
+        .zip(&counts)
+        .map(|((_, b, g), c)| AggregateGroup {
+            group: layout.group_label(b, g),
+            suppressed: c.is_none(),
+            counts: c.clone(),
+        })
+        .collect();
+    let mut report = FairnessReport {
+        format: REPORT_FORMAT.into(),
+        federation_id: transcript.federation_id.clone(),
+        round: transcript.round,
+        generated_at,
+        model: ModelSection {
+            content_hash: transcript.model_content_hash.clone(),
+        },
+        parameters: ParametersSection {
+            tfhe: accord_crypto::he::describe_parameters(),
+            tfhe_sha256: transcript.tfhe_parameters_sha256.clone(),
+            auditor_bundle_sha256: transcript.auditor_bundle_sha256.clone(),
+            secure_aggregation: transcript.secure_aggregation.clone(),
+            secure_aggregation_sha256: transcript.secure_aggregation_sha256.clone(),
+            value_bits: transcript.value_bits,
+        },
+        metrics: metrics::compute(&layout, &counts, &thresholds),
+        thresholds,
+        groups: transcript.groups.clone(),
+        participants: transcript.participants.clone(),
+        dropped: transcript.dropped.clone(),
+        transcript: TranscriptSection {
+            entries: transcript.entries.clone(),
+            head: transcript.head.clone(),
+        },
+        aggregate: AggregateSection {
+            ciphertext_sha256: aggregate_sha256,
+            groups,
+        },
+        definitions: DEFINITIONS
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        auditor: AuditorSection {
+            verifying_key: keys.verifying_key_hex(),
+        },
+        signed_sections: vec![],
+        signature: String::new(),
+    };
+    report.signed_sections = sections(&serde_json::to_value(&report)?);
+    report.signature = hex::encode(keys.sign(&sections_digest(&report.signed_sections)));
+    Ok(report)
+}
