@@ -2,10 +2,12 @@
 //! parameters, who may join) and the coordinator's own files. Relative paths are taken from the
 //! file's folder. The schema defined here is what every participant receives.
 
+use crate::mitigation::{MitigationSection, PostprocessingSection};
 use accord_proto::schema::{SchemaError, validate};
 use accord_proto::v1::{
-    Boolean, Categorical, Comparison, EvaluationParams, Feature, LabelRule, Numeric,
-    ProtectedAttribute, Schema, SecAggParams, TrainingParams, feature::Kind,
+    Boolean, Categorical, Comparison, EvaluationParams, FairnessMitigation, Feature, LabelRule,
+    Numeric, ProtectedAttribute, Schema, SecAggParams, ThresholdPostprocessing, TrainingParams,
+    feature::Kind,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -28,6 +30,9 @@ pub struct CoordinatorConfig {
     pub evaluation: EvaluationSection,
     #[serde(default)]
     pub secure_aggregation: SecureAggregationSection,
+    /// Per-group decision thresholds chosen after the last round.
+    #[serde(default)]
+    pub postprocessing: PostprocessingSection,
     pub schema: SchemaSection,
 }
 
@@ -126,6 +131,9 @@ pub struct TrainingSection {
     pub l2: f64,
     pub batch_size: u32,
     pub fedprox_mu: f64,
+    /// `[training.mitigation]`: fairness-aware training (written to model.json when in force).
+    #[serde(skip_serializing_if = "MitigationSection::is_none")]
+    pub mitigation: MitigationSection,
 }
 
 impl Default for TrainingSection {
@@ -136,6 +144,7 @@ impl Default for TrainingSection {
             l2: 1e-3,
             batch_size: 32,
             fedprox_mu: 0.0,
+            mitigation: MitigationSection::default(),
         }
     }
 }
@@ -317,6 +326,8 @@ impl CoordinatorConfig {
                 "training: l2 and fedprox_mu must be finite and not negative".into(),
             ));
         }
+        self.mitigation()?;
+        self.postprocessing()?;
         let e = &self.evaluation;
         let usable = (2..=10_000).contains(&e.histogram_bins)
             && e.decision_threshold > 0.0
@@ -393,6 +404,21 @@ impl CoordinatorConfig {
             batch_size: t.batch_size,
             fedprox_mu: t.fedprox_mu,
         }
+    }
+
+    /// The mitigation in force (None for kind "none"), checked against the schema.
+    pub fn mitigation(&self) -> Result<Option<FairnessMitigation>, Invalid> {
+        self.training
+            .mitigation
+            .definition(&self.schema()?, "training.mitigation")
+            .map_err(|e| Invalid::Other(e.to_string()))
+    }
+
+    /// The post-processing in force (None for thresholds "none"), checked against the schema.
+    pub fn postprocessing(&self) -> Result<Option<ThresholdPostprocessing>, Invalid> {
+        self.postprocessing
+            .definition(&self.schema()?, "postprocessing")
+            .map_err(|e| Invalid::Other(e.to_string()))
     }
 
     pub fn evaluation_params(&self) -> EvaluationParams {

@@ -13,6 +13,7 @@ use crate::artefact::{
 };
 use crate::config::CoordinatorConfig;
 use crate::metrics::{Quality, quality};
+use crate::mitigation::{MitigationRun, PostprocessingJson};
 use accord_crypto::secagg::identity::Trust;
 use accord_crypto::secagg::{Context, stage_label};
 use accord_proto::layout::Bound;
@@ -91,6 +92,10 @@ struct State {
     history: Vec<RoundRecord>,
     failure: Option<String>,
     told_finished: BTreeSet<String>,
+    /// Fairness-aware training and post-processing: the sums it feeds back.
+    mitigation: MitigationRun,
+    /// The per-group thresholds chosen after the last round.
+    postprocessing: Option<PostprocessingJson>,
 }
 
 /// One federation, shared by the gRPC handlers and the driver that runs its rounds.
@@ -138,7 +143,15 @@ impl Federation {
             min_participants: config.federation.min_participants,
             secure_aggregation: (config.federation.aggregation == accord_crypto::secagg::SCHEME)
                 .then(|| config.secure_aggregation.params()),
+            mitigation: config.mitigation().ok().flatten(),
+            postprocessing: config.postprocessing().ok().flatten(),
         };
+        let mitigation = MitigationRun::new(
+            definition.schema.as_ref().unwrap_or(&Default::default()),
+            definition.mitigation.as_ref(),
+            definition.postprocessing.as_ref(),
+            config.evaluation_params(),
+        );
         let start = Task {
             round: 0,
             phase: Phase::Unspecified,
@@ -160,6 +173,8 @@ impl Federation {
                 history: Vec::new(),
                 failure: None,
                 told_finished: BTreeSet::new(),
+                mitigation,
+                postprocessing: None,
             }),
             task: watch::Sender::new(start),
             activity: Notify::new(),
@@ -325,6 +340,7 @@ impl Federation {
             weights: weights.clone(),
             intercept: *intercept,
             standardization: Some(standardization.clone()),
+            feedback: state.mitigation.feedback(),
         })
     }
 
@@ -626,8 +642,10 @@ impl Federation {
 
         let schema = self.definition.schema.clone().unwrap_or_default();
         let max_rows = self.config.secure_aggregation.max_rows_per_participant;
-        let bounds =
+        let mut bounds =
             StandardizationSums::bounds(&schema, max_rows).map_err(|e| self.fail(e.to_string()))?;
+        let label_counts = self.state().mitigation.label_counts();
+        bounds.extend(label_counts.map_or_else(Vec::new, |c| c.bounds(max_rows)));
         let (sums, contributors) = self
             .run_phase(0, Phase::Standardize, bounds)
             .await
@@ -638,10 +656,15 @@ impl Federation {
                 "standardization: {contributors} of the {min} participants needed uploaded their sums"
             )));
         }
+        let (sums, extras) = sums.split_at(StandardizationSums::len(d));
         let sums =
-            StandardizationSums::from_slice(&sums, d).expect("aggregated to the layout's length");
+            StandardizationSums::from_slice(sums, d).expect("aggregated to the layout's length");
         {
             let mut state = self.state();
+            state
+                .mitigation
+                .absorb_standardization(extras, sums.count)
+                .expect("aggregated to the layout's length");
             state.standardization = Some(standardization(&sums));
             state.model = Some((vec![0.0; d], 0.0));
         }
@@ -662,15 +685,21 @@ impl Federation {
             let started = Instant::now();
             let (up, down) = (self.meter.received(), self.meter.sent());
             let clip = self.config.secure_aggregation.clip;
-            let (sum, fitted) = match self
-                .run_phase(round, Phase::Fit, WeightedModel::bounds(d, clip, max_rows))
-                .await
-            {
-                Ok((sum, contributors)) => (sum, contributors.len() as u32),
-                Err(_) => (vec![0.0; WeightedModel::len(d)], 0),
+            let bounds = self.state().mitigation.fit_bounds(d, clip, max_rows);
+            let (sum, fitted) = match self.run_phase(round, Phase::Fit, bounds).await {
+                Ok((sum, contributors)) => (
+                    self.state()
+                        .mitigation
+                        .fitted(round, &sum, d)
+                        .expect("aggregated to the layout's length"),
+                    contributors.len() as u32,
+                ),
+                Err(_) => (
+                    WeightedModel::from_slice(&vec![0.0; WeightedModel::len(d)], d)
+                        .expect("the layout's length"),
+                    0,
+                ),
             };
-            let sum =
-                WeightedModel::from_slice(&sum, d).expect("aggregated to the layout's length");
             let mut record = RoundRecord {
                 round,
                 participants: fitted,
@@ -694,18 +723,18 @@ impl Federation {
                     .map(|w| w / sum.samples)
                     .collect();
                 self.state().model = Some((weights, sum.weighted_intercept / sum.samples));
-                let evaluation = self
-                    .run_phase(
-                        round,
-                        Phase::Evaluate,
-                        EvaluationCounts::bounds(bins, max_rows),
-                    )
-                    .await;
+                let mut bounds = EvaluationCounts::bounds(bins, max_rows);
+                bounds.extend(self.state().mitigation.evaluation_layout().bounds(max_rows));
+                let evaluation = self.run_phase(round, Phase::Evaluate, bounds).await;
                 if let Ok((counts, evaluated)) = evaluation
                     && evaluated.len() as u32 >= min
                 {
-                    let counts =
-                        EvaluationCounts::from_slice(&counts, bins).expect("layout length");
+                    let (counts, extras) = counts.split_at(EvaluationCounts::len(bins));
+                    self.state()
+                        .mitigation
+                        .absorb_evaluation(extras)
+                        .expect("layout length");
+                    let counts = EvaluationCounts::from_slice(counts, bins).expect("layout length");
                     record.quality = quality(&counts);
                     last_quality = record.quality.or(last_quality);
                 }
@@ -727,6 +756,13 @@ impl Federation {
             write_rounds_csv(&rounds_path, &state.history)?;
         }
 
+        {
+            let mut state = self.state();
+            state.postprocessing = state.mitigation.choose_thresholds();
+            if let Some(post) = &state.postprocessing {
+                info!(thresholds = %post.describe(), "post-processing: per-group thresholds in force");
+            }
+        }
         let model = self.artefact(last_quality);
         let model_path = self.config.out_dir.join("model.json");
         model.write(&model_path)?;
@@ -784,6 +820,7 @@ impl Federation {
             training: self.config.training.clone(),
             evaluation: self.config.evaluation.clone(),
             quality,
+            postprocessing: state.postprocessing.clone(),
             content_hash: String::new(),
         }
         .seal()

@@ -57,7 +57,7 @@ pub struct Bound {
 }
 
 impl Bound {
-    fn new(name: &str, len: usize, bound: f64, integer: bool) -> Self {
+    pub fn new(name: &str, len: usize, bound: f64, integer: bool) -> Self {
         Self {
             name: name.to_owned(),
             len,

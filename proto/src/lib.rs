@@ -12,6 +12,7 @@ pub mod v1 {
 }
 
 pub mod layout;
+pub mod mitigation;
 pub mod schema;
 pub mod transport;
 
