@@ -460,6 +460,7 @@ impl Simulation<'_> {
         }
         let mut result = SimulationResult {
             rounds: outcomes,
+            model: global.clone(),
             postprocessed: None,
         };
         if let Some(thresholds) = run.choose_thresholds() {
@@ -613,6 +614,8 @@ pub struct Postprocessed {
 #[derive(Debug, Clone)]
 pub struct SimulationResult {
     pub rounds: Vec<RoundOutcome>,
+    /// The final global model.
+    pub model: LogisticModel,
     pub postprocessed: Option<Postprocessed>,
 }
 

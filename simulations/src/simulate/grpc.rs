@@ -8,6 +8,7 @@ use super::config::{ExperimentConfig, Strategy};
 use super::federation::{Postprocessed, RoundOutcome, SimulationResult, draw_dropouts, fault_rng};
 use crate::local::LocalFederation;
 use accord_coordinator::CoordinatorConfig;
+use accord_participant::model::LogisticModel;
 use accord_proto::transport::WireMeter;
 use accord_proto::v1::SecAggStage;
 use std::path::Path;
@@ -154,6 +155,10 @@ pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, St
             .collect();
         Ok(SimulationResult {
             rounds,
+            model: LogisticModel {
+                weights: outcome.model.weights.iter().copied().collect(),
+                intercept: outcome.model.intercept,
+            },
             postprocessed: outcome
                 .model
                 .postprocessing

@@ -260,6 +260,7 @@ fn run_one(
         centralized_accuracy: centralized,
         gaps,
         mitigation: output::describe_mitigation(config),
+        model: result.model.clone(),
         thresholds: result
             .postprocessed
             .as_ref()

@@ -5,6 +5,7 @@
 
 use super::config::ExperimentConfig;
 use super::federation::RoundOutcome;
+use accord_participant::model::LogisticModel;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
@@ -36,6 +37,8 @@ pub struct SummaryRow {
     pub mitigation: String,
     /// The per-group thresholds in force ("none" without).
     pub thresholds: String,
+    /// The final global model.
+    pub model: LogisticModel,
     pub wall_secs: f64,
     pub peak_rss_mb: f64,
     pub bytes_up_per_participant: f64,
