@@ -273,7 +273,9 @@ impl Federation {
         if current.order() <= (round, completed as i32) || current.phase == Phase::Unspecified {
             return Ok(None);
         }
-        if current.phase == Phase::Finished {
+        // With post-processing a participant is done once it has downloaded the final
+        // thresholds (see `model`).
+        if current.phase == Phase::Finished && self.definition.postprocessing.is_none() {
             state.told_finished.insert(name.to_owned());
             self.activity.notify_waiters();
         }
@@ -324,10 +326,14 @@ impl Federation {
     /// The global model for the current fit or evaluate phase.
     pub fn model(&self, name: &str, header: Option<&Header>) -> Result<GlobalModel, Refusal> {
         let round = self.check_header(header)?;
-        let state = self.state();
+        let mut state = self.state();
         Self::check_registered(&state, name)?;
         if round != state.task.round {
             return Err(Self::wrong_round(&state, round, Phase::Unspecified));
+        }
+        if state.task.phase == Phase::Finished {
+            state.told_finished.insert(name.to_owned());
+            self.activity.notify_waiters();
         }
         let (Some((weights, intercept)), Some(standardization)) =
             (&state.model, &state.standardization)
