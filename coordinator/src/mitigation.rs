@@ -102,48 +102,45 @@ pub enum MitigationConfigError {
     MinGroupSize { section: String },
 }
 
-fn check_attribute(
+/// The settings both sections share: a protected attribute of the schema, a strength (at most 1
+/// where `strength.1`) and a positive minimum group size.
+fn check_groups(
     schema: &Schema,
     section: &str,
     attribute: &str,
+    (strength, at_most_one): (f64, bool),
+    min_group_size: u64,
 ) -> Result<(), MitigationConfigError> {
-    if schema
-        .protected_attributes
-        .iter()
-        .any(|a| a.name == attribute)
-    {
-        return Ok(());
+    let protected = &schema.protected_attributes;
+    if !protected.iter().any(|a| a.name == attribute) {
+        return Err(MitigationConfigError::Attribute {
+            section: section.into(),
+            value: attribute.into(),
+            known: protected
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
     }
-    Err(MitigationConfigError::Attribute {
-        section: section.into(),
-        value: attribute.into(),
-        known: schema
-            .protected_attributes
-            .iter()
-            .map(|a| a.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-    })
-}
-
-fn check_strength(
-    section: &str,
-    value: f64,
-    at_most_one: bool,
-) -> Result<(), MitigationConfigError> {
-    let fits = value.is_finite() && value >= 0.0 && (!at_most_one || value <= 1.0);
-    if fits {
-        return Ok(());
+    let fits = strength.is_finite() && strength >= 0.0 && (!at_most_one || strength <= 1.0);
+    if !fits {
+        return Err(MitigationConfigError::Strength {
+            section: section.into(),
+            value: strength,
+            range: if at_most_one {
+                "in [0, 1]"
+            } else {
+                "finite and not negative"
+            },
+        });
     }
-    Err(MitigationConfigError::Strength {
-        section: section.into(),
-        value,
-        range: if at_most_one {
-            "in [0, 1]"
-        } else {
-            "finite and not negative"
-        },
-    })
+    if min_group_size == 0 {
+        return Err(MitigationConfigError::MinGroupSize {
+            section: section.into(),
+        });
+    }
+    Ok(())
 }
 
 impl MitigationSection {
@@ -172,13 +169,13 @@ impl MitigationSection {
         if kind == MitigationKind::None {
             return Ok(None);
         }
-        check_attribute(schema, section, &self.attribute)?;
-        check_strength(section, self.strength, kind == MitigationKind::Reweighing)?;
-        if self.min_group_size == 0 {
-            return Err(MitigationConfigError::MinGroupSize {
-                section: section.into(),
-            });
-        }
+        check_groups(
+            schema,
+            section,
+            &self.attribute,
+            (self.strength, kind == MitigationKind::Reweighing),
+            self.min_group_size,
+        )?;
         Ok(Some(FairnessMitigation {
             kind: kind as i32,
             strength: self.strength,
@@ -209,13 +206,13 @@ impl PostprocessingSection {
         if rule == ThresholdRule::None {
             return Ok(None);
         }
-        check_attribute(schema, section, &self.attribute)?;
-        check_strength(section, self.strength, true)?;
-        if self.min_group_size == 0 {
-            return Err(MitigationConfigError::MinGroupSize {
-                section: section.into(),
-            });
-        }
+        check_groups(
+            schema,
+            section,
+            &self.attribute,
+            (self.strength, true),
+            self.min_group_size,
+        )?;
         Ok(Some(ThresholdPostprocessing {
             rule: rule as i32,
             attribute: self.attribute.clone(),

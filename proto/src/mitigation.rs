@@ -17,7 +17,7 @@
 //! FairFed correction 0, in arithmetic that leaves the plain values bit for bit unchanged.
 
 use crate::layout::{
-    Bound, EvaluationCounts, GroupCounts, GroupTally, LengthMismatch, WeightedModel,
+    Bound, EvaluationCounts, GroupCounts, GroupTally, LengthMismatch, WeightedModel, check_len,
 };
 use crate::v1::{
     FairnessMetric, FairnessMitigation, MitigationKind, Schema, ThresholdPostprocessing,
@@ -125,15 +125,9 @@ impl GroupCounts {
         }))
     }
 
-    /// The same groups with `values` (e.g. an aggregated sum); None if the length differs.
+    /// The same groups with `values` (e.g. an aggregated sum), if the length matches.
     pub fn with_values(&self, values: &[f64]) -> Result<Self, LengthMismatch> {
-        if values.len() != self.len() {
-            return Err(LengthMismatch {
-                what: "group counts",
-                expected: self.len(),
-                actual: values.len(),
-            });
-        }
+        check_len("group counts", values, self.len())?;
         Ok(Self {
             groups: self.groups.clone(),
             values: values.to_vec(),
@@ -242,13 +236,7 @@ impl FairFedUpdate {
     }
 
     pub fn from_slice(values: &[f64], columns: usize) -> Result<Self, LengthMismatch> {
-        if values.len() != Self::len(columns) {
-            return Err(LengthMismatch {
-                what: "FairFed fit",
-                expected: Self::len(columns),
-                actual: values.len(),
-            });
-        }
+        check_len("FairFed fit", values, Self::len(columns))?;
         let m = columns + 1;
         Ok(Self {
             weighted_model: values[..m].to_vec(),
@@ -348,13 +336,7 @@ impl GroupHistograms {
     }
 
     pub fn with_values(&self, values: &[f64]) -> Result<Self, LengthMismatch> {
-        if values.len() != self.len() {
-            return Err(LengthMismatch {
-                what: "group histograms",
-                expected: self.len(),
-                actual: values.len(),
-            });
-        }
+        check_len("group histograms", values, self.len())?;
         Ok(Self {
             values: values.to_vec(),
             ..self.clone()
@@ -587,13 +569,7 @@ impl EvaluationStatistics {
 
     /// The same layout with `values` (e.g. an aggregated sum).
     pub fn with_values(&self, values: &[f64]) -> Result<Self, LengthMismatch> {
-        if values.len() != self.len() {
-            return Err(LengthMismatch {
-                what: "mitigation statistics",
-                expected: self.len(),
-                actual: values.len(),
-            });
-        }
+        check_len("mitigation statistics", values, self.len())?;
         let split = self.counts.as_ref().map_or(0, GroupCounts::len);
         Ok(Self {
             counts: self
