@@ -748,16 +748,17 @@ impl Federation {
             record.bytes_up = self.meter.received() - up;
             record.bytes_down = self.meter.sent() - down;
             record.seconds = started.elapsed().as_secs_f64();
+            let mut state = self.state();
             if let Some(q) = &record.quality {
                 info!(
                     round,
                     accuracy = q.accuracy,
                     log_loss = q.log_loss,
                     auc = q.auc,
+                    mitigated_gap = ?state.mitigation.gap(),
                     "round finished"
                 );
             }
-            let mut state = self.state();
             state.history.push(record);
             write_rounds_csv(&rounds_path, &state.history)?;
         }

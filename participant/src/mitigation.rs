@@ -184,10 +184,6 @@ impl FairFedWeight {
         }
     }
 
-    pub fn weight(&self) -> f64 {
-        self.weight
-    }
-
     /// Applies the mean gap the coordinator announced for the round of the last upload; a
     /// round that aborted (no announcement for it) leaves the weight as it was.
     pub fn settle(
