@@ -394,7 +394,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }) => {
             let out = out.unwrap_or_else(|| from.clone());
             let (json, html) = crate::auditor::write_report(&keys, &from, &out, small_group_size)?;
-            println!("fairness report written to {} and {}", json.display(), html.display());
+            println!(
+                "fairness report written to {} and {}",
+                json.display(),
+                html.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit(AuditCommand::Verify {
@@ -403,11 +407,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             auditor_key,
             ca,
         }) => {
-            let key = auditor_key
-                .map(|k| match std::fs::read_to_string(&k) {
-                    Ok(text) => text.trim().to_owned(),
-                    Err(_) => k,
-                });
+            let key = auditor_key.map(|k| match std::fs::read_to_string(&k) {
+                Ok(text) => text.trim().to_owned(),
+                Err(_) => k,
+            });
             let checks = crate::auditor::verify::verify(
                 &report,
                 &crate::auditor::verify::Against {
@@ -424,7 +427,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 println!("report verified: {} checks passed", checks.len());
                 Ok(ExitCode::SUCCESS)
             } else {
-                println!("report NOT verified: {failed} of {} checks failed", checks.len());
+                println!(
+                    "report NOT verified: {failed} of {} checks failed",
+                    checks.len()
+                );
                 Ok(ExitCode::FAILURE)
             }
         }

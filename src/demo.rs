@@ -12,8 +12,8 @@
 use crate::auditor::report::FairnessReport;
 use crate::auditor::{REPORT_HTML, REPORT_JSON};
 use crate::cli::SynthArgs;
-use accord_crypto::he::keys;
 use accord_coordinator::artefact::ModelArtefact;
+use accord_crypto::he::keys;
 use accord_proto::transport::{WireMeter, channel};
 use accord_proto::v1::federation_client::FederationClient;
 use accord_proto::v1::{FederationState, Header, StatusRequest};
@@ -180,7 +180,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         &["auditor", "keygen", "--out", &auditor.display().to_string()],
         &logs,
     )?;
-    println!("auditor process: {}", keygen.lines().next().unwrap_or_default());
+    println!(
+        "auditor process: {}",
+        keygen.lines().next().unwrap_or_default()
+    );
     let auditor_key = fs::read_to_string(auditor.join(keys::VERIFYING_KEY_FILE))?
         .trim()
         .to_owned();
@@ -194,6 +197,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 path(auditor.join(keys::SERVER_BUNDLE_FILE)),
             ),
             ("fairness.auditor_verifying_key", auditor_key.clone().into()),
+            // Computing on ciphertexts costs bootstraps per 2-bit block per participant (see
+            // docs/benchmarks.md): the demo keeps its counts small (at most 20,000 records per
+            // participant, so counts modulo 2^16 suffice), its score histograms coarse (2 bins)
+            // and reports each protected attribute without the example's intersection.
+            ("fairness.value_bits", 16.into()),
+            ("fairness.histogram_bins", 2.into()),
+            ("schema.intersections", toml::Value::Array(vec![])),
+            ("secure_aggregation.max_rows_per_participant", 20_000.into()),
         ],
     )?;
     let participant_fairness = [
@@ -260,7 +271,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let out_arg = out.display().to_string();
     run_to_end(
         "auditor",
-        &["auditor", "report", "--keys", &auditor.display().to_string(), "--from", &out_arg],
+        &[
+            "auditor",
+            "report",
+            "--keys",
+            &auditor.display().to_string(),
+            "--from",
+            &out_arg,
+        ],
         &logs,
     )?;
     println!();
@@ -271,7 +289,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         out.join(REPORT_HTML).display()
     );
     println!();
-    println!("$ accord audit verify {REPORT_JSON} --model model.json --auditor-key auditor/auditor.pub --ca pki/ca.pem");
+    println!(
+        "$ accord audit verify {REPORT_JSON} --model model.json --auditor-key auditor/auditor.pub --ca pki/ca.pem"
+    );
     let verification = run_to_end(
         "audit-verify",
         &[
@@ -295,12 +315,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 /// Runs `accord ARGS` as a separate process to its end; its output, or an error with the end
 /// of its log if it failed.
 fn run_to_end(name: &str, args: &[&str], logs: &Path) -> anyhow::Result<String> {
-    let output = Command::new(std::env::current_exe().context("cannot find the accord executable")?)
-        .arg("--exit-with-parent")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot start the {name} process"))?;
+    let output =
+        Command::new(std::env::current_exe().context("cannot find the accord executable")?)
+            .arg("--exit-with-parent")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("cannot start the {name} process"))?;
     let log_path = logs.join(format!("{name}.log"));
     let mut log = fs::read(&log_path).unwrap_or_default();
     log.extend(&output.stdout);
@@ -330,7 +351,12 @@ fn print_fairness(path: &Path) -> anyhow::Result<()> {
     );
     println!(
         "{:<22} {:>8} {:>8} {:>8} {:>8}  {}",
-        "breakdown", "DP diff", "DP ratio", "EO diff", "EOdds", "flagged (four-fifths) / suppressed"
+        "breakdown",
+        "DP diff",
+        "DP ratio",
+        "EO diff",
+        "EOdds",
+        "flagged (four-fifths) / suppressed"
     );
     for b in &report.metrics {
         let flagged: Vec<&str> = b
@@ -347,7 +373,11 @@ fn print_fairness(path: &Path) -> anyhow::Result<()> {
             gap(b.demographic_parity_ratio),
             gap(b.equal_opportunity_difference),
             gap(b.equalized_odds_difference),
-            if flagged.is_empty() { "none".into() } else { flagged.join(", ") },
+            if flagged.is_empty() {
+                "none".into()
+            } else {
+                flagged.join(", ")
+            },
         );
     }
     Ok(())
@@ -396,8 +426,8 @@ async fn monitor(
         }
     };
     let mut shown = 0;
-    let interrupt = tokio::signal::ctrl_c();
-    tokio::pin!(interrupt);
+    // Registered now, so Ctrl-C is ours even while a status request is pending.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     loop {
         if processes.exited(0) {
             break;
@@ -409,7 +439,11 @@ async fn monitor(
         let request = StatusRequest {
             header: Some(Header::new("", 0)),
         };
-        if let Ok(status) = client.status(request).await.map(|r| r.into_inner()) {
+        let status = tokio::select! {
+            _ = interrupt.recv() => { bar.abandon(); return Ok(true) }
+            status = client.status(request) => status,
+        };
+        if let Ok(status) = status.map(|r| r.into_inner()) {
             for r in status.history.iter().skip(shown) {
                 say(if r.aborted {
                     format!(
@@ -439,7 +473,7 @@ async fn monitor(
             });
         }
         tokio::select! {
-            _ = &mut interrupt => { bar.abandon(); return Ok(true) }
+            _ = interrupt.recv() => { bar.abandon(); return Ok(true) }
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }

@@ -80,8 +80,23 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             s.label()
         );
     }
+    if !outcome.frontier.is_empty() {
+        println!(
+            "\n{:<48} {:>6} {:>10} {:>8} {:>10} {:>8}  pareto",
+            "frontier point", "seeds", "accuracy", "sd", "gap", "sd"
+        );
+        for p in &outcome.frontier {
+            println!(
+                "{:<48} {:>6} {:>10.4} {:>8.4} {:>10.4} {:>8.4}  {}",
+                p.label, p.seeds, p.accuracy, p.accuracy_sd, p.gap, p.gap_sd, p.pareto
+            );
+        }
+    }
     println!("rounds:  {}", outcome.rounds_csv.display());
     println!("summary: {}", outcome.summary_csv.display());
+    if let Some(frontier) = &outcome.frontier_csv {
+        println!("frontier: {}", frontier.display());
+    }
     for plot in &outcome.plots {
         println!("plot:    {}", plot.display());
     }

@@ -4,6 +4,7 @@
 
 use crate::config::{EvaluationSection, SchemaSection, TrainingSection};
 use crate::metrics::Quality;
+use crate::mitigation::PostprocessingJson;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -30,8 +31,12 @@ pub struct ModelArtefact {
     pub aggregation: String,
     pub training: TrainingSection,
     pub evaluation: EvaluationSection,
-    /// The quality of the final model, from the last round's aggregated evaluation.
+    /// The quality of the final model, from the last round's aggregated evaluation (with the
+    /// single decision threshold).
     pub quality: Option<Quality>,
+    /// Per-group decision thresholds in force, when the federation post-processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postprocessing: Option<PostprocessingJson>,
     /// "sha256:<hex>" of this document's canonical JSON with this field empty.
     pub content_hash: String,
 }

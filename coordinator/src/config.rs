@@ -2,10 +2,12 @@
 //! parameters, who may join) and the coordinator's own files. Relative paths are taken from the
 //! file's folder. The schema defined here is what every participant receives.
 
+use crate::mitigation::{MitigationSection, PostprocessingSection};
 use accord_proto::schema::{SchemaError, validate};
 use accord_proto::v1::{
-    Boolean, Categorical, Comparison, EvaluationParams, Feature, LabelRule, Numeric,
-    ProtectedAttribute, Schema, SecAggParams, TrainingParams, feature::Kind,
+    Boolean, Categorical, Comparison, EvaluationParams, FairnessMitigation, Feature, LabelRule,
+    Numeric, ProtectedAttribute, Schema, SecAggParams, ThresholdPostprocessing, TrainingParams,
+    feature::Kind,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -30,6 +32,9 @@ pub struct CoordinatorConfig {
     pub secure_aggregation: SecureAggregationSection,
     /// The encrypted fairness audit of the final model (none: no audit).
     pub fairness: Option<FairnessSection>,
+    /// Per-group decision thresholds chosen after the last round.
+    #[serde(default)]
+    pub postprocessing: PostprocessingSection,
     pub schema: SchemaSection,
 }
 
@@ -161,6 +166,9 @@ pub struct TrainingSection {
     pub l2: f64,
     pub batch_size: u32,
     pub fedprox_mu: f64,
+    /// `[training.mitigation]`: fairness-aware training (written to model.json when in force).
+    #[serde(skip_serializing_if = "MitigationSection::is_none")]
+    pub mitigation: MitigationSection,
 }
 
 impl Default for TrainingSection {
@@ -171,6 +179,7 @@ impl Default for TrainingSection {
             l2: 1e-3,
             batch_size: 32,
             fedprox_mu: 0.0,
+            mitigation: MitigationSection::default(),
         }
     }
 }
@@ -284,7 +293,12 @@ impl CoordinatorConfig {
             &mut config.out_dir,
         ];
         files.extend(config.tls.crl.as_mut());
-        files.extend(config.fairness.as_mut().map(|f| &mut f.auditor_server_bundle));
+        files.extend(
+            config
+                .fairness
+                .as_mut()
+                .map(|f| &mut f.auditor_server_bundle),
+        );
         files.extend(config.address_file.as_mut());
         for file in files {
             if file.is_relative() {
@@ -376,6 +390,8 @@ impl CoordinatorConfig {
             accord_proto::fairness::FairnessLayout::new(&self.schema()?, f.histogram_bins as usize)
                 .map_err(|e| Invalid::Other(format!("schema.intersections: {e}")))?;
         }
+        self.mitigation()?;
+        self.postprocessing()?;
         let e = &self.evaluation;
         let usable = (2..=10_000).contains(&e.histogram_bins)
             && e.decision_threshold > 0.0
@@ -443,7 +459,9 @@ impl CoordinatorConfig {
             intersections: s
                 .intersections
                 .iter()
-                .map(|a| accord_proto::v1::Intersection { attributes: a.clone() })
+                .map(|a| accord_proto::v1::Intersection {
+                    attributes: a.clone(),
+                })
                 .collect(),
         })
     }
@@ -457,6 +475,21 @@ impl CoordinatorConfig {
             batch_size: t.batch_size,
             fedprox_mu: t.fedprox_mu,
         }
+    }
+
+    /// The mitigation in force (None for kind "none"), checked against the schema.
+    pub fn mitigation(&self) -> Result<Option<FairnessMitigation>, Invalid> {
+        self.training
+            .mitigation
+            .definition(&self.schema()?, "training.mitigation")
+            .map_err(|e| Invalid::Other(e.to_string()))
+    }
+
+    /// The post-processing in force (None for thresholds "none"), checked against the schema.
+    pub fn postprocessing(&self) -> Result<Option<ThresholdPostprocessing>, Invalid> {
+        self.postprocessing
+            .definition(&self.schema()?, "postprocessing")
+            .map_err(|e| Invalid::Other(e.to_string()))
     }
 
     pub fn evaluation_params(&self) -> EvaluationParams {

@@ -45,12 +45,20 @@ struct Outcome {
 
 impl FairnessAudit {
     /// Loads the auditor's server bundle, checked against the pinned verifying key.
-    pub fn load(config: &CoordinatorConfig, section: &FairnessSection) -> Result<Self, FederationError> {
+    pub fn load(
+        config: &CoordinatorConfig,
+        section: &FairnessSection,
+    ) -> Result<Self, FederationError> {
         let fail = |e: String| FederationError::Fairness(e);
-        let pinned = keys::parse_verifying_key(&section.auditor_verifying_key).map_err(|e| fail(e.to_string()))?;
-        let material = ServerMaterial::load(&section.auditor_server_bundle, &pinned).map_err(|e| fail(e.to_string()))?;
-        let schema = config.schema().map_err(|_| fail("the schema is invalid".into()))?;
-        let layout = FairnessLayout::new(&schema, section.histogram_bins as usize).map_err(|e| fail(e.to_string()))?;
+        let pinned = keys::parse_verifying_key(&section.auditor_verifying_key)
+            .map_err(|e| fail(e.to_string()))?;
+        let material = ServerMaterial::load(&section.auditor_server_bundle, &pinned)
+            .map_err(|e| fail(e.to_string()))?;
+        let schema = config
+            .schema()
+            .map_err(|_| fail("the schema is invalid".into()))?;
+        let layout = FairnessLayout::new(&schema, section.histogram_bins as usize)
+            .map_err(|e| fail(e.to_string()))?;
         Ok(Self {
             params: FairnessParams {
                 auditor_bundle_sha256: material.public.bundle_sha256.clone(),
@@ -125,11 +133,18 @@ impl FairnessAudit {
         let bytes = aggregate
             .to_bytes(&definition.federation_id, round)
             .map_err(|e| e.to_string())?;
-        let participants: Vec<CommitmentRecord> = aggregate.commitments.iter().map(record).collect();
+        let participants: Vec<CommitmentRecord> =
+            aggregate.commitments.iter().map(record).collect();
         entries.insert(0, Entry::of("model", model.content_hash.as_bytes()));
-        entries.insert(0, Entry::of("federation definition", &definition.encode_to_vec()));
+        entries.insert(
+            0,
+            Entry::of("federation definition", &definition.encode_to_vec()),
+        );
         entries.extend(participants.iter().map(CommitmentRecord::entry));
-        entries.push(Entry::of(accord_crypto::he::transcript::AGGREGATE_LABEL, &bytes));
+        entries.push(Entry::of(
+            accord_crypto::he::transcript::AGGREGATE_LABEL,
+            &bytes,
+        ));
         let params = definition.secure_aggregation.clone().unwrap_or_default();
         let schema = definition.schema.clone().unwrap_or_default();
         let transcript = RoundTranscript {
@@ -149,10 +164,27 @@ impl FairnessAudit {
             secure_aggregation_sha256: accord_crypto::hash::sha256_hex(&params.encode_to_vec()),
             value_bits: self.params.value_bits,
             min_group_size: self.params.min_group_size,
-            decision_threshold: definition.evaluation.as_ref().map_or(0.5, |e| e.decision_threshold),
+            decision_threshold: definition
+                .evaluation
+                .as_ref()
+                .map_or(0.5, |e| e.decision_threshold),
+            mitigation: describe_mitigation(&model.training.mitigation),
+            thresholds_in_force: model
+                .postprocessing
+                .as_ref()
+                .map_or_else(|| "none".into(), |p| p.describe()),
             groups: GroupsRecord {
-                attributes: self.layout.attributes.iter().map(|(a, c)| (a.clone(), c[..c.len() - 1].to_vec())).collect(),
-                intersections: schema.intersections.iter().map(|i| i.attributes.clone()).collect(),
+                attributes: self
+                    .layout
+                    .attributes
+                    .iter()
+                    .map(|(a, c)| (a.clone(), c[..c.len() - 1].to_vec()))
+                    .collect(),
+                intersections: schema
+                    .intersections
+                    .iter()
+                    .map(|i| i.attributes.clone())
+                    .collect(),
                 histogram_bins: self.params.histogram_bins,
             },
             participants,
@@ -161,12 +193,24 @@ impl FairnessAudit {
             entries,
         };
         let aggregate_path = out_dir.join(AGGREGATE_FILE);
-        std::fs::write(&aggregate_path, &bytes).map_err(|e| format!("{}: {e}", aggregate_path.display()))?;
+        std::fs::write(&aggregate_path, &bytes)
+            .map_err(|e| format!("{}: {e}", aggregate_path.display()))?;
         let transcript_path = out_dir.join(TRANSCRIPT_FILE);
         let text = serde_json::to_string_pretty(&transcript).expect("a transcript serializes");
-        std::fs::write(&transcript_path, text).map_err(|e| format!("{}: {e}", transcript_path.display()))?;
+        std::fs::write(&transcript_path, text)
+            .map_err(|e| format!("{}: {e}", transcript_path.display()))?;
         Ok(aggregate_path)
     }
+}
+
+fn describe_mitigation(m: &crate::mitigation::MitigationSection) -> String {
+    if m.kind == "none" {
+        return "none".into();
+    }
+    format!(
+        "{} (strength {}, targeting {} over {}, groups of at least {} records)",
+        m.kind, m.strength, m.metric, m.attribute, m.min_group_size
+    )
 }
 
 fn record(c: &Commitment) -> CommitmentRecord {
@@ -187,7 +231,11 @@ struct EncryptedSum {
 }
 
 impl PhaseAggregator for EncryptedSum {
-    fn accept(&mut self, participant: &str, submission: Submission) -> Result<(), AggregationError> {
+    fn accept(
+        &mut self,
+        participant: &str,
+        submission: Submission,
+    ) -> Result<(), AggregationError> {
         let Submission::Signed {
             certificate_der,
             message,
@@ -199,9 +247,12 @@ impl PhaseAggregator for EncryptedSum {
         };
         let stage = self.session.stage();
         let bytes = message.encode_to_vec();
-        self.session.receive(participant, &certificate_der, message)?;
-        self.entries
-            .push(Entry::of(format!("{}:{participant}", stage_label(stage)), &bytes));
+        self.session
+            .receive(participant, &certificate_der, message)?;
+        self.entries.push(Entry::of(
+            format!("{}:{participant}", stage_label(stage)),
+            &bytes,
+        ));
         Ok(())
     }
 
@@ -218,7 +269,12 @@ impl PhaseAggregator for EncryptedSum {
     }
 
     fn close_stage(&mut self) -> Result<Closed, AggregationError> {
-        Ok(match self.session.close_stage()? {
+        let before = self.session.rejected().len();
+        let closed = self.session.close_stage();
+        for (participant, reason) in &self.session.rejected()[before..] {
+            tracing::warn!(%participant, %reason, "encrypted statistics refused; the phase goes on without them");
+        }
+        Ok(match closed? {
             StageClosed::Next(_) => Closed::Next,
             StageClosed::Done { sum, contributors } => {
                 *self.outcome.lock().expect("outcome lock") = Some(Outcome {

@@ -13,6 +13,7 @@ use crate::artefact::{
 };
 use crate::config::CoordinatorConfig;
 use crate::metrics::{Quality, quality};
+use crate::mitigation::{MitigationRun, PostprocessingJson};
 use accord_crypto::secagg::identity::Trust;
 use accord_crypto::secagg::{Context, stage_label};
 use accord_proto::layout::Bound;
@@ -104,6 +105,12 @@ struct State {
     history: Vec<RoundRecord>,
     failure: Option<String>,
     told_finished: BTreeSet<String>,
+    /// A stage of the open phase is being closed (its aggregator is out of the state).
+    closing: bool,
+    /// Fairness-aware training and post-processing: the sums it feeds back.
+    mitigation: MitigationRun,
+    /// The per-group thresholds chosen after the last round.
+    postprocessing: Option<PostprocessingJson>,
 }
 
 /// One federation, shared by the gRPC handlers and the driver that runs its rounds.
@@ -166,7 +173,15 @@ impl Federation {
             secure_aggregation: (config.federation.aggregation == accord_crypto::secagg::SCHEME)
                 .then(|| config.secure_aggregation.params()),
             fairness: fairness.as_ref().map(|f| f.params.clone()),
+            mitigation: config.mitigation().ok().flatten(),
+            postprocessing: config.postprocessing().ok().flatten(),
         };
+        let mitigation = MitigationRun::new(
+            definition.schema.as_ref().unwrap_or(&Default::default()),
+            definition.mitigation.as_ref(),
+            definition.postprocessing.as_ref(),
+            config.evaluation_params(),
+        );
         let start = Task {
             round: 0,
             phase: Phase::Unspecified,
@@ -189,6 +204,9 @@ impl Federation {
                 history: Vec::new(),
                 failure: None,
                 told_finished: BTreeSet::new(),
+                closing: false,
+                mitigation,
+                postprocessing: None,
             }),
             task: watch::Sender::new(start),
             activity: Notify::new(),
@@ -287,7 +305,9 @@ impl Federation {
         if current.order() <= (round, rank(completed)) || current.phase == Phase::Unspecified {
             return Ok(None);
         }
-        if current.phase == Phase::Finished {
+        // With post-processing a participant is done once it has downloaded the final
+        // thresholds (see `model`).
+        if current.phase == Phase::Finished && self.definition.postprocessing.is_none() {
             state.told_finished.insert(name.to_owned());
             self.activity.notify_waiters();
         }
@@ -338,10 +358,14 @@ impl Federation {
     /// The global model for the current fit or evaluate phase.
     pub fn model(&self, name: &str, header: Option<&Header>) -> Result<GlobalModel, Refusal> {
         let round = self.check_header(header)?;
-        let state = self.state();
+        let mut state = self.state();
         Self::check_registered(&state, name)?;
         if round != state.task.round {
             return Err(Self::wrong_round(&state, round, Phase::Unspecified));
+        }
+        if state.task.phase == Phase::Finished {
+            state.told_finished.insert(name.to_owned());
+            self.activity.notify_waiters();
         }
         let (Some((weights, intercept)), Some(standardization)) =
             (&state.model, &state.standardization)
@@ -354,6 +378,7 @@ impl Federation {
             weights: weights.clone(),
             intercept: *intercept,
             standardization: Some(standardization.clone()),
+            feedback: state.mitigation.feedback(),
         })
     }
 
@@ -507,6 +532,8 @@ impl Federation {
                         .unwrap_or_default()
                 };
                 match &state.aggregator {
+                    // The stage is closing: what comes next is not known yet.
+                    None if state.closing && state.task == asked => {}
                     Some(a) if state.task == asked => {
                         if a.stage() as i32 > completed as i32 {
                             return Ok(a.relay(name).unwrap_or_else(|| done(reason())));
@@ -587,8 +614,15 @@ impl Federation {
                         .is_some_and(|a| a.received().is_superset(&a.expected()))
                 })
                 .await;
-            let mut state = self.state();
-            let aggregator = state.aggregator.as_mut().expect("phase aggregator");
+            let mut aggregator = {
+                let mut state = self.state();
+                let aggregator = state.aggregator.take().expect("phase aggregator");
+                // Closing can be heavy (the fairness phase verifies proofs and sums ciphertexts):
+                // it runs without the state lock, on a blocking thread, while participants
+                // waiting for the next stage keep waiting and late messages are refused.
+                state.closing = true;
+                aggregator
+            };
             let stage = aggregator.stage();
             if !complete {
                 let missing: Vec<_> = aggregator
@@ -598,15 +632,15 @@ impl Federation {
                     .collect();
                 warn!(round, phase = phase.label(), stage = stage_label(stage), missing = ?missing, "stage deadline passed without every participant");
             }
-            // Closing can be heavy (the fairness phase sums and filters ciphertexts): let the
-            // runtime move other tasks off this thread meanwhile.
-            let closed = if tokio::runtime::Handle::current().runtime_flavor()
-                == tokio::runtime::RuntimeFlavor::MultiThread
-            {
-                tokio::task::block_in_place(|| aggregator.close_stage())
-            } else {
-                aggregator.close_stage()
-            };
+            let (aggregator, closed) = tokio::task::spawn_blocking(move || {
+                let closed = aggregator.close_stage();
+                (aggregator, closed)
+            })
+            .await
+            .expect("closing a stage does not panic");
+            let mut state = self.state();
+            state.closing = false;
+            state.aggregator = Some(aggregator);
             let result = match closed {
                 Ok(Closed::Next) => None,
                 Ok(Closed::Done { sum, contributors }) => Some(Ok((sum, contributors))),
@@ -667,8 +701,10 @@ impl Federation {
 
         let schema = self.definition.schema.clone().unwrap_or_default();
         let max_rows = self.config.secure_aggregation.max_rows_per_participant;
-        let bounds =
+        let mut bounds =
             StandardizationSums::bounds(&schema, max_rows).map_err(|e| self.fail(e.to_string()))?;
+        let label_counts = self.state().mitigation.label_counts();
+        bounds.extend(label_counts.map_or_else(Vec::new, |c| c.bounds(max_rows)));
         let (sums, contributors) = self
             .run_phase(0, Phase::Standardize, bounds)
             .await
@@ -679,10 +715,15 @@ impl Federation {
                 "standardization: {contributors} of the {min} participants needed uploaded their sums"
             )));
         }
+        let (sums, extras) = sums.split_at(StandardizationSums::len(d));
         let sums =
-            StandardizationSums::from_slice(&sums, d).expect("aggregated to the layout's length");
+            StandardizationSums::from_slice(sums, d).expect("aggregated to the layout's length");
         {
             let mut state = self.state();
+            state
+                .mitigation
+                .absorb_standardization(extras, sums.count)
+                .expect("aggregated to the layout's length");
             state.standardization = Some(standardization(&sums));
             state.model = Some((vec![0.0; d], 0.0));
         }
@@ -703,15 +744,21 @@ impl Federation {
             let started = Instant::now();
             let (up, down) = (self.meter.received(), self.meter.sent());
             let clip = self.config.secure_aggregation.clip;
-            let (sum, fitted) = match self
-                .run_phase(round, Phase::Fit, WeightedModel::bounds(d, clip, max_rows))
-                .await
-            {
-                Ok((sum, contributors)) => (sum, contributors.len() as u32),
-                Err(_) => (vec![0.0; WeightedModel::len(d)], 0),
+            let bounds = self.state().mitigation.fit_bounds(d, clip, max_rows);
+            let (sum, fitted) = match self.run_phase(round, Phase::Fit, bounds).await {
+                Ok((sum, contributors)) => (
+                    self.state()
+                        .mitigation
+                        .fitted(round, &sum, d)
+                        .expect("aggregated to the layout's length"),
+                    contributors.len() as u32,
+                ),
+                Err(_) => (
+                    WeightedModel::from_slice(&vec![0.0; WeightedModel::len(d)], d)
+                        .expect("the layout's length"),
+                    0,
+                ),
             };
-            let sum =
-                WeightedModel::from_slice(&sum, d).expect("aggregated to the layout's length");
             let mut record = RoundRecord {
                 round,
                 participants: fitted,
@@ -735,18 +782,18 @@ impl Federation {
                     .map(|w| w / sum.samples)
                     .collect();
                 self.state().model = Some((weights, sum.weighted_intercept / sum.samples));
-                let evaluation = self
-                    .run_phase(
-                        round,
-                        Phase::Evaluate,
-                        EvaluationCounts::bounds(bins, max_rows),
-                    )
-                    .await;
+                let mut bounds = EvaluationCounts::bounds(bins, max_rows);
+                bounds.extend(self.state().mitigation.evaluation_layout().bounds(max_rows));
+                let evaluation = self.run_phase(round, Phase::Evaluate, bounds).await;
                 if let Ok((counts, evaluated)) = evaluation
                     && evaluated.len() as u32 >= min
                 {
-                    let counts =
-                        EvaluationCounts::from_slice(&counts, bins).expect("layout length");
+                    let (counts, extras) = counts.split_at(EvaluationCounts::len(bins));
+                    self.state()
+                        .mitigation
+                        .absorb_evaluation(extras)
+                        .expect("layout length");
+                    let counts = EvaluationCounts::from_slice(counts, bins).expect("layout length");
                     record.quality = quality(&counts);
                     last_quality = record.quality.or(last_quality);
                 }
@@ -754,20 +801,28 @@ impl Federation {
             record.bytes_up = self.meter.received() - up;
             record.bytes_down = self.meter.sent() - down;
             record.seconds = started.elapsed().as_secs_f64();
+            let mut state = self.state();
             if let Some(q) = &record.quality {
                 info!(
                     round,
                     accuracy = q.accuracy,
                     log_loss = q.log_loss,
                     auc = q.auc,
+                    mitigated_gap = ?state.mitigation.gap(),
                     "round finished"
                 );
             }
-            let mut state = self.state();
             state.history.push(record);
             write_rounds_csv(&rounds_path, &state.history)?;
         }
 
+        {
+            let mut state = self.state();
+            state.postprocessing = state.mitigation.choose_thresholds();
+            if let Some(post) = &state.postprocessing {
+                info!(thresholds = %post.describe(), "post-processing: per-group thresholds in force");
+            }
+        }
         let model = self.artefact(last_quality);
         let model_path = self.config.out_dir.join("model.json");
         model.write(&model_path)?;
@@ -780,7 +835,9 @@ impl Federation {
                         .map_err(|e| self.fail(format!("fairness: {e}")))?;
                     info!(aggregate = %written.display(), "encrypted fairness aggregate written for the auditor");
                 }
-                Err(reason) => warn!(%reason, "the fairness phase aborted: no aggregate for the auditor"),
+                Err(reason) => {
+                    warn!(%reason, "the fairness phase aborted: no aggregate for the auditor")
+                }
             }
         }
         let rounds = {
@@ -837,6 +894,7 @@ impl Federation {
             training: self.config.training.clone(),
             evaluation: self.config.evaluation.clone(),
             quality,
+            postprocessing: state.postprocessing.clone(),
             content_hash: String::new(),
         }
         .seal()

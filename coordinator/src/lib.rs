@@ -4,7 +4,8 @@
 //! clients whose certificates chain to the consortium CA ([`server`]), runs the rounds
 //! ([`federation`]) and learns only the sums the aggregation scheme releases ([`aggregation`]):
 //! standardization sums, the FedAvg model and evaluation counts ([`metrics`]). It writes the
-//! trained model and a per-round history ([`artefact`]).
+//! trained model and a per-round history ([`artefact`]). A federation may train for fairness and
+//! post-process its decisions per group ([`mitigation`]), from sums as well.
 #![forbid(unsafe_code)]
 
 pub mod aggregation;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod fairness;
 pub mod federation;
 pub mod metrics;
+pub mod mitigation;
 pub mod server;
 pub mod service;
 

@@ -1,8 +1,9 @@
 //! Encrypted statistics through secure aggregation, with real tfhe keys: the coordinator's
 //! homomorphic sum equals the plain sum with the disclosure policy applied; one participant's
 //! ciphertext decrypted alone (with the auditor's key) is noise, not its statistics; malformed,
-//! unproven, misbound or unsigned ciphertexts are refused and the aggregation goes on without
-//! them, or aborts cleanly below the threshold.
+//! unproven, misbound or unsigned ciphertexts are refused (malformed or uncommitted ones when they
+//! arrive, unproven ones when the stage closes) and the aggregation goes on without them, or
+//! aborts cleanly below the threshold.
 
 use accord_crypto::he::inputs::{EncryptedAggregate, MASK_RING, seal};
 use accord_crypto::he::keys::{AuditorKeys, GeneratedKeys};
@@ -21,7 +22,7 @@ use std::sync::{Arc, OnceLock};
 const FIELDS: usize = 8;
 const GROUPS: usize = 3;
 const BITS: u32 = 16;
-const MIN_GROUP_SIZE: u64 = 10;
+const MIN_GROUP_SIZE: u64 = 20;
 
 struct Setup {
     keys: GeneratedKeys,
@@ -65,7 +66,13 @@ fn statistics(i: usize) -> Vec<u64> {
     (0..GROUPS)
         .flat_map(|g| {
             let n = [40 + i as u64, 5, 100 * i as u64][g];
-            (0..FIELDS as u64).map(move |f| if f == 0 { n } else { (n + f * 7 + i as u64) % (n + 1) })
+            (0..FIELDS as u64).map(move |f| {
+                if f == 0 {
+                    n
+                } else {
+                    (n + f * 7 + i as u64) % (n + 1)
+                }
+            })
         })
         .collect()
 }
@@ -76,7 +83,13 @@ type Alter = fn(usize, Vec<u8>) -> Vec<u8>;
 /// Runs the fairness phase among `n` participants; `alter` may rewrite a participant's
 /// encrypted body before it is signed. Returns the aggregate and who contributed, or the
 /// abort, plus the coordinator's refusals.
-fn run(n: usize, alter: Alter) -> (Result<(EncryptedAggregate, BTreeSet<String>), SecAggError>, Vec<SecAggError>) {
+fn run(
+    n: usize,
+    alter: Alter,
+) -> (
+    Result<(EncryptedAggregate, BTreeSet<String>), SecAggError>,
+    Vec<SecAggError>,
+) {
     let s = setup();
     let names: BTreeSet<String> = s.signers[..n].iter().map(|x| x.name().to_owned()).collect();
     let inputs = EncryptedInputs::new(
@@ -90,10 +103,13 @@ fn run(n: usize, alter: Alter) -> (Result<(EncryptedAggregate, BTreeSet<String>)
         },
     )
     .unwrap();
-    let mut coordinator = CoordinatorSession::with_inputs(context(), s.trust.clone(), inputs, names, 0, 0).unwrap();
+    let mut coordinator =
+        CoordinatorSession::with_inputs(context(), s.trust.clone(), inputs, names, 0, 0).unwrap();
     let mut sessions = Vec::new();
     let mut refusals = Vec::new();
-    let deliver = |coordinator: &mut CoordinatorSession<EncryptedInputs>, messages: Vec<SignedStageMessage>, refusals: &mut Vec<SecAggError>| {
+    let deliver = |coordinator: &mut CoordinatorSession<EncryptedInputs>,
+                   messages: Vec<SignedStageMessage>,
+                   refusals: &mut Vec<SecAggError>| {
         for (signer, message) in s.signers.iter().zip(messages) {
             if let Err(e) = coordinator.receive(signer.name(), signer.certificate_der(), message) {
                 refusals.push(e);
@@ -102,7 +118,8 @@ fn run(n: usize, alter: Alter) -> (Result<(EncryptedAggregate, BTreeSet<String>)
     };
     let mut messages = Vec::new();
     for signer in &s.signers[..n] {
-        let (session, message) = ParticipantSession::start(signer.clone(), s.trust.clone(), context(), &mut rand::rng());
+        let (session, message) =
+            ParticipantSession::start(signer.clone(), s.trust.clone(), context(), &mut rand::rng());
         sessions.push(session);
         messages.push(message);
     }
@@ -128,14 +145,25 @@ fn run(n: usize, alter: Alter) -> (Result<(EncryptedAggregate, BTreeSet<String>)
             })
             .collect::<Result<Vec<_>, _>>()?;
         deliver(&mut coordinator, messages, &mut refusals);
-        coordinator.close_stage()?;
-        let survivors: BTreeSet<String> = coordinator.relay_for("org-0").survivors.into_iter().collect();
+        // Proofs are verified when the stage closes: refused lists count as dropped.
+        let closed = coordinator.close_stage();
+        refusals.extend(coordinator.rejected().iter().map(|(_, e)| e.clone()));
+        closed?;
+        let survivors: BTreeSet<String> = coordinator
+            .relay_for("org-0")
+            .survivors
+            .into_iter()
+            .collect();
         let messages: Vec<SignedStageMessage> = sessions
             .iter_mut()
             .filter(|p| survivors.contains(p.name()))
             .map(|p| p.unmask(&coordinator.relay_for(p.name())))
             .collect::<Result<_, _>>()?;
-        let senders: Vec<&Arc<Signer>> = s.signers.iter().filter(|x| survivors.contains(x.name())).collect();
+        let senders: Vec<&Arc<Signer>> = s
+            .signers
+            .iter()
+            .filter(|x| survivors.contains(x.name()))
+            .collect();
         for (signer, message) in senders.into_iter().zip(messages) {
             coordinator.receive(signer.name(), signer.certificate_der(), message)?;
         }
@@ -163,7 +191,10 @@ fn expected(contributors: &[usize]) -> (Vec<u64>, Vec<bool>) {
 }
 
 fn decrypt(aggregate: &EncryptedAggregate) -> (Vec<u64>, Vec<bool>) {
-    setup().keys.keys.decrypt(&aggregate.values, &aggregate.kept)
+    setup()
+        .keys
+        .keys
+        .decrypt(&aggregate.values, &aggregate.kept)
 }
 
 #[test]
@@ -190,12 +221,20 @@ fn one_participants_ciphertext_decrypted_alone_is_not_its_statistics() {
     });
     outcome.unwrap();
     let body = EncryptedStatistics::decode(CAPTURED.get().unwrap().as_slice()).unwrap();
-    let alone = setup().keys.keys.decrypt_submission(&body.ciphertext_list, &setup().keys.server).unwrap();
+    let alone = setup()
+        .keys
+        .keys
+        .decrypt_submission(&body.ciphertext_list, &setup().keys.server)
+        .unwrap();
     let own = statistics(1);
     assert_eq!(alone.len(), own.len());
     let equal = alone.iter().zip(&own).filter(|(a, b)| a == b).count();
     // Masked words are uniform modulo 2^16: a chance match is about 1 in 65,536 per value.
-    assert!(equal <= 1, "{equal} of {} values decrypt to the participant's own counts", own.len());
+    assert!(
+        equal <= 1,
+        "{equal} of {} values decrypt to the participant's own counts",
+        own.len()
+    );
 }
 
 #[test]
@@ -217,11 +256,22 @@ fn malformed_unproven_or_unsigned_ciphertexts_are_refused_and_the_rest_are_summe
     let (outcome, refusals) = run(4, alter);
     let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
     assert_eq!(reasons.len(), 2, "{reasons:?}");
-    assert!(reasons[0].contains("org-1") && reasons[0].contains("encrypted statistics"), "{}", reasons[0]);
+    assert!(
+        reasons[0].contains("org-1") && reasons[0].contains("encrypted statistics"),
+        "{}",
+        reasons[0]
+    );
     assert!(reasons[1].contains("org-2"), "{}", reasons[1]);
     // 2 of 4 arrived: below the threshold (3), the aggregation aborts at the stage it fell short.
     assert!(
-        matches!(outcome, Err(SecAggError::BelowThreshold { stage: "masked input", have: 2, threshold: 3 })),
+        matches!(
+            outcome,
+            Err(SecAggError::BelowThreshold {
+                stage: "masked input",
+                have: 2,
+                threshold: 3
+            })
+        ),
         "{:?}",
         outcome.as_ref().err()
     );
@@ -241,13 +291,22 @@ fn a_ciphertext_other_than_the_committed_one_is_refused() {
         if i != 2 {
             return body;
         }
-        let list = accord_crypto::he::inputs::encrypt(&setup().keys.public, &statistics(2), BITS, &context().proof_metadata("org-2")).unwrap();
+        let list = accord_crypto::he::inputs::encrypt(
+            &setup().keys.public,
+            &statistics(2),
+            BITS,
+            &context().proof_metadata("org-2"),
+        )
+        .unwrap();
         let mut statistics = EncryptedStatistics::decode(body.as_slice()).unwrap();
         statistics.ciphertext_list = list;
         statistics.encode_to_vec()
     });
     let reason = refusals[0].to_string();
-    assert!(reason.contains("org-2") && reason.contains("commitment"), "{reason}");
+    assert!(
+        reason.contains("org-2") && reason.contains("commitment"),
+        "{reason}"
+    );
     assert_eq!(outcome.unwrap().1.len(), 2);
 }
 
@@ -269,14 +328,34 @@ fn a_proof_made_for_another_sender_does_not_verify() {
     .unwrap();
     let signer = &s.signers[1];
     // org-1 replays a list proven for org-0 (as if copied), with a valid commitment of its own.
-    let list = accord_crypto::he::inputs::encrypt(&s.keys.public, &statistics(1), BITS, &context().proof_metadata("org-0")).unwrap();
+    let list = accord_crypto::he::inputs::encrypt(
+        &s.keys.public,
+        &statistics(1),
+        BITS,
+        &context().proof_metadata("org-0"),
+    )
+    .unwrap();
     let digest: [u8; 32] = sha2::Sha256::digest(&list).into();
     let body = EncryptedStatistics {
         commitment_signature: signer.sign_digest(&context().commitment_digest("org-1", &digest)),
         ciphertext_list: list,
     }
     .encode_to_vec();
-    let key = ed25519_dalek::VerifyingKey::from_bytes(&accord_crypto::pki::ed25519_public_key(signer.certificate_der()).unwrap()).unwrap();
-    let error = inputs.add("org-1", &key, signer.certificate_der(), &body).unwrap_err().to_string();
-    assert!(error.contains("proof of well-formed encryption does not verify"), "{error}");
+    let key = ed25519_dalek::VerifyingKey::from_bytes(
+        &accord_crypto::pki::ed25519_public_key(signer.certificate_der()).unwrap(),
+    )
+    .unwrap();
+    // The list is well formed, so it is queued; its proof fails when the stage closes.
+    inputs
+        .add("org-1", &key, signer.certificate_der(), &body)
+        .unwrap();
+    let refused = inputs.settle();
+    assert_eq!(refused.len(), 1);
+    let (sender, error) = &refused[0];
+    let error = error.to_string();
+    assert_eq!(sender, "org-1");
+    assert!(
+        error.contains("proof of well-formed encryption does not verify"),
+        "{error}"
+    );
 }

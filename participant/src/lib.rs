@@ -1,13 +1,14 @@
 //! Accord's participant node.
 //!
 //! A partner organization runs this next to its customer-service records. It maps its CSV onto
-//! the federation's schema ([`data`]), trains the satisfaction model locally ([`model`]) and
+//! the federation's schema ([`data`]), trains the satisfaction model locally ([`model`], fairness-aware with [`mitigation`]) and
 //! follows the coordinator's rounds ([`node`]), sending only sums through the federation's
 //! aggregation scheme: no record, identifier or single value leaves this process.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod data;
+pub mod mitigation;
 pub mod model;
 pub mod node;
 

@@ -48,6 +48,47 @@ pub struct LogisticModel {
     pub intercept: f64,
 }
 
+/// How a predicted probability becomes a decision.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decision<'a> {
+    /// Positive at or above one threshold.
+    Threshold(f64),
+    /// Post-processing: positive when the probability's histogram bin (of `histogram_bins`) is at
+    /// least the record's group's threshold bin.
+    PerGroup {
+        /// Each record's group (category index of the post-processed attribute).
+        groups: &'a [usize],
+        thresholds: &'a [u32],
+        histogram_bins: usize,
+    },
+}
+
+impl Decision<'_> {
+    pub fn positive(&self, row: usize, probability: f64) -> bool {
+        match self {
+            Decision::Threshold(t) => probability >= *t,
+            Decision::PerGroup {
+                groups,
+                thresholds,
+                histogram_bins,
+            } => {
+                EvaluationCounts::bin(probability, *histogram_bins) as u32
+                    >= thresholds[groups[row]]
+            }
+        }
+    }
+}
+
+/// Per-record terms of a fairness-aware local objective; absent terms leave training plain.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LocalObjective {
+    /// Each record's weight in the log loss (reweighing).
+    pub weights: Option<Array1<f64>>,
+    /// Each record's penalty coefficient c: the penalty adds c·p(1 − p) to the gradient with
+    /// respect to the record's logit (the fairness regularizer).
+    pub penalty: Option<Array1<f64>>,
+}
+
 /// Local training parameters, as the federation defines them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TrainingParams {
@@ -90,6 +131,20 @@ impl LogisticModel {
         params: &TrainingParams,
         seed: u64,
     ) -> Self {
+        self.train_with(x, y, params, seed, &LocalObjective::default())
+    }
+
+    /// [`LogisticModel::train`] with a fairness-aware objective: each record's log loss weighted
+    /// and a penalty added to its logit's gradient. With weights of 1 and penalties of 0 the
+    /// arithmetic is exactly the plain one.
+    pub fn train_with(
+        &self,
+        x: ArrayView2<f64>,
+        y: ArrayView1<f64>,
+        params: &TrainingParams,
+        seed: u64,
+        objective: &LocalObjective,
+    ) -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let mut model = self.clone();
         let mut order: Vec<usize> = (0..x.nrows()).collect();
@@ -99,7 +154,15 @@ impl LogisticModel {
             for chunk in order.chunks(batch) {
                 let xb = x.select(Axis(0), chunk);
                 let yb = y.select(Axis(0), chunk);
-                let residual = model.predict(xb.view()) - &yb;
+                let p = model.predict(xb.view());
+                let mut residual = &p - &yb;
+                if let Some(weights) = &objective.weights {
+                    residual *= &weights.select(Axis(0), chunk);
+                }
+                if let Some(penalty) = &objective.penalty {
+                    let slope = p.mapv(|p| p * (1.0 - p));
+                    residual += &(&penalty.select(Axis(0), chunk) * &slope);
+                }
                 let m = chunk.len() as f64;
                 let mut grad = xb.t().dot(&residual) / m;
                 grad.scaled_add(params.l2, &model.weights);
@@ -144,10 +207,21 @@ impl LogisticModel {
         bins: usize,
         threshold: f64,
     ) -> EvaluationCounts {
+        self.evaluate_with(x, y, bins, &Decision::Threshold(threshold))
+    }
+
+    /// Evaluation counts with the decisions of `decision`.
+    pub fn evaluate_with(
+        &self,
+        x: ArrayView2<f64>,
+        y: ArrayView1<f64>,
+        bins: usize,
+        decision: &Decision,
+    ) -> EvaluationCounts {
         let mut counts = EvaluationCounts::zeros(bins);
-        for (p, &label) in self.predict(x).iter().zip(y.iter()) {
+        for (row, (p, &label)) in self.predict(x).iter().zip(y.iter()).enumerate() {
             let positive = label > 0.5;
-            let predicted = *p >= threshold;
+            let predicted = decision.positive(row, *p);
             counts.n += 1.0;
             match (positive, predicted) {
                 (true, true) => counts.tp += 1.0,
@@ -181,7 +255,7 @@ impl LogisticModel {
         x: ArrayView2<f64>,
         y: ArrayView1<f64>,
         groups: &[&[usize]],
-        threshold: f64,
+        decision: &Decision,
         mut counts: GroupCounts,
     ) -> GroupCounts {
         let mut categories = vec![0; groups.len()];
@@ -189,7 +263,7 @@ impl LogisticModel {
             for (slot, attribute) in categories.iter_mut().zip(groups) {
                 *slot = attribute[row];
             }
-            counts.add(&categories, label > 0.5, *p >= threshold);
+            counts.add(&categories, label > 0.5, decision.positive(row, *p));
         }
         counts
     }

@@ -6,23 +6,28 @@
 
 use crate::config::{Fault, FaultAction, FaultPhase, FaultStage, ParticipantConfig};
 use crate::data::{DataError, LoadReport, LocalDataset, load_csv};
-use crate::model::{LogisticModel, Standardizer, TrainingParams, standardization_sums};
-use accord_crypto::secagg::identity::{Signer, Trust};
-use accord_crypto::secagg::participant::ParticipantSession;
+use crate::mitigation::{self, FairFedWeight};
+use crate::model::{Decision, LogisticModel, Standardizer, TrainingParams, standardization_sums};
 use accord_crypto::he::inputs::{MASK_RING, seal};
 use accord_crypto::he::keys::parse_verifying_key;
 use accord_crypto::he::{PublicMaterial, check_value_bits};
+use accord_crypto::secagg::identity::{Signer, Trust};
+use accord_crypto::secagg::participant::ParticipantSession;
 use accord_crypto::secagg::{self, Context, SecAggError};
-use accord_proto::fairness::FairnessLayout;
 use accord_proto::MAX_MESSAGE_BYTES;
+use accord_proto::fairness::FairnessLayout;
 use accord_proto::layout::encoded_columns;
 use accord_proto::layout::{Bound, EvaluationCounts, StandardizationSums, WeightedModel};
+use accord_proto::mitigation::{
+    EvaluationStatistics, FairFedUpdate, active_mitigation, label_counts,
+};
 use accord_proto::transport::{WireMeter, channel};
 use accord_proto::v1::federation_client::FederationClient;
 use accord_proto::v1::{
-    AwaitRoundRequest, EvaluationUpload, FederationDefinition, GlobalModel, Header, ModelRequest,
-    Phase, PlainVector, ProtectedVector, RegisterRequest, SecAggAwaitRequest, SecAggParams,
-    SecAggRelay, SecAggStage, SignedStageMessage, UpdateUpload, protected_vector,
+    AwaitRoundRequest, EvaluationUpload, FederationDefinition, GlobalModel, GroupThreshold, Header,
+    MitigationFeedback, MitigationKind, ModelRequest, Phase, PlainVector, ProtectedVector,
+    RegisterRequest, SecAggAwaitRequest, SecAggParams, SecAggRelay, SecAggStage,
+    SignedStageMessage, UpdateUpload, protected_vector,
 };
 use ndarray::{Array1, Array2};
 use std::sync::Arc;
@@ -90,6 +95,8 @@ pub struct Outcome {
     pub rounds_completed: u32,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// The per-group decision thresholds in force for the final model (post-processing).
+    pub thresholds: Vec<GroupThreshold>,
 }
 
 /// Runs this participant until the federation finishes.
@@ -115,6 +122,7 @@ pub async fn run(
         rounds_completed,
         bytes_sent: meter.sent(),
         bytes_received: meter.received(),
+        thresholds: node.feedback.thresholds,
     })
 }
 
@@ -145,6 +153,11 @@ struct Node {
     data: LocalDataset,
     load: LoadReport,
     standardized: Option<(Standardizer, Array2<f64>)>,
+    /// What the coordinator fed back with the last global model (mitigation sums, thresholds).
+    feedback: MitigationFeedback,
+    /// The consortium's record count, from the standardization.
+    records: f64,
+    fairfed: Option<FairFedWeight>,
 }
 
 fn refused(rpc: &'static str) -> impl FnOnce(Status) -> ParticipantError {
@@ -245,6 +258,9 @@ impl Node {
                 warn!(column = %column, rows = count, "skipped rows with a missing or invalid value");
             }
         }
+        let fairfed = active_mitigation(federation.mitigation.as_ref())
+            .filter(|m| m.kind() == MitigationKind::Fairfed)
+            .map(|_| FairFedWeight::new(data.len()));
         Ok(Self {
             client,
             secagg,
@@ -253,9 +269,12 @@ impl Node {
             name: response.participant_name,
             federation,
             seed: config.seed,
+            fairfed,
             data,
             load,
             standardized: None,
+            feedback: MitigationFeedback::default(),
+            records: 0.0,
         })
     }
 
@@ -285,6 +304,11 @@ impl Node {
             let phase = announcement.phase();
             let next_round = announcement.header.as_ref().map_or(0, |h| h.round);
             if phase == Phase::Finished {
+                if self.federation.postprocessing.is_some() {
+                    // The final model's thresholds, which this participant applies from now on.
+                    self.download(next_round).await?;
+                    info!(thresholds = ?self.feedback.thresholds, "per-group decision thresholds in force");
+                }
                 info!(rounds = rounds_completed, "federation finished");
                 return Ok(rounds_completed);
             }
@@ -354,6 +378,17 @@ impl Node {
                 "a standard deviation is not positive".into(),
             ));
         }
+        self.records = standardization.count as f64;
+        self.feedback = model.feedback.unwrap_or_default();
+        if let (Some(fairfed), Some(m)) =
+            (self.fairfed.as_mut(), self.federation.mitigation.as_ref())
+        {
+            let max_rows = self
+                .federation
+                .secure_aggregation
+                .map_or(u64::MAX, |p| p.max_rows_per_participant);
+            fairfed.settle(&self.feedback, m.strength, self.records, max_rows);
+        }
         let stale = self
             .standardized
             .as_ref()
@@ -378,8 +413,14 @@ impl Node {
 
     /// This participant's vector for a phase: sums over its records, never a record.
     async fn values(&mut self, round: u32, phase: Phase) -> Result<Vec<f64>, ParticipantError> {
+        let schema = self.federation.schema.clone().unwrap_or_default();
+        let mitigation = self.federation.mitigation.clone();
         if phase == Phase::Standardize {
-            return Ok(standardization_sums(&self.data.features).to_vec());
+            let mut values = standardization_sums(&self.data.features).to_vec();
+            if let Some(zeros) = label_counts(&schema, mitigation.as_ref()) {
+                values.extend(mitigation::label_counts(&self.data, zeros).values);
+            }
+            return Ok(values);
         }
         let (global, x) = self.download(round).await?;
         if phase == Phase::Fit {
@@ -392,7 +433,10 @@ impl Node {
                 proximal_mu: t.fedprox_mu,
             };
             let seed = self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(round);
-            let mut local = global.train(x.view(), self.data.labels.view(), &params, seed);
+            let objective =
+                mitigation::objective(mitigation.as_ref(), &schema, &self.data, &self.feedback);
+            let mut local =
+                global.train_with(x.view(), self.data.labels.view(), &params, seed, &objective);
             if let Some(s) = &self.secagg {
                 // Clipping bounds what one participant can add to the sum.
                 local
@@ -400,16 +444,46 @@ impl Node {
                     .mapv_inplace(|w| w.clamp(-s.params.clip, s.params.clip));
                 local.intercept = local.intercept.clamp(-s.params.clip, s.params.clip);
             }
+            if let (Some(fairfed), Some(m)) = (self.fairfed.as_mut(), mitigation.as_ref()) {
+                let threshold = self
+                    .federation
+                    .evaluation
+                    .unwrap_or_default()
+                    .decision_threshold;
+                let gaps = (
+                    mitigation::local_gap(m, &schema, &global, x.view(), &self.data, threshold),
+                    mitigation::global_gap(m, &schema, &self.feedback),
+                );
+                return Ok(fairfed
+                    .upload(round, &local, gaps, m.strength, self.records)
+                    .to_vec());
+            }
             return Ok(local.weighted(self.data.len()).to_vec());
         }
         let e = self.federation.evaluation.unwrap_or_default();
+        let bins = e.histogram_bins as usize;
         let counts = global.evaluate(
             x.view(),
             self.data.labels.view(),
-            e.histogram_bins as usize,
+            bins,
             e.decision_threshold,
         );
-        Ok(counts.to_vec())
+        let zeros = EvaluationStatistics::zeros(
+            &schema,
+            mitigation.as_ref(),
+            self.federation.postprocessing.as_ref(),
+            bins,
+        );
+        let statistics = mitigation::evaluation_statistics(
+            &global,
+            x.view(),
+            &self.data,
+            zeros,
+            e.decision_threshold,
+        );
+        let mut values = counts.to_vec();
+        values.extend(statistics.to_vec());
+        Ok(values)
     }
 
     /// This participant's fairness statistics of the final model: counts per group.
@@ -427,6 +501,20 @@ impl Node {
             .iter()
             .map(|a| &self.data.groups[&a.name])
             .collect();
+        // The decisions in force: the per-group thresholds of post-processing, if any.
+        let in_force: Vec<u32> = self.feedback.thresholds.iter().map(|t| t.bin).collect();
+        let decision = match &self.federation.postprocessing {
+            Some(post) if !in_force.is_empty() => Decision::PerGroup {
+                groups: &self.data.groups[&post.attribute],
+                thresholds: &in_force,
+                histogram_bins: self
+                    .federation
+                    .evaluation
+                    .unwrap_or_default()
+                    .histogram_bins as usize,
+            },
+            _ => Decision::Threshold(threshold),
+        };
         let mut values = vec![0u64; audit.layout.len()];
         let mut categories = vec![0; columns.len()];
         for (row, (p, &label)) in global
@@ -438,9 +526,13 @@ impl Node {
             for (slot, column) in categories.iter_mut().zip(&columns) {
                 *slot = column[row];
             }
-            audit
-                .layout
-                .add(&mut values, &categories, label > 0.5, *p >= threshold, *p);
+            audit.layout.add(
+                &mut values,
+                &categories,
+                label > 0.5,
+                decision.positive(row, *p),
+                *p,
+            );
         }
         Ok(values)
     }
@@ -491,17 +583,39 @@ impl Node {
         let schema = self.federation.schema.clone().unwrap_or_default();
         let columns = self.data.features.ncols();
         let rows = params.max_rows_per_participant;
+        let mitigation = self.federation.mitigation.as_ref();
         Ok(match phase {
-            Phase::Standardize => StandardizationSums::bounds(&schema, rows)
-                .map_err(|e| ParticipantError::InvalidDefinition(e.to_string()))?,
-            Phase::Fit => WeightedModel::bounds(columns, params.clip, rows),
+            Phase::Standardize => {
+                let mut bounds = StandardizationSums::bounds(&schema, rows)
+                    .map_err(|e| ParticipantError::InvalidDefinition(e.to_string()))?;
+                if let Some(counts) = label_counts(&schema, mitigation) {
+                    bounds.extend(counts.bounds(rows));
+                }
+                bounds
+            }
+            Phase::Fit => match (active_mitigation(mitigation), &self.fairfed) {
+                (Some(m), Some(_)) => {
+                    FairFedUpdate::bounds(columns, params.clip, rows, m.strength, self.records)
+                }
+                _ => WeightedModel::bounds(columns, params.clip, rows),
+            },
             _ => {
                 let bins = self
                     .federation
                     .evaluation
                     .unwrap_or_default()
-                    .histogram_bins;
-                EvaluationCounts::bounds(bins as usize, rows)
+                    .histogram_bins as usize;
+                let mut bounds = EvaluationCounts::bounds(bins, rows);
+                bounds.extend(
+                    EvaluationStatistics::zeros(
+                        &schema,
+                        mitigation,
+                        self.federation.postprocessing.as_ref(),
+                        bins,
+                    )
+                    .bounds(rows),
+                );
+                bounds
             }
         })
     }
@@ -530,7 +644,10 @@ impl Node {
         let input = if phase == Phase::Fairness {
             Input::Counts(self.fairness_statistics(round).await?)
         } else {
-            Input::Values(self.values(round, phase).await?, self.bounds(phase, &params)?)
+            Input::Values(
+                self.values(round, phase).await?,
+                self.bounds(phase, &params)?,
+            )
         };
         let mut selected = 0;
         loop {
@@ -587,7 +704,10 @@ impl Node {
                         .await
                         .map_err(|e| ParticipantError::Fairness(e.to_string()))?;
                         session = returned;
-                        info!(round, "fairness statistics encrypted under the auditor's key");
+                        info!(
+                            round,
+                            "fairness statistics encrypted under the auditor's key"
+                        );
                         message.map_err(failed)?
                     }
                 },
@@ -713,18 +833,22 @@ fn audit(
         return Ok(None);
     };
     let Some(local) = &config.fairness else {
-        warn!("the federation audits fairness under an auditor's key, but this participant has no [fairness] section: it will sit the audit out");
+        warn!(
+            "the federation audits fairness under an auditor's key, but this participant has no [fairness] section: it will sit the audit out"
+        );
         return Ok(None);
     };
     let fail = |e: String| ParticipantError::Fairness(e);
-    let pinned = parse_verifying_key(&local.auditor_verifying_key).map_err(|e| fail(e.to_string()))?;
+    let pinned =
+        parse_verifying_key(&local.auditor_verifying_key).map_err(|e| fail(e.to_string()))?;
     if hex::encode(pinned.to_bytes()) != params.auditor_verifying_key.trim() {
         return Err(fail(format!(
             "the federation names auditor key {}, this participant trusts {}",
             params.auditor_verifying_key, local.auditor_verifying_key
         )));
     }
-    let material = PublicMaterial::load(&local.auditor_bundle, &pinned).map_err(|e| fail(e.to_string()))?;
+    let material =
+        PublicMaterial::load(&local.auditor_bundle, &pinned).map_err(|e| fail(e.to_string()))?;
     if material.bundle_sha256 != params.auditor_bundle_sha256 {
         return Err(fail(format!(
             "{} (SHA-256 {}) is not the bundle the federation names ({})",
@@ -733,7 +857,8 @@ fn audit(
             params.auditor_bundle_sha256
         )));
     }
-    let layout = FairnessLayout::new(schema, params.histogram_bins as usize).map_err(|e| fail(e.to_string()))?;
+    let layout = FairnessLayout::new(schema, params.histogram_bins as usize)
+        .map_err(|e| fail(e.to_string()))?;
     Ok(Some(FairnessAudit {
         material: Arc::new(material),
         layout,

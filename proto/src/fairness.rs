@@ -120,7 +120,9 @@ impl FairnessLayout {
                 let index = attributes
                     .iter()
                     .position(|(a, _)| a == name)
-                    .ok_or_else(|| FairnessLayoutError::UnknownAttribute(names.clone(), name.clone()))?;
+                    .ok_or_else(|| {
+                        FairnessLayoutError::UnknownAttribute(names.clone(), name.clone())
+                    })?;
                 if !crossed.contains(&index) {
                     crossed.push(index);
                 }
@@ -213,7 +215,14 @@ impl FairnessLayout {
 
     /// Adds one record: its category index per protected attribute (schema order), its label,
     /// the model's decision and predicted probability.
-    pub fn add(&self, values: &mut [u64], categories: &[usize], positive: bool, predicted: bool, score: f64) {
+    pub fn add(
+        &self,
+        values: &mut [u64],
+        categories: &[usize],
+        positive: bool,
+        predicted: bool,
+        score: f64,
+    ) {
         let fields = self.fields();
         let bin = ((score.clamp(0.0, 1.0) * self.bins as f64) as usize).min(self.bins - 1);
         let mut start = 0;
@@ -307,8 +316,14 @@ mod tests {
         assert_eq!(unknown.true_negatives(), 0);
         assert_eq!(unknown.bin_counts[5], 1);
         assert_eq!(by_label("age_band=18-34").n, 1);
-        assert_eq!(values.iter().sum::<u64>(), 3 * (1 + 1 + 1 + 1 + 1 + 1) + 3 * (1 + 1 + 1));
-        assert_eq!(GroupStatistics::from_values(&male_old.to_values(), 10), male_old);
+        assert_eq!(
+            values.iter().sum::<u64>(),
+            3 * (1 + 1 + 1 + 1 + 1 + 1) + 3 * (1 + 1 + 1)
+        );
+        assert_eq!(
+            GroupStatistics::from_values(&male_old.to_values(), 10),
+            male_old
+        );
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub struct Bound {
 }
 
 impl Bound {
-    fn new(name: &str, len: usize, bound: f64, integer: bool) -> Self {
+    pub fn new(name: &str, len: usize, bound: f64, integer: bool) -> Self {
         Self {
             name: name.to_owned(),
             len,
@@ -120,7 +120,12 @@ impl fmt::Display for LengthMismatch {
 
 impl std::error::Error for LengthMismatch {}
 
-fn check_len(what: &'static str, values: &[f64], expected: usize) -> Result<(), LengthMismatch> {
+/// Refuses `values` unless it has `expected` entries.
+pub fn check_len(
+    what: &'static str,
+    values: &[f64],
+    expected: usize,
+) -> Result<(), LengthMismatch> {
     if values.len() == expected {
         Ok(())
     } else {

@@ -13,6 +13,7 @@ pub mod v1 {
 
 pub mod fairness;
 pub mod layout;
+pub mod mitigation;
 pub mod schema;
 pub mod transport;
 

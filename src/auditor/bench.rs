@@ -109,7 +109,11 @@ fn layout(groups: usize) -> anyhow::Result<FairnessLayout> {
 fn statistics(layout: &FairnessLayout, rng: &mut impl Rng) -> Vec<u64> {
     (0..layout.groups())
         .flat_map(|g| {
-            let n: u64 = if g + 1 == layout.groups() { 1 } else { rng.random_range(200..2000) };
+            let n: u64 = if g + 1 == layout.groups() {
+                1
+            } else {
+                rng.random_range(200..2000)
+            };
             let mut bins = vec![0u64; BINS];
             let mut positives = vec![0u64; BINS];
             for _ in 0..n {
@@ -180,19 +184,29 @@ pub fn run(spec: &FairnessBench, progress: impl Fn(&str)) -> anyhow::Result<Fair
             min_group_size,
         },
     )?;
-    let mut coordinator = CoordinatorSession::with_inputs(context.clone(), trust.clone(), inputs_sum, names, 0, 0)
-        .map_err(protocol)?;
+    let mut coordinator =
+        CoordinatorSession::with_inputs(context.clone(), trust.clone(), inputs_sum, names, 0, 0)
+            .map_err(protocol)?;
     let mut sessions = Vec::new();
     let mut messages: Vec<SignedStageMessage> = Vec::new();
     for signer in &signers {
-        let (session, message) = ParticipantSession::start(signer.clone(), trust.clone(), context.clone(), &mut rand::rng());
+        let (session, message) = ParticipantSession::start(
+            signer.clone(),
+            trust.clone(),
+            context.clone(),
+            &mut rand::rng(),
+        );
         sessions.push(session);
         messages.push(message);
     }
-    let deliver = |coordinator: &mut CoordinatorSession<EncryptedInputs>, messages: Vec<SignedStageMessage>| -> anyhow::Result<f64> {
+    let deliver = |coordinator: &mut CoordinatorSession<EncryptedInputs>,
+                   messages: Vec<SignedStageMessage>|
+     -> anyhow::Result<f64> {
         let t = Instant::now();
         for (signer, message) in signers.iter().zip(messages) {
-            coordinator.receive(signer.name(), signer.certificate_der(), message).map_err(protocol)?;
+            coordinator
+                .receive(signer.name(), signer.certificate_der(), message)
+                .map_err(protocol)?;
         }
         Ok(t.elapsed().as_secs_f64())
     };
@@ -211,7 +225,10 @@ pub fn run(spec: &FairnessBench, progress: impl Fn(&str)) -> anyhow::Result<Fair
     expect_next(coordinator.close_stage().map_err(protocol)?)?;
 
     progress("participants mask, encrypt and prove their statistics");
-    let relays: Vec<_> = sessions.iter().map(|s| coordinator.relay_for(s.name())).collect();
+    let relays: Vec<_> = sessions
+        .iter()
+        .map(|s| coordinator.relay_for(s.name()))
+        .collect();
     let bits = spec.value_bits;
     let sealed: Vec<(SignedStageMessage, f64, usize)> = sessions
         .par_iter_mut()
@@ -221,11 +238,12 @@ pub fn run(spec: &FairnessBench, progress: impl Fn(&str)) -> anyhow::Result<Fair
             let t = Instant::now();
             let context = session.context().clone();
             let mut bytes = 0;
-            let message = session.masked_input_with(relay, input.clone(), MASK_RING, |masked, signer| {
-                let body = seal(&public, &context, signer, masked, bits)?;
-                bytes = body.len();
-                Ok(body)
-            })?;
+            let message =
+                session.masked_input_with(relay, input.clone(), MASK_RING, |masked, signer| {
+                    let body = seal(&public, &context, signer, masked, bits)?;
+                    bytes = body.len();
+                    Ok(body)
+                })?;
             Ok((message, t.elapsed().as_secs_f64(), bytes))
         })
         .collect::<Result<_, SecAggError>>()
@@ -248,7 +266,8 @@ pub fn run(spec: &FairnessBench, progress: impl Fn(&str)) -> anyhow::Result<Fair
     };
     coordinator_secs += t.elapsed().as_secs_f64();
     let bytes = sum.to_bytes(&context.federation, context.round)?;
-    let aggregate = accord_crypto::he::inputs::OpenedAggregate::from_bytes(&bytes).context("the aggregate file")?;
+    let aggregate = accord_crypto::he::inputs::OpenedAggregate::from_bytes(&bytes)
+        .context("the aggregate file")?;
 
     progress("the auditor decrypts and computes the metrics");
     let t = Instant::now();
@@ -272,7 +291,9 @@ pub fn run(spec: &FairnessBench, progress: impl Fn(&str)) -> anyhow::Result<Fair
     let total_secs = started.elapsed().as_secs_f64();
 
     // The plain sum with the policy applied.
-    let plain: Vec<u64> = (0..layout.len()).map(|i| inputs.iter().map(|v| v[i]).sum()).collect();
+    let plain: Vec<u64> = (0..layout.len())
+        .map(|i| inputs.iter().map(|v| v[i]).sum())
+        .collect();
     let expected: Vec<Option<GroupStatistics>> = layout
         .read(&plain)
         .into_iter()

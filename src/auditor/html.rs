@@ -96,9 +96,18 @@ fn breakdown_section(b: &BreakdownMetrics) -> String {
         if g.four_fifths_flag {
             flags.push("below four-fifths");
         }
-        let class = if g.four_fifths_flag { " class=flagged" } else { "" };
+        let class = if g.four_fifths_flag {
+            " class=flagged"
+        } else {
+            ""
+        };
         if g.suppressed {
-            let _ = write!(html, "<tr{class}><td>{}</td><td colspan=9>counts suppressed before decryption</td><td>{}</td></tr>", escape(&g.group), flags.join(", "));
+            let _ = write!(
+                html,
+                "<tr{class}><td>{}</td><td colspan=9>counts suppressed before decryption</td><td>{}</td></tr>",
+                escape(&g.group),
+                flags.join(", ")
+            );
             continue;
         }
         let _ = write!(
@@ -118,11 +127,19 @@ fn breakdown_section(b: &BreakdownMetrics) -> String {
         );
     }
     html.push_str("</table>");
-    let compared: Vec<&GroupMetrics> = b.groups.iter().filter(|g| b.compared.contains(&g.group)).collect();
+    let compared: Vec<&GroupMetrics> = b
+        .groups
+        .iter()
+        .filter(|g| b.compared.contains(&g.group))
+        .collect();
     if !compared.is_empty() {
         html.push_str("<div class=charts>");
         html.push_str(&bars("Selection rate (95% Wilson interval); red: below four-fifths of the most favoured group", &compared, |g| &g.selection_rate));
-        html.push_str(&bars("True positive rate (95% Wilson interval)", &compared, |g| &g.true_positive_rate));
+        html.push_str(&bars(
+            "True positive rate (95% Wilson interval)",
+            &compared,
+            |g| &g.true_positive_rate,
+        ));
         html.push_str("</div>");
     }
     html.push_str("</section>");
@@ -153,13 +170,26 @@ dl{display:grid;grid-template-columns:max-content auto;gap:4px 16px}dt{font-weig
     let t = &report.thresholds;
     let _ = write!(
         html,
-        "<dl><dt>Model</dt><dd><code>{}</code></dd><dt>Participants</dt><dd>{}</dd><dt>Dropped</dt><dd>{}</dd>\
+        "<dl><dt>Model</dt><dd><code>{}</code></dd><dt>Mitigation</dt><dd>{}</dd><dt>Thresholds in force</dt><dd>{}</dd><dt>Participants</dt><dd>{}</dd><dt>Dropped</dt><dd>{}</dd>\
 <dt>Disclosure policy</dt><dd>groups under {} records suppressed on ciphertexts; under {} flagged small</dd>\
 <dt>Decision threshold</dt><dd>{}</dd><dt>Four-fifths threshold</dt><dd>{}</dd><dt>Intervals</dt><dd>{:.0}% Wilson score</dd>\
 <dt>Encryption</dt><dd>{}</dd><dt>Secure aggregation</dt><dd>{}</dd><dt>Transcript head</dt><dd><code>{}</code></dd></dl>",
         escape(&report.model.content_hash),
-        escape(&report.participants.iter().map(|p| p.participant.as_str()).collect::<Vec<_>>().join(", ")),
-        if report.dropped.is_empty() { "none".into() } else { escape(&report.dropped.join(", ")) },
+        escape(&report.model.mitigation),
+        escape(&report.model.thresholds_in_force),
+        escape(
+            &report
+                .participants
+                .iter()
+                .map(|p| p.participant.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        if report.dropped.is_empty() {
+            "none".into()
+        } else {
+            escape(&report.dropped.join(", "))
+        },
         t.min_group_size,
         t.small_group_size,
         t.decision_threshold,
@@ -174,7 +204,12 @@ dl{display:grid;grid-template-columns:max-content auto;gap:4px 16px}dt{font-weig
     }
     html.push_str("<section><h2>Definitions</h2><dl>");
     for (name, definition) in &report.definitions {
-        let _ = write!(html, "<dt>{}</dt><dd>{}</dd>", escape(name), escape(definition));
+        let _ = write!(
+            html,
+            "<dt>{}</dt><dd>{}</dd>",
+            escape(name),
+            escape(definition)
+        );
     }
     html.push_str("</dl></section></body></html>\n");
     html

@@ -115,11 +115,26 @@ pub const DEFINITIONS: [(&str, &str); 11] = [
     ("false_negative_rate", "FN / actual positives"),
     ("positive_predictive_value", "TP / predicted positives"),
     ("accuracy", "(TP + TN) / n"),
-    ("calibration_error", "sum over score bins of (bin n / n) * |bin positives / bin n - bin midpoint|"),
-    ("demographic_parity_difference", "Fairlearn: max - min selection rate over compared groups; ratio: min / max"),
-    ("equal_opportunity_difference", "max - min true positive rate over compared groups"),
-    ("equalized_odds_difference", "Fairlearn: max(TPR difference, FPR difference)"),
-    ("impact_ratio", "selection rate / the most favoured group's selection rate; flagged below four_fifths"),
+    (
+        "calibration_error",
+        "sum over score bins of (bin n / n) * |bin positives / bin n - bin midpoint|",
+    ),
+    (
+        "demographic_parity_difference",
+        "Fairlearn: max - min selection rate over compared groups; ratio: min / max",
+    ),
+    (
+        "equal_opportunity_difference",
+        "max - min true positive rate over compared groups",
+    ),
+    (
+        "equalized_odds_difference",
+        "Fairlearn: max(TPR difference, FPR difference)",
+    ),
+    (
+        "impact_ratio",
+        "selection rate / the most favoured group's selection rate; flagged below four_fifths",
+    ),
 ];
 
 fn calibration_error(g: &GroupStatistics) -> Option<f64> {
@@ -184,7 +199,10 @@ pub fn compute(
                         true_positive_rate: Rate::new(g.true_positives, g.positives),
                         false_positive_rate: Rate::new(g.false_positives(), negatives),
                         false_negative_rate: Rate::new(g.false_negatives(), g.positives),
-                        positive_predictive_value: Rate::new(g.true_positives, g.predicted_positives),
+                        positive_predictive_value: Rate::new(
+                            g.true_positives,
+                            g.predicted_positives,
+                        ),
                         accuracy: Rate::new(g.true_positives + g.true_negatives(), g.n),
                         calibration_error: calibration_error(&g),
                         impact_ratio: None,
@@ -207,9 +225,16 @@ pub fn compute(
                 .copied()
                 .filter(|&i| groups[i].selection_rate.value.is_some())
                 .max_by(|&a, &b| {
-                    groups[a].selection_rate.value.partial_cmp(&groups[b].selection_rate.value).expect("finite rates")
+                    groups[a]
+                        .selection_rate
+                        .value
+                        .partial_cmp(&groups[b].selection_rate.value)
+                        .expect("finite rates")
                 });
-            if let Some(best) = favoured.and_then(|i| groups[i].selection_rate.value).filter(|&v| v > 0.0) {
+            if let Some(best) = favoured
+                .and_then(|i| groups[i].selection_rate.value)
+                .filter(|&v| v > 0.0)
+            {
                 for &i in &compared {
                     let ratio = groups[i].selection_rate.value.map(|v| v / best);
                     groups[i].impact_ratio = ratio;
@@ -296,7 +321,9 @@ mod tests {
         assert!((m.equal_opportunity_difference.unwrap() - 0.3).abs() < 1e-12);
         // FPR: a 20/50, b 5/50 → 0.3; equalized odds = max(0.3, 0.3).
         assert!((m.equalized_odds_difference.unwrap() - 0.3).abs() < 1e-12);
-        assert!((m.predictive_parity_difference.unwrap() - (25.0 / 30.0 - 40.0 / 60.0)).abs() < 1e-12);
+        assert!(
+            (m.predictive_parity_difference.unwrap() - (25.0 / 30.0 - 40.0 / 60.0)).abs() < 1e-12
+        );
         assert!(m.groups[1].four_fifths_flag && !m.groups[0].four_fifths_flag);
         assert!(m.groups[2].small && m.groups[2].unknown && m.groups[2].impact_ratio.is_none());
     }

@@ -54,8 +54,8 @@ pub fn write_report(
     )
     .with_context(|| format!("{}: not a fairness transcript", transcript_path.display()))?;
     let aggregate_path = from.join(AGGREGATE_FILE);
-    let aggregate = std::fs::read(&aggregate_path)
-        .with_context(|| format!("{}", aggregate_path.display()))?;
+    let aggregate =
+        std::fs::read(&aggregate_path).with_context(|| format!("{}", aggregate_path.display()))?;
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .expect("a UTC time formats");

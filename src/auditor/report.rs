@@ -7,9 +7,9 @@
 //! signature fail.
 
 use super::metrics::{self, BreakdownMetrics, DEFINITIONS, Thresholds};
+use accord_crypto::he::inputs::OpenedAggregate;
 use accord_crypto::he::keys::AuditorKeys;
 use accord_crypto::he::transcript::{self, CommitmentRecord, Entry, GroupsRecord, RoundTranscript};
-use accord_crypto::he::inputs::OpenedAggregate;
 use accord_crypto::secagg::Context;
 use accord_proto::fairness::{FairnessLayout, GroupStatistics};
 use accord_proto::v1::{Intersection, Phase, ProtectedAttribute, Schema};
@@ -53,6 +53,11 @@ pub struct FairnessReport {
 pub struct ModelSection {
     /// model.json's content hash.
     pub content_hash: String,
+    /// The fairness-aware training the model was trained with ("none" if plain FedAvg).
+    pub mitigation: String,
+    /// The per-group decision thresholds in force when the statistics were counted ("none":
+    /// `thresholds.decision_threshold` for every group).
+    pub thresholds_in_force: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,14 +122,18 @@ pub fn sections(report: &Value) -> Vec<Section> {
             continue;
         }
         match value {
-            Value::Object(inner) if !inner.is_empty() => out.extend(inner.iter().map(|(k, v)| Section {
-                path: format!("{key}.{k}"),
-                sha256: digest(v),
-            })),
-            Value::Array(items) if !items.is_empty() => out.extend(items.iter().enumerate().map(|(i, v)| Section {
-                path: format!("{key}[{i}]"),
-                sha256: digest(v),
-            })),
+            Value::Object(inner) if !inner.is_empty() => {
+                out.extend(inner.iter().map(|(k, v)| Section {
+                    path: format!("{key}.{k}"),
+                    sha256: digest(v),
+                }))
+            }
+            Value::Array(items) if !items.is_empty() => {
+                out.extend(items.iter().enumerate().map(|(i, v)| Section {
+                    path: format!("{key}[{i}]"),
+                    sha256: digest(v),
+                }))
+            }
             other => out.push(Section {
                 path: key.clone(),
                 sha256: digest(other),
@@ -157,11 +166,16 @@ pub fn layout_of(groups: &GroupsRecord) -> anyhow::Result<FairnessLayout> {
         intersections: groups
             .intersections
             .iter()
-            .map(|a| Intersection { attributes: a.clone() })
+            .map(|a| Intersection {
+                attributes: a.clone(),
+            })
             .collect(),
         ..Default::default()
     };
-    Ok(FairnessLayout::new(&schema, groups.histogram_bins as usize)?)
+    Ok(FairnessLayout::new(
+        &schema,
+        groups.histogram_bins as usize,
+    )?)
 }
 
 /// The context a fairness round's commitments were signed in.
@@ -202,7 +216,11 @@ pub fn build(
     generated_at: String,
 ) -> anyhow::Result<FairnessReport> {
     if transcript.format != transcript::TRANSCRIPT_FORMAT {
-        bail!("transcript format '{}', expected '{}'", transcript.format, transcript::TRANSCRIPT_FORMAT);
+        bail!(
+            "transcript format '{}', expected '{}'",
+            transcript.format,
+            transcript::TRANSCRIPT_FORMAT
+        );
     }
     if transcript::head(&transcript.entries) != transcript.head {
         bail!("the transcript's hash chain does not lead to its stated head");
@@ -217,21 +235,30 @@ pub fn build(
         commitment_verifies(&context, record)
             .with_context(|| format!("commitment of '{}'", record.participant))?;
         if !transcript.entries.contains(&record.entry()) {
-            bail!("the commitment of '{}' is not in the transcript", record.participant);
+            bail!(
+                "the commitment of '{}' is not in the transcript",
+                record.participant
+            );
         }
     }
     let opened = OpenedAggregate::from_bytes(aggregate_bytes)?;
     if opened.federation_id != transcript.federation_id || opened.round != transcript.round {
         bail!(
             "the aggregate is for federation '{}' round {}, the transcript for '{}' round {}",
-            opened.federation_id, opened.round, transcript.federation_id, transcript.round
+            opened.federation_id,
+            opened.round,
+            transcript.federation_id,
+            transcript.round
         );
     }
     let layout = layout_of(&transcript.groups)?;
     if opened.values.len() != layout.len() || opened.kept.len() != layout.groups() {
         bail!(
             "the aggregate holds {} values and {} flags; the groups need {} and {}",
-            opened.values.len(), opened.kept.len(), layout.len(), layout.groups()
+            opened.values.len(),
+            opened.kept.len(),
+            layout.len(),
+            layout.groups()
         );
     }
     let (values, kept) = keys.decrypt(&opened.values, &opened.kept);
@@ -265,6 +292,8 @@ pub fn build(
         generated_at,
         model: ModelSection {
             content_hash: transcript.model_content_hash.clone(),
+            mitigation: transcript.mitigation.clone(),
+            thresholds_in_force: transcript.thresholds_in_force.clone(),
         },
         parameters: ParametersSection {
             tfhe: accord_crypto::he::describe_parameters(),

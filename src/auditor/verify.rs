@@ -8,8 +8,8 @@
 
 use super::metrics;
 use super::report::{
-    FairnessReport, REPORT_FORMAT, commitment_verifies, fairness_context,
-    layout_of, sections, sections_digest,
+    FairnessReport, REPORT_FORMAT, commitment_verifies, fairness_context, layout_of, sections,
+    sections_digest,
 };
 use accord_coordinator::artefact::ModelArtefact;
 use accord_crypto::he::keys::{parse_verifying_key, verify_auditor_signature};
@@ -75,11 +75,17 @@ fn first_difference(path: &str, stated: &Value, recomputed: &Value) -> Option<St
                     None => return Some(inner),
                 }
             }
-            a.keys().find(|k| !b.contains_key(*k)).map(|k| format!("{path}.{k}"))
+            a.keys()
+                .find(|k| !b.contains_key(*k))
+                .map(|k| format!("{path}.{k}"))
         }
         (Value::Array(a), Value::Array(b)) => {
             if a.len() != b.len() {
-                return Some(format!("{path} (length {} instead of {})", a.len(), b.len()));
+                return Some(format!(
+                    "{path} (length {} instead of {})",
+                    a.len(),
+                    b.len()
+                ));
             }
             a.iter()
                 .zip(b)
@@ -118,7 +124,11 @@ pub fn verify(path: &Path, against: &Against<'_>) -> Vec<Check> {
     let actual = sections(&value);
     let mut altered: Vec<String> = actual
         .iter()
-        .filter(|s| !stated.iter().any(|t| t.path == s.path && t.sha256 == s.sha256))
+        .filter(|s| {
+            !stated
+                .iter()
+                .any(|t| t.path == s.path && t.sha256 == s.sha256)
+        })
         .map(|s| s.path.clone())
         .collect();
     altered.extend(
@@ -130,7 +140,10 @@ pub fn verify(path: &Path, against: &Against<'_>) -> Vec<Check> {
     checks.record(
         "signed sections",
         if altered.is_empty() && !stated.is_empty() {
-            Ok(format!("all {} sections match what the auditor signed", actual.len()))
+            Ok(format!(
+                "all {} sections match what the auditor signed",
+                actual.len()
+            ))
         } else if stated.is_empty() {
             Err("signed_sections: missing".into())
         } else {
@@ -150,7 +163,10 @@ pub fn verify(path: &Path, against: &Against<'_>) -> Vec<Check> {
         if report.format == REPORT_FORMAT {
             Ok(REPORT_FORMAT.into())
         } else {
-            Err(format!("format: '{}', expected '{REPORT_FORMAT}'", report.format))
+            Err(format!(
+                "format: '{}', expected '{REPORT_FORMAT}'",
+                report.format
+            ))
         },
     );
 
@@ -176,16 +192,28 @@ pub fn verify(path: &Path, against: &Against<'_>) -> Vec<Check> {
     checks.record(
         "transcript hash chain",
         if head == report.transcript.head {
-            Ok(format!("{} entries lead to head {head}", report.transcript.entries.len()))
+            Ok(format!(
+                "{} entries lead to head {head}",
+                report.transcript.entries.len()
+            ))
         } else {
-            Err(format!("transcript: the entries lead to {head}, the report states {}", report.transcript.head))
+            Err(format!(
+                "transcript: the entries lead to {head}, the report states {}",
+                report.transcript.head
+            ))
         },
     );
     checks.record(
         "aggregate in transcript",
         match report.transcript.entries.last() {
-            Some(e) if e.label == transcript::AGGREGATE_LABEL && e.sha256 == report.aggregate.ciphertext_sha256 => {
-                Ok(format!("the decrypted aggregate {} is the transcript's last entry", report.aggregate.ciphertext_sha256))
+            Some(e)
+                if e.label == transcript::AGGREGATE_LABEL
+                    && e.sha256 == report.aggregate.ciphertext_sha256 =>
+            {
+                Ok(format!(
+                    "the decrypted aggregate {} is the transcript's last entry",
+                    report.aggregate.ciphertext_sha256
+                ))
             }
             _ => Err("aggregate.ciphertext_sha256: not the transcript's last entry".into()),
         },
@@ -202,9 +230,15 @@ pub fn verify(path: &Path, against: &Against<'_>) -> Vec<Check> {
             .map_err(|e| format!("participants[{i}] ('{}'): {e:#}", record.participant))
             .and_then(|()| {
                 if report.transcript.entries.contains(&record.entry()) {
-                    Ok(format!("'{}' committed to ciphertext {}", record.participant, record.ciphertext_sha256))
+                    Ok(format!(
+                        "'{}' committed to ciphertext {}",
+                        record.participant, record.ciphertext_sha256
+                    ))
                 } else {
-                    Err(format!("participants[{i}] ('{}'): the commitment is not in the transcript", record.participant))
+                    Err(format!(
+                        "participants[{i}] ('{}'): the commitment is not in the transcript",
+                        record.participant
+                    ))
                 }
             });
         if let (Ok(detail), Some(ca)) = (&result, &ca) {
@@ -212,7 +246,9 @@ pub fn verify(path: &Path, against: &Against<'_>) -> Vec<Check> {
                 Err(e) => Err(e.clone()),
                 Ok(ca) => hex::decode(&record.certificate_der)
                     .map_err(|e| e.to_string())
-                    .and_then(|der| accord_crypto::pki::verify_issued(ca, &der).map_err(|e| e.to_string()))
+                    .and_then(|der| {
+                        accord_crypto::pki::verify_issued(ca, &der).map_err(|e| e.to_string())
+                    })
                     .and_then(|id| {
                         if id.name == record.participant {
                             Ok(format!("{detail}; certificate issued by the consortium CA"))
@@ -231,9 +267,11 @@ pub fn verify(path: &Path, against: &Against<'_>) -> Vec<Check> {
             "model",
             match ModelArtefact::load(model) {
                 Err(e) => Err(format!("model.content_hash: {e}")),
-                Ok(m) if m.content_hash == report.model.content_hash => {
-                    Ok(format!("{} has content hash {}", model.display(), m.content_hash))
-                }
+                Ok(m) if m.content_hash == report.model.content_hash => Ok(format!(
+                    "{} has content hash {}",
+                    model.display(),
+                    m.content_hash
+                )),
                 Ok(m) => Err(format!(
                     "model.content_hash: the report is about {}, {} hashes to {}",
                     report.model.content_hash,
@@ -253,11 +291,17 @@ fn recompute(report: &FairnessReport) -> Result<String, String> {
     let layout = layout_of(&report.groups).map_err(|e| format!("groups: {e}"))?;
     let groups = &report.aggregate.groups;
     if groups.len() != layout.groups() {
-        return Err(format!("aggregate.groups: {} groups, the layout has {}", groups.len(), layout.groups()));
+        return Err(format!(
+            "aggregate.groups: {} groups, the layout has {}",
+            groups.len(),
+            layout.groups()
+        ));
     }
     for (i, ((_, b, g), group)) in layout.offsets().zip(groups).enumerate() {
         if group.group != layout.group_label(b, g) || group.suppressed != group.counts.is_none() {
-            return Err(format!("aggregate.groups[{i}]: does not match the layout or its suppression mark"));
+            return Err(format!(
+                "aggregate.groups[{i}]: does not match the layout or its suppression mark"
+            ));
         }
     }
     let counts: Vec<Option<GroupStatistics>> = groups.iter().map(|g| g.counts.clone()).collect();

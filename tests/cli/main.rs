@@ -81,7 +81,11 @@ fn demo_trains_writes_the_artefacts_and_prints_the_drivers() {
         serde_json::from_slice(&std::fs::read(out.join("fairness-report.json")).unwrap()).unwrap();
     assert_eq!(report["format"], "accord.fairness-report.v1");
     assert_eq!(report["model"]["content_hash"], model["content_hash"]);
-    assert!(std::fs::read_to_string(out.join("fairness-report.html")).unwrap().contains("<svg"));
+    assert!(
+        std::fs::read_to_string(out.join("fairness-report.html"))
+            .unwrap()
+            .contains("<svg")
+    );
     assert!(stdout.contains("PASS  metrics"), "{stdout}");
     assert!(stdout.contains("report verified"), "{stdout}");
     // Every process the demo started has ended.

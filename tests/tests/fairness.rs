@@ -40,14 +40,24 @@ async fn audited_federation() -> (TestFederation, PathBuf, PathBuf) {
     let key = generated.keys.verifying_key_hex();
     let toml_path = |name: &str| toml::Value::String(auditor.join(name).display().to_string());
     federation.coordinator_edits.extend([
-        ("fairness.auditor_server_bundle", toml_path(keys::SERVER_BUNDLE_FILE)),
+        (
+            "fairness.auditor_server_bundle",
+            toml_path(keys::SERVER_BUNDLE_FILE),
+        ),
         ("fairness.auditor_verifying_key", key.clone().into()),
         ("fairness.min_group_size", 15.into()),
         ("fairness.value_bits", 16.into()),
+        // Two score bins and no intersection keep the encrypted work small (intersections are
+        // covered in crypto/tests/he.rs and the layout's tests); counts and rates are checked.
+        ("fairness.histogram_bins", 2.into()),
+        ("schema.intersections", toml::Value::Array(vec![])),
         ("secure_aggregation.max_rows_per_participant", 5000.into()),
     ]);
     federation.participant_edits.extend([
-        ("fairness.auditor_bundle", toml_path(keys::PUBLIC_BUNDLE_FILE)),
+        (
+            "fairness.auditor_bundle",
+            toml_path(keys::PUBLIC_BUNDLE_FILE),
+        ),
         ("fairness.auditor_verifying_key", key.into()),
     ]);
     let (address, coordinator) = federation.start_coordinator(ROUNDS, 120).await;
@@ -62,12 +72,17 @@ async fn audited_federation() -> (TestFederation, PathBuf, PathBuf) {
     }
     coordinator.await.unwrap().expect("coordinator finishes");
     let out = federation.dir().to_owned();
-    let (json, _html) = write_report(&auditor, &out, &out, 100).expect("the auditor writes the report");
+    let (json, _html) =
+        write_report(&auditor, &out, &out, 100).expect("the auditor writes the report");
     (federation, auditor, json)
 }
 
 /// The per-group counts of the final model on the pooled data, computed in the clear.
-fn pooled_counts(federation: &TestFederation, model: &ModelArtefact, report: &FairnessReport) -> Vec<GroupStatistics> {
+fn pooled_counts(
+    federation: &TestFederation,
+    model: &ModelArtefact,
+    report: &FairnessReport,
+) -> Vec<GroupStatistics> {
     let config = CoordinatorConfig::load(&federation.dir().join("coordinator.toml")).unwrap();
     let schema = config.schema().unwrap();
     let layout = layout_of(&report.groups).unwrap();
@@ -81,7 +96,13 @@ fn pooled_counts(federation: &TestFederation, model: &ModelArtefact, report: &Fa
     };
     let mut values = vec![0u64; layout.len()];
     for name in &federation.layout.names {
-        let (data, _) = load_csv(&federation.layout.data_file(name), &schema, &HashMap::new(), InvalidRowPolicy::Reject).unwrap();
+        let (data, _) = load_csv(
+            &federation.layout.data_file(name),
+            &schema,
+            &HashMap::new(),
+            InvalidRowPolicy::Reject,
+        )
+        .unwrap();
         let scores = global.predict(standardizer.apply(&data.features).view());
         for (row, (&p, &label)) in scores.iter().zip(data.labels.iter()).enumerate() {
             let categories: Vec<usize> = schema
@@ -89,7 +110,13 @@ fn pooled_counts(federation: &TestFederation, model: &ModelArtefact, report: &Fa
                 .iter()
                 .map(|a| data.groups[&a.name][row])
                 .collect();
-            layout.add(&mut values, &categories, label > 0.5, p >= report.thresholds.decision_threshold, p);
+            layout.add(
+                &mut values,
+                &categories,
+                label > 0.5,
+                p >= report.thresholds.decision_threshold,
+                p,
+            );
         }
     }
     layout.read(&values)
@@ -106,7 +133,8 @@ fn failures(report: &Path, against: &Against<'_>) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_matches_the_pooled_data_finds_the_planted_disparity_and_resists_tampering() {
     let (federation, auditor, report_path) = audited_federation().await;
-    let report: FairnessReport = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    let report: FairnessReport =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
     let model_path = federation.dir().join("model.json");
     let model = ModelArtefact::load(&model_path).unwrap();
     assert_eq!(report.model.content_hash, model.content_hash);
@@ -118,14 +146,22 @@ async fn the_audit_matches_the_pooled_data_finds_the_planted_disparity_and_resis
     let mut compared = 0;
     for (group, clear) in report.aggregate.groups.iter().zip(&pooled) {
         if clear.n < report.thresholds.min_group_size {
-            assert!(group.suppressed && group.counts.is_none(), "{} has {} records: suppressed", group.group, clear.n);
+            assert!(
+                group.suppressed && group.counts.is_none(),
+                "{} has {} records: suppressed",
+                group.group,
+                clear.n
+            );
         } else {
             assert_eq!(group.counts.as_ref(), Some(clear), "{}", group.group);
             compared += 1;
         }
     }
-    assert!(compared >= 20, "{compared} groups compared");
-    assert!(report.aggregate.groups.iter().any(|g| g.suppressed), "some intersection is under the minimum");
+    assert!(compared >= 8, "{compared} groups compared");
+    assert!(
+        report.aggregate.groups.iter().any(|g| g.suppressed),
+        "some group is under the minimum"
+    );
 
     // Metrics: a plain recomputation from the pooled counts.
     let layout = layout_of(&report.groups).unwrap();
@@ -134,15 +170,40 @@ async fn the_audit_matches_the_pooled_data_finds_the_planted_disparity_and_resis
         .map(|g| (g.n >= report.thresholds.min_group_size).then(|| g.clone()))
         .collect();
     let thresholds: Thresholds = report.thresholds.clone();
-    assert_eq!(metrics::compute(&layout, &clear, &thresholds), report.metrics);
+    assert_eq!(
+        metrics::compute(&layout, &clear, &thresholds),
+        report.metrics
+    );
 
     // The planted disparity: 60+ is the least selected age band, flagged under four-fifths.
-    let age = report.metrics.iter().find(|b| b.breakdown == "age_band").unwrap();
-    let old = age.groups.iter().find(|g| g.group == "age_band=60+").unwrap();
-    assert!(old.four_fifths_flag, "60+ impact ratio {:?}", old.impact_ratio);
-    assert!(age.demographic_parity_difference.unwrap() > 0.1, "{:?}", age.demographic_parity_difference);
-    let gender = report.metrics.iter().find(|b| b.breakdown == "gender").unwrap();
-    assert!(gender.demographic_parity_difference.unwrap() < age.demographic_parity_difference.unwrap());
+    let age = report
+        .metrics
+        .iter()
+        .find(|b| b.breakdown == "age_band")
+        .unwrap();
+    let old = age
+        .groups
+        .iter()
+        .find(|g| g.group == "age_band=60+")
+        .unwrap();
+    assert!(
+        old.four_fifths_flag,
+        "60+ impact ratio {:?}",
+        old.impact_ratio
+    );
+    assert!(
+        age.demographic_parity_difference.unwrap() > 0.1,
+        "{:?}",
+        age.demographic_parity_difference
+    );
+    let gender = report
+        .metrics
+        .iter()
+        .find(|b| b.breakdown == "gender")
+        .unwrap();
+    assert!(
+        gender.demographic_parity_difference.unwrap() < age.demographic_parity_difference.unwrap()
+    );
 
     // An untampered report verifies against the model, the pinned key and the CA.
     let key = std::fs::read_to_string(auditor.join(keys::VERIFYING_KEY_FILE)).unwrap();
@@ -155,28 +216,45 @@ async fn the_audit_matches_the_pooled_data_finds_the_planted_disparity_and_resis
     assert_eq!(failures(&report_path, &against), Vec::<String>::new());
 
     // Tampering with any field is caught and the field named.
-    let original: Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    let original: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
     let tampered_path = federation.dir().join("tampered.json");
     type Edit = fn(&mut Value);
     let edits: [(&str, Edit); 10] = [
-        ("generated_at", |r| r["generated_at"] = "2020-01-01T00:00:00Z".into()),
+        ("generated_at", |r| {
+            r["generated_at"] = "2020-01-01T00:00:00Z".into()
+        }),
         ("federation_id", |r| r["federation_id"] = "another".into()),
         ("round", |r| r["round"] = 99.into()),
-        ("model.content_hash", |r| r["model"]["content_hash"] = "sha256:00".into()),
-        ("thresholds.min_group_size", |r| r["thresholds"]["min_group_size"] = 1.into()),
-        ("participants[0]", |r| r["participants"][0]["ciphertext_sha256"] = "00".repeat(32).into()),
-        ("transcript.entries", |r| r["transcript"]["entries"][2]["sha256"] = "11".repeat(32).into()),
+        ("model.content_hash", |r| {
+            r["model"]["content_hash"] = "sha256:00".into()
+        }),
+        ("thresholds.min_group_size", |r| {
+            r["thresholds"]["min_group_size"] = 1.into()
+        }),
+        ("participants[0]", |r| {
+            r["participants"][0]["ciphertext_sha256"] = "00".repeat(32).into()
+        }),
+        ("transcript.entries", |r| {
+            r["transcript"]["entries"][2]["sha256"] = "11".repeat(32).into()
+        }),
         ("aggregate.groups", |r| {
             let n = r["aggregate"]["groups"][0]["counts"]["n"].as_u64().unwrap();
             r["aggregate"]["groups"][0]["counts"]["n"] = (n + 1).into();
         }),
-        ("metrics[0]", |r| r["metrics"][0]["demographic_parity_difference"] = 0.0.into()),
+        ("metrics[0]", |r| {
+            r["metrics"][0]["demographic_parity_difference"] = 0.0.into()
+        }),
         ("dropped", |r| r["dropped"] = serde_json::json!(["org-9"])),
     ];
     for (field, edit) in edits {
         let mut value = original.clone();
         edit(&mut value);
-        std::fs::write(&tampered_path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
+        std::fs::write(
+            &tampered_path,
+            serde_json::to_string_pretty(&value).unwrap(),
+        )
+        .unwrap();
         let failed = failures(&tampered_path, &against);
         assert!(
             failed.iter().any(|f| f.contains(field)),
@@ -187,19 +265,47 @@ async fn the_audit_matches_the_pooled_data_finds_the_planted_disparity_and_resis
     let mut value = original.clone();
     value["generated_at"] = "2020-01-01T00:00:00Z".into();
     let stated: FairnessReport = serde_json::from_value(value.clone()).unwrap();
-    value["signed_sections"] = serde_json::to_value(accord::auditor::report::sections(&serde_json::to_value(&stated).unwrap())).unwrap();
-    std::fs::write(&tampered_path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
+    value["signed_sections"] = serde_json::to_value(accord::auditor::report::sections(
+        &serde_json::to_value(&stated).unwrap(),
+    ))
+    .unwrap();
+    std::fs::write(
+        &tampered_path,
+        serde_json::to_string_pretty(&value).unwrap(),
+    )
+    .unwrap();
     let failed = failures(&tampered_path, &against);
-    assert!(failed.iter().any(|f| f.starts_with("auditor signature: signature")), "{failed:?}");
+    assert!(
+        failed
+            .iter()
+            .any(|f| f.starts_with("auditor signature: signature")),
+        "{failed:?}"
+    );
     // A forged signature, and a report re-signed by another key.
     let mut value = original.clone();
     value["signature"] = "00".repeat(64).into();
-    std::fs::write(&tampered_path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
-    assert!(failures(&tampered_path, &against).iter().any(|f| f.contains("signature")));
+    std::fs::write(
+        &tampered_path,
+        serde_json::to_string_pretty(&value).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        failures(&tampered_path, &against)
+            .iter()
+            .any(|f| f.contains("signature"))
+    );
     let mut value = original.clone();
     value["auditor"]["verifying_key"] = "ab".repeat(32).into();
-    std::fs::write(&tampered_path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
-    assert!(failures(&tampered_path, &against).iter().any(|f| f.contains("auditor.verifying_key")));
+    std::fs::write(
+        &tampered_path,
+        serde_json::to_string_pretty(&value).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        failures(&tampered_path, &against)
+            .iter()
+            .any(|f| f.contains("auditor.verifying_key"))
+    );
 
     // The model file: another model (its hash no longer matches the report).
     let mut other = model.clone();
@@ -207,12 +313,34 @@ async fn the_audit_matches_the_pooled_data_finds_the_planted_disparity_and_resis
     let other = other.seal();
     let other_path = federation.dir().join("other-model.json");
     other.write(&other_path).unwrap();
-    let failed = failures(&report_path, &Against { model: Some(&other_path), ..against });
-    assert!(failed.iter().any(|f| f.contains("model.content_hash")), "{failed:?}");
+    let failed = failures(
+        &report_path,
+        &Against {
+            model: Some(&other_path),
+            ..against
+        },
+    );
+    assert!(
+        failed.iter().any(|f| f.contains("model.content_hash")),
+        "{failed:?}"
+    );
     // ... or the same file edited by hand (its own content hash fails).
-    let text = std::fs::read_to_string(&model_path).unwrap().replacen("\"intercept\": ", "\"intercept\": 1", 1);
+    let text = std::fs::read_to_string(&model_path).unwrap().replacen(
+        "\"intercept\": ",
+        "\"intercept\": 1",
+        1,
+    );
     std::fs::write(&other_path, text).unwrap();
-    let failed = failures(&report_path, &Against { model: Some(&other_path), ..against });
-    assert!(failed.iter().any(|f| f.contains("model.content_hash")), "{failed:?}");
+    let failed = failures(
+        &report_path,
+        &Against {
+            model: Some(&other_path),
+            ..against
+        },
+    );
+    assert!(
+        failed.iter().any(|f| f.contains("model.content_hash")),
+        "{failed:?}"
+    );
     assert_eq!(report_path.file_name().unwrap(), REPORT_JSON);
 }

@@ -15,8 +15,12 @@ use std::collections::HashMap;
 
 const ROUNDS: u32 = 10;
 
-/// Runs every participant of `federation` to the end; returns org-1's meter.
-async fn run_federation(federation: &TestFederation, org1_meter: WireMeter) -> ModelArtefact {
+/// Runs every participant of `federation` to the end (org-1 with `org1_meter`); returns the
+/// model and what each participant ended with.
+async fn run_federation(
+    federation: &TestFederation,
+    org1_meter: WireMeter,
+) -> (ModelArtefact, Vec<accord_participant::Outcome>) {
     let (address, coordinator) = federation.start_coordinator(ROUNDS, 60).await;
     let participants: Vec<_> = federation
         .layout
@@ -31,9 +35,11 @@ async fn run_federation(federation: &TestFederation, org1_meter: WireMeter) -> M
             federation.spawn_participant(name, &address, meter)
         })
         .collect();
+    let mut outcomes = Vec::new();
     for participant in participants {
         let outcome = participant.await.unwrap().expect("participant finishes");
         assert_eq!(outcome.rounds_completed, ROUNDS);
+        outcomes.push(outcome);
     }
     let outcome = coordinator.await.unwrap().expect("coordinator finishes");
     assert_eq!(outcome.rounds.len(), ROUNDS as usize);
@@ -43,13 +49,15 @@ async fn run_federation(federation: &TestFederation, org1_meter: WireMeter) -> M
             .iter()
             .all(|r| !r.aborted && r.participants == 3)
     );
-    ModelArtefact::load(&outcome.model_path).expect("model.json loads with a valid content hash")
+    let model = ModelArtefact::load(&outcome.model_path)
+        .expect("model.json loads with a valid content hash");
+    (model, outcomes)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_participants_reach_the_accuracy_of_pooled_training() {
     let federation = TestFederation::new(3, 1500, 7);
-    let model = run_federation(&federation, WireMeter::new()).await;
+    let (model, _) = run_federation(&federation, WireMeter::new()).await;
 
     // The same model trained on the pooled data, inside the test.
     let config = CoordinatorConfig::load(&federation.dir().join("coordinator.toml")).unwrap();
@@ -130,7 +138,72 @@ async fn three_participants_reach_the_accuracy_of_pooled_training() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_record_value_appears_in_any_byte_a_participant_sends() {
-    let federation = TestFederation::new(3, 400, 11);
+    assert_no_record_value_leaves(TestFederation::new(3, 400, 11)).await;
+}
+
+/// FairFed and per-group thresholds add group statistics to what participants send: still only
+/// securely aggregated sums.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_record_value_leaves_a_participant_of_a_mitigated_federation() {
+    assert_no_record_value_leaves(mitigated(TestFederation::new(3, 400, 11))).await;
+}
+
+/// The federation with FairFed for equal opportunity by age band and per-group thresholds that
+/// equalize true-positive rates.
+fn mitigated(mut federation: TestFederation) -> TestFederation {
+    federation.coordinator_edits.extend([
+        ("training.mitigation.kind", "fairfed".into()),
+        ("training.mitigation.strength", 0.5.into()),
+        ("training.mitigation.metric", "equal_opportunity".into()),
+        ("training.mitigation.attribute", "age_band".into()),
+        ("postprocessing.thresholds", "equal_opportunity".into()),
+        ("postprocessing.attribute", "age_band".into()),
+    ]);
+    federation
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mitigated_federation_records_its_thresholds_and_every_participant_applies_them() {
+    let federation = mitigated(TestFederation::new(3, 1500, 7));
+    let (model, outcomes) = run_federation(&federation, WireMeter::new()).await;
+    assert_eq!(model.training.mitigation.kind, "fairfed");
+    assert_eq!(model.training.mitigation.strength, 0.5);
+    let post = model
+        .postprocessing
+        .as_ref()
+        .expect("thresholds in model.json");
+    assert_eq!(post.thresholds, "equal_opportunity");
+    assert_eq!(
+        post.groups
+            .iter()
+            .map(|g| g.group.as_str())
+            .collect::<Vec<_>>(),
+        ["18-29", "30-44", "45-59", "60+", "unknown"]
+    );
+    eprintln!("{}", post.describe());
+    if let (Some(before), Some(after)) = (post.gap_before, post.gap_after) {
+        assert!(after <= before, "gap {before} -> {after}");
+    }
+    for outcome in &outcomes {
+        let bins: Vec<(String, u32)> = outcome
+            .thresholds
+            .iter()
+            .map(|t| (t.group.clone(), t.bin))
+            .collect();
+        let recorded: Vec<(String, u32)> = post
+            .groups
+            .iter()
+            .map(|g| (g.group.clone(), g.bin))
+            .collect();
+        assert_eq!(
+            bins, recorded,
+            "{} applies the recorded thresholds",
+            outcome.name
+        );
+    }
+}
+
+async fn assert_no_record_value_leaves(federation: TestFederation) {
     // Plant unique markers in org-1's first record: both id columns and a numeric column.
     let (id_marker, customer_marker, wait_marker) =
         ("CANARY-ID-7f3a9c", "CANARY-CUST-51d2e8", 86123.4567f64);

@@ -17,11 +17,12 @@ use prost::Message;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use tfhe::conformance::ParameterSetConformant;
 use tfhe::integer::ciphertext::{
-    CompactCiphertextList, IntegerProvenCompactCiphertextListConformanceParams, ProvenCompactCiphertextList,
+    CompactCiphertextList, IntegerProvenCompactCiphertextListConformanceParams,
+    ProvenCompactCiphertextList,
 };
 use tfhe::integer::prelude::ServerKeyDefaultCMux;
-use tfhe::conformance::ParameterSetConformant;
 use tfhe::integer::{BooleanBlock, IntegerCiphertext, RadixCiphertext};
 use tfhe::zk::ZkComputeLoad;
 
@@ -58,17 +59,29 @@ pub fn seal(
         what: "encrypted statistics",
         reason: e.to_string(),
     };
-    let list = encrypt(material, words, bits, &context.proof_metadata(signer.name())).map_err(failed)?;
+    let list = encrypt(
+        material,
+        words,
+        bits,
+        &context.proof_metadata(signer.name()),
+    )
+    .map_err(failed)?;
     let digest: [u8; 32] = Sha256::digest(&list).into();
     Ok(EncryptedStatistics {
-        commitment_signature: signer.sign_digest(&context.commitment_digest(signer.name(), &digest)),
+        commitment_signature: signer
+            .sign_digest(&context.commitment_digest(signer.name(), &digest)),
         ciphertext_list: list,
     }
     .encode_to_vec())
 }
 
 /// Encrypts words modulo 2^`bits` as one proven compact list; `metadata` binds the proofs.
-pub fn encrypt(material: &PublicMaterial, words: &[u64], bits: u32, metadata: &[u8]) -> Result<Vec<u8>, HeError> {
+pub fn encrypt(
+    material: &PublicMaterial,
+    words: &[u64],
+    bits: u32,
+    metadata: &[u8],
+) -> Result<Vec<u8>, HeError> {
     let bits = check_value_bits(bits)?;
     let blocks = (bits / BLOCK_BITS) as usize;
     let ring = (1u64 << bits) - 1;
@@ -98,6 +111,8 @@ pub struct EncryptedInputs {
     values: usize,
     bits: u32,
     policy: FairnessPolicy,
+    /// Lists received and checked for form, waiting for their proofs to be verified.
+    queued: Vec<(Commitment, ProvenCompactCiphertextList)>,
     sum: Option<Vec<RadixCiphertext>>,
     commitments: Vec<Commitment>,
 }
@@ -133,25 +148,41 @@ impl EncryptedInputs {
             values,
             bits,
             policy,
+            queued: Vec::new(),
             sum: None,
             commitments: Vec::new(),
         })
     }
 
-    /// Verifies and expands one participant's list into radix ciphertexts.
-    fn open(&self, sender: &str, list: &[u8]) -> Result<Vec<RadixCiphertext>, String> {
-        let public = &self.material.public;
+    /// Reads one participant's list and checks its form (cheap: no proof yet).
+    fn read(&self, list: &[u8]) -> Result<ProvenCompactCiphertextList, String> {
         let conformance =
-            IntegerProvenCompactCiphertextListConformanceParams::from_crs_and_parameters(super::PKE_PARAMETERS, &public.crs);
-        let list: ProvenCompactCiphertextList =
-            decode("encrypted statistics", list).map_err(|e| format!("not a proven ciphertext list: {e}"))?;
+            IntegerProvenCompactCiphertextListConformanceParams::from_crs_and_parameters(
+                super::PKE_PARAMETERS,
+                &self.material.public.crs,
+            );
+        let list: ProvenCompactCiphertextList = decode("encrypted statistics", list)
+            .map_err(|e| format!("not a proven ciphertext list: {e}"))?;
         if !list.is_conformant(&conformance) {
-            return Err("the list does not conform to the auditor's parameters and proof capacity".into());
+            return Err(
+                "the list does not conform to the auditor's parameters and proof capacity".into(),
+            );
         }
-        let blocks = (self.bits / BLOCK_BITS) as usize;
         if list.len() != self.values {
             return Err(format!("{} values, expected {}", list.len(), self.values));
         }
+        Ok(list)
+    }
+
+    /// Verifies one list's proofs (bound to `sender`) and expands it into radix ciphertexts
+    /// under the computation key.
+    fn open(
+        &self,
+        sender: &str,
+        list: &ProvenCompactCiphertextList,
+    ) -> Result<Vec<RadixCiphertext>, String> {
+        let public = &self.material.public;
+        let blocks = (self.bits / BLOCK_BITS) as usize;
         let expanded = list
             .verify_and_expand(
                 &public.crs,
@@ -190,7 +221,13 @@ impl MaskedInputs for EncryptedInputs {
         MASK_RING
     }
 
-    fn add(&mut self, sender: &str, key: &VerifyingKey, certificate_der: &[u8], body: &[u8]) -> Result<(), SecAggError> {
+    fn add(
+        &mut self,
+        sender: &str,
+        key: &VerifyingKey,
+        certificate_der: &[u8],
+        body: &[u8],
+    ) -> Result<(), SecAggError> {
         let malformed = |reason: String| SecAggError::Malformed {
             from: sender.to_owned(),
             what: "encrypted statistics",
@@ -204,50 +241,95 @@ impl MaskedInputs for EncryptedInputs {
             signature: input.commitment_signature,
         };
         if !verify_commitment(&self.context, &commitment, key) {
-            return Err(malformed("the commitment to the ciphertext is not signed by the sender".into()));
+            return Err(malformed(
+                "the commitment to the ciphertext is not signed by the sender".into(),
+            ));
         }
-        let values = self.open(sender, &input.ciphertext_list).map_err(malformed)?;
-        let server = &self.material.server_key;
-        match &mut self.sum {
-            None => self.sum = Some(values),
-            Some(sum) => sum.par_iter_mut().zip(values.par_iter()).for_each(|(total, value)| {
-                if server.is_add_possible(&*total, value).is_err() {
-                    server.full_propagate_parallelized(total);
-                }
-                server.unchecked_add_assign(total, value);
-            }),
-        }
-        self.commitments.push(commitment);
+        let list = self.read(&input.ciphertext_list).map_err(malformed)?;
+        self.queued.push((commitment, list));
         Ok(())
     }
 
-    fn finish(&mut self, correction: Vec<u64>, _summands: usize) -> Result<EncryptedAggregate, SecAggError> {
+    fn settle(&mut self) -> Vec<(String, SecAggError)> {
+        // One list at a time (each is verified and expanded in parallel inside tfhe), so only
+        // one participant's expanded ciphertexts are in memory besides the running sum.
+        let queued = std::mem::take(&mut self.queued);
+        let mut refused = Vec::new();
+        for (commitment, list) in queued {
+            let server = &self.material.server_key;
+            let values = match self.open(&commitment.participant, &list) {
+                Ok(values) => values,
+                Err(reason) => {
+                    refused.push((
+                        commitment.participant.clone(),
+                        SecAggError::Malformed {
+                            from: commitment.participant,
+                            what: "encrypted statistics",
+                            reason,
+                        },
+                    ));
+                    continue;
+                }
+            };
+            match &mut self.sum {
+                None => self.sum = Some(values),
+                Some(sum) => {
+                    sum.par_iter_mut()
+                        .zip(values.par_iter())
+                        .for_each(|(total, value)| {
+                            if server.is_add_possible(&*total, value).is_err() {
+                                server.full_propagate_parallelized(total);
+                            }
+                            server.unchecked_add_assign(total, value);
+                        })
+                }
+            }
+            self.commitments.push(commitment);
+        }
+        refused
+    }
+
+    fn finish(
+        &mut self,
+        correction: Vec<u64>,
+        _summands: usize,
+    ) -> Result<EncryptedAggregate, SecAggError> {
         let server = &self.material.server_key;
         let blocks = (self.bits / BLOCK_BITS) as usize;
         let ring = (1u64 << self.bits) - 1;
         let mut values = self.sum.take().unwrap_or_else(|| {
-            (0..self.values).map(|_| server.create_trivial_zero_radix(blocks)).collect()
+            (0..self.values)
+                .map(|_| server.create_trivial_zero_radix(blocks))
+                .collect()
         });
-        values.par_iter_mut().zip(correction).for_each(|(total, c)| {
-            if !total.block_carries_are_empty() {
-                server.full_propagate_parallelized(total);
-            }
-            *total = server.scalar_add_parallelized(&*total, c & ring);
-        });
+        values
+            .par_iter_mut()
+            .zip(correction)
+            .for_each(|(total, c)| {
+                if !total.block_carries_are_empty() {
+                    server.full_propagate_parallelized(total);
+                }
+                *total = server.scalar_add_parallelized(&*total, c & ring);
+            });
         let fields = self.policy.fields;
         let kept: Vec<BooleanBlock> = if self.policy.min_group_size == 0 {
-            (0..self.values / fields).map(|_| server.create_trivial_boolean_block(true)).collect()
+            (0..self.values / fields)
+                .map(|_| server.create_trivial_boolean_block(true))
+                .collect()
         } else {
             let kept: Vec<BooleanBlock> = values
                 .par_chunks(fields)
                 .map(|group| server.scalar_ge_parallelized(&group[0], self.policy.min_group_size))
                 .collect();
             let zero: RadixCiphertext = server.create_trivial_zero_radix(blocks);
-            values.par_chunks_mut(fields).zip(kept.par_iter()).for_each(|(group, keep)| {
-                group.par_iter_mut().for_each(|value| {
-                    *value = server.if_then_else_parallelized(keep, &*value, &zero);
+            values
+                .par_chunks_mut(fields)
+                .zip(kept.par_iter())
+                .for_each(|(group, keep)| {
+                    group.par_iter_mut().for_each(|value| {
+                        *value = server.if_then_else_parallelized(keep, &*value, &zero);
+                    });
                 });
-            });
             kept
         };
         Ok(EncryptedAggregate {
@@ -292,9 +374,11 @@ pub struct OpenedAggregate {
 impl OpenedAggregate {
     /// Reads an aggregate file's bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, HeError> {
-        let file = accord_proto::v1::EncryptedAggregate::decode(bytes).map_err(|e| HeError::Malformed {
-            what: "encrypted aggregate",
-            reason: e.to_string(),
+        let file = accord_proto::v1::EncryptedAggregate::decode(bytes).map_err(|e| {
+            HeError::Malformed {
+                what: "encrypted aggregate",
+                reason: e.to_string(),
+            }
         })?;
         let bits = check_value_bits(file.value_bits)?;
         let values: Vec<RadixCiphertext> = file
@@ -302,7 +386,10 @@ impl OpenedAggregate {
             .iter()
             .map(|v| decode("aggregate value", v))
             .collect::<Result<_, _>>()?;
-        if let Some(i) = values.iter().position(|v| v.blocks().len() != (bits / BLOCK_BITS) as usize) {
+        if let Some(i) = values
+            .iter()
+            .position(|v| v.blocks().len() != (bits / BLOCK_BITS) as usize)
+        {
             return Err(HeError::Malformed {
                 what: "encrypted aggregate",
                 reason: format!("value {i} is not {bits} bits"),
@@ -325,7 +412,11 @@ impl AuditorKeys {
     /// Decrypts one participant's submitted list as it is (no proof check): what a curious
     /// auditor would get from a single ciphertext, which is masked noise. (`server` expands it;
     /// the auditor can make its own.)
-    pub fn decrypt_submission(&self, list: &[u8], server: &ServerMaterial) -> Result<Vec<u64>, HeError> {
+    pub fn decrypt_submission(
+        &self,
+        list: &[u8],
+        server: &ServerMaterial,
+    ) -> Result<Vec<u64>, HeError> {
         let list: ProvenCompactCiphertextList = decode("encrypted statistics", list)?;
         let expanded = list
             .expand_without_verification(server.expansion())
@@ -345,9 +436,16 @@ impl AuditorKeys {
     }
 
     /// Decrypts an aggregate: each value, and per group whether it was kept.
-    pub fn decrypt(&self, values: &[RadixCiphertext], kept: &[BooleanBlock]) -> (Vec<u64>, Vec<bool>) {
+    pub fn decrypt(
+        &self,
+        values: &[RadixCiphertext],
+        kept: &[BooleanBlock],
+    ) -> (Vec<u64>, Vec<bool>) {
         (
-            values.par_iter().map(|v| self.client.decrypt_radix::<u64>(v)).collect(),
+            values
+                .par_iter()
+                .map(|v| self.client.decrypt_radix::<u64>(v))
+                .collect(),
             kept.iter().map(|k| self.client.decrypt_bool(k)).collect(),
         )
     }

@@ -5,8 +5,8 @@
 //! Both check the auditor's signature against a key they pinned before using anything in them.
 
 use super::{
-    CASTING_PARAMETERS, HeError, PARAMETERS, PKE_PARAMETERS, PROOF_CAPACITY, describe_parameters, deserialize,
-    parameters_sha256, serialize,
+    CASTING_PARAMETERS, HeError, PARAMETERS, PKE_PARAMETERS, PROOF_CAPACITY, describe_parameters,
+    deserialize, parameters_sha256, serialize,
 };
 use accord_proto::v1::AuditorKeyBundle;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
@@ -66,7 +66,9 @@ impl ServerMaterial {
     }
 
     /// How lists are expanded for computation: cast to the computation key.
-    pub(crate) fn expansion(&self) -> tfhe::integer::ciphertext::IntegerCompactCiphertextListExpansionMode<'_> {
+    pub(crate) fn expansion(
+        &self,
+    ) -> tfhe::integer::ciphertext::IntegerCompactCiphertextListExpansionMode<'_> {
         tfhe::integer::ciphertext::IntegerCompactCiphertextListExpansionMode::CastAndUnpackIfNecessary(
             tfhe::integer::key_switching_key::KeySwitchingKeyView::from_keyswitching_key_material(
                 self.casting.as_view(),
@@ -136,8 +138,9 @@ impl AuditorKeys {
         let client = tfhe::ClientKey::generate(config);
         let compressed_server = tfhe::CompressedServerKey::new(&client);
         let public_key = tfhe::CompactPublicKey::new(&client);
-        let crs = CompactPkeCrs::from_shortint_params(PKE_PARAMETERS, LweCiphertextCount(PROOF_CAPACITY))
-            .map_err(|e| HeError::Encryption(e.to_string()))?;
+        let crs =
+            CompactPkeCrs::from_shortint_params(PKE_PARAMETERS, LweCiphertextCount(PROOF_CAPACITY))
+                .map_err(|e| HeError::Encryption(e.to_string()))?;
         let mut seed = Zeroizing::new([0u8; 32]);
         rand::RngCore::fill_bytes(&mut rand::rng(), seed.as_mut_slice());
         let client_key_file = Zeroizing::new(serialize("client key", &client)?);
@@ -172,7 +175,10 @@ impl AuditorKeys {
             crs,
             bundle_sha256: public_bundle_sha256,
         };
-        let server_material = ServerMaterial::from_server_key(public_material.clone(), compressed_server.decompress())?;
+        let server_material = ServerMaterial::from_server_key(
+            public_material.clone(),
+            compressed_server.decompress(),
+        )?;
         Ok(GeneratedKeys {
             keys,
             client_key_file,
@@ -188,7 +194,10 @@ impl AuditorKeys {
     pub fn generate_into(dir: &Path) -> Result<GeneratedKeys, HeError> {
         let client_path = dir.join(CLIENT_KEY_FILE);
         if client_path.exists() {
-            return Err(file_error(&client_path, "auditor keys exist already; refusing to overwrite them"));
+            return Err(file_error(
+                &client_path,
+                "auditor keys exist already; refusing to overwrite them",
+            ));
         }
         std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
         let generated = Self::generate()?;
@@ -255,13 +264,22 @@ fn write_secret(path: &PathBuf, bytes: &[u8]) -> Result<(), HeError> {
 
 /// Reads and checks a bundle: its format, kind, the auditor's signature under `pinned`, and
 /// the parameters. Nothing inside is deserialized before the signature verifies.
-fn open_bundle(path: &Path, bytes: &[u8], kind: &str, pinned: &VerifyingKey) -> Result<AuditorKeyBundle, HeError> {
+fn open_bundle(
+    path: &Path,
+    bytes: &[u8],
+    kind: &str,
+    pinned: &VerifyingKey,
+) -> Result<AuditorKeyBundle, HeError> {
     let what = path.display().to_string();
-    let bundle = AuditorKeyBundle::decode(bytes).map_err(|e| file_error(path, format!("not an auditor key bundle: {e}")))?;
+    let bundle = AuditorKeyBundle::decode(bytes)
+        .map_err(|e| file_error(path, format!("not an auditor key bundle: {e}")))?;
     if bundle.format != BUNDLE_FORMAT || bundle.kind != kind {
         return Err(file_error(
             path,
-            format!("a '{}' bundle of format '{}', expected a '{kind}' bundle of format '{BUNDLE_FORMAT}'", bundle.kind, bundle.format),
+            format!(
+                "a '{}' bundle of format '{}', expected a '{kind}' bundle of format '{BUNDLE_FORMAT}'",
+                bundle.kind, bundle.format
+            ),
         ));
     }
     if bundle.verifying_key != pinned.to_bytes()
@@ -282,8 +300,12 @@ fn open_bundle(path: &Path, bytes: &[u8], kind: &str, pinned: &VerifyingKey) -> 
     Ok(bundle)
 }
 
-fn public_from(bundle: &AuditorKeyBundle, bundle_sha256: String) -> Result<PublicMaterial, HeError> {
-    let public_key: tfhe::CompactPublicKey = deserialize("compact public key", &bundle.compact_public_key)?;
+fn public_from(
+    bundle: &AuditorKeyBundle,
+    bundle_sha256: String,
+) -> Result<PublicMaterial, HeError> {
+    let public_key: tfhe::CompactPublicKey =
+        deserialize("compact public key", &bundle.compact_public_key)?;
     Ok(PublicMaterial {
         public_key: public_key.into_raw_parts().0,
         crs: deserialize("proof parameters", &bundle.crs)?,
@@ -329,7 +351,10 @@ mod tests {
         let loaded = PublicMaterial::load(&public, &pinned).unwrap();
         assert_eq!(loaded.bundle_sha256, generated.public.bundle_sha256);
         assert_eq!(
-            ServerMaterial::load(&server, &pinned).unwrap().public.bundle_sha256,
+            ServerMaterial::load(&server, &pinned)
+                .unwrap()
+                .public
+                .bundle_sha256,
             generated.public.bundle_sha256
         );
         // Keys are never overwritten.
@@ -341,7 +366,8 @@ mod tests {
         assert!(matches!(error, HeError::BadSignature { .. }), "{error}");
 
         // One byte of the public key altered: the signature no longer verifies.
-        let mut bundle = AuditorKeyBundle::decode(std::fs::read(&public).unwrap().as_slice()).unwrap();
+        let mut bundle =
+            AuditorKeyBundle::decode(std::fs::read(&public).unwrap().as_slice()).unwrap();
         let last = bundle.compact_public_key.len() - 1;
         bundle.compact_public_key[last] ^= 1;
         std::fs::write(&public, bundle.encode_to_vec()).unwrap();
@@ -350,7 +376,10 @@ mod tests {
 
         // The server bundle handed to a participant: the wrong kind.
         let error = PublicMaterial::load(&server, &pinned).err().unwrap();
-        assert!(error.to_string().contains("expected a 'public' bundle"), "{error}");
+        assert!(
+            error.to_string().contains("expected a 'public' bundle"),
+            "{error}"
+        );
 
         // The auditor's secrets load back and match.
         let keys = AuditorKeys::load(dir.path()).unwrap();

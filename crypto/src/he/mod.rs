@@ -27,17 +27,20 @@ pub use keys::{AuditorKeys, PublicMaterial, ServerMaterial};
 
 use sha2::{Digest, Sha256};
 use tfhe::shortint::parameters::{
-    ClassicPBSParameters, CompactPublicKeyEncryptionParameters, PARAM_KEYSWITCH_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
-    PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128, PARAM_PKE_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
-    ShortintKeySwitchingParameters,
+    ClassicPBSParameters, CompactPublicKeyEncryptionParameters,
+    PARAM_KEYSWITCH_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
+    PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
+    PARAM_PKE_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128, ShortintKeySwitchingParameters,
 };
 
 /// The tfhe parameter set for computation.
 pub const PARAMETERS: ClassicPBSParameters = PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128;
 /// The compact public-key encryption parameters (with zero-knowledge proof support).
-pub const PKE_PARAMETERS: CompactPublicKeyEncryptionParameters = PARAM_PKE_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128;
+pub const PKE_PARAMETERS: CompactPublicKeyEncryptionParameters =
+    PARAM_PKE_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128;
 /// The keyswitch from the compact public key's secret to the computation key.
-pub const CASTING_PARAMETERS: ShortintKeySwitchingParameters = PARAM_KEYSWITCH_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128;
+pub const CASTING_PARAMETERS: ShortintKeySwitchingParameters =
+    PARAM_KEYSWITCH_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128;
 
 /// Bits per radix block (the message modulus is 4).
 pub const BLOCK_BITS: u32 = 2;
@@ -129,19 +132,23 @@ fn bincode_options() -> impl bincode::Options {
 /// Writes an integer-level tfhe object.
 fn encode<T: serde::Serialize>(what: &'static str, object: &T) -> Result<Vec<u8>, HeError> {
     use bincode::Options as _;
-    bincode_options().serialize(object).map_err(|e| HeError::Malformed {
-        what,
-        reason: e.to_string(),
-    })
+    bincode_options()
+        .serialize(object)
+        .map_err(|e| HeError::Malformed {
+            what,
+            reason: e.to_string(),
+        })
 }
 
 /// Reads an integer-level tfhe object written by [`encode`], refusing oversized bytes.
 fn decode<T: serde::de::DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, HeError> {
     use bincode::Options as _;
-    bincode_options().deserialize(bytes).map_err(|e| HeError::Malformed {
-        what,
-        reason: e.to_string(),
-    })
+    bincode_options()
+        .deserialize(bytes)
+        .map_err(|e| HeError::Malformed {
+            what,
+            reason: e.to_string(),
+        })
 }
 
 /// Reads a tfhe object written by [`serialize`], refusing oversized or mistyped bytes.
@@ -149,7 +156,6 @@ fn deserialize<T>(what: &'static str, bytes: &[u8]) -> Result<T, HeError>
 where
     T: serde::de::DeserializeOwned + tfhe::Unversionize + tfhe::named::Named,
 {
-    tfhe::safe_serialization::safe_deserialize(bytes, SIZE_LIMIT).map_err(|reason| {
-        HeError::Malformed { what, reason }
-    })
+    tfhe::safe_serialization::safe_deserialize(bytes, SIZE_LIMIT)
+        .map_err(|reason| HeError::Malformed { what, reason })
 }

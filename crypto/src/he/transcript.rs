@@ -90,6 +90,10 @@ pub struct RoundTranscript {
     pub value_bits: u32,
     pub min_group_size: u64,
     pub decision_threshold: f64,
+    /// The fairness-aware training the model was trained with, in words ("none" if plain).
+    pub mitigation: String,
+    /// The per-group decision thresholds in force, in words ("none": `decision_threshold` for all).
+    pub thresholds_in_force: String,
     pub groups: GroupsRecord,
     pub participants: Vec<CommitmentRecord>,
     /// Selected participants whose statistics are not in the aggregate.

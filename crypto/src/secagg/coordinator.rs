@@ -20,10 +20,10 @@ use accord_proto::v1::{
     Header, MaskedInput, MemberAdvertisement, RelayedShare, SecAggRelay, SecAggStage, ShareKeys,
     SignedStageMessage, UnmaskShares,
 };
+use ed25519_dalek::VerifyingKey;
 use prost::Message;
 use std::collections::{BTreeMap, BTreeSet};
 use x25519_dalek::{PublicKey, StaticSecret};
-use ed25519_dalek::VerifyingKey;
 use zeroize::Zeroizing;
 
 /// What closing a stage led to.
@@ -32,7 +32,10 @@ pub enum StageClosed<S = Vec<f64>> {
     /// The next stage is open.
     Next(SecAggStage),
     /// The sum over `contributors` (the participants whose masked input arrived).
-    Done { sum: S, contributors: BTreeSet<String> },
+    Done {
+        sum: S,
+        contributors: BTreeSet<String>,
+    },
 }
 
 /// Where the coordinator puts masked inputs: it checks each body and folds it into a running
@@ -53,6 +56,12 @@ pub trait MaskedInputs: Send {
         certificate_der: &[u8],
         body: &[u8],
     ) -> Result<(), SecAggError>;
+    /// Checks what `add` only queued, when the masked-input stage closes (heavy checks, kept out
+    /// of the path that receives messages); returns the senders refused, with why. Their
+    /// inputs are left out and they count as dropped.
+    fn settle(&mut self) -> Vec<(String, SecAggError)> {
+        Vec::new()
+    }
     /// The sum of the `summands` inputs once `correction` (words to add, in the ring) has
     /// cancelled every mask left in it.
     fn finish(&mut self, correction: Vec<u64>, summands: usize) -> Result<Self::Sum, SecAggError>;
@@ -96,14 +105,15 @@ impl MaskedInputs for PlainInputs {
         };
         let input = MaskedInput::decode(body).map_err(|e| malformed(e.to_string()))?;
         let modulus = self.encoding.modulus();
-        let words = words_from_bytes(&input.words, self.encoding.len(), modulus).ok_or_else(|| {
-            malformed(format!(
-                "{} bytes, expected {} words of {} bytes",
-                input.words.len(),
-                self.encoding.len(),
-                modulus.word_bytes()
-            ))
-        })?;
+        let words =
+            words_from_bytes(&input.words, self.encoding.len(), modulus).ok_or_else(|| {
+                malformed(format!(
+                    "{} bytes, expected {} words of {} bytes",
+                    input.words.len(),
+                    self.encoding.len(),
+                    modulus.word_bytes()
+                ))
+            })?;
         let ring = modulus.mask();
         for (total, word) in self.sum.iter_mut().zip(words) {
             *total = total.wrapping_add(word) & ring;
@@ -135,6 +145,8 @@ pub struct CoordinatorSession<I: MaskedInputs = PlainInputs> {
     inbox: BTreeMap<String, Vec<RelayedShare>>,
     shared: BTreeSet<String>,
     masked: BTreeSet<String>,
+    /// Masked inputs refused when the stage closed, with why.
+    rejected: Vec<(String, SecAggError)>,
     unmasked: BTreeMap<String, UnmaskShares>,
 }
 
@@ -193,6 +205,7 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
             inbox: BTreeMap::new(),
             shared: BTreeSet::new(),
             masked: BTreeSet::new(),
+            rejected: Vec::new(),
             unmasked: BTreeMap::new(),
         })
     }
@@ -342,6 +355,11 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
         Ok(())
     }
 
+    /// Masked inputs refused when their stage closed (see [`MaskedInputs::settle`]).
+    pub fn rejected(&self) -> &[(String, SecAggError)] {
+        &self.rejected
+    }
+
     /// Those who shared keys but whose masked input did not arrive.
     fn dropped(&self) -> BTreeSet<String> {
         self.shared.difference(&self.masked).cloned().collect()
@@ -378,6 +396,10 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
                 SecAggStage::MaskedInput
             }
             SecAggStage::MaskedInput => {
+                for (sender, reason) in self.inputs.settle() {
+                    self.masked.remove(&sender);
+                    self.rejected.push((sender, reason));
+                }
                 self.require("masked input", self.masked.len())?;
                 SecAggStage::Unmask
             }

@@ -83,7 +83,10 @@ impl Context {
     /// What `sender` signs to commit to a ciphertext (by its SHA-256) it submitted in this
     /// context; anyone holding the sender's certificate can check it later.
     pub fn commitment_digest(&self, sender: &str, ciphertext_sha256: &[u8; 32]) -> [u8; 32] {
-        self.digest("ciphertext commitment", &[sender.as_bytes(), ciphertext_sha256])
+        self.digest(
+            "ciphertext commitment",
+            &[sender.as_bytes(), ciphertext_sha256],
+        )
     }
 
     /// The bytes a proof of well-formed encryption by `sender` is bound to: a proof made for

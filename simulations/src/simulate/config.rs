@@ -1,6 +1,7 @@
 //! `experiment.toml`: one experiment (data, partitioning, algorithm, privacy layer, faults,
 //! seed), and optionally a `[sweep]` of values for any of its parameters, run as a grid.
 
+use accord_coordinator::mitigation::{MitigationSection, PostprocessingSection};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,14 @@ pub struct ExperimentConfig {
     pub privacy: PrivacyConfig,
     #[serde(default)]
     pub faults: FaultConfig,
+    /// Fairness-aware training, as `[training.mitigation]` of coordinator.toml: `kind`,
+    /// `strength`, `metric`, `attribute`, `min_group_size`.
+    #[serde(default)]
+    pub mitigation: MitigationSection,
+    /// Per-group decision thresholds after the last round, as `[postprocessing]` of
+    /// coordinator.toml: `thresholds`, `attribute`, `strength`, `min_group_size`.
+    #[serde(default)]
+    pub postprocessing: PostprocessingSection,
     /// "in-process" (default): no sockets; "grpc": the real coordinator and participants
     /// over mutual-TLS gRPC on loopback.
     #[serde(default)]
@@ -303,6 +312,13 @@ impl ExperimentConfig {
                 self.privacy.modulus
             ));
         }
+        let schema = super::schema().map_err(|e| e.to_string())?;
+        self.mitigation
+            .definition(&schema, "mitigation")
+            .map_err(|e| e.to_string())?;
+        self.postprocessing
+            .definition(&schema, "postprocessing")
+            .map_err(|e| e.to_string())?;
         if self.privacy.fairness_encrypted {
             return Err("privacy.fairness_encrypted: the encrypted fairness path is not available yet (fairness statistics are securely aggregated instead)".into());
         }

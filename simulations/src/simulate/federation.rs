@@ -6,19 +6,20 @@
 use super::config::{ExperimentConfig, FaultConfig, Strategy};
 use accord_coordinator::aggregation::{self, Closed, PhaseSpec, Submission};
 use accord_coordinator::metrics::{Quality, quality};
+use accord_coordinator::mitigation::{MitigationRun, PostprocessingJson};
 use accord_crypto::secagg::identity::{Signer, Trust};
 use accord_crypto::secagg::participant::ParticipantSession;
 use accord_crypto::secagg::{self, Context, SecAggError};
 use accord_participant::data::LocalDataset;
+use accord_participant::mitigation::{self, FairFedWeight};
 use accord_participant::model::{
-    LogisticModel, Standardizer, TrainingParams, standardization_sums,
+    Decision, LogisticModel, Standardizer, TrainingParams, standardization_sums,
 };
-use accord_proto::layout::{
-    Bound, EvaluationCounts, GroupCounts, StandardizationSums, WeightedModel,
-};
+use accord_proto::layout::{Bound, EvaluationCounts, GroupCounts, StandardizationSums};
+use accord_proto::mitigation::EvaluationStatistics;
 use accord_proto::v1::{
-    Phase, PlainVector, ProtectedVector, Schema, SecAggParams, SecAggRelay, SecAggStage,
-    SignedStageMessage, protected_vector::Scheme,
+    EvaluationParams, MitigationKind, Phase, PlainVector, ProtectedVector, Schema, SecAggParams,
+    SecAggRelay, SecAggStage, SignedStageMessage, protected_vector::Scheme,
 };
 use ndarray::Array2;
 use prost::Message;
@@ -73,6 +74,10 @@ pub struct Simulation<'a> {
     params: SecAggParams,
     rng: ChaCha20Rng,
 }
+
+/// Score histogram bins and the decision threshold of simulated evaluations.
+const BINS: usize = 100;
+const THRESHOLD: f64 = 0.5;
 
 const STAGES: [SecAggStage; 4] = [
     SecAggStage::Setup,
@@ -286,26 +291,60 @@ impl Simulation<'_> {
         }
     }
 
-    /// Standardization from summed moments; then every round: fit (FedAvg or FedProx) and
-    /// evaluate (quality and per-group counts), each phase through the aggregation.
-    /// `on_round` sees each round as it finishes.
+    /// Standardization from summed moments; then every round: fit (FedAvg or FedProx, with the
+    /// configured mitigation) and evaluate (quality and per-group counts), each phase through
+    /// the aggregation. With post-processing, the thresholds chosen from the last evaluation are
+    /// applied by every participant in a final evaluation. `on_round` sees each round as it
+    /// finishes.
     pub fn run(
         &mut self,
         mut on_round: impl FnMut(&RoundOutcome),
-    ) -> Result<Vec<RoundOutcome>, String> {
+    ) -> Result<SimulationResult, String> {
         let columns = self.members.first().map_or(0, |m| m.data.features.ncols());
         let rows = self.params.max_rows_per_participant;
+        let mitigation_def = self
+            .config
+            .mitigation
+            .definition(self.schema, "mitigation")
+            .map_err(|e| e.to_string())?;
+        let postprocessing_def = self
+            .config
+            .postprocessing
+            .definition(self.schema, "postprocessing")
+            .map_err(|e| e.to_string())?;
+        let (bins, threshold) = (BINS, THRESHOLD);
+        let mut run = MitigationRun::new(
+            self.schema,
+            mitigation_def.as_ref(),
+            postprocessing_def.as_ref(),
+            EvaluationParams {
+                histogram_bins: bins as u32,
+                decision_threshold: threshold,
+            },
+        );
+        let label_counts = run.label_counts();
         let sums: Vec<Vec<f64>> = self
             .members
             .iter()
-            .map(|m| standardization_sums(&m.data.features).to_vec())
+            .map(|m| {
+                let mut values = standardization_sums(&m.data.features).to_vec();
+                if let Some(zeros) = &label_counts {
+                    values.extend(mitigation::label_counts(&m.data, zeros.clone()).values);
+                }
+                values
+            })
             .collect();
-        let bounds = StandardizationSums::bounds(self.schema, rows).map_err(|e| e.to_string())?;
+        let mut bounds =
+            StandardizationSums::bounds(self.schema, rows).map_err(|e| e.to_string())?;
+        bounds.extend(label_counts.map_or_else(Vec::new, |c| c.bounds(rows)));
         let standardize = self.aggregate(0, Phase::Standardize, bounds, &sums);
         let (sum, _) = standardize
             .sum
             .map_err(|e| format!("standardization aborted: {e}"))?;
-        let sums = StandardizationSums::from_slice(&sum, columns).map_err(|e| e.to_string())?;
+        let (sum, extras) = sum.split_at(StandardizationSums::len(columns));
+        let sums = StandardizationSums::from_slice(sum, columns).map_err(|e| e.to_string())?;
+        run.absorb_standardization(extras, sums.count)
+            .map_err(|e| e.to_string())?;
         let standardizer = Standardizer::from_sums(&sums);
         for member in &mut self.members {
             member.standardized = Some(standardizer.apply(&member.data.features));
@@ -313,36 +352,68 @@ impl Simulation<'_> {
 
         let params = self.training_params();
         let clip = self.params.clip;
-        let bins = 100;
-        let attributes: Vec<String> = self
-            .schema
-            .protected_attributes
+        let mitigation = mitigation_def.as_ref();
+        let mut fairfed: Vec<Option<FairFedWeight>> = self
+            .members
             .iter()
-            .map(|a| a.name.clone())
+            .map(|m| {
+                mitigation
+                    .filter(|d| d.kind() == MitigationKind::Fairfed)
+                    .map(|_| FairFedWeight::new(m.data.len()))
+            })
             .collect();
         let mut global = LogisticModel::zeros(columns);
         let mut outcomes = Vec::new();
         for round in 1..=self.config.algorithm.rounds {
             let started = Instant::now();
+            let feedback = run.feedback().unwrap_or_default();
             let updates: Vec<Vec<f64>> = self
                 .members
                 .iter()
+                .zip(&mut fairfed)
                 .enumerate()
-                .map(|(i, m)| {
+                .map(|(i, (m, fairfed))| {
                     let x = m.standardized.as_ref().expect("standardized");
                     let seed = self.config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
                         ^ (u64::from(round) << 20)
                         ^ i as u64;
-                    let mut local = global.train(x.view(), m.data.labels.view(), &params, seed);
+                    let objective =
+                        mitigation::objective(mitigation, self.schema, &m.data, &feedback);
+                    let mut local = global.train_with(
+                        x.view(),
+                        m.data.labels.view(),
+                        &params,
+                        seed,
+                        &objective,
+                    );
                     local.weights.mapv_inplace(|w| w.clamp(-clip, clip));
                     local.intercept = local.intercept.clamp(-clip, clip);
-                    local.weighted(m.data.len()).to_vec()
+                    match (fairfed.as_mut(), mitigation) {
+                        (Some(weight), Some(d)) => {
+                            weight.settle(&feedback, d.strength, sums.count, rows);
+                            let gaps = (
+                                mitigation::local_gap(
+                                    d,
+                                    self.schema,
+                                    &global,
+                                    x.view(),
+                                    &m.data,
+                                    threshold,
+                                ),
+                                mitigation::global_gap(d, self.schema, &feedback),
+                            );
+                            weight
+                                .upload(round, &local, gaps, d.strength, sums.count)
+                                .to_vec()
+                        }
+                        _ => local.weighted(m.data.len()).to_vec(),
+                    }
                 })
                 .collect();
             let fit = self.aggregate(
                 round,
                 Phase::Fit,
-                WeightedModel::bounds(columns, clip, rows),
+                run.fit_bounds(columns, clip, rows),
                 &updates,
             );
             let mut outcome = RoundOutcome {
@@ -354,8 +425,9 @@ impl Simulation<'_> {
                 ..Default::default()
             };
             let fitted = fit.sum.and_then(|(sum, contributors)| {
-                let weighted =
-                    WeightedModel::from_slice(&sum, columns).map_err(|e| e.to_string())?;
+                let weighted = run
+                    .fitted(round, &sum, columns)
+                    .map_err(|e| e.to_string())?;
                 let model = LogisticModel::from_weighted(&weighted).ok_or("no samples")?;
                 Ok((model, contributors.len()))
             });
@@ -367,55 +439,18 @@ impl Simulation<'_> {
                 Ok((model, completed)) => {
                     global = model;
                     outcome.completed = completed;
-                    let evaluations: Vec<Vec<f64>> = self
-                        .members
-                        .iter()
-                        .map(|m| {
-                            let x = m.standardized.as_ref().expect("standardized");
-                            let mut values = global
-                                .evaluate(x.view(), m.data.labels.view(), bins, 0.5)
-                                .to_vec();
-                            let groups: Vec<&[usize]> = attributes
-                                .iter()
-                                .map(|a| m.data.groups[a].as_slice())
-                                .collect();
-                            let counts = global.group_counts(
-                                x.view(),
-                                m.data.labels.view(),
-                                &groups,
-                                0.5,
-                                GroupCounts::zeros(self.schema),
-                            );
-                            values.extend(counts.values);
-                            values
-                        })
-                        .collect();
-                    let groups = GroupCounts::zeros(self.schema);
-                    let mut bounds = EvaluationCounts::bounds(bins, rows);
-                    bounds.extend(groups.bounds(rows));
-                    let evaluate = self.aggregate(round, Phase::Evaluate, bounds, &evaluations);
-                    outcome.bytes_up += evaluate.bytes_up;
-                    outcome.bytes_down += evaluate.bytes_down;
-                    for (total, secs) in outcome.stage_secs.iter_mut().zip(evaluate.stage_secs) {
-                        *total += secs;
-                    }
-                    if let Ok((sum, _)) = evaluate.sum {
-                        let split = EvaluationCounts::len(bins);
-                        let counts = EvaluationCounts::from_slice(&sum[..split], bins)
-                            .map_err(|e| e.to_string())?;
-                        outcome.quality = quality(&counts);
-                        let groups = GroupCounts {
-                            values: sum[split..].to_vec(),
-                            ..groups
-                        };
-                        outcome.gaps = attributes
-                            .iter()
-                            .enumerate()
-                            .map(|(i, a)| {
-                                let (dp, eo) = groups.gaps(i, 1.0);
-                                (a.clone(), dp, eo)
-                            })
-                            .collect();
+                    let layout = run.evaluation_layout();
+                    let (quality, gaps, extras) = self.evaluate(
+                        round,
+                        &global,
+                        &Decision::Threshold(threshold),
+                        &layout,
+                        &mut outcome,
+                    )?;
+                    outcome.quality = quality;
+                    outcome.gaps = gaps;
+                    if let Some(extras) = extras {
+                        run.absorb_evaluation(&extras).map_err(|e| e.to_string())?;
                     }
                 }
             }
@@ -423,8 +458,165 @@ impl Simulation<'_> {
             on_round(&outcome);
             outcomes.push(outcome);
         }
-        Ok(outcomes)
+        let mut result = SimulationResult {
+            rounds: outcomes,
+            model: global.clone(),
+            postprocessed: None,
+        };
+        if let Some(thresholds) = run.choose_thresholds() {
+            // Every participant applies the thresholds in force to its own records.
+            let bins_in_force: Vec<u32> = thresholds.groups.iter().map(|g| g.bin).collect();
+            let attribute = thresholds.attribute.clone();
+            let rounds = self.config.algorithm.rounds;
+            let mut outcome = RoundOutcome::default();
+            let groups: Vec<Vec<usize>> = self
+                .members
+                .iter()
+                .map(|m| m.data.groups[&attribute].clone())
+                .collect();
+            let (quality, gaps, _) = self.evaluate_each(
+                rounds,
+                &global,
+                |i| Decision::PerGroup {
+                    groups: &groups[i],
+                    thresholds: &bins_in_force,
+                    histogram_bins: bins,
+                },
+                &EvaluationStatistics {
+                    counts: None,
+                    histograms: None,
+                },
+                &mut outcome,
+            )?;
+            result.postprocessed = Some(Postprocessed {
+                thresholds,
+                quality,
+                gaps,
+            });
+        }
+        Ok(result)
     }
+
+    /// The evaluate phase: every member's evaluation counts, group counts for every protected
+    /// attribute and the mitigation's statistics (`layout`) for `model`, summed.
+    fn evaluate(
+        &mut self,
+        round: u32,
+        model: &LogisticModel,
+        decision: &Decision,
+        layout: &EvaluationStatistics,
+        outcome: &mut RoundOutcome,
+    ) -> Result<Evaluated, String> {
+        self.evaluate_each(round, model, |_| *decision, layout, outcome)
+    }
+
+    fn evaluate_each<'d>(
+        &mut self,
+        round: u32,
+        model: &LogisticModel,
+        decision: impl Fn(usize) -> Decision<'d>,
+        layout: &EvaluationStatistics,
+        outcome: &mut RoundOutcome,
+    ) -> Result<Evaluated, String> {
+        let bins = BINS;
+        let attributes: Vec<String> = self
+            .schema
+            .protected_attributes
+            .iter()
+            .map(|a| a.name.clone())
+            .collect();
+        let evaluations: Vec<Vec<f64>> = self
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let x = m.standardized.as_ref().expect("standardized");
+                let decision = decision(i);
+                let mut values = model
+                    .evaluate_with(x.view(), m.data.labels.view(), bins, &decision)
+                    .to_vec();
+                let groups: Vec<&[usize]> = attributes
+                    .iter()
+                    .map(|a| m.data.groups[a].as_slice())
+                    .collect();
+                let counts = model.group_counts(
+                    x.view(),
+                    m.data.labels.view(),
+                    &groups,
+                    &decision,
+                    GroupCounts::zeros(self.schema),
+                );
+                values.extend(counts.values);
+                values.extend(
+                    mitigation::evaluation_statistics(
+                        model,
+                        x.view(),
+                        &m.data,
+                        layout.clone(),
+                        THRESHOLD,
+                    )
+                    .to_vec(),
+                );
+                values
+            })
+            .collect();
+        let groups = GroupCounts::zeros(self.schema);
+        let rows = self.params.max_rows_per_participant;
+        let mut bounds = EvaluationCounts::bounds(bins, rows);
+        bounds.extend(groups.bounds(rows));
+        bounds.extend(layout.bounds(rows));
+        let evaluate = self.aggregate(round, Phase::Evaluate, bounds, &evaluations);
+        outcome.bytes_up += evaluate.bytes_up;
+        outcome.bytes_down += evaluate.bytes_down;
+        for (total, secs) in outcome.stage_secs.iter_mut().zip(evaluate.stage_secs) {
+            *total += secs;
+        }
+        let Ok((sum, _)) = evaluate.sum else {
+            return Ok((None, Vec::new(), None));
+        };
+        let split = EvaluationCounts::len(bins);
+        let counts =
+            EvaluationCounts::from_slice(&sum[..split], bins).map_err(|e| e.to_string())?;
+        let extras_at = split + groups.len();
+        let groups = groups
+            .with_values(&sum[split..extras_at])
+            .map_err(|e| e.to_string())?;
+        let gaps = attributes
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let (dp, eo) = groups.gaps(i, 1.0);
+                (a.clone(), dp, eo)
+            })
+            .collect();
+        Ok((quality(&counts), gaps, Some(sum[extras_at..].to_vec())))
+    }
+}
+
+/// An evaluation's quality, gaps per attribute and the mitigation statistics' sum.
+type Evaluated = (
+    Option<Quality>,
+    Vec<(String, Option<f64>, Option<f64>)>,
+    Option<Vec<f64>>,
+);
+
+/// The final model with the per-group thresholds in force, as the participants' own
+/// evaluation with those thresholds measured it.
+#[derive(Debug, Clone)]
+pub struct Postprocessed {
+    pub thresholds: PostprocessingJson,
+    pub quality: Option<Quality>,
+    /// (attribute, demographic-parity difference, equal-opportunity difference).
+    pub gaps: Vec<(String, Option<f64>, Option<f64>)>,
+}
+
+/// What a simulated federation left behind.
+#[derive(Debug, Clone)]
+pub struct SimulationResult {
+    pub rounds: Vec<RoundOutcome>,
+    /// The final global model.
+    pub model: LogisticModel,
+    pub postprocessed: Option<Postprocessed>,
 }
 
 /// The same model trained on the pooled data with the same standardization and as many epochs

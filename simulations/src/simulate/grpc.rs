@@ -5,9 +5,10 @@
 //! timings are per round only.
 
 use super::config::{ExperimentConfig, Strategy};
-use super::federation::{RoundOutcome, draw_dropouts, fault_rng};
+use super::federation::{Postprocessed, RoundOutcome, SimulationResult, draw_dropouts, fault_rng};
 use crate::local::LocalFederation;
 use accord_coordinator::CoordinatorConfig;
+use accord_participant::model::LogisticModel;
 use accord_proto::transport::WireMeter;
 use accord_proto::v1::SecAggStage;
 use std::path::Path;
@@ -27,8 +28,9 @@ fn fault(round: u32, phase: &str, stage: SecAggStage) -> toml::Value {
     toml::Value::Table(table)
 }
 
-/// Runs the experiment's federation over gRPC in `dir`; one outcome per round.
-pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<Vec<RoundOutcome>, String> {
+/// Runs the experiment's federation over gRPC in `dir`: one outcome per round, and the
+/// thresholds the coordinator put in force.
+pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, String> {
     let spec = config.data.synth_spec(config.seed)?;
     let federation = LocalFederation::create(dir, &spec).map_err(|e| e.to_string())?;
     let n = federation.names.len();
@@ -63,6 +65,14 @@ pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<Vec<RoundOutcome>, S
             i64::from(p.precision_bits).into(),
         ),
         ("secure_aggregation.clip", p.clip.into()),
+        (
+            "training.mitigation",
+            toml::Value::try_from(&config.mitigation).map_err(|e| e.to_string())?,
+        ),
+        (
+            "postprocessing",
+            toml::Value::try_from(&config.postprocessing).map_err(|e| e.to_string())?,
+        ),
     ];
     let path = federation
         .write_coordinator_config(a.rounds, deadline as u64, &coordinator_edits)
@@ -128,7 +138,7 @@ pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<Vec<RoundOutcome>, S
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        Ok(outcome
+        let rounds = outcome
             .rounds
             .iter()
             .map(|r| RoundOutcome {
@@ -142,6 +152,21 @@ pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<Vec<RoundOutcome>, S
                 secs: r.seconds,
                 ..Default::default()
             })
-            .collect())
+            .collect();
+        Ok(SimulationResult {
+            rounds,
+            model: LogisticModel {
+                weights: outcome.model.weights.iter().copied().collect(),
+                intercept: outcome.model.intercept,
+            },
+            postprocessed: outcome
+                .model
+                .postprocessing
+                .map(|thresholds| Postprocessed {
+                    thresholds,
+                    quality: None,
+                    gaps: Vec::new(),
+                }),
+        })
     })
 }

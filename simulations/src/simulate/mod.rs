@@ -20,7 +20,7 @@ use accord_crypto::pki::{ConsortiumCa, Role};
 use accord_crypto::secagg::identity::{Signer, Trust};
 use config::{ExperimentConfig, RunPlan};
 use federation::{Member, RoundOutcome, Simulation};
-use output::{RoundRow, SummaryRow};
+use output::{FrontierPoint, FrontierTarget, RoundRow, SummaryRow};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -46,8 +46,11 @@ pub enum SimulateError {
 pub struct ExperimentOutcome {
     pub rounds_csv: PathBuf,
     pub summary_csv: PathBuf,
+    /// `frontier.csv`, when the experiment names an attribute to mitigate for.
+    pub frontier_csv: Option<PathBuf>,
     pub plots: Vec<PathBuf>,
     pub summary: Vec<SummaryRow>,
+    pub frontier: Vec<FrontierPoint>,
 }
 
 /// Watches an experiment's progress (a progress bar in the CLI).
@@ -76,11 +79,7 @@ pub fn run_experiment(
     let plans = ExperimentConfig::plan(&raw, path)?;
     let setup = |e: String| SimulateError::Setup(e);
     std::fs::create_dir_all(out).map_err(|e| setup(format!("{}: {e}", out.display())))?;
-    let schema =
-        CoordinatorConfig::parse(COORDINATOR_EXAMPLE, Path::new("examples/coordinator.toml"))
-            .map_err(|e| setup(e.to_string()))?
-            .schema()
-            .map_err(|e| setup(format!("schema: {e:?}")))?;
+    let schema = schema()?;
 
     let most = plans
         .iter()
@@ -124,13 +123,34 @@ pub fn run_experiment(
     let title = plans
         .first()
         .map_or("experiment", |p| p.config.name.as_str());
-    let plots = plot::draw(out, title, &rounds, &summary, &attributes)?;
+    let mut plots = plot::draw(out, title, &rounds, &summary, &attributes)?;
+    let target = plans.first().and_then(|p| FrontierTarget::of(&p.config));
+    let (frontier_csv, frontier) = match target {
+        Some(target) => {
+            let points = output::frontier(&summary, &target);
+            let path = out.join("frontier.csv");
+            output::write_frontier(&path, &points, &target)?;
+            plots.push(plot::frontier(out, title, &points, &target)?);
+            (Some(path), points)
+        }
+        None => (None, Vec::new()),
+    };
     Ok(ExperimentOutcome {
         rounds_csv,
         summary_csv,
+        frontier_csv,
         plots,
         summary,
+        frontier,
     })
+}
+
+/// The schema simulations run on: the example coordinator config's.
+pub fn schema() -> Result<accord_proto::v1::Schema, SimulateError> {
+    CoordinatorConfig::parse(COORDINATOR_EXAMPLE, Path::new("examples/coordinator.toml"))
+        .map_err(|e| SimulateError::Setup(e.to_string()))?
+        .schema()
+        .map_err(|e| SimulateError::Setup(format!("schema: {e:?}")))
 }
 
 fn participants(config: &ExperimentConfig) -> usize {
@@ -191,16 +211,17 @@ fn run_one(
         })
         .collect();
     let n = members.len();
-    let outcomes = if config.transport == config::Transport::Grpc {
-        let outcomes = grpc::run(config, &scratch.join(format!("{}-grpc", plan.label)))?;
-        for outcome in &outcomes {
+    let result = if config.transport == config::Transport::Grpc {
+        let result = grpc::run(config, &scratch.join(format!("{}-grpc", plan.label)))?;
+        for outcome in &result.rounds {
             progress.round(&plan.label, outcome);
         }
-        outcomes
+        result
     } else {
         Simulation::new(config, schema, trust, members)
             .run(|outcome| progress.round(&plan.label, outcome))?
     };
+    let outcomes = &result.rounds;
     let rows: Vec<RoundRow> = outcomes
         .iter()
         .map(|o| RoundRow {
@@ -212,9 +233,20 @@ fn run_one(
         })
         .collect();
     let last = outcomes.iter().rev().find(|o| o.quality.is_some());
-    let final_accuracy = last
+    let trained_accuracy = last
         .and_then(|o| o.quality)
         .map_or(f64::NAN, |q| q.accuracy);
+    let mut gaps = last.map(|o| o.gaps.clone()).unwrap_or_default();
+    let mut final_accuracy = trained_accuracy;
+    if let Some(post) = &result.postprocessed {
+        // The thresholds in force change the decisions: the final figures are with them.
+        final_accuracy = post
+            .quality
+            .map_or(post.thresholds.accuracy_after, |q| q.accuracy);
+        if !post.gaps.is_empty() {
+            gaps = post.gaps.clone();
+        }
+    }
     let bytes_up: u64 = outcomes.iter().map(|o| o.bytes_up).sum();
     let summary = SummaryRow {
         run: plan.label.clone(),
@@ -224,8 +256,15 @@ fn run_one(
         rounds: config.algorithm.rounds,
         rounds_aborted: outcomes.iter().filter(|o| o.aborted).count(),
         final_accuracy,
+        accuracy_before_thresholds: trained_accuracy,
         centralized_accuracy: centralized,
-        gaps: last.map(|o| o.gaps.clone()).unwrap_or_default(),
+        gaps,
+        mitigation: output::describe_mitigation(config),
+        model: result.model.clone(),
+        thresholds: result
+            .postprocessed
+            .as_ref()
+            .map_or_else(|| "none".into(), |p| p.thresholds.describe()),
         wall_secs: started.elapsed().as_secs_f64(),
         peak_rss_mb: peak_rss_mb(),
         bytes_up_per_participant: bytes_up as f64 / n.max(1) as f64,

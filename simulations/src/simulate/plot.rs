@@ -3,7 +3,7 @@
 //! across the runs of a sweep. Drawn with plotters and a font shipped in the repository
 //! (DejaVu Sans, `assets/`), so no system font or download is needed.
 
-use super::output::{OutputError, RoundRow, SummaryRow};
+use super::output::{FrontierPoint, FrontierTarget, OutputError, RoundRow, SummaryRow};
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 use std::path::{Path, PathBuf};
@@ -235,4 +235,36 @@ pub fn draw(
         }
     }
     Ok(plots)
+}
+
+/// `frontier.png`: seed-averaged final accuracy against the targeted gap, one labelled point per
+/// mitigation setting (Pareto-optimal ones marked with *).
+pub fn frontier(
+    out: &Path,
+    title: &str,
+    points: &[FrontierPoint],
+    target: &FrontierTarget,
+) -> Result<PathBuf, OutputError> {
+    register();
+    let path = out.join("frontier.png");
+    let seeds = points.iter().map(|p| p.seeds).max().unwrap_or(0);
+    let labelled: Vec<(String, f64, f64)> = points
+        .iter()
+        .filter(|p| p.accuracy.is_finite() && p.gap.is_finite())
+        .map(|p| {
+            let mark = if p.pareto { "*" } else { "" };
+            (format!("{mark}{}", p.label), p.gap, p.accuracy)
+        })
+        .collect();
+    scatter(
+        &path,
+        &format!("{title}: accuracy against fairness (mean of {seeds} seeds)"),
+        &format!(
+            "{} gap by {}",
+            target.metric.replace('_', " "),
+            target.attribute
+        ),
+        &labelled,
+    )?;
+    Ok(path)
 }
