@@ -61,6 +61,21 @@ fn context() -> Context {
     }
 }
 
+/// The coordinator's side of one fairness aggregation.
+fn inputs() -> EncryptedInputs {
+    EncryptedInputs::new(
+        context(),
+        setup().keys.server.clone(),
+        GROUPS * FIELDS,
+        BITS,
+        FairnessPolicy {
+            fields: FIELDS,
+            min_group_size: MIN_GROUP_SIZE,
+        },
+    )
+    .unwrap()
+}
+
 /// Participant i's statistics: group sizes 40+i, 5 (below the policy's minimum) and 100·i.
 fn statistics(i: usize) -> Vec<u64> {
     (0..GROUPS)
@@ -92,17 +107,7 @@ fn run(
 ) {
     let s = setup();
     let names: BTreeSet<String> = s.signers[..n].iter().map(|x| x.name().to_owned()).collect();
-    let inputs = EncryptedInputs::new(
-        context(),
-        s.keys.server.clone(),
-        GROUPS * FIELDS,
-        BITS,
-        FairnessPolicy {
-            fields: FIELDS,
-            min_group_size: MIN_GROUP_SIZE,
-        },
-    )
-    .unwrap();
+    let inputs = inputs();
     let mut coordinator =
         CoordinatorSession::with_inputs(context(), s.trust.clone(), inputs, names, 0, 0).unwrap();
     let mut sessions = Vec::new();
@@ -315,17 +320,7 @@ fn a_proof_made_for_another_sender_does_not_verify() {
     use accord_crypto::secagg::coordinator::MaskedInputs;
     use sha2::Digest;
     let s = setup();
-    let mut inputs = EncryptedInputs::new(
-        context(),
-        s.keys.server.clone(),
-        GROUPS * FIELDS,
-        BITS,
-        FairnessPolicy {
-            fields: FIELDS,
-            min_group_size: MIN_GROUP_SIZE,
-        },
-    )
-    .unwrap();
+    let mut inputs = inputs();
     let signer = &s.signers[1];
     // org-1 replays a list proven for org-0 (as if copied), with a valid commitment of its own.
     let list = accord_crypto::he::inputs::encrypt(

@@ -176,11 +176,8 @@ async fn the_audit_matches_the_pooled_data_finds_the_planted_disparity_and_resis
     );
 
     // The planted disparity: 60+ is the least selected age band, flagged under four-fifths.
-    let age = report
-        .metrics
-        .iter()
-        .find(|b| b.breakdown == "age_band")
-        .unwrap();
+    let breakdown = |name: &str| report.metrics.iter().find(|b| b.breakdown == name).unwrap();
+    let age = breakdown("age_band");
     let old = age
         .groups
         .iter()
@@ -196,11 +193,7 @@ async fn the_audit_matches_the_pooled_data_finds_the_planted_disparity_and_resis
         "{:?}",
         age.demographic_parity_difference
     );
-    let gender = report
-        .metrics
-        .iter()
-        .find(|b| b.breakdown == "gender")
-        .unwrap();
+    let gender = breakdown("gender");
     assert!(
         gender.demographic_parity_difference.unwrap() < age.demographic_parity_difference.unwrap()
     );
