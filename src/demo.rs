@@ -350,13 +350,8 @@ fn print_fairness(path: &Path) -> anyhow::Result<()> {
         report.participants.len()
     );
     println!(
-        "{:<22} {:>8} {:>8} {:>8} {:>8}  {}",
-        "breakdown",
-        "DP diff",
-        "DP ratio",
-        "EO diff",
-        "EOdds",
-        "flagged (four-fifths) / suppressed"
+        "{:<22} {:>8} {:>8} {:>8} {:>8}  flagged (four-fifths) / suppressed",
+        "breakdown", "DP diff", "DP ratio", "EO diff", "EOdds"
     );
     for b in &report.metrics {
         let flagged: Vec<&str> = b

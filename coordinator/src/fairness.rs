@@ -145,7 +145,7 @@ impl FairnessAudit {
             accord_crypto::he::transcript::AGGREGATE_LABEL,
             &bytes,
         ));
-        let params = definition.secure_aggregation.clone().unwrap_or_default();
+        let params = definition.secure_aggregation.unwrap_or_default();
         let schema = definition.schema.clone().unwrap_or_default();
         let transcript = RoundTranscript {
             format: TRANSCRIPT_FORMAT.into(),

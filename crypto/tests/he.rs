@@ -95,16 +95,17 @@ fn statistics(i: usize) -> Vec<u64> {
 /// What a participant sends at the masked-input stage, possibly tampered with by `alter`.
 type Alter = fn(usize, Vec<u8>) -> Vec<u8>;
 
+/// The aggregation's outcome (the aggregate and its contributors, or why it aborted) and the
+/// coordinator's refusals.
+type Outcome = (
+    Result<(EncryptedAggregate, BTreeSet<String>), SecAggError>,
+    Vec<SecAggError>,
+);
+
 /// Runs the fairness phase among `n` participants; `alter` may rewrite a participant's
 /// encrypted body before it is signed. Returns the aggregate and who contributed, or the
 /// abort, plus the coordinator's refusals.
-fn run(
-    n: usize,
-    alter: Alter,
-) -> (
-    Result<(EncryptedAggregate, BTreeSet<String>), SecAggError>,
-    Vec<SecAggError>,
-) {
+fn run(n: usize, alter: Alter) -> Outcome {
     let s = setup();
     let names: BTreeSet<String> = s.signers[..n].iter().map(|x| x.name().to_owned()).collect();
     let inputs = inputs();

@@ -136,7 +136,7 @@ impl EncryptedInputs {
         policy: FairnessPolicy,
     ) -> Result<Self, HeError> {
         let bits = check_value_bits(bits)?;
-        if policy.fields == 0 || values % policy.fields != 0 {
+        if policy.fields == 0 || !values.is_multiple_of(policy.fields) {
             return Err(HeError::Malformed {
                 what: "fairness layout",
                 reason: format!("{values} values are not whole groups of {}", policy.fields),
@@ -213,7 +213,7 @@ impl EncryptedInputs {
 impl MaskedInputs for EncryptedInputs {
     type Sum = EncryptedAggregate;
 
-    fn len(&self) -> usize {
+    fn words(&self) -> usize {
         self.values
     }
 

@@ -98,7 +98,7 @@ pub fn parameters_sha256() -> String {
 
 /// Checks a `value_bits` setting: counts live in Z_2^bits, whole radix blocks.
 pub fn check_value_bits(bits: u32) -> Result<u32, HeError> {
-    if bits == 0 || bits > 32 || bits % BLOCK_BITS != 0 {
+    if bits == 0 || bits > 32 || !bits.is_multiple_of(BLOCK_BITS) {
         return Err(HeError::ValueBits(bits));
     }
     Ok(bits)

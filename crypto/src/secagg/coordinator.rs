@@ -44,7 +44,7 @@ pub trait MaskedInputs: Send {
     /// The unmasked result.
     type Sum;
     /// Words per input.
-    fn len(&self) -> usize;
+    fn words(&self) -> usize;
     /// The ring the masks live in.
     fn modulus(&self) -> Modulus;
     /// Checks `sender`'s masked-input body (`key`: the verified key of its certificate
@@ -83,7 +83,7 @@ impl PlainInputs {
 impl MaskedInputs for PlainInputs {
     type Sum = Vec<f64>;
 
-    fn len(&self) -> usize {
+    fn words(&self) -> usize {
         self.encoding.len()
     }
 
@@ -463,7 +463,7 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
     fn unmask(&mut self) -> Result<I::Sum, SecAggError> {
         let plan = self.plan.as_ref().expect("planned");
         let modulus = self.inputs.modulus();
-        let mut sum = vec![0; self.inputs.len()];
+        let mut sum = vec![0; self.inputs.words()];
         for survivor in &self.masked {
             let seed = self.recover(survivor, "the self-mask seed", false)?;
             mask::apply_mask(&mut sum, &seed, true, modulus);
