@@ -553,3 +553,39 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fairness_tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../examples/coordinator.toml");
+
+    fn with_fairness(section: &str) -> Result<CoordinatorConfig, ConfigError> {
+        let text =
+            format!("{EXAMPLE}\n[fairness]\nauditor_server_bundle = \"a.bundle\"\n{section}\n");
+        CoordinatorConfig::parse(&text, Path::new("coordinator.toml"))
+    }
+
+    #[test]
+    fn a_bad_fairness_section_is_refused_naming_the_key() {
+        // The Ed25519 base point: a valid verifying key.
+        let key = "auditor_verifying_key = \"58".to_owned() + &"66".repeat(31) + "\"";
+        assert!(with_fairness(&key).is_ok());
+        let cases = [
+            (format!("{key}\nvalue_bits = 15"), "value_bits must be even"),
+            (format!("{key}\nvalue_bits = 40"), "value_bits must be even"),
+            (
+                format!("{key}\nhistogram_bins = 1"),
+                "fairness.histogram_bins",
+            ),
+            (
+                "auditor_verifying_key = \"not hex\"".into(),
+                "fairness.auditor_verifying_key",
+            ),
+        ];
+        for (section, expected) in cases {
+            let error = with_fairness(&section).err().expect(expected).to_string();
+            assert!(error.contains(expected), "{error}");
+        }
+    }
+}
