@@ -9,7 +9,7 @@
 
 use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
 use accord_crypto::secagg::identity::Trust;
-use accord_crypto::secagg::{self, Context, SecAggError};
+use accord_crypto::secagg::{self, Context, Culprit, SecAggError};
 use accord_proto::layout::Bound;
 use accord_proto::v1::{
     ProtectedVector, SecAggParams, SecAggRelay, SecAggStage, SignedStageMessage,
@@ -82,6 +82,10 @@ pub trait PhaseAggregator: Send {
     fn close_stage(&mut self) -> Result<Closed, AggregationError>;
     /// What a participant needs for the open stage (multi-stage schemes).
     fn relay(&self, participant: &str) -> Option<SecAggRelay>;
+    /// The participants named so far for deviating from the protocol, in the order found.
+    fn culprits(&self) -> Vec<Culprit> {
+        Vec::new()
+    }
 }
 
 /// What a phase's aggregator is started with.
@@ -166,6 +170,10 @@ impl PhaseAggregator for SecureSum {
 
     fn relay(&self, participant: &str) -> Option<SecAggRelay> {
         Some(self.0.relay_for(participant))
+    }
+
+    fn culprits(&self) -> Vec<Culprit> {
+        self.0.culprits().to_vec()
     }
 }
 

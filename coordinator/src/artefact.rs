@@ -201,10 +201,21 @@ pub struct RoundRecord {
     pub bytes_down: u64,
     pub seconds: f64,
     pub aborted: bool,
+    /// Participants named in the round's phases for deviating from the protocol, each as
+    /// "name (phase, stage): reason".
+    pub culprits: Vec<String>,
 }
 
-pub const ROUNDS_HEADER: &str =
-    "round,participants,samples,log_loss,accuracy,auc,brier,bytes_up,bytes_down,seconds,aborted";
+pub const ROUNDS_HEADER: &str = "round,participants,samples,log_loss,accuracy,auc,brier,bytes_up,bytes_down,seconds,aborted,culprits";
+
+/// A CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
 
 pub fn write_rounds_csv(path: &Path, rounds: &[RoundRecord]) -> Result<(), ArtefactError> {
     let mut text = String::from(ROUNDS_HEADER);
@@ -218,7 +229,7 @@ pub fn write_rounds_csv(path: &Path, rounds: &[RoundRecord]) -> Result<(), Artef
         };
         let _ = writeln!(
             text,
-            "{},{},{},{},{},{},{},{},{},{:.3},{}",
+            "{},{},{},{},{},{},{},{},{},{:.3},{},{}",
             r.round,
             r.participants,
             q.map(|q| q.samples.to_string()).unwrap_or_default(),
@@ -229,7 +240,8 @@ pub fn write_rounds_csv(path: &Path, rounds: &[RoundRecord]) -> Result<(), Artef
             r.bytes_up,
             r.bytes_down,
             r.seconds,
-            r.aborted
+            r.aborted,
+            csv_field(&r.culprits.join("; "))
         );
     }
     write_atomically(path, text.as_bytes())

@@ -15,7 +15,7 @@ use accord_crypto::he::transcript::{
 };
 use accord_crypto::he::{EncryptedInputs, FairnessPolicy, ServerMaterial, keys};
 use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
-use accord_crypto::secagg::stage_label;
+use accord_crypto::secagg::{Culprit, stage_label};
 use accord_proto::fairness::FairnessLayout;
 use accord_proto::v1::{FairnessParams, FederationDefinition, SecAggRelay, SecAggStage};
 use prost::Message;
@@ -34,6 +34,8 @@ pub struct FairnessAudit {
     layout: FairnessLayout,
     max_rows: u64,
     outcome: Arc<Mutex<Option<Outcome>>>,
+    /// Participants named in the fairness phase ("name (phase, stage): reason").
+    culprits: Mutex<Vec<String>>,
 }
 
 /// What the fairness phase left for the auditor.
@@ -71,6 +73,7 @@ impl FairnessAudit {
             layout,
             max_rows: config.secure_aggregation.max_rows_per_participant,
             outcome: Arc::new(Mutex::new(None)),
+            culprits: Mutex::new(Vec::new()),
         })
     }
 
@@ -112,6 +115,11 @@ impl FairnessAudit {
         }))
     }
 
+    /// Records the participants named in the fairness phase, for the transcript.
+    pub fn name_culprits(&self, culprits: &[String]) {
+        *self.culprits.lock().expect("culprits lock") = culprits.to_vec();
+    }
+
     /// Writes the encrypted aggregate and the transcript into `out_dir`; returns the aggregate's path.
     pub fn write_outcome(
         &self,
@@ -141,6 +149,8 @@ impl FairnessAudit {
             Entry::of("federation definition", &definition.encode_to_vec()),
         );
         entries.extend(participants.iter().map(CommitmentRecord::entry));
+        let culprits = self.culprits.lock().expect("culprits lock").clone();
+        entries.push(Entry::of("culprits", culprits.join("\n").as_bytes()));
         entries.push(Entry::of(
             accord_crypto::he::transcript::AGGREGATE_LABEL,
             &bytes,
@@ -189,6 +199,7 @@ impl FairnessAudit {
             },
             participants,
             dropped,
+            culprits,
             head: transcript::head(&entries),
             entries,
         };
@@ -269,12 +280,7 @@ impl PhaseAggregator for EncryptedSum {
     }
 
     fn close_stage(&mut self) -> Result<Closed, AggregationError> {
-        let before = self.session.rejected().len();
-        let closed = self.session.close_stage();
-        for (participant, reason) in &self.session.rejected()[before..] {
-            tracing::warn!(%participant, %reason, "encrypted statistics refused; the phase goes on without them");
-        }
-        Ok(match closed? {
+        Ok(match self.session.close_stage()? {
             StageClosed::Next(_) => Closed::Next,
             StageClosed::Done { sum, contributors } => {
                 *self.outcome.lock().expect("outcome lock") = Some(Outcome {
@@ -292,5 +298,9 @@ impl PhaseAggregator for EncryptedSum {
 
     fn relay(&self, participant: &str) -> Option<SecAggRelay> {
         Some(self.session.relay_for(participant))
+    }
+
+    fn culprits(&self) -> Vec<Culprit> {
+        self.session.culprits().to_vec()
     }
 }

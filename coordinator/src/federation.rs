@@ -25,7 +25,7 @@ use accord_proto::v1::{
     UploadReceipt,
 };
 use accord_proto::v1::{SecAggRelay, SecAggStage, SignedStageMessage};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -111,6 +111,9 @@ struct State {
     mitigation: MitigationRun,
     /// The per-group thresholds chosen after the last round.
     postprocessing: Option<PostprocessingJson>,
+    /// Participants whose own signed messages proved a deviation, with the first reason: left
+    /// out of every later phase.
+    excluded: BTreeMap<String, String>,
 }
 
 /// One federation, shared by the gRPC handlers and the driver that runs its rounds.
@@ -176,6 +179,10 @@ impl Federation {
             mitigation: config.mitigation().ok().flatten(),
             postprocessing: config.postprocessing().ok().flatten(),
         };
+        info!(
+            sha256 = %accord_crypto::hash::sha256_hex(&prost::Message::encode_to_vec(&definition)),
+            "federation definition (participants may pin this hash)"
+        );
         let mitigation = MitigationRun::new(
             definition.schema.as_ref().unwrap_or(&Default::default()),
             definition.mitigation.as_ref(),
@@ -207,6 +214,7 @@ impl Federation {
                 closing: false,
                 mitigation,
                 postprocessing: None,
+                excluded: BTreeMap::new(),
             }),
             task: watch::Sender::new(start),
             activity: Notify::new(),
@@ -557,20 +565,59 @@ impl Federation {
         }
     }
 
-    /// Opens a phase for the registered participants and runs its stages, each until every
-    /// expected participant submitted or the stage deadline passed. Returns the sum and who
-    /// contributed, or the reason the phase aborted.
-    async fn run_phase(
+    /// Opens a phase for the registered participants not excluded and runs its stages, each
+    /// until every expected participant submitted or the stage deadline passed. Returns the sum
+    /// and who contributed, or the reason the phase aborted; and, either way, the participants
+    /// named for deviating (logged; those proven by their own messages are excluded from
+    /// every later phase).
+    async fn run_phase(&self, round: u32, phase: Phase, bounds: Vec<Bound>) -> PhaseOutcome {
+        let (result, culprits) = self.run_stages(round, phase, bounds).await;
+        let mut state = self.state();
+        for culprit in &culprits {
+            warn!(round, phase = phase.label(), participant = %culprit.participant, stage = stage_label(culprit.stage), reason = %culprit.reason, proven = culprit.proven, "participant named for deviating from the protocol");
+            if culprit.proven && !state.excluded.contains_key(&culprit.participant) {
+                warn!(participant = %culprit.participant, "excluded from the rest of the federation");
+                state
+                    .excluded
+                    .insert(culprit.participant.clone(), culprit.reason.clone());
+            }
+        }
+        PhaseOutcome {
+            result,
+            culprits: culprits
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} ({}, {}): {}",
+                        c.participant,
+                        phase.label(),
+                        stage_label(c.stage),
+                        c.reason
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    async fn run_stages(
         &self,
         round: u32,
         phase: Phase,
         bounds: Vec<Bound>,
-    ) -> Result<(Vec<f64>, BTreeSet<String>), String> {
+    ) -> (
+        Result<(Vec<f64>, BTreeSet<String>), String>,
+        Vec<accord_crypto::secagg::Culprit>,
+    ) {
         let stage_time = Duration::from_secs(self.config.federation.phase_timeout_secs);
         let task = Task { round, phase };
         {
             let mut state = self.state();
-            let selected = state.registered.clone();
+            let selected: BTreeSet<String> = state
+                .registered
+                .iter()
+                .filter(|r| !state.excluded.contains_key(*r))
+                .cloned()
+                .collect();
             let default_params = accord_proto::v1::SecAggParams::default();
             let spec = PhaseSpec {
                 context: Context {
@@ -596,7 +643,7 @@ impl Federation {
                 Err(e) => {
                     let reason = e.to_string();
                     state.aborted = Some((task, reason.clone()));
-                    return Err(reason);
+                    return (Err(reason), Vec::new());
                 }
             };
             state.task = task;
@@ -638,6 +685,7 @@ impl Federation {
             })
             .await
             .expect("closing a stage does not panic");
+            let culprits = aggregator.culprits();
             let mut state = self.state();
             state.closing = false;
             state.aggregator = Some(aggregator);
@@ -658,7 +706,7 @@ impl Federation {
             // Wake the participants waiting for the next stage (or for the phase's end).
             self.task.send_modify(|_| {});
             if let Some(result) = result {
-                return result;
+                return (result, culprits);
             }
         }
     }
@@ -705,10 +753,11 @@ impl Federation {
             StandardizationSums::bounds(&schema, max_rows).map_err(|e| self.fail(e.to_string()))?;
         let label_counts = self.state().mitigation.label_counts();
         bounds.extend(label_counts.map_or_else(Vec::new, |c| c.bounds(max_rows)));
-        let (sums, contributors) = self
-            .run_phase(0, Phase::Standardize, bounds)
-            .await
-            .map_err(|reason| self.fail(format!("standardization aborted: {reason}")))?;
+        let standardized = self.run_phase(0, Phase::Standardize, bounds).await;
+        let named = standardized.named();
+        let (sums, contributors) = standardized
+            .result
+            .map_err(|reason| self.fail(format!("standardization aborted: {reason}{named}")))?;
         let contributors = contributors.len() as u32;
         if contributors < min {
             return Err(self.fail(format!(
@@ -745,7 +794,9 @@ impl Federation {
             let (up, down) = (self.meter.received(), self.meter.sent());
             let clip = self.config.secure_aggregation.clip;
             let bounds = self.state().mitigation.fit_bounds(d, clip, max_rows);
-            let (sum, fitted) = match self.run_phase(round, Phase::Fit, bounds).await {
+            let fit = self.run_phase(round, Phase::Fit, bounds).await;
+            let mut culprits = fit.culprits;
+            let (sum, fitted) = match fit.result {
                 Ok((sum, contributors)) => (
                     self.state()
                         .mitigation
@@ -767,6 +818,7 @@ impl Federation {
                 bytes_down: 0,
                 seconds: 0.0,
                 aborted: fitted < min || sum.samples <= 0.0,
+                culprits: Vec::new(),
             };
             if record.aborted {
                 warn!(
@@ -785,7 +837,8 @@ impl Federation {
                 let mut bounds = EvaluationCounts::bounds(bins, max_rows);
                 bounds.extend(self.state().mitigation.evaluation_layout().bounds(max_rows));
                 let evaluation = self.run_phase(round, Phase::Evaluate, bounds).await;
-                if let Ok((counts, evaluated)) = evaluation
+                culprits.extend(evaluation.culprits);
+                if let Ok((counts, evaluated)) = evaluation.result
                     && evaluated.len() as u32 >= min
                 {
                     let (counts, extras) = counts.split_at(EvaluationCounts::len(bins));
@@ -798,6 +851,7 @@ impl Federation {
                     last_quality = record.quality.or(last_quality);
                 }
             }
+            record.culprits = culprits;
             record.bytes_up = self.meter.received() - up;
             record.bytes_down = self.meter.sent() - down;
             record.seconds = started.elapsed().as_secs_f64();
@@ -828,7 +882,9 @@ impl Federation {
         model.write(&model_path)?;
         if let Some(audit) = &self.fairness {
             let round = self.definition.rounds;
-            match self.run_phase(round, Phase::Fairness, vec![]).await {
+            let audited = self.run_phase(round, Phase::Fairness, vec![]).await;
+            audit.name_culprits(&audited.culprits);
+            match audited.result {
                 Ok(_) => {
                     let written = audit
                         .write_outcome(&self.definition, round, &model, &self.config.out_dir)
@@ -898,6 +954,24 @@ impl Federation {
             content_hash: String::new(),
         }
         .seal()
+    }
+}
+
+/// How a phase ended: its sum and contributors, or why it aborted; and who was named.
+struct PhaseOutcome {
+    result: Result<(Vec<f64>, BTreeSet<String>), String>,
+    /// "name (phase, stage): reason" for each participant named for deviating.
+    culprits: Vec<String>,
+}
+
+impl PhaseOutcome {
+    /// The named participants as a clause for a message ("" if none).
+    fn named(&self) -> String {
+        if self.culprits.is_empty() {
+            String::new()
+        } else {
+            format!("; named: {}", self.culprits.join("; "))
+        }
     }
 }
 

@@ -12,8 +12,8 @@ use accord_crypto::pki::{ConsortiumCa, Role};
 use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
 use accord_crypto::secagg::identity::{Signer, Trust};
 use accord_crypto::secagg::participant::ParticipantSession;
-use accord_crypto::secagg::{Context, SecAggError};
-use accord_proto::v1::{EncryptedStatistics, Phase, SignedStageMessage};
+use accord_crypto::secagg::{Context, Requirements, SecAggError};
+use accord_proto::v1::{EncryptedStatistics, Phase, SecAggStage, SignedStageMessage};
 use prost::Message;
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
@@ -99,7 +99,7 @@ type Alter = fn(usize, Vec<u8>) -> Vec<u8>;
 /// coordinator's refusals.
 type Outcome = (
     Result<(EncryptedAggregate, BTreeSet<String>), SecAggError>,
-    Vec<SecAggError>,
+    Vec<String>,
 );
 
 /// Runs the fairness phase among `n` participants; `alter` may rewrite a participant's
@@ -115,17 +115,22 @@ fn run(n: usize, alter: Alter) -> Outcome {
     let mut refusals = Vec::new();
     let deliver = |coordinator: &mut CoordinatorSession<EncryptedInputs>,
                    messages: Vec<SignedStageMessage>,
-                   refusals: &mut Vec<SecAggError>| {
+                   refusals: &mut Vec<String>| {
         for (signer, message) in s.signers.iter().zip(messages) {
             if let Err(e) = coordinator.receive(signer.name(), signer.certificate_der(), message) {
-                refusals.push(e);
+                refusals.push(e.to_string());
             }
         }
     };
     let mut messages = Vec::new();
     for signer in &s.signers[..n] {
-        let (session, message) =
-            ParticipantSession::start(signer.clone(), s.trust.clone(), context(), &mut rand::rng());
+        let (session, message) = ParticipantSession::start(
+            signer.clone(),
+            s.trust.clone(),
+            context(),
+            Requirements::default(),
+            &mut rand::rng(),
+        );
         sessions.push(session);
         messages.push(message);
     }
@@ -145,33 +150,52 @@ fn run(n: usize, alter: Alter) -> Outcome {
             .map(|(i, p)| {
                 let relay = coordinator.relay_for(p.name());
                 let context = p.context().clone();
-                p.masked_input_with(&relay, statistics(i), MASK_RING, |masked, signer| {
-                    Ok(alter(i, seal(public, &context, signer, masked, BITS)?))
+                p.masked_input_with(&relay, statistics(i), MASK_RING, |sealed| {
+                    let body = seal(public, &context, sealed.signer, sealed.masked, BITS)?;
+                    Ok(alter(i, body))
                 })
+                .map(|m| m.message)
             })
             .collect::<Result<Vec<_>, _>>()?;
         deliver(&mut coordinator, messages, &mut refusals);
         // Proofs are verified when the stage closes: refused lists count as dropped.
+        let named = coordinator.culprits().len();
         let closed = coordinator.close_stage();
-        refusals.extend(coordinator.rejected().iter().map(|(_, e)| e.clone()));
+        refusals.extend(
+            coordinator.culprits()[named..]
+                .iter()
+                .map(|c| c.reason.clone()),
+        );
         closed?;
         let survivors: BTreeSet<String> = coordinator
             .relay_for("org-0")
             .survivors
             .into_iter()
             .collect();
-        let messages: Vec<SignedStageMessage> = sessions
-            .iter_mut()
-            .filter(|p| survivors.contains(p.name()))
-            .map(|p| p.unmask(&coordinator.relay_for(p.name())))
-            .collect::<Result<_, _>>()?;
         let senders: Vec<&Arc<Signer>> = s
             .signers
             .iter()
             .filter(|x| survivors.contains(x.name()))
             .collect();
-        for (signer, message) in senders.into_iter().zip(messages) {
-            coordinator.receive(signer.name(), signer.certificate_der(), message)?;
+        for stage in [SecAggStage::ConsistencyCheck, SecAggStage::Unmask] {
+            let messages: Vec<SignedStageMessage> = sessions
+                .iter_mut()
+                .filter(|p| survivors.contains(p.name()))
+                .map(|p| {
+                    let relay = coordinator.relay_for(p.name());
+                    if stage == SecAggStage::Unmask {
+                        p.unmask(&relay)
+                    } else {
+                        p.consistency_check(&relay)
+                    }
+                })
+                .collect::<Result<_, _>>()?;
+            for (signer, message) in senders.iter().zip(messages) {
+                coordinator.receive(signer.name(), signer.certificate_der(), message)?;
+            }
+            if stage == SecAggStage::ConsistencyCheck {
+                coordinator.close_stage()?;
+            }
         }
         match coordinator.close_stage()? {
             StageClosed::Done { sum, contributors } => Ok((sum, contributors)),
@@ -260,7 +284,7 @@ fn malformed_unproven_or_unsigned_ciphertexts_are_refused_and_the_rest_are_summe
         statistics.encode_to_vec()
     }
     let (outcome, refusals) = run(4, alter);
-    let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
+    let reasons = refusals;
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert!(
         reasons[0].contains("org-1") && reasons[0].contains("encrypted statistics"),
@@ -308,7 +332,7 @@ fn a_ciphertext_other_than_the_committed_one_is_refused() {
         statistics.ciphertext_list = list;
         statistics.encode_to_vec()
     });
-    let reason = refusals[0].to_string();
+    let reason = refusals[0].clone();
     assert!(
         reason.contains("org-2") && reason.contains("commitment"),
         "{reason}"

@@ -7,8 +7,10 @@ use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
 use accord_crypto::secagg::encoding::{FixedPoint, Modulus, Segment};
 use accord_crypto::secagg::identity::{Signer, Trust};
 use accord_crypto::secagg::participant::ParticipantSession;
-use accord_crypto::secagg::{Context, SecAggError, words_from_bytes};
-use accord_proto::v1::{MaskedInput, Phase, SecAggStage, SignedStageMessage};
+use accord_crypto::secagg::{Context, Requirements, SecAggError, words_from_bytes};
+use accord_proto::v1::{
+    MaskedInput, MaskedInputEnvelope, Phase, SecAggRelay, SecAggStage, SignedStageMessage,
+};
 use proptest::prelude::*;
 use prost::Message;
 use rand::SeedableRng;
@@ -87,6 +89,7 @@ fn encoding(len: usize, summands: usize) -> FixedPoint {
 type Dropouts = BTreeMap<usize, SecAggStage>;
 
 struct Round {
+    requirements: Requirements,
     coordinator: CoordinatorSession,
     participants: BTreeMap<String, ParticipantSession>,
     stops: BTreeMap<String, SecAggStage>,
@@ -117,7 +120,13 @@ impl Round {
             neighbours,
         )
         .unwrap();
+        let requirements = Requirements {
+            threshold,
+            neighbours,
+            ..Requirements::default()
+        };
         let mut round = Self {
+            requirements,
             coordinator,
             participants: BTreeMap::new(),
             stops: dropouts
@@ -140,6 +149,7 @@ impl Round {
                 signer.clone(),
                 c.trust.clone(),
                 context(1),
+                round.requirements,
                 &mut round.rng,
             );
             round
@@ -151,6 +161,10 @@ impl Round {
         round
     }
 
+    fn sparse(&self) -> bool {
+        self.requirements.neighbours != 0
+    }
+
     fn certificate(name: &str) -> &'static [u8] {
         consortium()
             .signers
@@ -160,7 +174,9 @@ impl Round {
             .certificate_der()
     }
 
-    /// Runs every remaining stage; the sum, or why it aborted.
+    /// Runs every remaining stage; the sum, or why it aborted. A participant whose session
+    /// refuses a stage sits the rest out, as a node does: only a sparse graph's dropouts may
+    /// leave an honest participant too few valid shares to mask with.
     fn finish(mut self) -> Result<(Vec<f64>, BTreeSet<String>), SecAggError> {
         loop {
             let stage = match self.coordinator.close_stage()? {
@@ -175,15 +191,21 @@ impl Round {
                 let relay = self.coordinator.relay_for(&name);
                 let session = self.participants.get_mut(&name).unwrap();
                 let message = match stage {
-                    SecAggStage::ShareKeys => session.share_keys(&relay, &mut self.rng).unwrap(),
-                    SecAggStage::MaskedInput => {
-                        session
-                            .masked_input(&relay, &self.inputs[&name], &self.encoding)
-                            .unwrap()
-                            .0
-                    }
-                    SecAggStage::Unmask => session.unmask(&relay).unwrap(),
+                    SecAggStage::ShareKeys => session.share_keys(&relay, &mut self.rng),
+                    SecAggStage::MaskedInput => session
+                        .masked_input(&relay, &self.inputs[&name], &self.encoding)
+                        .map(|(masked, _)| masked.message),
+                    SecAggStage::ConsistencyCheck => session.consistency_check(&relay),
+                    SecAggStage::Unmask => session.unmask(&relay),
                     other => panic!("unexpected stage {other:?}"),
+                };
+                let message = match message {
+                    Ok(message) => message,
+                    Err(SecAggError::TooFewShares { .. }) if self.sparse() => {
+                        self.stops.insert(name, stage);
+                        continue;
+                    }
+                    Err(e) => panic!("{name} refused {stage:?}: {e}"),
                 };
                 self.coordinator
                     .receive(&name, Self::certificate(&name), message)
@@ -225,12 +247,19 @@ fn inputs(n: usize, d: usize, seed: u64) -> Vec<Vec<f64>> {
         .collect()
 }
 
-const STAGES: [SecAggStage; 4] = [
+const STAGES: [SecAggStage; 5] = [
     SecAggStage::Setup,
     SecAggStage::ShareKeys,
     SecAggStage::MaskedInput,
+    SecAggStage::ConsistencyCheck,
     SecAggStage::Unmask,
 ];
+
+/// Whether a participant that stops answering at `stage` still contributes: its masked input
+/// arrived, and survivors are summed whether or not they sign or reveal.
+fn contributes(stage: SecAggStage) -> bool {
+    stage as i32 > SecAggStage::MaskedInput as i32
+}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
@@ -242,7 +271,7 @@ proptest! {
         n in 3usize..=16,
         d in 1usize..=40,
         sparse in any::<bool>(),
-        drops in proptest::collection::vec((0usize..16, 0usize..4), 0..8),
+        drops in proptest::collection::vec((0usize..16, 0usize..5), 0..8),
         seed in any::<u64>(),
     ) {
         let threshold = n / 2 + 1;
@@ -259,14 +288,20 @@ proptest! {
         match round.finish() {
             Ok((sum, contributors)) => {
                 let expected: BTreeSet<String> = named.keys()
-                    .filter(|name| dropouts.iter().all(|(i, s)| consortium().signers[*i].name() != name.as_str() || *s == SecAggStage::Unmask))
+                    .filter(|name| dropouts.iter().all(|(i, s)| consortium().signers[*i].name() != name.as_str() || contributes(*s)))
                     .cloned().collect();
-                prop_assert_eq!(&contributors, &expected);
+                // In a sparse graph a survivor all of whose masking neighbours dropped is left
+                // out (its self mask must not be removed); in the complete graph none is.
+                if sparse {
+                    prop_assert!(contributors.is_subset(&expected));
+                } else {
+                    prop_assert_eq!(&contributors, &expected);
+                }
                 prop_assert_eq!(sum, plain_sum(&encoding, &named, &contributors));
             }
-            // A sparse graph can leave a dropped participant's neighbourhood too thin to
-            // recover from; the aggregation must then say so, never return a wrong sum.
-            Err(SecAggError::Unrecoverable { .. }) if sparse => {}
+            // A sparse graph can leave a neighbourhood too thin to recover from, or too few
+            // protected survivors; the aggregation must then say so, never return a wrong sum.
+            Err(SecAggError::Unrecoverable { .. } | SecAggError::BelowThreshold { .. }) if sparse => {}
             Err(other) => prop_assert!(false, "aborted: {other}"),
         }
     }
@@ -283,11 +318,7 @@ fn ten_participants_survive_one_two_or_three_dropouts_at_every_stage() {
             let (sum, contributors) = round
                 .finish()
                 .unwrap_or_else(|e| panic!("{stage:?} × {dropped}: {e}"));
-            let expected = if stage == SecAggStage::Unmask {
-                10
-            } else {
-                10 - dropped
-            };
+            let expected = if contributes(stage) { 10 } else { 10 - dropped };
             assert_eq!(contributors.len(), expected, "{stage:?} × {dropped}");
             assert_eq!(
                 sum,
@@ -365,13 +396,14 @@ fn what_the_coordinator_receives_from_one_participant_is_uniform_whatever_its_in
         let names = share_all_keys(&mut round);
         let target = &names[0];
         let relay = round.coordinator.relay_for(target);
-        let (message, _) = round
+        let (masked, _) = round
             .participants
             .get_mut(target)
             .unwrap()
             .masked_input(&relay, &values[0], &round.encoding)
             .unwrap();
-        let body = MaskedInput::decode(message.body.as_slice()).unwrap();
+        let envelope = MaskedInputEnvelope::decode(masked.message.body.as_slice()).unwrap();
+        let body = MaskedInput::decode(envelope.input.as_slice()).unwrap();
         let words = words_from_bytes(&body.words, d + 1, Modulus::Z64).unwrap();
         let encoded = round.encoding.encode(&values[0]).unwrap().words;
         // The encoded input itself is anything but uniform…
@@ -443,6 +475,7 @@ fn masked(round: &mut Round, name: &str) -> SignedStageMessage {
         .masked_input(&relay, &input, &round.encoding)
         .unwrap()
         .0
+        .message
 }
 
 #[test]
@@ -545,10 +578,90 @@ fn forged_unsigned_replayed_and_wrong_round_messages_are_refused_and_change_noth
     assert_eq!(sum, plain_sum(&encoding, &named, &contributors));
 }
 
+/// A round at the unmask stage: everyone sent its masked input and signed the survivor set.
+fn at_unmask(n: usize) -> (Round, Vec<String>) {
+    let (mut round, names) = at_masked_input(n);
+    for name in &names {
+        let message = masked(&mut round, name);
+        round
+            .coordinator
+            .receive(name, Round::certificate(name), message)
+            .unwrap();
+    }
+    round.coordinator.close_stage().unwrap();
+    for name in &names {
+        let relay = round.coordinator.relay_for(name);
+        let message = round
+            .participants
+            .get_mut(name)
+            .unwrap()
+            .consistency_check(&relay)
+            .unwrap();
+        round
+            .coordinator
+            .receive(name, Round::certificate(name), message)
+            .unwrap();
+    }
+    round.coordinator.close_stage().unwrap();
+    (round, names)
+}
+
 #[test]
-fn participants_refuse_to_unmask_anyone_whose_masked_input_arrived() {
+fn participants_reveal_only_after_t_signatures_on_the_survivor_set_they_signed() {
+    let (mut round, names) = at_unmask(5);
+    let honest = round.coordinator.relay_for(&names[0]);
+    assert_eq!(honest.survivor_signatures.len(), 5);
+    fn session<'a>(round: &'a mut Round, name: &str) -> &'a mut ParticipantSession {
+        round.participants.get_mut(name).unwrap()
+    }
+    let first = names[0].clone();
+
+    // Another set than the one this participant signed (one survivor left out).
+    let mut other_set = honest.clone();
+    other_set.survivors.retain(|s| s != &names[1]);
+    assert!(matches!(
+        session(&mut round, &first).unmask(&other_set),
+        Err(SecAggError::SurvivorSet(_))
+    ));
+    // t = 3 of 5: two signatures are not enough, nor are copies of one, nor a signature from
+    // outside the consortium, nor a signature on another set.
+    let mut thin = honest.clone();
+    thin.survivor_signatures.truncate(2);
+    assert_eq!(
+        session(&mut round, &first).unmask(&thin),
+        Err(SecAggError::TooFewSignatures {
+            valid: 2,
+            threshold: 3
+        })
+    );
+    let mut copies = honest.clone();
+    let one = copies.survivor_signatures[0].clone();
+    copies.survivor_signatures = vec![one; 5];
+    assert!(matches!(
+        session(&mut round, &first).unmask(&copies),
+        Err(SecAggError::TooFewSignatures { valid: 1, .. })
+    ));
+    let mut foreign = thin.clone();
+    let mut outsider = foreign.survivor_signatures[0].clone();
+    outsider.name = names[4].clone();
+    outsider.certificate_der = consortium().outsider.certificate_der().to_vec();
+    foreign.survivor_signatures.push(outsider);
+    assert!(matches!(
+        session(&mut round, &first).unmask(&foreign),
+        Err(SecAggError::TooFewSignatures { valid: 2, .. })
+    ));
+    // Nothing was revealed by the refusals: the honest request is answered, once.
+    session(&mut round, &first).unmask(&honest).unwrap();
+    assert!(matches!(
+        session(&mut round, &first).unmask(&honest),
+        Err(SecAggError::InconsistentUnmask(_))
+    ));
+}
+
+#[test]
+fn a_participant_signs_one_survivor_set_that_includes_it_and_reaches_t() {
     let (mut round, names) = at_masked_input(5);
-    for name in &names[..4] {
+    for name in &names {
         let message = masked(&mut round, name);
         round
             .coordinator
@@ -557,71 +670,120 @@ fn participants_refuse_to_unmask_anyone_whose_masked_input_arrived() {
     }
     round.coordinator.close_stage().unwrap();
     let honest = round.coordinator.relay_for(&names[0]);
-    assert_eq!(honest.dropped, vec![names[4].clone()]);
-
-    // Asking for the key share of a survivor as well as its self-mask share.
-    let mut both = honest.clone();
-    both.dropped.push(names[1].clone());
-    assert_eq!(
-        round.participants.get_mut(&names[0]).unwrap().unmask(&both),
-        Err(SecAggError::BothShares(names[1].clone()))
-    );
-    // Answering one request, then being told the same participant dropped after all.
-    round
-        .participants
-        .get_mut(&names[2])
-        .unwrap()
-        .unmask(&honest)
-        .unwrap();
-    let mut flipped = honest.clone();
-    flipped.survivors.retain(|s| s != &names[1]);
-    flipped.dropped.push(names[1].clone());
-    assert_eq!(
-        round
-            .participants
-            .get_mut(&names[2])
-            .unwrap()
-            .unmask(&flipped),
-        Err(SecAggError::BothShares(names[1].clone()))
-    );
-    // A request that says fewer than t survived.
-    let mut thin = honest.clone();
-    thin.survivors.truncate(2);
+    let session = round.participants.get_mut(&names[0]).unwrap();
+    let mut without_me = honest.clone();
+    without_me.survivors.retain(|s| s != &names[0]);
     assert!(matches!(
-        round.participants.get_mut(&names[3]).unwrap().unmask(&thin),
-        Err(SecAggError::BelowThreshold { .. }) | Err(SecAggError::InconsistentUnmask(_))
+        session.consistency_check(&without_me),
+        Err(SecAggError::SurvivorSet(_))
+    ));
+    let mut thin = honest.clone();
+    thin.survivors = vec![names[0].clone(), names[1].clone()];
+    assert!(matches!(
+        session.consistency_check(&thin),
+        Err(SecAggError::BelowThreshold { have: 2, .. })
+    ));
+    let mut stranger = honest.clone();
+    stranger.survivors.push("org-39".into());
+    assert!(matches!(
+        session.consistency_check(&stranger),
+        Err(SecAggError::SurvivorSet(_))
+    ));
+    session.consistency_check(&honest).unwrap();
+    // It signs once: a second set (or the same one again) is refused.
+    assert!(matches!(
+        session.consistency_check(&honest),
+        Err(SecAggError::WrongStage { .. })
     ));
 }
 
+/// A share-keys relay for `selected` with threshold `threshold`.
+fn share_keys_relay(selected: &[Arc<Signer>], threshold: u32) -> SecAggRelay {
+    let names: Vec<String> = selected.iter().map(|s| s.name().to_owned()).collect();
+    SecAggRelay {
+        stage: SecAggStage::ShareKeys as i32,
+        selected: names.clone(),
+        members: names,
+        threshold,
+        ..Default::default()
+    }
+}
+
 #[test]
-fn participants_refuse_a_threshold_of_half_or_less() {
+fn participants_refuse_a_threshold_below_the_definition_half_or_their_own_minimum() {
     let c = consortium();
     let mut rng = ChaCha20Rng::seed_from_u64(1);
-    let (mut session, _) =
-        ParticipantSession::start(c.signers[0].clone(), c.trust.clone(), context(1), &mut rng);
-    let relay = accord_proto::v1::SecAggRelay {
-        stage: SecAggStage::ShareKeys as i32,
-        selected: c.signers[..10]
-            .iter()
-            .map(|s| s.name().to_owned())
-            .collect(),
-        threshold: 5,
-        ..Default::default()
+    let start = |requirements: Requirements, rng: &mut ChaCha20Rng| {
+        ParticipantSession::start(
+            c.signers[0].clone(),
+            c.trust.clone(),
+            context(1),
+            requirements,
+            rng,
+        )
+        .0
     };
+    // The definition leaves t to the default (more than half of 10 = 6); the coordinator
+    // relays 5.
+    let mut session = start(Requirements::default(), &mut rng);
     assert_eq!(
-        session.share_keys(&relay, &mut rng),
+        session.share_keys(&share_keys_relay(&c.signers[..10], 5), &mut rng),
+        Err(SecAggError::ParameterMismatch {
+            what: "the threshold t",
+            relayed: 5,
+            derived: 6
+        })
+    );
+    // A definition that says 5 of 10 is refused by the participant all the same.
+    let half = Requirements {
+        threshold: 5,
+        ..Requirements::default()
+    };
+    let mut session = start(half, &mut rng);
+    assert_eq!(
+        session.share_keys(&share_keys_relay(&c.signers[..10], 5), &mut rng),
         Err(SecAggError::ThresholdTooLow {
             threshold: 5,
             selected: 10,
             minimum: 6
         })
     );
+    // The participant's own floor: t = 2 of 3 is a majority, but this participant wants 3.
+    let floor = Requirements {
+        min_threshold: 3,
+        ..Requirements::default()
+    };
+    let mut session = start(floor, &mut rng);
+    assert_eq!(
+        session.share_keys(&share_keys_relay(&c.signers[..3], 2), &mut rng),
+        Err(SecAggError::BelowRequirement {
+            what: "the threshold t",
+            got: 2,
+            minimum: 3
+        })
+    );
+    // The coordinator cannot shrink the selection below the definition's minimum either.
+    let members = Requirements {
+        min_members: 4,
+        ..Requirements::default()
+    };
+    let mut session = start(members, &mut rng);
+    assert!(matches!(
+        session.share_keys(&share_keys_relay(&c.signers[..3], 2), &mut rng),
+        Err(SecAggError::BelowRequirement {
+            what: "the number of members",
+            ..
+        })
+    ));
     assert!(matches!(
         CoordinatorSession::new(
             context(1),
             c.trust.clone(),
             encoding(1, 10),
-            relay.selected.iter().cloned().collect(),
+            c.signers[..10]
+                .iter()
+                .map(|s| s.name().to_owned())
+                .collect(),
             5,
             0
         ),
@@ -630,7 +792,7 @@ fn participants_refuse_a_threshold_of_half_or_less() {
 }
 
 #[test]
-fn participants_refuse_keys_or_shares_the_coordinator_forged_or_altered() {
+fn participants_refuse_keys_the_coordinator_forged_and_leave_out_neighbours_whose_shares_fail() {
     let c = consortium();
     let values = inputs(4, 3, 13);
     let mut round = Round::new(4, &values, &Dropouts::new(), 0, 0, 6);
@@ -666,25 +828,48 @@ fn participants_refuse_keys_or_shares_the_coordinator_forged_or_altered() {
         Err(SecAggError::Certificate { .. })
     ));
 
-    // The honest relay works; then a share altered in transit does not decrypt.
+    // The honest relay works. Then one neighbour's share altered in transit no longer matches
+    // its sender's signature: that neighbour is left out and named, and with two valid neighbours (t = 3 of
+    // 4, so two are needed besides itself) the participant still masks and sends.
     share_all_keys(&mut round);
     let mut altered = round.coordinator.relay_for(&names[0]);
+    let spoiled = altered.shares[0].from.clone();
     altered.shares[0].share.as_mut().unwrap().ciphertext[0] ^= 1;
     let input = round.inputs[&names[0]].clone();
+    let session = round.participants.get_mut(&names[0]).unwrap();
+    let (masked, _) = session
+        .masked_input(&altered.clone(), &input, &round.encoding)
+        .unwrap();
+    assert_eq!(masked.excluded.len(), 1);
+    assert_eq!(masked.excluded[0].0, spoiled);
+    assert!(
+        masked.excluded[0].1.contains("forged or altered"),
+        "{:?}",
+        masked.excluded
+    );
+    assert!(!session.masked_with().contains(&spoiled));
+
+    // A second participant whose relay lost two neighbours' shares refuses to send at all.
+    let mut withheld = round.coordinator.relay_for(&names[1]);
+    withheld.shares.truncate(1);
+    let input = round.inputs[&names[1]].clone();
     let error = round
         .participants
-        .get_mut(&names[0])
+        .get_mut(&names[1])
         .unwrap()
-        .masked_input(&altered, &input, &round.encoding)
-        .unwrap_err();
+        .masked_input(&withheld, &input, &round.encoding)
+        .err()
+        .unwrap();
     assert!(
         matches!(
             error,
-            SecAggError::Malformed {
-                what: "encrypted share",
+            SecAggError::TooFewShares {
+                have: 1,
+                need: 2,
                 ..
             }
         ),
         "{error}"
     );
+    assert!(error.to_string().contains("did not arrive"), "{error}");
 }

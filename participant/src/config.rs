@@ -28,6 +28,47 @@ pub struct ParticipantConfig {
     /// Fault injection, for tests and simulations of dropouts; never set in production.
     #[serde(default)]
     pub faults: Vec<Fault>,
+    /// What this participant requires of any federation it joins.
+    #[serde(default)]
+    pub requirements: Requirements,
+}
+
+/// `[requirements]`: floors this participant holds the federation definition to, so that a
+/// coordinator can lower neither the definition's security parameters nor, in its relays, what
+/// the definition says (Bonawitz et al. 2017: each client checks the threshold itself).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Requirements {
+    /// The least secure-aggregation threshold t (survivors whose inputs are summed) this
+    /// participant takes part with; also never less than more than half of those selected.
+    #[serde(default = "default_min_threshold")]
+    pub min_threshold: usize,
+    /// The least group size below which the fairness audit must suppress counts; a federation
+    /// with a smaller `min_group_size` gets no fairness statistics from this participant.
+    #[serde(default = "default_min_group_size")]
+    pub min_group_size: u64,
+    /// The SHA-256 (hex) of the one federation definition this participant accepts, as the
+    /// coordinator logs it at start and this participant logs it at registration.
+    #[serde(default)]
+    pub federation_sha256: Option<String>,
+}
+
+fn default_min_threshold() -> usize {
+    2
+}
+
+fn default_min_group_size() -> u64 {
+    10
+}
+
+impl Default for Requirements {
+    fn default() -> Self {
+        Self {
+            min_threshold: default_min_threshold(),
+            min_group_size: default_min_group_size(),
+            federation_sha256: None,
+        }
+    }
 }
 
 /// `[fairness]`: the auditor's published keys and the auditor key this participant trusts.
@@ -67,6 +108,7 @@ pub enum FaultStage {
     Setup,
     ShareKeys,
     MaskedInput,
+    ConsistencyCheck,
     Unmask,
 }
 

@@ -12,8 +12,8 @@ use accord_crypto::he::inputs::{MASK_RING, seal};
 use accord_crypto::he::keys::parse_verifying_key;
 use accord_crypto::he::{PublicMaterial, check_value_bits};
 use accord_crypto::secagg::identity::{Signer, Trust};
-use accord_crypto::secagg::participant::ParticipantSession;
-use accord_crypto::secagg::{self, Context, SecAggError};
+use accord_crypto::secagg::participant::{Masked, ParticipantSession};
+use accord_crypto::secagg::{self, Context, Requirements, SecAggError};
 use accord_proto::MAX_MESSAGE_BYTES;
 use accord_proto::fairness::FairnessLayout;
 use accord_proto::layout::encoded_columns;
@@ -30,6 +30,8 @@ use accord_proto::v1::{
     SignedStageMessage, UpdateUpload, protected_vector,
 };
 use ndarray::{Array1, Array2};
+use prost::Message;
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::Channel;
@@ -84,6 +86,19 @@ pub enum ParticipantError {
     Data(#[from] DataError),
     #[error("fairness audit: {0}")]
     Fairness(String),
+    #[error(
+        "the coordinator's federation definition has SHA-256 {got}, not the {pinned} pinned in \
+         [requirements] federation_sha256"
+    )]
+    DefinitionMismatch { got: String, pinned: String },
+    #[error(
+        "the federation's {what} is {got}, below this participant's minimum of {minimum} ([requirements])"
+    )]
+    BelowRequirement {
+        what: &'static str,
+        got: u64,
+        minimum: u64,
+    },
 }
 
 /// What a finished participation looked like, for the local log.
@@ -132,6 +147,7 @@ struct SecureAggregation {
     signer: Arc<Signer>,
     trust: Trust,
     params: SecAggParams,
+    requirements: Requirements,
 }
 
 /// What a participant needs for the encrypted fairness audit: the auditor's public key and
@@ -208,6 +224,16 @@ impl Node {
         let federation = response.federation.ok_or_else(|| {
             ParticipantError::InvalidDefinition("no federation definition".into())
         })?;
+        let definition_sha256 = hex::encode(Sha256::digest(federation.encode_to_vec()));
+        info!(sha256 = %definition_sha256, "federation definition received");
+        if let Some(pinned) = &config.requirements.federation_sha256
+            && !pinned.trim().eq_ignore_ascii_case(&definition_sha256)
+        {
+            return Err(ParticipantError::DefinitionMismatch {
+                got: definition_sha256,
+                pinned: pinned.clone(),
+            });
+        }
         let schema = federation
             .schema
             .as_ref()
@@ -221,13 +247,29 @@ impl Node {
                     federation.aggregation.clone(),
                 ));
             }
-            secagg::SCHEME => Some(SecureAggregation {
-                signer: Arc::new(Signer::load(&config.tls.certificate, &config.tls.key)?),
-                trust: Trust::load(&config.tls.ca)?,
-                params: federation.secure_aggregation.ok_or_else(|| {
+            secagg::SCHEME => {
+                let params = federation.secure_aggregation.ok_or_else(|| {
                     ParticipantError::InvalidDefinition("no secure-aggregation parameters".into())
-                })?,
-            }),
+                })?;
+                let floor = config.requirements.min_threshold;
+                if params.threshold != 0 && (params.threshold as usize) < floor {
+                    return Err(ParticipantError::BelowRequirement {
+                        what: "secure-aggregation threshold",
+                        got: params.threshold.into(),
+                        minimum: floor as u64,
+                    });
+                }
+                Some(SecureAggregation {
+                    signer: Arc::new(Signer::load(&config.tls.certificate, &config.tls.key)?),
+                    trust: Trust::load(&config.tls.ca)?,
+                    params,
+                    requirements: Requirements::new(
+                        &params,
+                        federation.min_participants as usize,
+                        floor,
+                    ),
+                })
+            }
             other => return Err(ParticipantError::UnsupportedAggregation(other.to_owned())),
         };
         info!(name = %response.participant_name, federation = %federation.federation_id, "registered");
@@ -620,22 +662,20 @@ impl Node {
         })
     }
 
-    /// Secure aggregation: advertise keys, share keys, send the masked vector, help unmask.
+    /// Secure aggregation: advertise keys, share keys, send the masked vector, sign the survivor
+    /// set, help unmask. A refusal (what the coordinator or a peer sent fails a check) is
+    /// logged with its reason and the participant sits the phase out: false, never an exit.
     async fn secure(&mut self, round: u32, phase: Phase) -> Result<bool, ParticipantError> {
         let s = self.secagg.as_ref().expect("secure aggregation configured");
-        let (signer, trust, params) = (s.signer.clone(), s.trust.clone(), s.params);
+        let (signer, trust, params, requirements) =
+            (s.signer.clone(), s.trust.clone(), s.params, s.requirements);
         let context = Context {
             federation: self.federation.federation_id.clone(),
             round,
             phase,
         };
-        let failed = |source| ParticipantError::SecAgg {
-            round,
-            phase: phase.label(),
-            source,
-        };
         let (mut session, advertisement) =
-            ParticipantSession::start(signer, trust, context, &mut rand::rng());
+            ParticipantSession::start(signer, trust, context, requirements, &mut rand::rng());
         if !self.inject_fault(round, phase, SecAggStage::Setup).await?
             || !self.submit(advertisement).await?
         {
@@ -661,57 +701,56 @@ impl Node {
                 );
                 return Ok(false);
             }
-            let message = match relay.stage() {
+            let stage = relay.stage();
+            let answered = match stage {
                 SecAggStage::ShareKeys => {
                     selected = relay.selected.len();
-                    session
-                        .share_keys(&relay, &mut rand::rng())
-                        .map_err(failed)?
+                    session.share_keys(&relay, &mut rand::rng())
                 }
-                SecAggStage::MaskedInput => match &input {
-                    Input::Values(values, bounds) => {
-                        let encoding = secagg::fixed_point(bounds, &params, selected)
-                            .map_err(|e| failed(e.into()))?;
-                        let (message, clipped) = session
-                            .masked_input(&relay, values, &encoding)
-                            .map_err(failed)?;
-                        if clipped > 0 {
-                            warn!(
-                                round,
-                                phase = phase.label(),
-                                clipped,
-                                "values clipped to the federation's bounds"
-                            );
+                SecAggStage::MaskedInput => {
+                    let masked = match &input {
+                        Input::Values(values, bounds) => {
+                            let encoding = secagg::fixed_point(bounds, &params, selected)
+                                .map_err(|e| ParticipantError::SecAgg {
+                                    round,
+                                    phase: phase.label(),
+                                    source: e.into(),
+                                })?;
+                            session
+                                .masked_input(&relay, values, &encoding)
+                                .map(|(masked, clipped)| {
+                                    if clipped > 0 {
+                                        warn!(
+                                            round,
+                                            phase = phase.label(),
+                                            clipped,
+                                            "values clipped to the federation's bounds"
+                                        );
+                                    }
+                                    masked
+                                })
                         }
-                        message
+                        Input::Counts(counts) => {
+                            let (returned, masked) = self
+                                .seal_counts(session, &relay, counts.clone(), round)
+                                .await?;
+                            session = returned;
+                            masked
+                        }
+                    };
+                    masked.map(|masked| {
+                        for (neighbour, reason) in &masked.excluded {
+                            warn!(round, phase = phase.label(), participant = %neighbour, %reason, "left a neighbour out of the masks");
+                        }
+                        masked.message
+                    })
+                }
+                SecAggStage::ConsistencyCheck => session.consistency_check(&relay),
+                SecAggStage::Unmask => session.unmask(&relay).inspect(|_| {
+                    for (owner, reason) in session.withheld() {
+                        warn!(round, phase = phase.label(), participant = %owner, %reason, "withheld a self-mask share");
                     }
-                    Input::Counts(counts) => {
-                        let audit = self.fairness.as_ref().expect("fairness configured");
-                        let (material, bits) = (audit.material.clone(), audit.value_bits);
-                        let counts = counts.clone();
-                        let relay = relay.clone();
-                        // Encryption with proofs takes seconds: off the async threads.
-                        let (returned, message) = tokio::task::spawn_blocking(move || {
-                            let context = session.context().clone();
-                            let message = session.masked_input_with(
-                                &relay,
-                                counts,
-                                MASK_RING,
-                                |masked, signer| seal(&material, &context, signer, masked, bits),
-                            );
-                            (session, message)
-                        })
-                        .await
-                        .map_err(|e| ParticipantError::Fairness(e.to_string()))?;
-                        session = returned;
-                        info!(
-                            round,
-                            "fairness statistics encrypted under the auditor's key"
-                        );
-                        message.map_err(failed)?
-                    }
-                },
-                SecAggStage::Unmask => session.unmask(&relay).map_err(failed)?,
+                }),
                 SecAggStage::Done | SecAggStage::Unspecified | SecAggStage::Setup => {
                     if !relay.aborted.is_empty() {
                         warn!(round, phase = phase.label(), reason = %relay.aborted, "the phase aborted; the previous global model stays");
@@ -721,12 +760,53 @@ impl Node {
                     );
                 }
             };
-            if !self.inject_fault(round, phase, relay.stage()).await?
-                || !self.submit(message).await?
-            {
+            let message = match answered {
+                Ok(message) => message,
+                Err(reason) => {
+                    warn!(
+                        round,
+                        phase = phase.label(),
+                        stage = secagg::stage_label(stage),
+                        %reason,
+                        "refused to go on with this aggregation; sitting the phase out"
+                    );
+                    return Ok(false);
+                }
+            };
+            if !self.inject_fault(round, phase, stage).await? || !self.submit(message).await? {
                 return Ok(false);
             }
         }
+    }
+
+    /// Masks and encrypts the fairness counts (encryption with proofs takes seconds: off the
+    /// async threads); hands the session back with the outcome.
+    async fn seal_counts(
+        &self,
+        mut session: ParticipantSession,
+        relay: &SecAggRelay,
+        counts: Vec<u64>,
+        round: u32,
+    ) -> Result<(ParticipantSession, Result<Masked, SecAggError>), ParticipantError> {
+        let audit = self.fairness.as_ref().expect("fairness configured");
+        let (material, bits) = (audit.material.clone(), audit.value_bits);
+        let relay = relay.clone();
+        let (session, masked) = tokio::task::spawn_blocking(move || {
+            let context = session.context().clone();
+            let masked = session.masked_input_with(&relay, counts, MASK_RING, |sealed| {
+                seal(&material, &context, sealed.signer, sealed.masked, bits)
+            });
+            (session, masked)
+        })
+        .await
+        .map_err(|e| ParticipantError::Fairness(e.to_string()))?;
+        if masked.is_ok() {
+            info!(
+                round,
+                "fairness statistics encrypted under the auditor's key"
+            );
+        }
+        Ok((session, masked))
     }
 
     /// Applies a configured fault planned for this point; false if the participant sits the
@@ -829,6 +909,7 @@ fn audit(
     federation: &FederationDefinition,
     schema: &accord_proto::v1::Schema,
 ) -> Result<Option<FairnessAudit>, ParticipantError> {
+    let local_floor = config.requirements.min_group_size;
     let Some(params) = &federation.fairness else {
         return Ok(None);
     };
@@ -838,6 +919,14 @@ fn audit(
         );
         return Ok(None);
     };
+    if params.min_group_size < local_floor {
+        warn!(
+            min_group_size = params.min_group_size,
+            required = local_floor,
+            "the federation suppresses only groups smaller than its min_group_size, below this participant's [requirements] min_group_size: it will sit the audit out"
+        );
+        return Ok(None);
+    }
     let fail = |e: String| ParticipantError::Fairness(e);
     let pinned =
         parse_verifying_key(&local.auditor_verifying_key).map_err(|e| fail(e.to_string()))?;

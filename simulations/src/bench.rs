@@ -22,7 +22,8 @@ use accord_crypto::secagg::encoding::{EncodingError, FixedPoint, Modulus, Segmen
 use accord_crypto::secagg::identity::{IdentityError, Signer, Trust};
 use accord_crypto::secagg::participant::ParticipantSession;
 use accord_crypto::secagg::{
-    Context, Plan, SecAggError, default_neighbours, mask, minimum_threshold, stage_label,
+    Context, Plan, Requirements, SecAggError, default_neighbours, mask, minimum_threshold,
+    stage_label,
 };
 use accord_proto::v1::{Phase, SecAggRelay, SecAggStage, SignedStageMessage};
 use prost::Message;
@@ -106,7 +107,7 @@ pub struct SecAggReport {
     pub warmup: usize,
     pub rounds: usize,
     pub seed: u64,
-    /// Median wall time of a whole round (all four stages).
+    /// Median wall time of a whole round (all five stages).
     pub round_secs: f64,
     /// Every measured round's wall time, in order.
     pub round_secs_each: Vec<f64>,
@@ -116,7 +117,10 @@ pub struct SecAggReport {
     pub share_keys_secs: f64,
     /// Masked input: participants encode and mask; the coordinator checks and sums.
     pub masked_input_secs: f64,
-    /// Unmask: participants reveal shares; the coordinator reconstructs, unmasks and decodes.
+    /// Consistency check: survivors sign the survivor set.
+    pub consistency_check_secs: f64,
+    /// Unmask: participants check t signatures on the survivor set and reveal shares; the
+    /// coordinator checks each share against its commitment, reconstructs, unmasks and decodes.
     pub unmask_secs: f64,
     /// Median time of one participant's masked-input step (decrypt shares, encode, mask,
     /// serialize, sign), measured inside the rounds.
@@ -274,7 +278,8 @@ pub fn run_with_progress(
         setup_secs: column(|o| o.stages[0]),
         share_keys_secs: column(|o| o.stages[1]),
         masked_input_secs: column(|o| o.stages[2]),
-        unmask_secs: column(|o| o.stages[3]),
+        consistency_check_secs: column(|o| o.stages[3]),
+        unmask_secs: column(|o| o.stages[4]),
         participant_secs,
         coordinator_unmask_secs: column(|o| o.coordinator_unmask),
         bytes_up_per_participant: mean_bytes(false),
@@ -340,6 +345,7 @@ impl SecAggReport {
         line("  setup", secs(self.setup_secs));
         line("  share keys", secs(self.share_keys_secs));
         line("  masked input", secs(self.masked_input_secs));
+        line("  consistency check", secs(self.consistency_check_secs));
         line("  unmask (with reconstruction)", secs(self.unmask_secs));
         line(
             "one participant's masked input",
@@ -445,6 +451,8 @@ struct Env<'a> {
     encoding: FixedPoint,
     fractional_bits: u32,
     plan: PlanSummary,
+    /// What every simulated participant requires: the bench's threshold and neighbours.
+    requirements: Requirements,
     members: Vec<String>,
     degree: usize,
     dropouts: usize,
@@ -454,8 +462,8 @@ struct Env<'a> {
 
 /// One round's measurements and result.
 struct RoundOutcome {
-    /// Wall time of setup, share keys, masked input, unmask.
-    stages: [f64; 4],
+    /// Wall time of setup, share keys, masked input, consistency check, unmask.
+    stages: [f64; 5],
     total: f64,
     coordinator_unmask: f64,
     participant_secs: Vec<f64>,
@@ -566,9 +574,15 @@ impl<'a> Env<'a> {
                 });
             }
         });
+        let requirements = Requirements {
+            threshold,
+            neighbours: bench.neighbours.unwrap_or(0),
+            ..Requirements::default()
+        };
         Ok(Self {
             bench,
             trust,
+            requirements,
             signers,
             inputs,
             encoding,
@@ -664,7 +678,7 @@ impl<'a> Env<'a> {
         let names: Vec<&str> = self.signers.iter().map(|s| s.name()).collect();
         let certificate = |i: usize| self.signers[i].certificate_der();
         let mut bytes_up = vec![0usize; n];
-        let mut stages = [0.0; 4];
+        let mut stages = [0.0; 5];
         let started = Instant::now();
 
         // Setup.
@@ -688,6 +702,7 @@ impl<'a> Env<'a> {
                     self.signers[i].clone(),
                     self.trust.clone(),
                     context.clone(),
+                    self.requirements,
                     &mut rng,
                 );
                 (i, Sim { session, rng }, message)
@@ -744,7 +759,7 @@ impl<'a> Env<'a> {
                 let result = sim
                     .session
                     .masked_input(&relay, &self.inputs[i], &self.encoding)
-                    .map(|(message, _clipped)| message);
+                    .map(|(masked, _clipped)| masked.message);
                 (i, result, start.elapsed())
             },
             |(i, message, elapsed): (usize, Result<SignedStageMessage, SecAggError>, Duration)| {
@@ -758,9 +773,29 @@ impl<'a> Env<'a> {
         )?;
         expect_next(
             coordinator.close_stage().map_err(protocol)?,
-            SecAggStage::Unmask,
+            SecAggStage::ConsistencyCheck,
         )?;
         stages[2] = stage.elapsed().as_secs_f64();
+
+        // Consistency check: the survivors sign the survivor set.
+        let stage = Instant::now();
+        fan_out(
+            threads,
+            work_items(&mut sims, &survivors, &coordinator, &names),
+            |(i, sim, relay)| (i, sim.session.consistency_check(&relay)),
+            |(i, message)| {
+                let message = message.map_err(protocol)?;
+                bytes_up[i] += message.encoded_len();
+                coordinator
+                    .receive(names[i], certificate(i), message)
+                    .map_err(protocol)
+            },
+        )?;
+        expect_next(
+            coordinator.close_stage().map_err(protocol)?,
+            SecAggStage::Unmask,
+        )?;
+        stages[3] = stage.elapsed().as_secs_f64();
 
         // Unmask.
         let stage = Instant::now();
@@ -779,7 +814,7 @@ impl<'a> Env<'a> {
         let closing = Instant::now();
         let closed = coordinator.close_stage().map_err(protocol)?;
         let coordinator_unmask = closing.elapsed().as_secs_f64();
-        stages[3] = stage.elapsed().as_secs_f64();
+        stages[4] = stage.elapsed().as_secs_f64();
         let total = started.elapsed().as_secs_f64();
         let StageClosed::Done { sum, contributors } = closed else {
             return Err(BenchError::WrongResult {

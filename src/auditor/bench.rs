@@ -18,7 +18,7 @@ use accord_crypto::pki::{ConsortiumCa, Role};
 use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
 use accord_crypto::secagg::identity::{Signer, Trust};
 use accord_crypto::secagg::participant::ParticipantSession;
-use accord_crypto::secagg::{Context, SecAggError};
+use accord_crypto::secagg::{Context, Requirements, SecAggError};
 use accord_proto::fairness::{FairnessLayout, GroupStatistics};
 use accord_proto::v1::{Phase, ProtectedAttribute, Schema, SignedStageMessage};
 use anyhow::{Context as _, bail};
@@ -194,6 +194,7 @@ pub fn run(spec: &FairnessBench, progress: impl Fn(&str)) -> anyhow::Result<Fair
             signer.clone(),
             trust.clone(),
             context.clone(),
+            Requirements::default(),
             &mut rand::rng(),
         );
         sessions.push(session);
@@ -238,13 +239,12 @@ pub fn run(spec: &FairnessBench, progress: impl Fn(&str)) -> anyhow::Result<Fair
             let t = Instant::now();
             let context = session.context().clone();
             let mut bytes = 0;
-            let message =
-                session.masked_input_with(relay, input.clone(), MASK_RING, |masked, signer| {
-                    let body = seal(&public, &context, signer, masked, bits)?;
-                    bytes = body.len();
-                    Ok(body)
-                })?;
-            Ok((message, t.elapsed().as_secs_f64(), bytes))
+            let masked = session.masked_input_with(relay, input.clone(), MASK_RING, |sealed| {
+                let body = seal(&public, &context, sealed.signer, sealed.masked, bits)?;
+                bytes = body.len();
+                Ok(body)
+            })?;
+            Ok((masked.message, t.elapsed().as_secs_f64(), bytes))
         })
         .collect::<Result<_, SecAggError>>()
         .map_err(protocol)?;
@@ -257,6 +257,13 @@ pub fn run(spec: &FairnessBench, progress: impl Fn(&str)) -> anyhow::Result<Fair
     let t = Instant::now();
     expect_next(coordinator.close_stage().map_err(protocol)?)?;
     coordinator_secs += t.elapsed().as_secs_f64();
+    let messages = sessions
+        .iter_mut()
+        .map(|s| s.consistency_check(&coordinator.relay_for(s.name())))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(protocol)?;
+    coordinator_secs += deliver(&mut coordinator, messages)?;
+    expect_next(coordinator.close_stage().map_err(protocol)?)?;
     let messages = sessions
         .iter_mut()
         .map(|s| s.unmask(&coordinator.relay_for(s.name())))

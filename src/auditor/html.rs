@@ -170,7 +170,7 @@ dl{display:grid;grid-template-columns:max-content auto;gap:4px 16px}dt{font-weig
     let t = &report.thresholds;
     let _ = write!(
         html,
-        "<dl><dt>Model</dt><dd><code>{}</code></dd><dt>Mitigation</dt><dd>{}</dd><dt>Thresholds in force</dt><dd>{}</dd><dt>Participants</dt><dd>{}</dd><dt>Dropped</dt><dd>{}</dd>\
+        "<dl><dt>Model</dt><dd><code>{}</code></dd><dt>Mitigation</dt><dd>{}</dd><dt>Thresholds in force</dt><dd>{}</dd><dt>Participants</dt><dd>{}</dd><dt>Dropped</dt><dd>{}</dd><dt>Named for deviating</dt><dd>{}</dd>\
 <dt>Disclosure policy</dt><dd>groups under {} records suppressed on ciphertexts; under {} flagged small</dd>\
 <dt>Decision threshold</dt><dd>{}</dd><dt>Four-fifths threshold</dt><dd>{}</dd><dt>Intervals</dt><dd>{:.0}% Wilson score</dd>\
 <dt>Encryption</dt><dd>{}</dd><dt>Secure aggregation</dt><dd>{}</dd><dt>Transcript head</dt><dd><code>{}</code></dd></dl>",
@@ -189,6 +189,11 @@ dl{display:grid;grid-template-columns:max-content auto;gap:4px 16px}dt{font-weig
             "none".into()
         } else {
             escape(&report.dropped.join(", "))
+        },
+        if report.culprits.is_empty() {
+            "none".into()
+        } else {
+            escape(&report.culprits.join("; "))
         },
         t.min_group_size,
         t.small_group_size,

@@ -37,6 +37,10 @@ pub struct FairnessReport {
     /// Each contributor with its signed commitment to the ciphertext it submitted.
     pub participants: Vec<CommitmentRecord>,
     pub dropped: Vec<String>,
+    /// Participants the coordinator named for deviating from the protocol in the fairness
+    /// phase ("name (phase, stage): reason"), from the transcript.
+    #[serde(default)]
+    pub culprits: Vec<String>,
     pub transcript: TranscriptSection,
     pub aggregate: AggregateSection,
     /// The metric names used below and their definitions.
@@ -308,6 +312,7 @@ pub fn build(
         groups: transcript.groups.clone(),
         participants: transcript.participants.clone(),
         dropped: transcript.dropped.clone(),
+        culprits: transcript.culprits.clone(),
         transcript: TranscriptSection {
             entries: transcript.entries.clone(),
             head: transcript.head.clone(),

@@ -16,6 +16,7 @@ use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
 use prost::Message;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tfhe::conformance::ParameterSetConformant;
 use tfhe::integer::ciphertext::{
@@ -113,8 +114,8 @@ pub struct EncryptedInputs {
     policy: FairnessPolicy,
     /// Lists received and checked for form, waiting for their proofs to be verified.
     queued: Vec<(Commitment, ProvenCompactCiphertextList)>,
-    sum: Option<Vec<RadixCiphertext>>,
-    commitments: Vec<Commitment>,
+    /// Lists verified and expanded, by sender, waiting for the survivor set.
+    opened: BTreeMap<String, (Commitment, Vec<RadixCiphertext>)>,
 }
 
 /// The aggregate the auditor receives: masks removed, policy applied, still encrypted.
@@ -149,8 +150,7 @@ impl EncryptedInputs {
             bits,
             policy,
             queued: Vec::new(),
-            sum: None,
-            commitments: Vec::new(),
+            opened: BTreeMap::new(),
         })
     }
 
@@ -251,57 +251,65 @@ impl MaskedInputs for EncryptedInputs {
     }
 
     fn settle(&mut self) -> Vec<(String, SecAggError)> {
-        // One list at a time (each is verified and expanded in parallel inside tfhe), so only
-        // one participant's expanded ciphertexts are in memory besides the running sum.
+        // One list at a time: each is verified and expanded in parallel inside tfhe.
         let queued = std::mem::take(&mut self.queued);
         let mut refused = Vec::new();
         for (commitment, list) in queued {
-            let server = &self.material.server_key;
-            let values = match self.open(&commitment.participant, &list) {
-                Ok(values) => values,
-                Err(reason) => {
-                    refused.push((
-                        commitment.participant.clone(),
-                        SecAggError::Malformed {
-                            from: commitment.participant,
-                            what: "encrypted statistics",
-                            reason,
-                        },
-                    ));
-                    continue;
+            match self.open(&commitment.participant, &list) {
+                Ok(values) => {
+                    self.opened
+                        .insert(commitment.participant.clone(), (commitment, values));
                 }
-            };
-            match &mut self.sum {
-                None => self.sum = Some(values),
-                Some(sum) => {
-                    sum.par_iter_mut()
-                        .zip(values.par_iter())
-                        .for_each(|(total, value)| {
-                            if server.is_add_possible(&*total, value).is_err() {
-                                server.full_propagate_parallelized(total);
-                            }
-                            server.unchecked_add_assign(total, value);
-                        })
-                }
+                Err(reason) => refused.push((
+                    commitment.participant.clone(),
+                    SecAggError::Malformed {
+                        from: commitment.participant,
+                        what: "encrypted statistics",
+                        reason,
+                    },
+                )),
             }
-            self.commitments.push(commitment);
         }
         refused
     }
 
     fn finish(
         &mut self,
+        contributors: &BTreeSet<String>,
         correction: Vec<u64>,
-        _summands: usize,
     ) -> Result<EncryptedAggregate, SecAggError> {
         let server = &self.material.server_key;
         let blocks = (self.bits / BLOCK_BITS) as usize;
         let ring = (1u64 << self.bits) - 1;
-        let mut values = self.sum.take().unwrap_or_else(|| {
-            (0..self.values)
-                .map(|_| server.create_trivial_zero_radix(blocks))
-                .collect()
-        });
+        let opened = std::mem::take(&mut self.opened);
+        let mut values: Vec<RadixCiphertext> = (0..self.values)
+            .map(|_| server.create_trivial_zero_radix(blocks))
+            .collect();
+        let mut commitments = Vec::with_capacity(contributors.len());
+        // Additions without bootstrapping while the blocks' carry space allows (the proofs
+        // guarantee every fresh block holds a 2-bit digit); carries propagated only when needed.
+        for (sender, (commitment, list)) in opened {
+            if !contributors.contains(&sender) {
+                continue;
+            }
+            values
+                .par_iter_mut()
+                .zip(list.par_iter())
+                .for_each(|(total, value)| {
+                    if server.is_add_possible(&*total, value).is_err() {
+                        server.full_propagate_parallelized(total);
+                    }
+                    server.unchecked_add_assign(total, value);
+                });
+            commitments.push(commitment);
+        }
+        if commitments.len() != contributors.len() {
+            return Err(SecAggError::Malformed {
+                from: "coordinator".into(),
+                what: "survivor set",
+                reason: "it names a participant whose statistics were not accepted".into(),
+            });
+        }
         values
             .par_iter_mut()
             .zip(correction)
@@ -336,7 +344,7 @@ impl MaskedInputs for EncryptedInputs {
             values,
             kept,
             bits: self.bits,
-            commitments: std::mem::take(&mut self.commitments),
+            commitments,
         })
     }
 }

@@ -98,6 +98,10 @@ pub struct RoundTranscript {
     pub participants: Vec<CommitmentRecord>,
     /// Selected participants whose statistics are not in the aggregate.
     pub dropped: Vec<String>,
+    /// Participants named for deviating from the protocol in the fairness phase, each as
+    /// "name (phase, stage): reason".
+    #[serde(default)]
+    pub culprits: Vec<String>,
     pub entries: Vec<Entry>,
     pub head: String,
 }

@@ -3,22 +3,27 @@
 //! at the end reconstructs exactly the secrets that remove the masks: the self-mask seeds of the
 //! survivors and the mask keys of those who dropped after sharing keys, never both for anyone.
 //!
-//! It keeps a running sum of masked inputs (not each input), and per participant only what its
-//! neighbours need, so memory grows with n·k, not n². Where the masked inputs go is a
-//! [`MaskedInputs`]: plain words summed in the ring ([`PlainInputs`]), or ciphertexts summed
-//! homomorphically (`crate::he::EncryptedInputs`); the masks are removed the same way for both.
+//! It checks what it can of every message (signatures, certificates, who may send what), keeps
+//! each participant's signed commitments, and names the participant responsible for anything
+//! that fails: a masked input refused when its stage closes, a neighbour another survivor left
+//! out of its masks, a revealed share that does not match its owner's signed commitment (skipped:
+//! the extra shares rebuild the secret), shares that do not rebuild the secret their dealer
+//! committed to (the phase aborts). [`CoordinatorSession::culprits`] lists them. Where the masked
+//! inputs go is a [`MaskedInputs`]: plain words summed in the ring ([`PlainInputs`]), or
+//! ciphertexts summed homomorphically (`crate::he::EncryptedInputs`); the masks are removed the
+//! same way for both.
 
 use super::encoding::{FixedPoint, Modulus};
-use super::identity::{Trust, verify};
+use super::identity::{Trust, verify, verify_digest};
 use super::participant::{PeerKeys, pairwise_seed, parse_keys, subtracts};
 use super::shamir::{self, Share};
 use super::{
-    Context, Plan, SecAggError, default_neighbours, mask, minimum_threshold, stage_label,
-    words_from_bytes,
+    Context, Culprit, Plan, SecAggError, ShareKind, default_neighbours, mask, minimum_threshold,
+    stage_label, words_from_bytes,
 };
 use accord_proto::v1::{
-    Header, MaskedInput, MemberAdvertisement, RelayedShare, SecAggRelay, SecAggStage, ShareKeys,
-    SignedStageMessage, UnmaskShares,
+    Header, MaskedInput, MaskedInputEnvelope, MaskingStatement, MemberAdvertisement, RelayedShare,
+    SecAggRelay, SecAggStage, ShareKeys, SignedStageMessage, SurvivorSet, UnmaskShares,
 };
 use ed25519_dalek::VerifyingKey;
 use prost::Message;
@@ -31,15 +36,15 @@ use zeroize::Zeroizing;
 pub enum StageClosed<S = Vec<f64>> {
     /// The next stage is open.
     Next(SecAggStage),
-    /// The sum over `contributors` (the participants whose masked input arrived).
+    /// The sum over `contributors` (the survivors, whose masked inputs were summed).
     Done {
         sum: S,
         contributors: BTreeSet<String>,
     },
 }
 
-/// Where the coordinator puts masked inputs: it checks each body and folds it into a running
-/// sum, then removes the masks with the correction the unmask stage yields.
+/// Where the coordinator puts masked inputs: it checks each body and keeps it, then sums the
+/// survivors' inputs and removes the masks with the correction the unmask stage yields.
 pub trait MaskedInputs: Send {
     /// The unmasked result.
     type Sum;
@@ -47,36 +52,42 @@ pub trait MaskedInputs: Send {
     fn words(&self) -> usize;
     /// The ring the masks live in.
     fn modulus(&self) -> Modulus;
-    /// Checks `sender`'s masked-input body (`key`: the verified key of its certificate
-    /// `certificate_der`) and adds it; a refused body changes nothing.
+    /// Checks `sender`'s sealed input (`key`: the verified key of its certificate
+    /// `certificate_der`) and keeps it; a refused input changes nothing.
     fn add(
         &mut self,
         sender: &str,
         key: &VerifyingKey,
         certificate_der: &[u8],
-        body: &[u8],
+        sealed: &[u8],
     ) -> Result<(), SecAggError>;
-    /// Checks what `add` only queued, when the masked-input stage closes (heavy checks, kept out
+    /// Checks what `add` only kept, when the masked-input stage closes (heavy checks, kept out
     /// of the path that receives messages); returns the senders refused, with why. Their
     /// inputs are left out and they count as dropped.
     fn settle(&mut self) -> Vec<(String, SecAggError)> {
         Vec::new()
     }
-    /// The sum of the `summands` inputs once `correction` (words to add, in the ring) has
+    /// The sum of the `contributors`' inputs once `correction` (words to add, in the ring) has
     /// cancelled every mask left in it.
-    fn finish(&mut self, correction: Vec<u64>, summands: usize) -> Result<Self::Sum, SecAggError>;
+    fn finish(
+        &mut self,
+        contributors: &BTreeSet<String>,
+        correction: Vec<u64>,
+    ) -> Result<Self::Sum, SecAggError>;
 }
 
 /// Masked inputs as plain words in the ring of a fixed-point encoding.
 pub struct PlainInputs {
     encoding: FixedPoint,
-    sum: Vec<u64>,
+    inputs: BTreeMap<String, Vec<u64>>,
 }
 
 impl PlainInputs {
     pub fn new(encoding: FixedPoint) -> Self {
-        let sum = vec![0; encoding.len()];
-        Self { encoding, sum }
+        Self {
+            encoding,
+            inputs: BTreeMap::new(),
+        }
     }
 }
 
@@ -96,14 +107,14 @@ impl MaskedInputs for PlainInputs {
         sender: &str,
         _key: &VerifyingKey,
         _certificate_der: &[u8],
-        body: &[u8],
+        sealed: &[u8],
     ) -> Result<(), SecAggError> {
         let malformed = |reason: String| SecAggError::Malformed {
             from: sender.to_owned(),
             what: "masked input",
             reason,
         };
-        let input = MaskedInput::decode(body).map_err(|e| malformed(e.to_string()))?;
+        let input = MaskedInput::decode(sealed).map_err(|e| malformed(e.to_string()))?;
         let modulus = self.encoding.modulus();
         let words =
             words_from_bytes(&input.words, self.encoding.len(), modulus).ok_or_else(|| {
@@ -114,21 +125,36 @@ impl MaskedInputs for PlainInputs {
                     modulus.word_bytes()
                 ))
             })?;
-        let ring = modulus.mask();
-        for (total, word) in self.sum.iter_mut().zip(words) {
-            *total = total.wrapping_add(word) & ring;
-        }
+        self.inputs.insert(sender.to_owned(), words);
         Ok(())
     }
 
-    fn finish(&mut self, correction: Vec<u64>, summands: usize) -> Result<Vec<f64>, SecAggError> {
+    fn finish(
+        &mut self,
+        contributors: &BTreeSet<String>,
+        correction: Vec<u64>,
+    ) -> Result<Vec<f64>, SecAggError> {
         let ring = self.encoding.modulus().mask();
-        let mut sum = std::mem::take(&mut self.sum);
-        for (total, c) in sum.iter_mut().zip(correction) {
-            *total = total.wrapping_add(c) & ring;
+        let mut sum = correction;
+        for contributor in contributors {
+            let words = self
+                .inputs
+                .get(contributor)
+                .ok_or_else(|| SecAggError::NotExpected(contributor.clone()))?;
+            for (total, word) in sum.iter_mut().zip(words) {
+                *total = total.wrapping_add(*word) & ring;
+            }
         }
-        Ok(self.encoding.decode(&sum, summands)?)
+        self.inputs.clear();
+        Ok(self.encoding.decode(&sum, contributors.len())?)
     }
+}
+
+/// What one participant's masked-input envelope said.
+struct Masking {
+    masked_with: BTreeSet<String>,
+    statement: MaskingStatement,
+    excluded: Vec<(String, String)>,
 }
 
 pub struct CoordinatorSession<I: MaskedInputs = PlainInputs> {
@@ -143,11 +169,17 @@ pub struct CoordinatorSession<I: MaskedInputs = PlainInputs> {
     plan: Option<Plan>,
     /// Encrypted shares by recipient.
     inbox: BTreeMap<String, Vec<RelayedShare>>,
+    /// Each dealer's signed commitments to the shares it dealt, by (holder, kind).
+    commitments: BTreeMap<String, BTreeMap<(String, ShareKind), Vec<u8>>>,
     shared: BTreeSet<String>,
-    masked: BTreeSet<String>,
-    /// Masked inputs refused when the stage closed, with why.
-    rejected: Vec<(String, SecAggError)>,
+    /// Masked inputs received (and not refused when the stage closed), with their envelopes.
+    masked: BTreeMap<String, Masking>,
+    /// The survivor set announced at the consistency check.
+    survivors: BTreeSet<String>,
+    /// The survivors' signed survivor sets.
+    signatures: BTreeMap<String, MemberAdvertisement>,
     unmasked: BTreeMap<String, UnmaskShares>,
+    culprits: Vec<Culprit>,
 }
 
 impl CoordinatorSession<PlainInputs> {
@@ -203,10 +235,13 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
             advertisements: BTreeMap::new(),
             plan: None,
             inbox: BTreeMap::new(),
+            commitments: BTreeMap::new(),
             shared: BTreeSet::new(),
-            masked: BTreeSet::new(),
-            rejected: Vec::new(),
+            masked: BTreeMap::new(),
+            survivors: BTreeSet::new(),
+            signatures: BTreeMap::new(),
             unmasked: BTreeMap::new(),
+            culprits: Vec::new(),
         })
     }
 
@@ -218,13 +253,19 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
         self.threshold
     }
 
+    /// The aggregation this session runs.
+    pub fn context(&self) -> &Context {
+        &self.context
+    }
+
     /// Who is expected to send a message at the open stage.
     pub fn expected(&self) -> BTreeSet<String> {
         match self.stage {
             SecAggStage::Setup => self.selected.clone(),
             SecAggStage::ShareKeys => self.advertisements.keys().cloned().collect(),
             SecAggStage::MaskedInput => self.shared.clone(),
-            SecAggStage::Unmask => self.masked.clone(),
+            SecAggStage::ConsistencyCheck => self.survivors.clone(),
+            SecAggStage::Unmask => self.signatures.keys().cloned().collect(),
             _ => BTreeSet::new(),
         }
     }
@@ -234,15 +275,40 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
         match self.stage {
             SecAggStage::Setup => self.advertisements.keys().cloned().collect(),
             SecAggStage::ShareKeys => self.shared.clone(),
-            SecAggStage::MaskedInput => self.masked.clone(),
+            SecAggStage::MaskedInput => self.masked.keys().cloned().collect(),
+            SecAggStage::ConsistencyCheck => self.signatures.keys().cloned().collect(),
             SecAggStage::Unmask => self.unmasked.keys().cloned().collect(),
             _ => BTreeSet::new(),
         }
     }
 
+    /// The participants named so far for deviating from the protocol, in the order found.
+    pub fn culprits(&self) -> &[Culprit] {
+        &self.culprits
+    }
+
+    fn name(&mut self, participant: &str, reason: String, proven: bool) {
+        let culprit = Culprit {
+            participant: participant.to_owned(),
+            stage: self.stage,
+            reason,
+            proven,
+        };
+        if !self.culprits.contains(&culprit) {
+            self.culprits.push(culprit);
+        }
+    }
+
+    fn plan(&self) -> Result<&Plan, SecAggError> {
+        self.plan.as_ref().ok_or(SecAggError::WrongStage {
+            got: stage_label(self.stage),
+            expected: "share keys",
+        })
+    }
+
     /// Takes `sender`'s message for the open stage. `certificate_der` is the certificate the
     /// sender authenticated with; its key must have signed the message. A refused message
-    /// changes nothing.
+    /// changes nothing, and its sender is named when the message itself shows the deviation.
     pub fn receive(
         &mut self,
         sender: &str,
@@ -257,6 +323,21 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
         }
         let key = self.trust.member_key(sender, certificate_der)?;
         verify(&message, &self.context, self.stage, sender, &key)?;
+        // From here the message is the sender's own: a refusal names it.
+        let result = self.take(sender, &key, certificate_der, message);
+        if let Err(e) = &result {
+            self.name(sender, e.to_string(), true);
+        }
+        result
+    }
+
+    fn take(
+        &mut self,
+        sender: &str,
+        key: &VerifyingKey,
+        certificate_der: &[u8],
+        message: SignedStageMessage,
+    ) -> Result<(), SecAggError> {
         let malformed = |what: &'static str, reason: String| SecAggError::Malformed {
             from: sender.to_owned(),
             what,
@@ -270,10 +351,10 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
                         .iter()
                         .any(|p| *p == keys.cipher || *p == keys.mask)
                 });
-                if reused || keys.cipher == keys.mask {
+                if reused {
                     return Err(malformed(
                         "key advertisement",
-                        "reuses an advertised public key".into(),
+                        "reuses a public key another participant advertised".into(),
                     ));
                 }
                 let advertisement = MemberAdvertisement {
@@ -285,12 +366,11 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
                     .insert(sender.to_owned(), (advertisement, keys));
             }
             SecAggStage::ShareKeys => {
-                let plan = self.plan.as_ref().expect("planned when setup closed");
                 let shares = ShareKeys::decode(message.body.as_slice())
                     .map_err(|e| malformed("share keys", e.to_string()))?;
-                let neighbours = plan.neighbours_of(sender);
-                let neighbours = &neighbours;
+                let neighbours = self.plan()?.neighbours_of(sender);
                 let mut recipients = BTreeSet::new();
+                let mut commitments = BTreeMap::new();
                 for share in &shares.shares {
                     if !neighbours.contains(&share.to) || !recipients.insert(share.to.clone()) {
                         return Err(malformed(
@@ -301,6 +381,42 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
                             ),
                         ));
                     }
+                    let digest = self.context.share_signing_digest(
+                        sender,
+                        &share.to,
+                        &share.self_mask_share_commitment,
+                        &share.key_share_commitment,
+                        &share.nonce,
+                        &share.ciphertext,
+                    );
+                    if share.nonce.len() != 12 || !verify_digest(key, &digest, &share.signature) {
+                        return Err(malformed(
+                            "share keys",
+                            format!("the share for '{}' is not signed or has no nonce", share.to),
+                        ));
+                    }
+                    for (kind, commitment) in [
+                        (ShareKind::SelfMask, &share.self_mask_share_commitment),
+                        (ShareKind::Key, &share.key_share_commitment),
+                    ] {
+                        commitments.insert((share.to.clone(), kind), commitment.clone());
+                    }
+                }
+                if recipients.len() != neighbours.len() {
+                    return Err(malformed(
+                        "share keys",
+                        format!(
+                            "shares for {} of its {} neighbours",
+                            recipients.len(),
+                            neighbours.len()
+                        ),
+                    ));
+                }
+                for (kind, commitment) in [
+                    (ShareKind::SelfMask, shares.own_self_mask_share_commitment),
+                    (ShareKind::Key, shares.own_key_share_commitment),
+                ] {
+                    commitments.insert((sender.to_owned(), kind), commitment);
                 }
                 for share in shares.shares {
                     self.inbox
@@ -311,28 +427,105 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
                             share: Some(share),
                         });
                 }
+                self.commitments.insert(sender.to_owned(), commitments);
                 self.shared.insert(sender.to_owned());
             }
             SecAggStage::MaskedInput => {
+                let envelope = MaskedInputEnvelope::decode(message.body.as_slice())
+                    .map_err(|e| malformed("masked input", e.to_string()))?;
+                let neighbours = self.plan()?.neighbours_of(sender);
+                let statement = envelope.masking.unwrap_or_default();
+                let masked_with: BTreeSet<String> = statement.masked_with.iter().cloned().collect();
+                let digest = self.context.masking_digest(sender, &statement.masked_with);
+                if statement.participant != sender
+                    || masked_with.len() != statement.masked_with.len()
+                    || !verify_digest(key, &digest, &statement.signature)
+                {
+                    return Err(malformed(
+                        "masked input",
+                        "its masking statement is not its own signed list".into(),
+                    ));
+                }
+                if let Some(other) = masked_with
+                    .iter()
+                    .find(|n| !neighbours.contains(*n) || !self.shared.contains(*n))
+                {
+                    return Err(malformed(
+                        "masked input",
+                        format!("masked with '{other}', who is not a neighbour that shared keys"),
+                    ));
+                }
+                let excluded: Vec<(String, String)> = envelope
+                    .excluded
+                    .into_iter()
+                    .map(|e| (e.participant, e.reason))
+                    .collect();
+                if let Some((other, _)) = excluded
+                    .iter()
+                    .find(|(n, _)| !neighbours.contains(n) || masked_with.contains(n))
+                {
+                    return Err(malformed(
+                        "masked input",
+                        format!("it excludes '{other}', who is not a neighbour or was masked with"),
+                    ));
+                }
                 self.inputs
-                    .add(sender, &key, certificate_der, &message.body)?;
-                self.masked.insert(sender.to_owned());
+                    .add(sender, key, certificate_der, &envelope.input)?;
+                self.masked.insert(
+                    sender.to_owned(),
+                    Masking {
+                        masked_with,
+                        statement,
+                        excluded,
+                    },
+                );
+            }
+            SecAggStage::ConsistencyCheck => {
+                let set = SurvivorSet::decode(message.body.as_slice())
+                    .map_err(|e| malformed("survivor set", e.to_string()))?;
+                if !set.survivors.iter().eq(self.survivors.iter()) {
+                    return Err(malformed(
+                        "survivor set",
+                        "it signed another set than the one announced".into(),
+                    ));
+                }
+                self.signatures.insert(
+                    sender.to_owned(),
+                    MemberAdvertisement {
+                        name: sender.to_owned(),
+                        certificate_der: certificate_der.to_vec(),
+                        message: Some(message),
+                    },
+                );
             }
             SecAggStage::Unmask => {
                 let shares = UnmaskShares::decode(message.body.as_slice())
                     .map_err(|e| malformed("unmask shares", e.to_string()))?;
-                let plan = self.plan.as_ref().expect("planned when setup closed");
+                let plan = self.plan()?;
                 let point = plan.point(sender);
+                let neighbours = plan.neighbours_of(sender);
                 let dropped = self.dropped();
-                for (revealed, owners) in [
-                    (&shares.self_mask_shares, &self.masked),
-                    (&shares.key_shares, &dropped),
+                for (revealed, kind) in [
+                    (&shares.self_mask_shares, ShareKind::SelfMask),
+                    (&shares.key_shares, ShareKind::Key),
                 ] {
+                    let mut owners = BTreeSet::new();
                     for share in revealed {
-                        if !owners.contains(&share.owner) {
+                        let owner = share.owner.as_str();
+                        let allowed = match kind {
+                            ShareKind::SelfMask => {
+                                self.survivors.contains(owner)
+                                    && (owner == sender || neighbours.contains(owner))
+                            }
+                            ShareKind::Key => dropped.contains(owner) && neighbours.contains(owner),
+                        };
+                        if !allowed || !owners.insert(owner) {
                             return Err(malformed(
                                 "unmask shares",
-                                format!("a share of '{}', which was not asked for", share.owner),
+                                format!(
+                                    "a {} share of '{owner}', which was not asked for",
+                                    kind.label()
+                                ),
                             ));
                         }
                         if Some(Share::from_bytes(&share.share)?.x) != point {
@@ -355,14 +548,9 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
         Ok(())
     }
 
-    /// Masked inputs refused when their stage closed (see [`MaskedInputs::settle`]).
-    pub fn rejected(&self) -> &[(String, SecAggError)] {
-        &self.rejected
-    }
-
-    /// Those who shared keys but whose masked input did not arrive.
+    /// Those who shared keys but are not among the survivors.
     fn dropped(&self) -> BTreeSet<String> {
-        self.shared.difference(&self.masked).cloned().collect()
+        self.shared.difference(&self.survivors).cloned().collect()
     }
 
     fn require(&self, stage: &'static str, have: usize) -> Result<(), SecAggError> {
@@ -374,6 +562,47 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
             })
         } else {
             Ok(())
+        }
+    }
+
+    /// The survivor set: the masked inputs that passed their checks, less anyone another of
+    /// them left out of its masks (its pairwise masks would not cancel), then, repeatedly, less
+    /// anyone none of whose masking neighbours survive (its self mask must not be removed:
+    /// honest share holders would refuse, and rightly).
+    fn survivor_set(&mut self) -> BTreeSet<String> {
+        let mut accusations = Vec::new();
+        for (accuser, masking) in &self.masked {
+            for (accused, reason) in &masking.excluded {
+                if self.masked.contains_key(accused) {
+                    accusations.push((
+                        accused.clone(),
+                        format!("left out by '{accuser}': {reason}"),
+                    ));
+                }
+            }
+        }
+        let mut survivors: BTreeSet<String> = self.masked.keys().cloned().collect();
+        for (accused, reason) in accusations {
+            survivors.remove(&accused);
+            self.name(&accused, reason, false);
+        }
+        loop {
+            let unprotected: Vec<String> = survivors
+                .iter()
+                .filter(|s| {
+                    self.masked[*s]
+                        .masked_with
+                        .iter()
+                        .all(|n| !survivors.contains(n))
+                })
+                .cloned()
+                .collect();
+            if unprotected.is_empty() {
+                return survivors;
+            }
+            for s in unprotected {
+                survivors.remove(&s);
+            }
         }
     }
 
@@ -398,18 +627,24 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
             SecAggStage::MaskedInput => {
                 for (sender, reason) in self.inputs.settle() {
                     self.masked.remove(&sender);
-                    self.rejected.push((sender, reason));
+                    self.name(&sender, reason.to_string(), true);
                 }
-                self.require("masked input", self.masked.len())?;
+                self.survivors = self.survivor_set();
+                self.require("masked input", self.survivors.len())?;
+                SecAggStage::ConsistencyCheck
+            }
+            SecAggStage::ConsistencyCheck => {
+                self.require("consistency check", self.signatures.len())?;
                 SecAggStage::Unmask
             }
             SecAggStage::Unmask => {
                 self.require("unmask", self.unmasked.len())?;
-                let sum = self.unmask()?;
+                let correction = self.correction()?;
+                let sum = self.inputs.finish(&self.survivors, correction)?;
                 self.stage = SecAggStage::Done;
                 return Ok(StageClosed::Done {
                     sum,
-                    contributors: self.masked.clone(),
+                    contributors: self.survivors.clone(),
                 });
             }
             other => {
@@ -423,71 +658,113 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
         Ok(StageClosed::Next(next))
     }
 
-    /// Collects the revealed shares of `owner` and reconstructs its secret.
+    /// Rebuilds `owner`'s secret of `kind` from the revealed shares that match the owner's
+    /// signed commitments (a share that does not is skipped and its revealer named), and checks
+    /// it against what the owner committed to in its advertisement.
     fn recover(
-        &self,
+        &mut self,
         owner: &str,
-        what: &'static str,
-        key_shares: bool,
+        kind: ShareKind,
     ) -> Result<Zeroizing<[u8; 32]>, SecAggError> {
-        let plan = self.plan.as_ref().expect("planned");
-        let shares: Vec<Share> = self
-            .unmasked
-            .values()
-            .flat_map(|u| {
-                if key_shares {
-                    &u.key_shares
-                } else {
-                    &u.self_mask_shares
+        let need = self.plan()?.share_threshold;
+        let committed = self.commitments.get(owner).cloned().unwrap_or_default();
+        let mut shares = Vec::new();
+        let mut wrong = Vec::new();
+        for (holder, revealed) in &self.unmasked {
+            let list = match kind {
+                ShareKind::SelfMask => &revealed.self_mask_shares,
+                ShareKind::Key => &revealed.key_shares,
+            };
+            let Some(share) = list.iter().find(|r| r.owner == owner) else {
+                continue;
+            };
+            let expected = committed.get(&(holder.clone(), kind));
+            let commitment = self
+                .context
+                .share_commitment(owner, holder, kind, &share.share);
+            match Share::from_bytes(&share.share) {
+                Ok(parsed) if expected.is_some_and(|c| c.as_slice() == commitment) => {
+                    shares.push(parsed)
                 }
-            })
-            .filter(|r| r.owner == owner)
-            .map(|r| Share::from_bytes(&r.share))
-            .collect::<Result<_, _>>()?;
-        if shares.len() < plan.share_threshold {
+                _ => wrong.push(holder.clone()),
+            }
+        }
+        for holder in wrong {
+            self.name(
+                &holder,
+                format!(
+                    "revealed a {} share of '{owner}' that does not match its signed commitment",
+                    kind.label()
+                ),
+                true,
+            );
+        }
+        if shares.len() < need {
             return Err(SecAggError::Unrecoverable {
-                what,
+                what: kind.secret(),
                 owner: owner.to_owned(),
                 have: shares.len(),
-                need: plan.share_threshold,
+                need,
             });
         }
-        Ok(Zeroizing::new(shamir::reconstruct(
-            &shares,
-            plan.share_threshold,
-        )?))
+        let secret = Zeroizing::new(shamir::reconstruct(&shares, need).map_err(|_| {
+            SecAggError::BadDealing {
+                owner: owner.to_owned(),
+                what: kind.secret(),
+            }
+        })?);
+        let keys = self.advertisements.get(owner).map(|(_, k)| *k);
+        let matches = keys.is_some_and(|keys| match kind {
+            ShareKind::SelfMask => {
+                keys.seed_commitment == self.context.seed_commitment(owner, &secret)
+            }
+            ShareKind::Key => PublicKey::from(&StaticSecret::from(*secret)) == keys.mask,
+        });
+        if !matches {
+            let error = SecAggError::BadDealing {
+                owner: owner.to_owned(),
+                what: kind.secret(),
+            };
+            self.name(owner, error.to_string(), true);
+            return Err(error);
+        }
+        Ok(secret)
     }
 
-    /// Removes the survivors' self masks and the pairwise masks survivors share with dropped
-    /// participants, and decodes the sum.
-    fn unmask(&mut self) -> Result<I::Sum, SecAggError> {
-        let plan = self.plan.as_ref().expect("planned");
+    /// The words that cancel the masks left in the survivors' sum: minus each survivor's self
+    /// mask, and for each dropped participant, minus the pairwise mask of each survivor that says
+    /// it masked with it.
+    fn correction(&mut self) -> Result<Vec<u64>, SecAggError> {
         let modulus = self.inputs.modulus();
-        let mut sum = vec![0; self.inputs.words()];
-        for survivor in &self.masked {
-            let seed = self.recover(survivor, "the self-mask seed", false)?;
-            mask::apply_mask(&mut sum, &seed, true, modulus);
+        let mut correction = vec![0; self.inputs.words()];
+        for survivor in self.survivors.clone() {
+            let seed = self.recover(&survivor, ShareKind::SelfMask)?;
+            mask::apply_mask(&mut correction, &seed, true, modulus);
         }
         for dropped in self.dropped() {
-            let secret = StaticSecret::from(*self.recover(&dropped, "the mask key", true)?);
-            let keys = &self.advertisements[&dropped].1;
-            if PublicKey::from(&secret) != keys.mask {
-                return Err(SecAggError::Unrecoverable {
-                    what: "a mask key matching its advertisement",
-                    owner: dropped.clone(),
-                    have: 0,
-                    need: plan.share_threshold,
-                });
+            let masked_by: Vec<String> = self
+                .survivors
+                .iter()
+                .filter(|s| self.masked[*s].masked_with.contains(&dropped))
+                .cloned()
+                .collect();
+            if masked_by.is_empty() {
+                continue;
             }
-            for survivor in plan.neighbours_of(&dropped).intersection(&self.masked) {
-                let survivor = survivor.as_str();
-                let peer = &self.advertisements[survivor].1;
-                let seed = pairwise_seed(&self.context, &secret, &peer.mask, &dropped, survivor);
+            let secret = StaticSecret::from(*self.recover(&dropped, ShareKind::Key)?);
+            for survivor in masked_by {
+                let peer = &self.advertisements[&survivor].1;
+                let seed = pairwise_seed(&self.context, &secret, &peer.mask, &dropped, &survivor);
                 // The survivor added (or subtracted) this mask; undo it.
-                mask::apply_mask(&mut sum, &seed, !subtracts(survivor, &dropped), modulus);
+                mask::apply_mask(
+                    &mut correction,
+                    &seed,
+                    !subtracts(&survivor, &dropped),
+                    modulus,
+                );
             }
         }
-        self.inputs.finish(sum, self.masked.len())
+        Ok(correction)
     }
 
     /// What `participant` needs for the open stage.
@@ -504,15 +781,16 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
                 relay.threshold = self.threshold as u32;
                 relay.neighbours = self.neighbours as u32;
                 relay.members = self.advertisements.keys().cloned().collect();
-                let plan = self.plan.as_ref().expect("planned when setup closed");
-                relay.advertisements = plan
-                    .neighbours_of(participant)
-                    .iter()
-                    .map(String::as_str)
-                    .chain([participant])
-                    .filter_map(|name| self.advertisements.get(name))
-                    .map(|(a, _)| a.clone())
-                    .collect();
+                if let Some(plan) = &self.plan {
+                    relay.advertisements = plan
+                        .neighbours_of(participant)
+                        .iter()
+                        .map(String::as_str)
+                        .chain([participant])
+                        .filter_map(|name| self.advertisements.get(name))
+                        .map(|(a, _)| a.clone())
+                        .collect();
+                }
             }
             SecAggStage::MaskedInput => {
                 relay.shares = self
@@ -524,9 +802,21 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
                     .cloned()
                     .collect();
             }
+            SecAggStage::ConsistencyCheck => {
+                relay.survivors = self.survivors.iter().cloned().collect();
+            }
             SecAggStage::Unmask => {
-                relay.survivors = self.masked.iter().cloned().collect();
-                relay.dropped = self.dropped().into_iter().collect();
+                relay.survivors = self.survivors.iter().cloned().collect();
+                relay.survivor_signatures = self.signatures.values().cloned().collect();
+                if let Some(plan) = &self.plan {
+                    relay.masking = plan
+                        .neighbours_of(participant)
+                        .iter()
+                        .filter(|n| self.survivors.contains(*n))
+                        .filter_map(|n| self.masked.get(n))
+                        .map(|m| m.statement.clone())
+                        .collect();
+                }
             }
             _ => {}
         }

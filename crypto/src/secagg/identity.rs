@@ -6,7 +6,7 @@ use super::{Context, SecAggError, stage_label};
 use crate::pki::{self, Role};
 use accord_proto::v1::{Header, SecAggStage, SignedStageMessage};
 use ed25519_dalek::pkcs8::DecodePrivateKey;
-use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use std::path::Path;
@@ -131,7 +131,13 @@ impl Trust {
             )));
         }
         let key = pki::ed25519_public_key(certificate_der).map_err(|e| bad(e.to_string()))?;
-        VerifyingKey::from_bytes(&key).map_err(|e| bad(e.to_string()))
+        let key = VerifyingKey::from_bytes(&key).map_err(|e| bad(e.to_string()))?;
+        if key.is_weak() {
+            return Err(bad(
+                "the certificate's Ed25519 key is a weak (small-order) key".into(),
+            ));
+        }
+        Ok(key)
     }
 }
 
@@ -167,8 +173,15 @@ pub fn verify(
     let signature = Signature::from_slice(&message.signature)
         .map_err(|_| SecAggError::BadSignature(sender.to_owned()))?;
     let digest = context.signing_digest(stage, sender, &message.body);
-    key.verify(&digest, &signature)
+    key.verify_strict(&digest, &signature)
         .map_err(|_| SecAggError::BadSignature(sender.to_owned()))
+}
+
+/// Checks a detached Ed25519 `signature` of `digest` by `key`, strictly (ed25519-dalek's
+/// `verify_strict`: weak keys and malleable signatures are refused, as its documentation
+/// advises for signatures that bind protocol decisions).
+pub fn verify_digest(key: &VerifyingKey, digest: &[u8; 32], signature: &[u8]) -> bool {
+    Signature::from_slice(signature).is_ok_and(|s| key.verify_strict(digest, &s).is_ok())
 }
 
 fn describe(context: &Context) -> String {

@@ -111,6 +111,64 @@ impl Context {
     fn share_aad(&self, from: &str, to: &str) -> Vec<u8> {
         self.transcript("share", &[from.as_bytes(), to.as_bytes()])
     }
+
+    /// The commitment `owner` advertises to its self-mask seed: a seed rebuilt from shares is
+    /// checked against it (SHA-256; the seed is 256 uniform bits, so the hash hides it).
+    pub fn seed_commitment(&self, owner: &str, seed: &[u8; 32]) -> [u8; 32] {
+        self.digest("self-mask seed commitment", &[owner.as_bytes(), seed])
+    }
+
+    /// The commitment to the Shamir share (encoded) of `kind` that `owner` dealt to `holder`
+    /// (SHA-256; a share's value is uniform in the field, so the hash hides it).
+    pub fn share_commitment(
+        &self,
+        owner: &str,
+        holder: &str,
+        kind: ShareKind,
+        share: &[u8],
+    ) -> [u8; 32] {
+        self.digest(
+            "share commitment",
+            &[
+                owner.as_bytes(),
+                holder.as_bytes(),
+                kind.label().as_bytes(),
+                share,
+            ],
+        )
+    }
+
+    /// What `owner` signs for each encrypted share: the recipient, the two commitments and the
+    /// ciphertext (nonce and AEAD output) they travel in.
+    pub fn share_signing_digest(
+        &self,
+        owner: &str,
+        holder: &str,
+        seed_commitment: &[u8],
+        key_commitment: &[u8],
+        nonce: &[u8],
+        ciphertext: &[u8],
+    ) -> [u8; 32] {
+        self.digest(
+            "encrypted share",
+            &[
+                owner.as_bytes(),
+                holder.as_bytes(),
+                seed_commitment,
+                key_commitment,
+                nonce,
+                ciphertext,
+            ],
+        )
+    }
+
+    /// What `owner` signs to state the neighbours it masked with (sorted, as on the wire).
+    pub fn masking_digest(&self, owner: &str, masked_with: &[String]) -> [u8; 32] {
+        let names: Vec<&[u8]> = std::iter::once(owner.as_bytes())
+            .chain(masked_with.iter().map(|n| n.as_bytes()))
+            .collect();
+        self.digest("masking statement", &names)
+    }
 }
 
 const PAIRWISE_MASK: &str = "pairwise mask";
@@ -176,6 +234,7 @@ pub fn stage_label(stage: SecAggStage) -> &'static str {
         SecAggStage::Setup => "setup",
         SecAggStage::ShareKeys => "share keys",
         SecAggStage::MaskedInput => "masked input",
+        SecAggStage::ConsistencyCheck => "consistency check",
         SecAggStage::Unmask => "unmask",
         SecAggStage::Done => "done",
     }
@@ -227,6 +286,38 @@ pub enum SecAggError {
     BothShares(String),
     #[error("refused: the unmask request is inconsistent: {0}")]
     InconsistentUnmask(String),
+    #[error(
+        "the coordinator relayed {what} = {relayed}, but the federation definition gives {derived}"
+    )]
+    ParameterMismatch {
+        what: &'static str,
+        relayed: usize,
+        derived: usize,
+    },
+    #[error("{what} is {got}, below this participant's minimum of {minimum}")]
+    BelowRequirement {
+        what: &'static str,
+        got: usize,
+        minimum: usize,
+    },
+    #[error(
+        "refused to send the masked input: valid shares from {have} neighbours, fewer than the {need} \
+         needed to keep it hidden; left out: {}",
+        describe_exclusions(.excluded)
+    )]
+    TooFewShares {
+        have: usize,
+        need: usize,
+        excluded: Vec<(String, String)>,
+    },
+    #[error("refused the survivor set: {0}")]
+    SurvivorSet(String),
+    #[error(
+        "the survivor set carries {valid} valid signatures of survivors, fewer than the threshold {threshold}"
+    )]
+    TooFewSignatures { valid: usize, threshold: usize },
+    #[error("'{owner}' dealt shares that do not rebuild {what} it committed to")]
+    BadDealing { owner: String, what: &'static str },
     #[error("cannot recover {what} of '{owner}': {have} shares, {need} needed")]
     Unrecoverable {
         what: &'static str,
@@ -238,6 +329,100 @@ pub enum SecAggError {
     Encoding(#[from] encoding::EncodingError),
     #[error("Shamir: {0}")]
     Shamir(#[from] shamir::ShamirError),
+}
+
+fn describe_exclusions(excluded: &[(String, String)]) -> String {
+    if excluded.is_empty() {
+        return "none".into();
+    }
+    excluded
+        .iter()
+        .map(|(name, reason)| format!("'{name}' ({reason})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The two secrets a participant shares among its neighbours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ShareKind {
+    /// The self-mask seed, revealed for survivors.
+    SelfMask,
+    /// The X25519 mask key, revealed for those who dropped.
+    Key,
+}
+
+impl ShareKind {
+    /// The share's name in messages and commitments.
+    pub fn label(self) -> &'static str {
+        match self {
+            ShareKind::SelfMask => "self-mask",
+            ShareKind::Key => "mask-key",
+        }
+    }
+
+    /// The secret it is a share of.
+    pub fn secret(self) -> &'static str {
+        match self {
+            ShareKind::SelfMask => "the self-mask seed",
+            ShareKind::Key => "the mask key",
+        }
+    }
+}
+
+/// A participant named for deviating from the protocol in one aggregation. `proven` when its
+/// own signed messages show it (a malformed or out-of-range input, a share that does not match
+/// its signed commitment, shares that do not rebuild its committed secret); otherwise another
+/// participant's signed accusation (e.g. its shares did not decrypt), which names both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Culprit {
+    pub participant: String,
+    pub stage: SecAggStage,
+    pub reason: String,
+    pub proven: bool,
+}
+
+impl std::fmt::Display for Culprit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} at {}: {}",
+            self.participant,
+            stage_label(self.stage),
+            self.reason
+        )
+    }
+}
+
+/// What a participant requires of an aggregation before it takes part: the parameters from the
+/// federation definition (which the coordinator cannot lower in its relays) and the floors from
+/// the participant's own configuration (which the definition cannot lower either).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Requirements {
+    /// t from the definition (0: more than half of those selected).
+    pub threshold: usize,
+    /// k from the definition (0: [`default_neighbours`] for the number of members).
+    pub neighbours: usize,
+    /// The definition's `min_participants`: the least number of members of an aggregation.
+    pub min_members: usize,
+    /// This participant's own floor on t.
+    pub min_threshold: usize,
+}
+
+impl Requirements {
+    /// The requirements of a federation with `params` and `min_members`, under this
+    /// participant's floor `min_threshold`.
+    pub fn new(
+        params: &accord_proto::v1::SecAggParams,
+        min_members: usize,
+        min_threshold: usize,
+    ) -> Self {
+        Self {
+            threshold: params.threshold as usize,
+            neighbours: params.neighbours as usize,
+            min_members,
+            min_threshold,
+        }
+    }
 }
 
 /// The parameters of one aggregation that every party derives the same way. Neighbourhoods

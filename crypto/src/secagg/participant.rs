@@ -1,38 +1,53 @@
 //! A participant's side of one secure aggregation, as a state machine: each method takes what
 //! the coordinator relayed for a stage and returns the signed message to send back.
 //!
-//! It checks everything it is given: every advertisement's certificate and signature, that the
-//! threshold is more than half of those selected, that shares come from its neighbours and
-//! decrypt under keys only the two ends can derive, and, before revealing anything, that the
-//! unmask request never asks for both secrets of one participant, across requests too.
+//! The coordinator is not trusted (Bonawitz et al., CCS 2017, the malicious-server variant;
+//! Bell et al., CCS 2020, for the SecAgg+ graph). The participant derives the threshold and the
+//! neighbour graph itself from the federation definition and refuses a relay that disagrees or
+//! falls below its own minimums; it checks every advertisement's certificate and signature,
+//! every share's decryption, signature and commitment, and leaves out (and names) a neighbour
+//! whose shares fail. It sends its masked input only if it holds valid shares from enough
+//! neighbours that its threshold can be met; it signs exactly one survivor set, and before
+//! revealing anything it checks that at least t survivors signed that same set. It reveals a
+//! neighbour's self-mask share only if that neighbour's own signed statement shows a pairwise
+//! mask with another survivor, and never both secrets of anyone.
+//!
+//! A refusal is an error naming the peer and the reason; the caller logs it and sits the
+//! phase out. Nothing a peer sends can make this code panic.
 
 use super::encoding::{FixedPoint, Modulus};
-use super::identity::{Signer, Trust, verify};
+use super::identity::{Signer, Trust, verify, verify_digest};
 use super::shamir::{self, Share};
 use super::{
-    Context, PAIRWISE_MASK, Plan, SHARE_ENCRYPTION, SecAggError, default_neighbours, mask,
-    minimum_threshold,
+    Context, PAIRWISE_MASK, Plan, Requirements, SHARE_ENCRYPTION, SecAggError, ShareKind,
+    default_neighbours, mask, minimum_threshold, stage_label,
 };
 use accord_proto::v1::{
-    AdvertiseKeys, EncryptedShare, MaskedInput, RevealedShare, SecAggRelay, SecAggStage,
-    ShareBundle, ShareKeys, SignedStageMessage, UnmaskShares,
+    AdvertiseKeys, EncryptedShare, Exclusion, MaskedInput, MaskedInputEnvelope, MaskingStatement,
+    RevealedShare, SecAggRelay, SecAggStage, ShareBundle, ShareKeys, SignedStageMessage,
+    SurvivorSet, UnmaskShares,
 };
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use ed25519_dalek::VerifyingKey;
 use prost::Message;
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
-/// A neighbour's advertised public keys.
+/// A member's advertised keys and commitment.
 #[derive(Clone, Copy)]
 pub(crate) struct PeerKeys {
     pub cipher: PublicKey,
     pub mask: PublicKey,
+    pub seed_commitment: [u8; 32],
 }
 
-/// Parses an advertisement body into the two X25519 keys.
+/// Parses an advertisement body into the two X25519 keys and the seed commitment, refusing a
+/// key of the wrong length or of small order (an all-zero Diffie-Hellman output with any
+/// secret, which x25519-dalek's documentation says to check with `was_contributory`).
 pub(crate) fn parse_keys(from: &str, body: &[u8]) -> Result<PeerKeys, SecAggError> {
     let malformed = |reason: String| SecAggError::Malformed {
         from: from.to_owned(),
@@ -40,6 +55,7 @@ pub(crate) fn parse_keys(from: &str, body: &[u8]) -> Result<PeerKeys, SecAggErro
         reason,
     };
     let keys = AdvertiseKeys::decode(body).map_err(|e| malformed(e.to_string()))?;
+    let probe = StaticSecret::from(random32(&mut rand::rng()));
     let key = |bytes: &[u8], which: &str| -> Result<PublicKey, SecAggError> {
         let array: [u8; 32] = bytes.try_into().map_err(|_| {
             malformed(format!(
@@ -47,12 +63,26 @@ pub(crate) fn parse_keys(from: &str, body: &[u8]) -> Result<PeerKeys, SecAggErro
                 bytes.len()
             ))
         })?;
-        Ok(PublicKey::from(array))
+        let key = PublicKey::from(array);
+        if !probe.diffie_hellman(&key).was_contributory() {
+            return Err(malformed(format!("{which} key is a small-order point")));
+        }
+        Ok(key)
     };
-    Ok(PeerKeys {
+    let seed_commitment: [u8; 32] = keys
+        .self_mask_seed_commitment
+        .as_slice()
+        .try_into()
+        .map_err(|_| malformed("no 32-byte commitment to the self-mask seed".into()))?;
+    let parsed = PeerKeys {
         cipher: key(&keys.cipher_public_key, "cipher")?,
         mask: key(&keys.mask_public_key, "mask")?,
-    })
+        seed_commitment,
+    };
+    if parsed.cipher == parsed.mask {
+        return Err(malformed("the cipher and mask keys are the same".into()));
+    }
+    Ok(parsed)
 }
 
 /// The seed of the pairwise mask between `a` and `b` from an X25519 agreement.
@@ -72,28 +102,58 @@ pub(crate) fn subtracts(me: &str, other: &str) -> bool {
     me > other
 }
 
+/// The seeds a participant's masks come from, for anything that must mirror the masks exactly
+/// (commitment blindings): the self-mask seed (added) and one seed per neighbour masked with,
+/// with whether its mask is subtracted.
+pub struct MaskSeeds {
+    pub self_seed: Zeroizing<[u8; 32]>,
+    pub pairwise: Vec<(Zeroizing<[u8; 32]>, bool)>,
+}
+
+/// What sealing a masked input is given: the masked words, the unmasked ones (for a proof
+/// about the input), the seeds of the masks, and the participant's signer.
+pub struct SealInput<'a> {
+    pub masked: &'a [u64],
+    pub unmasked: &'a [u64],
+    pub seeds: &'a MaskSeeds,
+    pub signer: &'a Signer,
+}
+
+/// A masked-input message and the neighbours left out of the masks, with why.
+pub struct Masked {
+    pub message: SignedStageMessage,
+    pub excluded: Vec<(String, String)>,
+}
+
+/// What share keys fixed: t, the share threshold, the members, and this participant's
+/// neighbours (with their keys and identities) and share holders' evaluation points.
 struct Neighbourhood {
     threshold: usize,
+    share_threshold: usize,
+    members: BTreeSet<String>,
     points: BTreeMap<String, u32>,
+    peers: BTreeMap<String, (PeerKeys, VerifyingKey)>,
 }
 
 pub struct ParticipantSession {
     signer: Arc<Signer>,
     trust: Trust,
     context: Context,
+    requirements: Requirements,
     done: SecAggStage,
     cipher_secret: StaticSecret,
     mask_secret: StaticSecret,
     self_seed: Zeroizing<[u8; 32]>,
-    /// From share keys on: t and this participant's neighbours with
-    /// their evaluation points (its own included): nothing about the rest of the graph.
+    /// From share keys on: nothing about the graph beyond this participant's neighbours.
     neighbourhood: Option<Neighbourhood>,
-    peers: BTreeMap<String, PeerKeys>,
-    /// Shares this participant holds: its own and its neighbours' (self-mask seed, mask key).
+    /// Shares this participant holds: its own and its valid neighbours' (seed, mask key).
     held: BTreeMap<String, (Share, Share)>,
-    /// Neighbours whose shares arrived: the pairwise masks this participant applies.
+    /// Neighbours whose pairwise masks this participant applied.
     masked_with: BTreeSet<String>,
-    answered: Option<(BTreeSet<String>, BTreeSet<String>)>,
+    /// The survivor set this participant signed (it signs one per aggregation).
+    survivors: Option<BTreeSet<String>>,
+    /// Self-mask shares it withheld at unmask, by owner, with why.
+    withheld: Vec<(String, String)>,
 }
 
 fn random32(rng: &mut (impl rand::CryptoRng + ?Sized)) -> [u8; 32] {
@@ -102,19 +162,31 @@ fn random32(rng: &mut (impl rand::CryptoRng + ?Sized)) -> [u8; 32] {
     bytes
 }
 
+fn from_coordinator(what: &'static str, reason: String) -> SecAggError {
+    SecAggError::Malformed {
+        from: "coordinator".into(),
+        what,
+        reason,
+    }
+}
+
 impl ParticipantSession {
-    /// Starts an aggregation: fresh keys and self-mask seed; returns the signed advertisement.
+    /// Starts an aggregation under `requirements`: fresh keys and self-mask seed; returns the
+    /// signed advertisement (the keys and a commitment to the seed).
     pub fn start(
         signer: Arc<Signer>,
         trust: Trust,
         context: Context,
+        requirements: Requirements,
         rng: &mut (impl rand::CryptoRng + ?Sized),
     ) -> (Self, SignedStageMessage) {
         let cipher_secret = StaticSecret::from(random32(rng));
         let mask_secret = StaticSecret::from(random32(rng));
+        let self_seed = Zeroizing::new(random32(rng));
         let body = AdvertiseKeys {
             cipher_public_key: PublicKey::from(&cipher_secret).as_bytes().to_vec(),
             mask_public_key: PublicKey::from(&mask_secret).as_bytes().to_vec(),
+            self_mask_seed_commitment: context.seed_commitment(signer.name(), &self_seed).to_vec(),
         }
         .encode_to_vec();
         let message = signer.sign(&context, SecAggStage::Setup, body);
@@ -122,15 +194,16 @@ impl ParticipantSession {
             signer,
             trust,
             context,
+            requirements,
             done: SecAggStage::Setup,
             cipher_secret,
             mask_secret,
-            self_seed: Zeroizing::new(random32(rng)),
+            self_seed,
             neighbourhood: None,
-            peers: BTreeMap::new(),
             held: BTreeMap::new(),
             masked_with: BTreeSet::new(),
-            answered: None,
+            survivors: None,
+            withheld: Vec::new(),
         };
         (session, message)
     }
@@ -157,64 +230,113 @@ impl ParticipantSession {
     ) -> Result<(), SecAggError> {
         if relay.stage() != stage || self.done != after {
             return Err(SecAggError::WrongStage {
-                got: super::stage_label(relay.stage()),
-                expected: super::stage_label(stage),
+                got: stage_label(relay.stage()),
+                expected: stage_label(stage),
             });
         }
         Ok(())
     }
 
-    /// Share keys: checks every advertisement, then sends each neighbour, encrypted, its
-    /// Shamir shares of this participant's self-mask seed and mask key.
-    pub fn share_keys(
-        &mut self,
-        relay: &SecAggRelay,
-        rng: &mut (impl rand::CryptoRng + ?Sized),
-    ) -> Result<SignedStageMessage, SecAggError> {
-        self.expect_stage(relay, SecAggStage::ShareKeys, SecAggStage::Setup)?;
+    fn neighbourhood(&self) -> Result<&Neighbourhood, SecAggError> {
+        self.neighbourhood.as_ref().ok_or(SecAggError::WrongStage {
+            got: stage_label(self.done),
+            expected: "share keys",
+        })
+    }
+
+    /// Checks the relayed parameters against the definition's and this participant's own
+    /// minimums; returns the plan every honest party derives from them.
+    fn plan(&self, relay: &SecAggRelay) -> Result<Plan, SecAggError> {
+        let me = self.name();
         let selected: BTreeSet<&str> = relay.selected.iter().map(String::as_str).collect();
-        let threshold = relay.threshold as usize;
+        let members: BTreeSet<&str> = relay.members.iter().map(String::as_str).collect();
+        if !members.contains(me) || !selected.contains(me) {
+            return Err(from_coordinator(
+                "key list",
+                "this participant is not among the members it announced".into(),
+            ));
+        }
+        if let Some(stranger) = members.iter().find(|m| !selected.contains(**m)) {
+            return Err(SecAggError::NotExpected((*stranger).to_owned()));
+        }
+        let req = &self.requirements;
         let minimum = minimum_threshold(selected.len());
-        if threshold < minimum || !selected.contains(self.name()) {
+        let threshold = if req.threshold == 0 {
+            minimum
+        } else {
+            req.threshold
+        };
+        if relay.threshold as usize != threshold {
+            return Err(SecAggError::ParameterMismatch {
+                what: "the threshold t",
+                relayed: relay.threshold as usize,
+                derived: threshold,
+            });
+        }
+        if relay.neighbours as usize != req.neighbours {
+            return Err(SecAggError::ParameterMismatch {
+                what: "the configured neighbour count k",
+                relayed: relay.neighbours as usize,
+                derived: req.neighbours,
+            });
+        }
+        if threshold < minimum {
             return Err(SecAggError::ThresholdTooLow {
                 threshold,
                 selected: selected.len(),
                 minimum,
             });
         }
-        let members: BTreeSet<String> = relay.members.iter().cloned().collect();
-        if let Some(stranger) = members.iter().find(|m| !selected.contains(m.as_str())) {
-            return Err(SecAggError::NotExpected(stranger.clone()));
-        }
-        if members.len() < threshold {
-            return Err(SecAggError::BelowThreshold {
-                stage: "setup",
-                have: members.len(),
-                threshold,
+        if threshold < req.min_threshold {
+            return Err(SecAggError::BelowRequirement {
+                what: "the threshold t",
+                got: threshold,
+                minimum: req.min_threshold,
             });
         }
-        let members: Vec<String> = members.into_iter().collect();
-        let degree = match relay.neighbours as usize {
+        let least = threshold.max(req.min_members);
+        if members.len() < least {
+            return Err(SecAggError::BelowRequirement {
+                what: "the number of members",
+                got: members.len(),
+                minimum: least,
+            });
+        }
+        let members: Vec<String> = members.into_iter().map(str::to_owned).collect();
+        let degree = match req.neighbours {
             0 => default_neighbours(members.len()),
             k => k,
         };
-        let plan = Plan::new(&self.context, &members, threshold, degree);
+        Ok(Plan::new(&self.context, &members, threshold, degree))
+    }
+
+    /// Share keys: checks the parameters and every neighbour's advertisement, then sends each
+    /// neighbour, encrypted and with a signed commitment, its Shamir shares of this
+    /// participant's self-mask seed and mask key.
+    pub fn share_keys(
+        &mut self,
+        relay: &SecAggRelay,
+        rng: &mut (impl rand::CryptoRng + ?Sized),
+    ) -> Result<SignedStageMessage, SecAggError> {
+        self.expect_stage(relay, SecAggStage::ShareKeys, SecAggStage::Setup)?;
+        let plan = self.plan(relay)?;
         let me = self.name().to_owned();
         let neighbours = plan.neighbours_of(&me);
-        let mut needed: BTreeSet<&str> = neighbours.iter().map(String::as_str).collect();
-        needed.insert(&me);
         let mut peers = BTreeMap::new();
         let mut seen_keys = BTreeSet::new();
         for advertisement in &relay.advertisements {
             let name = advertisement.name.as_str();
-            if !needed.contains(name) {
+            if name != me && !neighbours.contains(name) {
                 return Err(SecAggError::NotExpected(name.to_owned()));
             }
             let key = self
                 .trust
                 .member_key(name, &advertisement.certificate_der)?;
-            let message = advertisement.message.clone().unwrap_or_default();
-            verify(&message, &self.context, SecAggStage::Setup, name, &key)?;
+            let message = advertisement
+                .message
+                .as_ref()
+                .ok_or_else(|| SecAggError::Unsigned(name.to_owned()))?;
+            verify(message, &self.context, SecAggStage::Setup, name, &key)?;
             let keys = parse_keys(name, &message.body)?;
             if !seen_keys.insert(*keys.cipher.as_bytes())
                 || !seen_keys.insert(*keys.mask.as_bytes())
@@ -225,59 +347,68 @@ impl ParticipantSession {
                     reason: "a public key another participant advertised too".into(),
                 });
             }
-            if peers.insert(name.to_owned(), keys).is_some() {
+            if peers.insert(name.to_owned(), (keys, key)).is_some() {
                 return Err(SecAggError::Duplicate(name.to_owned()));
             }
         }
-        if let Some(missing) = needed.iter().find(|n| !peers.contains_key(**n)) {
-            return Err(SecAggError::Malformed {
-                from: "coordinator".into(),
-                what: "key list",
-                reason: format!("no advertisement of neighbour '{missing}'"),
-            });
+        let mut holders: Vec<String> = neighbours.iter().cloned().collect();
+        holders.push(me.clone());
+        if let Some(missing) = holders.iter().find(|n| !peers.contains_key(*n)) {
+            return Err(from_coordinator(
+                "key list",
+                format!("no advertisement of '{missing}'"),
+            ));
         }
-        let mine = peers.get(&me).ok_or_else(|| SecAggError::Malformed {
-            from: "coordinator".into(),
-            what: "key list",
-            reason: "this participant's own advertisement is missing".into(),
-        })?;
-        if mine.cipher != PublicKey::from(&self.cipher_secret)
-            || mine.mask != PublicKey::from(&self.mask_secret)
-        {
-            return Err(SecAggError::Malformed {
-                from: "coordinator".into(),
-                what: "key list",
-                reason: "this participant's own keys were replaced".into(),
-            });
+        let mine = peers.remove(&me).map(|(keys, _)| keys);
+        if mine.is_none_or(|mine| {
+            mine.cipher != PublicKey::from(&self.cipher_secret)
+                || mine.mask != PublicKey::from(&self.mask_secret)
+                || mine.seed_commitment != self.context.seed_commitment(&me, &self.self_seed)
+        }) {
+            return Err(from_coordinator(
+                "key list",
+                "this participant's own advertisement was replaced".into(),
+            ));
         }
-        let mut holders: Vec<&str> = neighbours.iter().map(String::as_str).collect();
-        holders.push(&me);
-        let points: Vec<u32> = holders
-            .iter()
-            .map(|h| plan.point(h).expect("a member"))
-            .collect();
-        let seed_shares = shamir::split(&self.self_seed, plan.share_threshold, &points, rng)?;
+        let mut points = BTreeMap::new();
+        for holder in &holders {
+            let point = plan
+                .point(holder)
+                .ok_or_else(|| SecAggError::NotExpected(holder.clone()))?;
+            points.insert(holder.clone(), point);
+        }
+        let point_list: Vec<u32> = holders.iter().map(|h| points[h]).collect();
+        let seed_shares = shamir::split(&self.self_seed, plan.share_threshold, &point_list, rng)?;
         let key_bytes = Zeroizing::new(self.mask_secret.to_bytes());
-        let key_shares = shamir::split(&key_bytes, plan.share_threshold, &points, rng)?;
+        let key_shares = shamir::split(&key_bytes, plan.share_threshold, &point_list, rng)?;
         let mut shares = Vec::new();
+        let mut own = (Vec::new(), Vec::new());
         for ((holder, seed_share), key_share) in holders.iter().zip(seed_shares).zip(key_shares) {
+            let (seed_bytes, key_bytes) = (seed_share.to_bytes(), key_share.to_bytes());
+            let seed_commitment =
+                self.context
+                    .share_commitment(&me, holder, ShareKind::SelfMask, &seed_bytes);
+            let key_commitment =
+                self.context
+                    .share_commitment(&me, holder, ShareKind::Key, &key_bytes);
             if *holder == me {
+                own = (seed_commitment.to_vec(), key_commitment.to_vec());
                 self.held.insert(me.clone(), (seed_share, key_share));
                 continue;
             }
             let bundle = Zeroizing::new(
                 ShareBundle {
                     from: me.clone(),
-                    to: (*holder).to_owned(),
-                    self_mask_share: seed_share.to_bytes().to_vec(),
-                    key_share: key_share.to_bytes().to_vec(),
+                    to: holder.clone(),
+                    self_mask_share: seed_bytes.to_vec(),
+                    key_share: key_bytes.to_vec(),
                 }
                 .encode_to_vec(),
             );
             let mut nonce = [0u8; 12];
             rng.fill_bytes(&mut nonce);
-            let cipher = self.share_cipher(&peers[*holder], holder);
-            let ciphertext = cipher
+            let ciphertext = self
+                .share_cipher(&peers[holder].0, holder)
                 .encrypt(
                     Nonce::from_slice(&nonce),
                     Payload {
@@ -285,24 +416,42 @@ impl ParticipantSession {
                         aad: &self.context.share_aad(&me, holder),
                     },
                 )
-                .expect("ChaCha20-Poly1305 encrypts any share bundle");
+                .map_err(|_| SecAggError::Malformed {
+                    from: me.clone(),
+                    what: "share bundle",
+                    reason: "ChaCha20-Poly1305 refused to encrypt it".into(),
+                })?;
+            let signature = self.signer.sign_digest(&self.context.share_signing_digest(
+                &me,
+                holder,
+                &seed_commitment,
+                &key_commitment,
+                &nonce,
+                &ciphertext,
+            ));
             shares.push(EncryptedShare {
-                to: (*holder).to_owned(),
+                to: holder.clone(),
                 nonce: nonce.to_vec(),
                 ciphertext,
+                self_mask_share_commitment: seed_commitment.to_vec(),
+                key_share_commitment: key_commitment.to_vec(),
+                signature,
             });
         }
-        self.peers = peers;
         self.neighbourhood = Some(Neighbourhood {
             threshold: plan.threshold,
-            points: holders
-                .iter()
-                .zip(&points)
-                .map(|(h, p)| ((*h).to_owned(), *p))
-                .collect(),
+            share_threshold: plan.share_threshold,
+            members: plan.members.iter().cloned().collect(),
+            points,
+            peers,
         });
         self.done = SecAggStage::ShareKeys;
-        let body = ShareKeys { shares }.encode_to_vec();
+        let body = ShareKeys {
+            shares,
+            own_self_mask_share_commitment: own.0,
+            own_key_share_commitment: own.1,
+        }
+        .encode_to_vec();
         Ok(self
             .signer
             .sign(&self.context, SecAggStage::ShareKeys, body))
@@ -318,169 +467,385 @@ impl ParticipantSession {
         ChaCha20Poly1305::new(key.as_ref().into())
     }
 
-    /// Masked input: decrypts the shares addressed here, then sends the encoded `values` plus
-    /// the self mask plus a pairwise mask per neighbour whose shares arrived. Returns the signed
-    /// message and how many values were clipped.
+    /// Opens and checks one relayed share from neighbour `from`: its signature, decryption,
+    /// addressing, evaluation points and commitment.
+    fn open_share(&self, from: &str, share: &EncryptedShare) -> Result<(Share, Share), String> {
+        let local = self.neighbourhood().map_err(|e| e.to_string())?;
+        let me = self.name();
+        let (keys, identity) = local
+            .peers
+            .get(from)
+            .ok_or_else(|| "not a neighbour of this participant".to_owned())?;
+        if share.to != me {
+            return Err("addressed to another participant".into());
+        }
+        if share.nonce.len() != 12 {
+            return Err(format!("a nonce of {} bytes, not 12", share.nonce.len()));
+        }
+        let digest = self.context.share_signing_digest(
+            from,
+            me,
+            &share.self_mask_share_commitment,
+            &share.key_share_commitment,
+            &share.nonce,
+            &share.ciphertext,
+        );
+        if !verify_digest(identity, &digest, &share.signature) {
+            return Err("its signature does not verify: forged or altered".into());
+        }
+        let plaintext = Zeroizing::new(
+            self.share_cipher(keys, from)
+                .decrypt(
+                    Nonce::from_slice(&share.nonce),
+                    Payload {
+                        msg: &share.ciphertext,
+                        aad: &self.context.share_aad(from, me),
+                    },
+                )
+                .map_err(|_| "does not decrypt: forged, altered or for another round".to_owned())?,
+        );
+        let bundle = ShareBundle::decode(plaintext.as_slice())
+            .map_err(|e| format!("not a share bundle: {e}"))?;
+        if bundle.from != from || bundle.to != me {
+            return Err("the bundle names other parties".into());
+        }
+        let seed = Share::from_bytes(&bundle.self_mask_share).map_err(|e| e.to_string())?;
+        let key = Share::from_bytes(&bundle.key_share).map_err(|e| e.to_string())?;
+        let my_point = local.points.get(me).copied();
+        if Some(seed.x) != my_point || Some(key.x) != my_point {
+            return Err("shares for another evaluation point".into());
+        }
+        let seed_commitment =
+            self.context
+                .share_commitment(from, me, ShareKind::SelfMask, &bundle.self_mask_share);
+        let key_commitment =
+            self.context
+                .share_commitment(from, me, ShareKind::Key, &bundle.key_share);
+        if share.self_mask_share_commitment != seed_commitment
+            || share.key_share_commitment != key_commitment
+        {
+            return Err("the shares do not match their signed commitments".into());
+        }
+        Ok((seed, key))
+    }
+
+    /// Masked input: opens the shares addressed here, leaving out (and naming) any neighbour
+    /// whose shares fail a check, then sends the encoded `values` plus the self mask plus a
+    /// pairwise mask per valid neighbour. Returns the message and how many values were clipped.
     pub fn masked_input(
         &mut self,
         relay: &SecAggRelay,
         values: &[f64],
         encoding: &FixedPoint,
-    ) -> Result<(SignedStageMessage, usize), SecAggError> {
+    ) -> Result<(Masked, usize), SecAggError> {
         let encoded = encoding.encode(values)?;
         let modulus = encoding.modulus();
-        let message = self.masked_input_with(relay, encoded.words, modulus, |words, _| {
+        let masked = self.masked_input_with(relay, encoded.words, modulus, |sealed| {
             Ok(MaskedInput {
-                words: super::words_to_bytes(words, modulus),
+                words: super::words_to_bytes(sealed.masked, modulus),
             }
             .encode_to_vec())
         })?;
-        Ok((message, encoded.clipped))
+        Ok((masked, encoded.clipped))
     }
 
     /// Masked input of words already in the ring of `modulus`: masks them as
-    /// [`Self::masked_input`] does, then `seal` turns the masked words into the signed body
-    /// (e.g. encrypts them; it may sign with this participant's key too).
+    /// [`Self::masked_input`] does, then `seal` turns the masked words into the sealed input
+    /// (e.g. encrypts them, or adds a proof about the unmasked words).
+    ///
+    /// Refuses ([`SecAggError::TooFewShares`]) unless valid shares arrived from at least the
+    /// share threshold minus one neighbours: with its own share that is enough holders for its
+    /// secrets to be rebuilt, and enough pairwise masks that a coordinator that withheld or
+    /// spoiled shares cannot leave this input under its self mask alone.
     pub fn masked_input_with(
         &mut self,
         relay: &SecAggRelay,
         mut words: Vec<u64>,
         modulus: Modulus,
-        seal: impl FnOnce(&[u64], &Signer) -> Result<Vec<u8>, SecAggError>,
-    ) -> Result<SignedStageMessage, SecAggError> {
+        seal: impl FnOnce(SealInput<'_>) -> Result<Vec<u8>, SecAggError>,
+    ) -> Result<Masked, SecAggError> {
         self.expect_stage(relay, SecAggStage::MaskedInput, SecAggStage::ShareKeys)?;
-        let local = self.neighbourhood.as_ref().expect("planned at share keys");
+        let local = self.neighbourhood()?;
         let me = self.name().to_owned();
-        let my_point = local.points.get(&me).copied();
-        let mut received = BTreeMap::new();
+        let mut opened = BTreeMap::new();
+        let mut excluded: BTreeMap<String, String> = BTreeMap::new();
         for relayed in &relay.shares {
             let from = relayed.from.as_str();
-            let malformed = |reason: &str| SecAggError::Malformed {
-                from: from.to_owned(),
-                what: "encrypted share",
-                reason: reason.to_owned(),
-            };
-            if from == me || !local.points.contains_key(from) {
-                return Err(malformed(
-                    "the sender is not a neighbour of this participant",
+            if !local.peers.contains_key(from) {
+                return Err(from_coordinator(
+                    "share relay",
+                    format!("a share from '{from}', who is not a neighbour of this participant"),
                 ));
             }
-            let share = relayed.share.clone().unwrap_or_default();
-            if share.to != me || share.nonce.len() != 12 {
-                return Err(malformed(
-                    "addressed to another participant or without a 12-byte nonce",
-                ));
+            if opened.contains_key(from) || excluded.contains_key(from) {
+                opened.remove(from);
+                excluded.insert(from.to_owned(), "more than one share bundle".into());
+                continue;
             }
-            let plaintext = Zeroizing::new(
-                self.share_cipher(&self.peers[from], from)
-                    .decrypt(
-                        Nonce::from_slice(&share.nonce),
-                        Payload {
-                            msg: &share.ciphertext,
-                            aad: &self.context.share_aad(from, &me),
-                        },
-                    )
-                    .map_err(|_| {
-                        malformed("does not decrypt: forged, altered or for another round")
-                    })?,
-            );
-            let bundle =
-                ShareBundle::decode(plaintext.as_slice()).map_err(|e| malformed(&e.to_string()))?;
-            if bundle.from != from || bundle.to != me {
-                return Err(malformed("the bundle names other parties"));
-            }
-            let seed = Share::from_bytes(&bundle.self_mask_share)?;
-            let key = Share::from_bytes(&bundle.key_share)?;
-            if Some(seed.x) != my_point || Some(key.x) != my_point {
-                return Err(malformed("shares for another evaluation point"));
-            }
-            if received.insert(from.to_owned(), (seed, key)).is_some() {
-                return Err(SecAggError::Duplicate(from.to_owned()));
+            let result = relayed
+                .share
+                .as_ref()
+                .ok_or_else(|| "an empty relay entry".to_owned())
+                .and_then(|share| self.open_share(from, share));
+            match result {
+                Ok(shares) => {
+                    opened.insert(from.to_owned(), shares);
+                }
+                Err(reason) => {
+                    excluded.insert(from.to_owned(), reason);
+                }
             }
         }
+        for neighbour in local.peers.keys() {
+            if !opened.contains_key(neighbour) && !excluded.contains_key(neighbour) {
+                excluded.insert(neighbour.clone(), "its shares did not arrive".into());
+            }
+        }
+        let excluded: Vec<(String, String)> = excluded.into_iter().collect();
+        let need = local.share_threshold.saturating_sub(1);
+        if opened.len() < need {
+            return Err(SecAggError::TooFewShares {
+                have: opened.len(),
+                need,
+                excluded,
+            });
+        }
+        let unmasked = words.clone();
         mask::apply_mask(&mut words, &self.self_seed, false, modulus);
-        for other in received.keys() {
+        let mut pairwise = Vec::with_capacity(opened.len());
+        for other in opened.keys() {
             let seed = pairwise_seed(
                 &self.context,
                 &self.mask_secret,
-                &self.peers[other].mask,
+                &local.peers[other].0.mask,
                 &me,
                 other,
             );
-            mask::apply_mask(&mut words, &seed, subtracts(&me, other), modulus);
+            let subtract = subtracts(&me, other);
+            mask::apply_mask(&mut words, &seed, subtract, modulus);
+            pairwise.push((seed, subtract));
         }
-        self.masked_with = received.keys().cloned().collect();
-        self.held.extend(received);
-        let body = seal(&words, &self.signer)?;
+        let seeds = MaskSeeds {
+            self_seed: self.self_seed.clone(),
+            pairwise,
+        };
+        let input = seal(SealInput {
+            masked: &words,
+            unmasked: &unmasked,
+            seeds: &seeds,
+            signer: &self.signer,
+        })?;
+        let masked_with: Vec<String> = opened.keys().cloned().collect();
+        let masking = MaskingStatement {
+            participant: me.clone(),
+            signature: self
+                .signer
+                .sign_digest(&self.context.masking_digest(&me, &masked_with)),
+            masked_with,
+        };
+        let body = MaskedInputEnvelope {
+            masking: Some(masking),
+            excluded: excluded
+                .iter()
+                .map(|(participant, reason)| Exclusion {
+                    participant: participant.clone(),
+                    reason: reason.clone(),
+                })
+                .collect(),
+            input,
+        }
+        .encode_to_vec();
+        self.masked_with = opened.keys().cloned().collect();
+        self.held.extend(opened);
         self.done = SecAggStage::MaskedInput;
-        Ok(self
-            .signer
-            .sign(&self.context, SecAggStage::MaskedInput, body))
+        Ok(Masked {
+            message: self
+                .signer
+                .sign(&self.context, SecAggStage::MaskedInput, body),
+            excluded,
+        })
     }
 
-    /// Unmask: reveals self-mask shares of the survivors and key shares of the dropped, after
-    /// checking no one is in both sets, now or against an earlier request.
-    pub fn unmask(&mut self, relay: &SecAggRelay) -> Result<SignedStageMessage, SecAggError> {
-        if relay.stage() != super::SecAggStage::Unmask {
-            return Err(SecAggError::WrongStage {
-                got: super::stage_label(relay.stage()),
-                expected: "unmask",
-            });
-        }
+    /// Consistency check: signs the announced survivor set, once, if it includes this
+    /// participant (whose masked input was sent), lies within the members and reaches t.
+    pub fn consistency_check(
+        &mut self,
+        relay: &SecAggRelay,
+    ) -> Result<SignedStageMessage, SecAggError> {
+        self.expect_stage(
+            relay,
+            SecAggStage::ConsistencyCheck,
+            SecAggStage::MaskedInput,
+        )?;
+        let local = self.neighbourhood()?;
         let survivors: BTreeSet<String> = relay.survivors.iter().cloned().collect();
-        let dropped: BTreeSet<String> = relay.dropped.iter().cloned().collect();
-        if let Some(both) = survivors.intersection(&dropped).next() {
-            return Err(SecAggError::BothShares(both.clone()));
-        }
-        if let Some((earlier_survivors, earlier_dropped)) = &self.answered {
-            let flipped = survivors
-                .intersection(earlier_dropped)
-                .chain(dropped.intersection(earlier_survivors))
-                .next();
-            if let Some(name) = flipped {
-                return Err(SecAggError::BothShares(name.clone()));
-            }
-            return Err(SecAggError::InconsistentUnmask(
-                "this participant already answered an unmask request for this aggregation".into(),
+        if survivors.len() != relay.survivors.len() {
+            return Err(SecAggError::SurvivorSet(
+                "it names a participant twice".into(),
             ));
         }
-        if self.done != SecAggStage::MaskedInput {
-            return Err(SecAggError::WrongStage {
-                got: "unmask",
-                expected: super::stage_label(self.done),
-            });
-        }
-        let local = self.neighbourhood.as_ref().expect("planned at share keys");
         if !survivors.contains(self.name()) {
-            return Err(SecAggError::InconsistentUnmask(
-                "the request says this participant's own masked input is missing".into(),
+            return Err(SecAggError::SurvivorSet(
+                "it leaves out this participant, whose masked input was sent".into(),
             ));
+        }
+        if let Some(stranger) = survivors.iter().find(|s| !local.members.contains(*s)) {
+            return Err(SecAggError::SurvivorSet(format!(
+                "'{stranger}' is not a member of this aggregation"
+            )));
         }
         if survivors.len() < local.threshold {
             return Err(SecAggError::BelowThreshold {
-                stage: "unmask",
+                stage: "consistency check",
                 have: survivors.len(),
                 threshold: local.threshold,
             });
         }
-        let reveal =
-            |names: &BTreeSet<String>, pick: fn(&(Share, Share)) -> &Share| -> Vec<RevealedShare> {
-                names
-                    .iter()
-                    .filter_map(|owner| {
-                        self.held.get(owner).map(|held| RevealedShare {
-                            owner: owner.clone(),
-                            share: pick(held).to_bytes().to_vec(),
-                        })
-                    })
-                    .collect()
-            };
-        let body = UnmaskShares {
-            self_mask_shares: reveal(&survivors, |held| &held.0),
-            key_shares: reveal(&dropped, |held| &held.1),
+        if !self.masked_with.iter().any(|n| survivors.contains(n)) {
+            return Err(SecAggError::SurvivorSet(
+                "it names none of the neighbours this participant masked with, so revealing its \
+                 self mask would expose its input"
+                    .into(),
+            ));
+        }
+        let body = SurvivorSet {
+            survivors: survivors.iter().cloned().collect(),
         }
         .encode_to_vec();
-        self.answered = Some((survivors, dropped));
+        self.survivors = Some(survivors);
+        self.done = SecAggStage::ConsistencyCheck;
+        Ok(self
+            .signer
+            .sign(&self.context, SecAggStage::ConsistencyCheck, body))
+    }
+
+    /// Counts the valid signatures of distinct survivors on `survivors` (the set this
+    /// participant signed): certificate from the consortium CA, Ed25519 over the same set.
+    fn count_signatures(&self, relay: &SecAggRelay, survivors: &BTreeSet<String>) -> usize {
+        let body = SurvivorSet {
+            survivors: survivors.iter().cloned().collect(),
+        }
+        .encode_to_vec();
+        let mut signers = BTreeSet::new();
+        for signed in &relay.survivor_signatures {
+            let name = signed.name.as_str();
+            if !survivors.contains(name) || signers.contains(name) {
+                continue;
+            }
+            let Some(message) = &signed.message else {
+                continue;
+            };
+            if message.body != body {
+                continue;
+            }
+            let valid = self
+                .trust
+                .member_key(name, &signed.certificate_der)
+                .and_then(|key| {
+                    verify(
+                        message,
+                        &self.context,
+                        SecAggStage::ConsistencyCheck,
+                        name,
+                        &key,
+                    )
+                })
+                .is_ok();
+            if valid {
+                signers.insert(name);
+            }
+        }
+        signers.len()
+    }
+
+    /// Whether `owner`'s self-mask share may be revealed: its own signed masking statement
+    /// names at least one neighbour among the survivors, whose pairwise mask then stays on its
+    /// input whatever else is revealed.
+    fn keeps_a_mask(&self, owner: &str, relay: &SecAggRelay, survivors: &BTreeSet<String>) -> bool {
+        if owner == self.name() {
+            return self.masked_with.iter().any(|n| survivors.contains(n));
+        }
+        let Ok(local) = self.neighbourhood() else {
+            return false;
+        };
+        let Some((_, identity)) = local.peers.get(owner) else {
+            return false;
+        };
+        relay
+            .masking
+            .iter()
+            .filter(|m| m.participant == owner)
+            .any(|m| {
+                verify_digest(
+                    identity,
+                    &self.context.masking_digest(owner, &m.masked_with),
+                    &m.signature,
+                ) && m.masked_with.iter().any(|n| survivors.contains(n))
+            })
+    }
+
+    /// Unmask: after checking that at least t survivors signed the same survivor set this
+    /// participant signed, reveals the self-mask shares of the survivors it holds shares of
+    /// (each only if that survivor keeps a pairwise mask with another survivor) and the mask-key
+    /// shares of the neighbours it holds shares of that did not survive. What counts as
+    /// dropped is derived here from the signed set, never taken from the coordinator.
+    pub fn unmask(&mut self, relay: &SecAggRelay) -> Result<SignedStageMessage, SecAggError> {
+        if relay.stage() != SecAggStage::Unmask {
+            return Err(SecAggError::WrongStage {
+                got: stage_label(relay.stage()),
+                expected: "unmask",
+            });
+        }
+        if self.done == SecAggStage::Unmask {
+            return Err(SecAggError::InconsistentUnmask(
+                "this participant already answered an unmask request for this aggregation".into(),
+            ));
+        }
+        let Some(signed) = self.survivors.clone() else {
+            return Err(SecAggError::WrongStage {
+                got: "unmask",
+                expected: stage_label(self.done),
+            });
+        };
+        let survivors: BTreeSet<String> = relay.survivors.iter().cloned().collect();
+        if survivors != signed {
+            return Err(SecAggError::SurvivorSet(
+                "the unmask request names another survivor set than the one this participant signed"
+                    .into(),
+            ));
+        }
+        let threshold = self.neighbourhood()?.threshold;
+        let valid = self.count_signatures(relay, &survivors);
+        if valid < threshold {
+            return Err(SecAggError::TooFewSignatures { valid, threshold });
+        }
+        let mut self_mask_shares = Vec::new();
+        let mut key_shares = Vec::new();
+        for (owner, (seed, key)) in &self.held {
+            if survivors.contains(owner) {
+                if self.keeps_a_mask(owner, relay, &survivors) {
+                    self_mask_shares.push(RevealedShare {
+                        owner: owner.clone(),
+                        share: seed.to_bytes().to_vec(),
+                    });
+                } else {
+                    self.withheld.push((
+                        owner.clone(),
+                        "no signed statement shows a pairwise mask with another survivor".into(),
+                    ));
+                }
+            } else {
+                key_shares.push(RevealedShare {
+                    owner: owner.clone(),
+                    share: key.to_bytes().to_vec(),
+                });
+            }
+        }
+        let body = UnmaskShares {
+            self_mask_shares,
+            key_shares,
+        }
+        .encode_to_vec();
         self.done = SecAggStage::Unmask;
         Ok(self.signer.sign(&self.context, SecAggStage::Unmask, body))
     }
@@ -489,4 +854,15 @@ impl ParticipantSession {
     pub fn masked_with(&self) -> &BTreeSet<String> {
         &self.masked_with
     }
+
+    /// The survivors whose self-mask shares this participant withheld at unmask, with why:
+    /// revealing them could have exposed their inputs (for logs and tests).
+    pub fn withheld(&self) -> &[(String, String)] {
+        &self.withheld
+    }
+}
+
+/// SHA-256 of a byte string (for tests and logs that name a ciphertext).
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
 }

@@ -9,7 +9,7 @@ use accord_coordinator::metrics::{Quality, quality};
 use accord_coordinator::mitigation::{MitigationRun, PostprocessingJson};
 use accord_crypto::secagg::identity::{Signer, Trust};
 use accord_crypto::secagg::participant::ParticipantSession;
-use accord_crypto::secagg::{self, Context, SecAggError};
+use accord_crypto::secagg::{self, Context, Requirements, SecAggError};
 use accord_participant::data::LocalDataset;
 use accord_participant::mitigation::{self, FairFedWeight};
 use accord_participant::model::{
@@ -53,7 +53,7 @@ pub struct RoundOutcome {
     pub bytes_up: u64,
     pub bytes_down: u64,
     /// Seconds per stage (setup, share keys, masked input, unmask), summed over the round's phases.
-    pub stage_secs: [f64; 4],
+    pub stage_secs: [f64; 5],
     pub secs: f64,
 }
 
@@ -63,7 +63,7 @@ struct Aggregate {
     dropped: usize,
     bytes_up: u64,
     bytes_down: u64,
-    stage_secs: [f64; 4],
+    stage_secs: [f64; 5],
 }
 
 pub struct Simulation<'a> {
@@ -72,6 +72,9 @@ pub struct Simulation<'a> {
     pub trust: &'a Trust,
     pub members: Vec<Member>,
     params: SecAggParams,
+    /// What every simulated participant requires, as a node with the default
+    /// `[requirements]` does.
+    requirements: Requirements,
     rng: ChaCha20Rng,
 }
 
@@ -79,12 +82,25 @@ pub struct Simulation<'a> {
 const BINS: usize = 100;
 const THRESHOLD: f64 = 0.5;
 
+/// The stages a participant can drop out at, in order.
 const STAGES: [SecAggStage; 4] = [
     SecAggStage::Setup,
     SecAggStage::ShareKeys,
     SecAggStage::MaskedInput,
     SecAggStage::Unmask,
 ];
+
+/// The slot of a stage in `stage_secs`: setup, share keys, masked input, consistency check,
+/// unmask.
+fn slot(stage: SecAggStage) -> usize {
+    match stage {
+        SecAggStage::Setup => 0,
+        SecAggStage::ShareKeys => 1,
+        SecAggStage::MaskedInput => 2,
+        SecAggStage::ConsistencyCheck => 3,
+        _ => 4,
+    }
+}
 
 impl<'a> Simulation<'a> {
     pub fn new(
@@ -100,6 +116,11 @@ impl<'a> Simulation<'a> {
             schema,
             trust,
             members,
+            requirements: Requirements::new(
+                &params,
+                0,
+                accord_participant::config::Requirements::default().min_threshold,
+            ),
             params,
             rng: fault_rng(config.seed),
         }
@@ -149,7 +170,7 @@ impl<'a> Simulation<'a> {
             dropped: stops.iter().filter(|s| s.is_some()).count(),
             bytes_up: 0,
             bytes_down: 0,
-            stage_secs: [0.0; 4],
+            stage_secs: [0.0; 5],
         };
         let mut aggregator = match aggregation::start(scheme, spec) {
             Ok(a) => a,
@@ -192,6 +213,7 @@ impl<'a> Simulation<'a> {
                 member.signer.clone(),
                 self.trust.clone(),
                 context.clone(),
+                self.requirements,
                 // Key material from the operating system, as in production; the faults'
                 // generator stays untouched, so every transport draws the same dropouts.
                 &mut rand::rng(),
@@ -206,7 +228,7 @@ impl<'a> Simulation<'a> {
             let started = Instant::now();
             match aggregator.close_stage() {
                 Ok(Closed::Done { sum, contributors }) => {
-                    result.stage_secs[3] += started.elapsed().as_secs_f64();
+                    result.stage_secs[4] += started.elapsed().as_secs_f64();
                     result.sum = Ok((sum, contributors));
                     return result;
                 }
@@ -217,7 +239,7 @@ impl<'a> Simulation<'a> {
                 Ok(Closed::Next) => {}
             }
             let stage = aggregator.stage();
-            let slot = STAGES.iter().position(|s| *s == stage).unwrap_or(3);
+            let slot = slot(stage);
             let relays: Vec<Option<SecAggRelay>> = self
                 .members
                 .iter()
@@ -249,13 +271,20 @@ impl<'a> Simulation<'a> {
                         SecAggStage::MaskedInput => match &encoding {
                             Ok(encoding) => session
                                 .masked_input(relay, &inputs[i], encoding)
-                                .map(|(m, _)| m),
+                                .map(|(masked, _)| masked.message),
                             Err(e) => Err(SecAggError::Encoding(e.clone())),
                         },
+                        SecAggStage::ConsistencyCheck => session.consistency_check(relay),
                         _ => session.unmask(relay),
                     })
                 });
-            for ((member, relay), message) in self.members.iter().zip(&relays).zip(messages) {
+            for (((member, relay), message), session) in self
+                .members
+                .iter()
+                .zip(&relays)
+                .zip(messages)
+                .zip(sessions.iter_mut())
+            {
                 let Some(message) = message else { continue };
                 result.bytes_down += relay.as_ref().map_or(0, |r| r.encoded_len() as u64);
                 match message {
@@ -264,10 +293,13 @@ impl<'a> Simulation<'a> {
                         // A refused message is the protocol working: that participant drops.
                         let _ = aggregator.accept(member.signer.name(), signed(member, message));
                     }
-                    Err(e) => {
+                    // A participant whose session refuses (as a node would, e.g. too few valid
+                    // shares in a sparse graph with dropouts) sits the rest of the phase out.
+                    Err(SecAggError::Encoding(e)) => {
                         result.sum = Err(format!("{}: {e}", member.signer.name()));
                         return result;
                     }
+                    Err(_) => *session = None,
                 }
             }
             result.stage_secs[slot] += started.elapsed().as_secs_f64();

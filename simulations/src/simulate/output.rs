@@ -148,6 +148,7 @@ pub fn write_rounds(
             "secs_setup",
             "secs_share_keys",
             "secs_masked_input",
+            "secs_consistency_check",
             "secs_unmask",
             "secs_round",
         ]
