@@ -476,45 +476,45 @@ async fn monitor(
     Ok(false)
 }
 
-/// Prints rounds.csv as a table.
+/// Prints rounds.csv as a table, then any participants a round named for deviating.
 fn print_rounds(path: &Path) -> anyhow::Result<()> {
-    let text =
-        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
     println!();
     println!(
         "{:>5} {:>12} {:>9} {:>9} {:>7} {:>10} {:>10} {:>8}",
         "round", "participants", "loss", "accuracy", "AUC", "bytes up", "bytes down", "seconds"
     );
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        let [
-            round,
-            participants,
-            _samples,
-            loss,
-            accuracy,
-            auc,
-            _brier,
-            up,
-            down,
-            seconds,
-            aborted,
-        ] = f[..]
-        else {
-            bail!("{}: unexpected line '{line}'", path.display());
-        };
+    let mut named = Vec::new();
+    for record in reader.records() {
+        let record = record.with_context(|| format!("{}", path.display()))?;
+        let field = |i: usize| record.get(i).unwrap_or("");
+        if record.len() != 12 {
+            bail!("{}: unexpected line {:?}", path.display(), record);
+        }
         let short = |v: &str| {
             v.parse::<f64>()
                 .map(|x| format!("{x:.4}"))
                 .unwrap_or_else(|_| "-".into())
         };
         println!(
-            "{round:>5} {participants:>12} {:>9} {:>9} {:>7} {up:>10} {down:>10} {seconds:>8}{}",
-            short(loss),
-            short(accuracy),
-            short(auc),
-            if aborted == "true" { "  aborted" } else { "" }
+            "{:>5} {:>12} {:>9} {:>9} {:>7} {:>10} {:>10} {:>8}{}",
+            field(0),
+            field(1),
+            short(field(3)),
+            short(field(4)),
+            short(field(5)),
+            field(7),
+            field(8),
+            field(9),
+            if field(10) == "true" { "  aborted" } else { "" }
         );
+        if !field(11).is_empty() {
+            named.push(format!("round {}: {}", field(0), field(11)));
+        }
+    }
+    for line in named {
+        println!("named for deviating from the protocol, {line}");
     }
     Ok(())
 }

@@ -755,6 +755,8 @@ impl Federation {
         bounds.extend(label_counts.map_or_else(Vec::new, |c| c.bounds(max_rows)));
         let standardized = self.run_phase(0, Phase::Standardize, bounds).await;
         let named = standardized.named();
+        // Named in the standardization: reported with the first round.
+        let mut earlier_culprits = standardized.culprits.clone();
         let (sums, contributors) = standardized
             .result
             .map_err(|reason| self.fail(format!("standardization aborted: {reason}{named}")))?;
@@ -795,7 +797,8 @@ impl Federation {
             let clip = self.config.secure_aggregation.clip;
             let bounds = self.state().mitigation.fit_bounds(d, clip, max_rows);
             let fit = self.run_phase(round, Phase::Fit, bounds).await;
-            let mut culprits = fit.culprits;
+            let mut culprits = std::mem::take(&mut earlier_culprits);
+            culprits.extend(fit.culprits);
             let (sum, fitted) = match fit.result {
                 Ok((sum, contributors)) => (
                     self.state()

@@ -61,7 +61,7 @@ dropout = { share_keys = 0.1, masked_input = 0.1 }
     let (_, b) = rows(&second.rounds_csv);
     assert_eq!(a.len(), 6, "two runs of three rounds");
     let timing: Vec<bool> = header.iter().map(|h| h.starts_with("secs_")).collect();
-    assert_eq!(timing.iter().filter(|t| **t).count(), 5);
+    assert_eq!(timing.iter().filter(|t| **t).count(), 6);
     for (row_a, row_b) in a.iter().zip(&b) {
         for ((x, y), (name, skip)) in row_a.iter().zip(row_b).zip(header.iter().zip(&timing)) {
             if !skip {

@@ -2,6 +2,8 @@
 //! layout `accord demo` makes), its coordinator and participants run in-process over real
 //! mutual-TLS gRPC on loopback.
 
+pub mod deviant;
+
 use accord_coordinator::CoordinatorConfig;
 use accord_participant::ParticipantConfig;
 use accord_proto::transport::{WireMeter, channel};

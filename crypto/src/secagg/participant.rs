@@ -85,8 +85,9 @@ pub(crate) fn parse_keys(from: &str, body: &[u8]) -> Result<PeerKeys, SecAggErro
     Ok(parsed)
 }
 
-/// The seed of the pairwise mask between `a` and `b` from an X25519 agreement.
-pub(crate) fn pairwise_seed(
+/// The seed of the pairwise mask between `a` and `b` from an X25519 agreement (HKDF-SHA256
+/// bound to the aggregation and the pair); whoever holds either end's mask secret derives it.
+pub fn pairwise_seed(
     context: &Context,
     secret: &StaticSecret,
     public: &PublicKey,
@@ -98,7 +99,7 @@ pub(crate) fn pairwise_seed(
 }
 
 /// `me` adds the pairwise mask with `other` if its name sorts first, subtracts it otherwise.
-pub(crate) fn subtracts(me: &str, other: &str) -> bool {
+pub fn subtracts(me: &str, other: &str) -> bool {
     me > other
 }
 

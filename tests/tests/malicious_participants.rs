@@ -1,0 +1,99 @@
+//! Participants that deviate on purpose, over real mutual-TLS gRPC: real honest nodes, the real
+//! coordinator, and deviants (tests/src/deviant.rs) that send undecryptable shares or reveal
+//! wrong shares with their own signatures. Honest participants never exit; each phase completes
+//! without the culprit's deviation, the culprit is named in rounds.csv, and a participant whose
+//! own messages prove the deviation is left out of the rest of the federation.
+
+use accord_crypto::secagg::identity::{Signer, Trust};
+use accord_proto::transport::WireMeter;
+use accord_proto::v1::Phase;
+use accord_tests::TestFederation;
+use accord_tests::deviant::{self, Deviation, Script};
+use std::sync::Arc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecryptable_and_wrong_shares_name_their_sender_and_the_federation_goes_on() {
+    let mut federation = TestFederation::new(5, 150, 31);
+    federation
+        .coordinator_edits
+        .push(("federation.min_participants", 3.into()));
+    let (address, coordinator) = federation.start_coordinator(2, 5).await;
+    let names = federation.layout.names.clone();
+    let honest: Vec<_> = names[..3]
+        .iter()
+        .map(|name| federation.spawn_participant(name, &address, WireMeter::new()))
+        .collect();
+    let pki = federation.layout.pki.clone();
+    let deviants: Vec<_> = [
+        (
+            names[3].clone(),
+            (0, Phase::Standardize),
+            Deviation::UndecryptableShares,
+        ),
+        (names[4].clone(), (1, Phase::Fit), Deviation::WrongShares),
+    ]
+    .into_iter()
+    .map(|(name, when, deviation)| {
+        let client = federation.client(&name, &address);
+        let signer = Arc::new(
+            Signer::load(
+                &pki.join(format!("{name}.pem")),
+                &pki.join(format!("{name}.key")),
+            )
+            .unwrap(),
+        );
+        let trust = Trust::load(&pki.join("ca.pem")).unwrap();
+        let script: Script = [(when, deviation)].into();
+        let id = "contact-centre-consortium".to_owned();
+        tokio::spawn(async move { deviant::run(client, signer, trust, &id, script).await })
+    })
+    .collect();
+
+    for task in honest {
+        let outcome = task
+            .await
+            .unwrap()
+            .expect("an honest participant never exits");
+        assert_eq!(outcome.rounds_completed, 2);
+    }
+    let outcome = coordinator.await.unwrap().expect("the federation finishes");
+    let logs: Vec<_> = futures_join(deviants).await;
+    let summary: Vec<(u32, u32, bool)> = outcome
+        .rounds
+        .iter()
+        .map(|r| (r.round, r.participants, r.aborted))
+        .collect();
+    // Round 1: all five fitted (org-5 cheated only when revealing shares, which were skipped);
+    // round 2: org-5 is out; org-4 (accused, not proven) stays in.
+    assert_eq!(summary, [(1, 5, false), (2, 4, false)], "{logs:?}");
+    let first = outcome.rounds[0].culprits.join("\n");
+    assert!(
+        first.contains("org-4 (standardize, masked input): left out by 'org-1'")
+            && first.contains("does not decrypt"),
+        "{first}"
+    );
+    assert!(
+        first.contains("org-5 (fit, unmask): revealed a self-mask share of")
+            && first.contains("does not match its signed commitment"),
+        "{first}"
+    );
+    assert!(
+        outcome.rounds[1].culprits.is_empty(),
+        "{:?}",
+        outcome.rounds[1].culprits
+    );
+    // org-5 was told the phases went on without it after round 1.
+    assert!(!logs[1].phases.contains(&(2, Phase::Fit)), "{:?}", logs[1]);
+    assert!(outcome.model.weights.iter().all(|w| w.is_finite()));
+    let rounds_csv = std::fs::read_to_string(&outcome.rounds_path).unwrap();
+    assert!(rounds_csv.lines().next().unwrap().ends_with(",culprits"));
+    assert!(rounds_csv.contains("org-5 (fit, unmask)"), "{rounds_csv}");
+}
+
+async fn futures_join<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for task in tasks {
+        out.push(task.await.unwrap());
+    }
+    out
+}
