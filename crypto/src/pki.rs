@@ -642,9 +642,7 @@ impl ConsortiumCa {
         params
             .distinguished_name
             .push(DnType::OrganizationName, self.consortium.as_str());
-        // Random, not rcgen's default (a hash of the key): one key certified twice must not
-        // give two certificates one serial, or revoking one would revoke both.
-        params.serial_number = Some(SerialNumber::from_slice(&rand::random::<[u8; 16]>()));
+        params.serial_number = Some(random_serial());
         params.subject_alt_names = subject_alt_names;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -880,6 +878,17 @@ pub fn ed25519_public_key(cert_der: &[u8]) -> Result<[u8; 32], PkiError> {
         .ok_or_else(|| PkiError::NotEd25519 {
             subject: cert.subject().to_string(),
         })
+}
+
+/// A certificate serial: 126 random bits, not rcgen's default (a hash of the key), since one
+/// key certified twice must not give two certificates one serial, or revoking one would revoke
+/// both. The first byte is in 0x40..=0x7f, so the DER integer is positive and always 16 bytes
+/// long: certificates of one shape have one size, and the byte counts of simulations that
+/// relay them stay reproducible.
+fn random_serial() -> SerialNumber {
+    let mut serial: [u8; 16] = rand::random();
+    serial[0] = serial[0] & 0x3f | 0x40;
+    SerialNumber::from_slice(&serial)
 }
 
 /// A name the CA may certify: valid, and not one of the CA's own files.

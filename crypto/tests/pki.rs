@@ -123,6 +123,30 @@ fn certificates_have_the_right_usages_names_and_issuer() {
 }
 
 #[test]
+fn serials_are_random_and_all_of_one_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ConsortiumCa::init(dir.path(), "Acme").unwrap();
+    let mut serials: Vec<Vec<u8>> = (0..32)
+        .map(|i| {
+            let files = ca
+                .issue(dir.path(), &format!("org-{i}"), Role::Participant, &[])
+                .unwrap();
+            let der = cert_der(&files.cert);
+            let (_, cert) = X509Certificate::from_der(&der).unwrap();
+            cert.raw_serial().to_vec()
+        })
+        .collect();
+    // 16 bytes each, without a sign byte, so every participant certificate has one size.
+    assert!(
+        serials.iter().all(|serial| serial.len() == 16),
+        "{serials:?}"
+    );
+    serials.sort();
+    serials.dedup();
+    assert_eq!(serials.len(), 32);
+}
+
+#[test]
 fn init_never_overwrites_a_ca() {
     let dir = tempfile::tempdir().unwrap();
     ConsortiumCa::init(dir.path(), "Acme").unwrap();
