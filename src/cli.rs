@@ -1,6 +1,6 @@
 //! Command-line parsing and dispatch. Each command is a few lines over a library call.
 
-use accord_crypto::pki::{ConsortiumCa, Role};
+use accord_crypto::pki::{self, ConsortiumCa, Role};
 use accord_simulations::synth::{self, SynthSpec};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -171,7 +171,11 @@ enum PkiCommand {
         #[arg(long, default_value = "Accord Consortium")]
         consortium: String,
     },
-    /// Issue a certificate and key (DIR/NAME.pem, DIR/NAME.key) for a member.
+    /// Issue a certificate and key (DIR/NAME.pem, DIR/NAME.key) for a member, both made here.
+    ///
+    /// For demos and tests only: the member's private key is made in, and stays in, the CA's
+    /// directory, so whoever runs the CA holds it. Real members run `accord pki request` on
+    /// their own machine and the CA runs `accord pki sign`.
     Issue {
         #[arg(long)]
         dir: PathBuf,
@@ -182,6 +186,43 @@ enum PkiCommand {
         /// Extra DNS names or IP addresses for a coordinator certificate (repeatable).
         #[arg(long = "san")]
         sans: Vec<String>,
+    },
+    /// On a member's machine: make its own key and a certificate request (DIR/NAME.key, mode
+    /// 0600, which never leaves the machine; DIR/NAME.csr, to send to the CA).
+    Request {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        role: Role,
+        /// DNS names or IP addresses the certificate should carry, e.g. the coordinator's
+        /// public name (repeatable; a coordinator always gets localhost, 127.0.0.1 and ::1).
+        #[arg(long = "san", visible_alias = "dns")]
+        sans: Vec<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// At the CA: check a member's certificate request (its signature, an Ed25519 key, a valid
+    /// name and role that agree with --name and --role if given) and write its certificate to
+    /// OUT, keeping a copy (never a key) in the CA directory so `pki revoke` finds it.
+    Sign {
+        /// The CA directory (ca.pem, ca.key).
+        #[arg(long)]
+        ca: PathBuf,
+        /// The member's NAME.csr.
+        #[arg(long)]
+        request: PathBuf,
+        /// Where to write the certificate, e.g. NAME.pem; never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+        /// The role the member must have asked for.
+        #[arg(long)]
+        role: Option<Role>,
+        /// The name the member must have asked for.
+        #[arg(long)]
+        name: Option<String>,
+        /// Days the certificate is valid (default 730; never past the CA's own expiry).
+        #[arg(long)]
+        days: Option<u32>,
     },
     /// Revoke a member's certificate (adds it to DIR/crl.pem).
     Revoke {
@@ -333,6 +374,45 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 "{role} certificate for '{name}': {} (key {})",
                 issued.cert.display(),
                 issued.key.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pki(PkiCommand::Request {
+            name,
+            role,
+            sans,
+            out,
+        }) => {
+            let files = pki::create_request(&out, &name, role, &sans)?;
+            println!(
+                "{role} key for '{name}': {} (keep it here, never send it); certificate request for the CA: {}",
+                files.key.display(),
+                files.request.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pki(PkiCommand::Sign {
+            ca,
+            request,
+            out,
+            role,
+            name,
+            days,
+        }) => {
+            let options = pki::SignOptions { name, role, days };
+            let signed = ConsortiumCa::load(&ca)?.sign_request(&request, &out, &options)?;
+            let sans = if signed.subject_alt_names.is_empty() {
+                "none".to_owned()
+            } else {
+                signed.subject_alt_names.join(", ")
+            };
+            println!(
+                "{} certificate for '{}' (alternative names: {sans}; valid until {}): {} (copy kept in {})",
+                signed.identity.role,
+                signed.identity.name,
+                signed.not_after.date(),
+                signed.cert.display(),
+                signed.record.display()
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -1,15 +1,23 @@
 //! The consortium's certificate authority.
 //!
-//! A consortium runs one CA of its own; it issues a certificate to every node, and the
-//! TLS configurations in [`crate::tls`] trust that CA and nothing else. A certificate
-//! says who its holder is: subject CN = the node's name, OU = its [`Role`]. Keys are
-//! Ed25519 and stored as PKCS#8 PEM, because a participant's certificate key doubles as
-//! its protocol signing key. Files never get overwritten: re-running `init` or `issue`
-//! must not silently replace a key that others already trust.
+//! A consortium runs one CA of its own; it certifies every node, and the TLS configurations
+//! in [`crate::tls`] trust that CA and nothing else. A certificate says who its holder is:
+//! subject CN = the node's name, OU = its [`Role`]. Keys are Ed25519 and stored as PKCS#8
+//! PEM, because a participant's certificate key doubles as its protocol signing key. Files
+//! never get overwritten: re-running a command must not silently replace a key or a
+//! certificate that others already trust.
 //!
-//! Layout: the CA directory holds `ca.pem` and `ca.key`; an issue directory holds
-//! `NAME.pem` and `NAME.key` for each issued name, and `crl.pem` once something there
-//! has been revoked.
+//! Members make their own keys: [`create_request`] runs on the member's machine and writes
+//! its key and a PKCS#10 certificate request (RFC 2986); [`ConsortiumCa::sign_request`] runs
+//! at the CA, checks the request and certifies the key in it, so the CA never holds a
+//! member's private key. [`ConsortiumCa::issue`] makes key and certificate together at the
+//! CA: a shortcut for demos and tests.
+//!
+//! Layout: the CA directory holds `ca.pem`, `ca.key`, a copy `NAME.pem` of every certificate
+//! it signed from a request (so it can revoke by name), `crl.pem` once something has been
+//! revoked, and `revoked/NAME.SERIAL.pem` for revoked certificates whose name was certified
+//! again. An issue directory holds `NAME.pem` and `NAME.key` for each issued name; a request
+//! directory holds `NAME.key` and `NAME.csr`.
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
@@ -23,21 +31,30 @@ use std::str::FromStr;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    PKCS_ED25519, RevokedCertParams, SanType, SerialNumber,
+    PKCS_ED25519, PublicKeyData, RevokedCertParams, SanType, SerialNumber,
 };
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
+use rustls_pki_types::{
+    CertificateDer, CertificateRevocationListDer, CertificateSigningRequestDer,
+};
 use time::{Duration, OffsetDateTime};
 use x509_parser::certificate::X509Certificate;
+use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::error::X509Error;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::objects::{oid_registry, oid2sn};
 use x509_parser::oid_registry::{
-    OID_X509_COMMON_NAME, OID_X509_ORGANIZATION_NAME, OID_X509_ORGANIZATIONAL_UNIT, Oid,
+    OID_SIG_ED25519, OID_X509_COMMON_NAME, OID_X509_ORGANIZATION_NAME,
+    OID_X509_ORGANIZATIONAL_UNIT, Oid,
 };
+use x509_parser::prelude::FromDer;
 use x509_parser::x509::X509Name;
 
 const CA_CERT_FILE: &str = "ca.pem";
 const CA_KEY_FILE: &str = "ca.key";
 const CRL_FILE: &str = "crl.pem";
+/// Where revoked certificates go when their name is certified again.
+const REVOKED_DIR: &str = "revoked";
 /// Names that would collide with the files above when issuing into the CA directory.
 const RESERVED_NAMES: [&str; 2] = ["ca", "crl"];
 const MAX_NAME_LEN: usize = 64;
@@ -116,17 +133,17 @@ pub enum PkiError {
     Certificate {
         source: x509_parser::nom::Err<X509Error>,
     },
-    #[error("certificate '{subject}' has no {field} in its subject")]
+    #[error("subject '{subject}' has no {field}")]
     MissingSubjectField {
         subject: String,
         field: &'static str,
     },
-    #[error("certificate '{subject}' has more than one {field} in its subject")]
+    #[error("subject '{subject}' has more than one {field}")]
     RepeatedSubjectField {
         subject: String,
         field: &'static str,
     },
-    #[error("certificate '{subject}' has a {field} that is not a readable string")]
+    #[error("subject '{subject}' has a {field} that is not a readable string")]
     UnreadableSubjectField {
         subject: String,
         field: &'static str,
@@ -147,6 +164,75 @@ pub enum PkiError {
     },
     #[error("certificate '{subject}' does not hold an Ed25519 key")]
     NotEd25519 { subject: String },
+    /// `pki request` pointed at a CA directory, where a member's key must never be.
+    #[error(
+        "refusing to make a member's key in {dir}: it holds a consortium CA, and the CA must never hold a member's private key; run `accord pki request` on the member's machine"
+    )]
+    RequestInCaDirectory { dir: PathBuf },
+    /// The request file is not DER-encoded PKCS#10.
+    #[error("{path} is not a valid PKCS#10 certificate request: {source}")]
+    RequestFile {
+        path: PathBuf,
+        source: x509_parser::nom::Err<X509Error>,
+    },
+    /// Bytes follow the request inside its PEM block.
+    #[error("{path} has {bytes} bytes after its certificate request")]
+    RequestTrailingData { path: PathBuf, bytes: usize },
+    /// The requested key is not Ed25519, which Accord identities are.
+    #[error(
+        "{path} requests a certificate for a key of type {algorithm}; Accord identities are Ed25519 keys"
+    )]
+    RequestKeyNotEd25519 { path: PathBuf, algorithm: String },
+    /// The request's signature does not verify with the key it carries.
+    #[error(
+        "the signature of {path} does not verify with the key it requests a certificate for: the request was altered or signed by another key"
+    )]
+    RequestSignature { path: PathBuf },
+    /// The requested key is a point of small order, for which anyone can make signatures.
+    #[error(
+        "{path} requests a certificate for a weak Ed25519 key (a point of small order), for which anyone can forge signatures"
+    )]
+    WeakRequestKey { path: PathBuf },
+    /// The request's subject carries an attribute other than CN (name) and OU (role).
+    #[error(
+        "{path} asks for the subject attribute {attribute}; Accord certificates carry only CN (the name) and OU (the role)"
+    )]
+    RequestSubjectAttribute { path: PathBuf, attribute: String },
+    /// A requested extension that cannot be read, or an alternative name that is neither a
+    /// DNS name nor an IP address.
+    #[error("{path} requests an unusable extension: {detail}")]
+    RequestExtension { path: PathBuf, detail: String },
+    /// The name, role or alternative names in the request are not acceptable.
+    #[error("certificate request {path}: {source}")]
+    RequestContent {
+        path: PathBuf,
+        source: Box<PkiError>,
+    },
+    /// The request disagrees with what the CA operator stated.
+    #[error("{path} asks for {field} '{requested}', but the CA operator stated '{stated}'")]
+    RequestMismatch {
+        path: PathBuf,
+        field: &'static str,
+        requested: String,
+        stated: String,
+    },
+    /// The name holds a certificate from this CA that has not been revoked.
+    #[error(
+        "'{name}' already holds a certificate that is not revoked ({path}); revoke it first with `accord pki revoke`"
+    )]
+    AlreadyIssued { name: String, path: PathBuf },
+    /// A revoked certificate's key asked to be certified again under its name.
+    #[error(
+        "{path} requests a certificate for the key of '{name}' that was revoked ({revoked}); the member must make a new key"
+    )]
+    RevokedKeyReused {
+        path: PathBuf,
+        name: String,
+        revoked: PathBuf,
+    },
+    /// A certificate must be valid for at least a day.
+    #[error("invalid validity of {days} days: a certificate must be valid for at least 1 day")]
+    InvalidValidity { days: u32 },
 }
 
 /// What a node does in the consortium; written as the subject OU of its certificate.
@@ -207,7 +293,44 @@ pub struct IssuedFiles {
     pub key: PathBuf,
 }
 
-/// A consortium CA loaded from its directory, able to issue and revoke.
+/// The two files [`create_request`] wrote on a member's machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestFiles {
+    /// `NAME.key`: the member's Ed25519 private key, PKCS#8 PEM, readable by the owner only.
+    /// It stays on the member's machine.
+    pub key: PathBuf,
+    /// `NAME.csr`: the PKCS#10 certificate request (PEM) to send to the CA.
+    pub request: PathBuf,
+}
+
+/// What the CA operator states when signing a request; the request must agree.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SignOptions {
+    /// The member's name, if stated: the request's CN must be exactly this.
+    pub name: Option<String>,
+    /// The member's role, if stated: the request's OU must be exactly this.
+    pub role: Option<Role>,
+    /// Days the certificate is valid (at least 1); two years if `None`. Never past the CA's
+    /// own expiry.
+    pub days: Option<u32>,
+}
+
+/// A certificate [`ConsortiumCa::sign_request`] made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedRequest {
+    /// Who the certificate says its holder is.
+    pub identity: Identity,
+    /// Its subject alternative names (DNS names and IP addresses), in order.
+    pub subject_alt_names: Vec<String>,
+    /// The certificate written for the member.
+    pub cert: PathBuf,
+    /// The copy kept in the CA's directory (`NAME.pem`), which revocation reads.
+    pub record: PathBuf,
+    /// The end of its validity.
+    pub not_after: OffsetDateTime,
+}
+
+/// A consortium CA loaded from its directory, able to issue, sign requests and revoke.
 #[derive(Debug)]
 pub struct ConsortiumCa {
     dir: PathBuf,
@@ -233,10 +356,7 @@ impl ConsortiumCa {
         let cert_path = dir.join(CA_CERT_FILE);
         let key_path = dir.join(CA_KEY_FILE);
         refuse_existing(&[&cert_path, &key_path])?;
-        fs::create_dir_all(dir).map_err(|source| PkiError::CreateDir {
-            path: dir.to_owned(),
-            source,
-        })?;
+        create_dir(dir)?;
 
         let key = generate_key(format!("the CA key for '{consortium}'"))?;
         let mut params = CertificateParams::default();
@@ -341,7 +461,12 @@ impl ConsortiumCa {
     }
 
     /// Issues `dir/NAME.pem` and `dir/NAME.key` (mode 0600), signed by the CA, with subject
-    /// `CN=NAME, OU=ROLE, O=<consortium>`. Refuses if either file exists.
+    /// `CN=NAME, OU=ROLE, O=<consortium>`, valid for two years (never past the CA's own
+    /// expiry). Refuses if either file exists.
+    ///
+    /// The member's private key is made here, by whoever runs the CA: this is the demo's and
+    /// the tests' shortcut. Real members make their own key with [`create_request`] and
+    /// have it certified with [`sign_request`](Self::sign_request).
     ///
     /// Coordinator certificates may serve TLS and authenticate as clients; their subject
     /// alternative names are `localhost`, `127.0.0.1`, `::1` and `extra_sans`. Participant
@@ -354,24 +479,160 @@ impl ConsortiumCa {
         role: Role,
         extra_sans: &[String],
     ) -> Result<IssuedFiles, PkiError> {
-        validate_name(name)?;
-        if RESERVED_NAMES.contains(&name) {
-            return Err(PkiError::ReservedName {
-                name: name.to_owned(),
-            });
-        }
+        validate_member_name(name)?;
         let subject_alt_names = subject_alt_names(role, extra_sans)?;
         let files = IssuedFiles {
             cert: dir.join(format!("{name}.pem")),
             key: dir.join(format!("{name}.key")),
         };
         refuse_existing(&[&files.cert, &files.key])?;
-        fs::create_dir_all(dir).map_err(|source| PkiError::CreateDir {
-            path: dir.to_owned(),
-            source,
-        })?;
+        create_dir(dir)?;
 
         let key = generate_key(format!("a key for '{name}'"))?;
+        let cert = self.certify(&key, name, role, subject_alt_names, LEAF_VALIDITY)?;
+        write_new(&files.key, key.serialize_pem().as_bytes(), 0o600)?;
+        write_new(&files.cert, cert.pem().as_bytes(), 0o644)?;
+        tracing::info!(name, %role, cert = %files.cert.display(), "issued certificate");
+        Ok(files)
+    }
+
+    /// Certifies the key in a member's certificate request (PKCS#10 PEM, as
+    /// [`create_request`] writes it): writes the certificate to `out` and a copy to `NAME.pem`
+    /// in the CA's directory, so that [`revoke`](Self::revoke) finds it by name. The
+    /// certificate is the one [`issue`](Self::issue) makes for the same name, role and
+    /// alternative names, valid for `options.days` (default 730) but never past the CA's own
+    /// expiry. Requested extensions other than alternative names (key usages) are ignored:
+    /// the role decides them.
+    ///
+    /// Refuses, naming the file: a request that is not PKCS#10, whose signature does not
+    /// verify with the key it carries, whose key is not Ed25519 or is weak, whose subject is
+    /// anything but one CN (a valid name) and one OU (a role), or whose alternative names are
+    /// not DNS names or IP addresses; a name or role other than the one `options` states; a
+    /// name holding a certificate from this CA that is not revoked, or the revoked
+    /// certificate's key again; an existing `out`. A revoked certificate whose name is
+    /// certified again moves to `revoked/NAME.SERIAL.pem` in the CA's directory.
+    pub fn sign_request(
+        &self,
+        request: &Path,
+        out: &Path,
+        options: &SignOptions,
+    ) -> Result<SignedRequest, PkiError> {
+        let validity = match options.days {
+            Some(0) => return Err(PkiError::InvalidValidity { days: 0 }),
+            Some(days) => Duration::days(i64::from(days)),
+            None => LEAF_VALIDITY,
+        };
+        refuse_existing(&[out])?;
+        let member = read_request(request)?;
+        let Identity { name, role } = &member.identity;
+        let stated = [
+            ("name", options.name.as_deref(), name.as_str()),
+            ("role", options.role.map(Role::as_str), role.as_str()),
+        ];
+        for (field, stated, requested) in stated {
+            match stated {
+                Some(stated) if stated != requested => {
+                    return Err(PkiError::RequestMismatch {
+                        path: request.to_owned(),
+                        field,
+                        requested: requested.to_owned(),
+                        stated: stated.to_owned(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        let record = self.dir.join(format!("{name}.pem"));
+        let retired = self.retire_previous(&record, name, request, &member.public_key)?;
+
+        let cert = self.certify(
+            &member.public_key,
+            name,
+            *role,
+            member.subject_alt_names.clone(),
+            validity,
+        )?;
+        let pem = cert.pem();
+        if let Some(archive) = retired {
+            if let Some(parent) = archive.parent() {
+                create_dir(parent)?;
+            }
+            refuse_existing(&[&archive])?;
+            fs::rename(&record, &archive).map_err(|source| PkiError::Write {
+                path: archive.clone(),
+                source,
+            })?;
+        }
+        write_new(&record, pem.as_bytes(), 0o644)?;
+        // `out` may name the record itself; it is then written once.
+        let same_file = matches!(
+            (fs::canonicalize(out), fs::canonicalize(&record)),
+            (Ok(out), Ok(record)) if out == record
+        );
+        if !same_file {
+            write_new(out, pem.as_bytes(), 0o644)?;
+        }
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert.der())
+            .map_err(|source| PkiError::Certificate { source })?;
+        let not_after = parsed.validity().not_after.to_datetime();
+        tracing::info!(%name, %role, cert = %out.display(), "signed a certificate request");
+        Ok(SignedRequest {
+            identity: member.identity,
+            subject_alt_names: member.subject_alt_names.iter().map(san_text).collect(),
+            cert: out.to_owned(),
+            record,
+            not_after,
+        })
+    }
+
+    /// Where the certificate on record for `name` goes before the name is certified again:
+    /// `None` if there is none. Refuses if it is not revoked, or if the request carries its
+    /// key (a revoked key stays revoked).
+    fn retire_previous(
+        &self,
+        record: &Path,
+        name: &str,
+        request: &Path,
+        public_key: &Ed25519PublicKey,
+    ) -> Result<Option<PathBuf>, PkiError> {
+        if !record.exists() {
+            return Ok(None);
+        }
+        let previous = self.issued_certificate(&self.dir, name)?;
+        let revoked = self
+            .read_crl(&self.dir.join(CRL_FILE))?
+            .is_some_and(|crl| crl.lists(&previous.serial));
+        if !revoked {
+            return Err(PkiError::AlreadyIssued {
+                name: name.to_owned(),
+                path: record.to_owned(),
+            });
+        }
+        if previous.public_key == public_key.0 {
+            return Err(PkiError::RevokedKeyReused {
+                path: request.to_owned(),
+                name: name.to_owned(),
+                revoked: record.to_owned(),
+            });
+        }
+        Ok(Some(self.dir.join(REVOKED_DIR).join(format!(
+            "{name}.{}.pem",
+            hex::encode(&previous.serial)
+        ))))
+    }
+
+    /// The certificate of a member, whoever made its key: subject `CN=NAME, OU=ROLE,
+    /// O=<consortium>`, a random serial, key usage and extended key usages by role (see
+    /// [`issue`](Self::issue)), `subject_alt_names`, valid from a few minutes ago for
+    /// `validity` but never past the CA's own expiry.
+    fn certify(
+        &self,
+        public_key: &impl PublicKeyData,
+        name: &str,
+        role: Role,
+        subject_alt_names: Vec<SanType>,
+        validity: Duration,
+    ) -> Result<rcgen::Certificate, PkiError> {
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         params.distinguished_name.push(DnType::CommonName, name);
@@ -381,6 +642,7 @@ impl ConsortiumCa {
         params
             .distinguished_name
             .push(DnType::OrganizationName, self.consortium.as_str());
+        params.serial_number = Some(random_serial());
         params.subject_alt_names = subject_alt_names;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -395,18 +657,15 @@ impl ConsortiumCa {
         let now = OffsetDateTime::now_utc();
         params.not_before = now - BACKDATE;
         // A certificate outliving its CA would be useless after the CA expires anyway.
-        params.not_after = (now + LEAF_VALIDITY).min(self.not_after);
-        let cert = params
-            .signed_by(&key, &self.issuer)
+        params.not_after = now
+            .checked_add(validity)
+            .map_or(self.not_after, |end| end.min(self.not_after));
+        params
+            .signed_by(public_key, &self.issuer)
             .map_err(|source| PkiError::Generate {
                 what: format!("the certificate for '{name}'"),
                 source,
-            })?;
-
-        write_new(&files.key, key.serialize_pem().as_bytes(), 0o600)?;
-        write_new(&files.cert, cert.pem().as_bytes(), 0o644)?;
-        tracing::info!(name, %role, cert = %files.cert.display(), "issued certificate");
-        Ok(files)
+            })
     }
 
     /// Revokes the certificate `dir/NAME.pem`: adds its serial to `dir/crl.pem`, a CRL
@@ -415,59 +674,15 @@ impl ConsortiumCa {
     /// or its certificate is not from this CA.
     pub fn revoke(&self, dir: &Path, name: &str) -> Result<PathBuf, PkiError> {
         validate_name(name)?;
-        let cert_path = dir.join(format!("{name}.pem"));
-        let pem = fs::read(&cert_path).map_err(|source| {
-            if source.kind() == io::ErrorKind::NotFound {
-                PkiError::NotIssued {
-                    name: name.to_owned(),
-                    dir: dir.to_owned(),
-                    path: cert_path.clone(),
-                }
-            } else {
-                PkiError::Read {
-                    path: cert_path.clone(),
-                    source,
-                }
-            }
-        })?;
-        let cert_der = CertificateDer::from_pem_slice(&pem).map_err(|source| PkiError::Pem {
-            path: cert_path.clone(),
-            source,
-        })?;
-        let cert = parse_certificate_file(&cert_path, &cert_der)?;
-        let ca_path = self.ca_cert_path();
-        let ca = parse_certificate_file(&ca_path, &self.cert_der)?;
-        if cert.issuer().as_raw() != ca.subject().as_raw()
-            || cert.verify_signature(Some(ca.public_key())).is_err()
-        {
-            return Err(PkiError::ForeignCertificate {
-                path: cert_path,
-                ca: ca.subject().to_string(),
-            });
-        }
-        let serial = cert.tbs_certificate.serial.to_bytes_be();
-
+        let serial = self.issued_certificate(dir, name)?.serial;
         let crl_path = dir.join(CRL_FILE);
-        let (mut revoked_certs, crl_number) = match fs::read(&crl_path) {
-            Ok(pem) => {
-                let existing = read_crl(&crl_path, &pem, &ca)?;
-                if existing
-                    .revoked
-                    .iter()
-                    .any(|entry| entry.serial_number == SerialNumber::from_slice(&serial))
-                {
-                    tracing::info!(name, crl = %crl_path.display(), "already revoked");
-                    return Ok(crl_path);
-                }
-                (existing.revoked, existing.next_number)
+        let (mut revoked_certs, crl_number) = match self.read_crl(&crl_path)? {
+            Some(existing) if existing.lists(&serial) => {
+                tracing::info!(name, crl = %crl_path.display(), "already revoked");
+                return Ok(crl_path);
             }
-            Err(source) if source.kind() == io::ErrorKind::NotFound => (Vec::new(), vec![1]),
-            Err(source) => {
-                return Err(PkiError::Read {
-                    path: crl_path,
-                    source,
-                });
-            }
+            Some(existing) => (existing.revoked, existing.next_number),
+            None => (Vec::new(), vec![1]),
         };
         let now = OffsetDateTime::now_utc();
         revoked_certs.push(RevokedCertParams {
@@ -497,6 +712,109 @@ impl ConsortiumCa {
         tracing::info!(name, serial = %hex::encode(&serial), crl = %crl_path.display(), "revoked certificate");
         Ok(crl_path)
     }
+
+    /// `dir/NAME.pem`, checked to be a certificate this CA signed.
+    fn issued_certificate(&self, dir: &Path, name: &str) -> Result<IssuedCertificate, PkiError> {
+        let cert_path = dir.join(format!("{name}.pem"));
+        let pem = fs::read(&cert_path).map_err(|source| {
+            if source.kind() == io::ErrorKind::NotFound {
+                PkiError::NotIssued {
+                    name: name.to_owned(),
+                    dir: dir.to_owned(),
+                    path: cert_path.clone(),
+                }
+            } else {
+                PkiError::Read {
+                    path: cert_path.clone(),
+                    source,
+                }
+            }
+        })?;
+        let cert_der = CertificateDer::from_pem_slice(&pem).map_err(|source| PkiError::Pem {
+            path: cert_path.clone(),
+            source,
+        })?;
+        let cert = parse_certificate_file(&cert_path, &cert_der)?;
+        let ca = parse_certificate_file(&self.ca_cert_path(), &self.cert_der)?;
+        if cert.issuer().as_raw() != ca.subject().as_raw()
+            || cert.verify_signature(Some(ca.public_key())).is_err()
+        {
+            return Err(PkiError::ForeignCertificate {
+                path: cert_path,
+                ca: ca.subject().to_string(),
+            });
+        }
+        Ok(IssuedCertificate {
+            serial: cert.tbs_certificate.serial.to_bytes_be(),
+            public_key: cert.public_key().subject_public_key.data.to_vec(),
+        })
+    }
+
+    /// The CRL at `path`, checked to be signed by this CA; `None` if there is none yet.
+    fn read_crl(&self, path: &Path) -> Result<Option<ExistingCrl>, PkiError> {
+        let pem = match fs::read(path) {
+            Ok(pem) => pem,
+            Err(source) if source.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(PkiError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        let ca = parse_certificate_file(&self.ca_cert_path(), &self.cert_der)?;
+        parse_crl(path, &pem, &ca).map(Some)
+    }
+}
+
+/// Makes a member's own Ed25519 key and a PKCS#10 certificate request (RFC 2986) for it, on
+/// the member's machine: `dir/NAME.key` (PKCS#8 PEM, mode 0600; it never leaves the machine)
+/// and `dir/NAME.csr` (PEM, subject `CN=NAME, OU=ROLE`, signed with the key, requesting the
+/// alternative names the certificate will carry: for a coordinator `localhost`, `127.0.0.1`,
+/// `::1` and `extra_sans`, otherwise `extra_sans`). The CA certifies it with
+/// [`ConsortiumCa::sign_request`].
+///
+/// Refuses a name or alternative name the CA would refuse, an existing `NAME.key` or
+/// `NAME.csr`, and a `dir` that holds a consortium CA.
+pub fn create_request(
+    dir: &Path,
+    name: &str,
+    role: Role,
+    extra_sans: &[String],
+) -> Result<RequestFiles, PkiError> {
+    validate_member_name(name)?;
+    let subject_alt_names = subject_alt_names(role, extra_sans)?;
+    if dir.join(CA_KEY_FILE).exists() {
+        return Err(PkiError::RequestInCaDirectory {
+            dir: dir.to_owned(),
+        });
+    }
+    let files = RequestFiles {
+        key: dir.join(format!("{name}.key")),
+        request: dir.join(format!("{name}.csr")),
+    };
+    refuse_existing(&[&files.key, &files.request])?;
+    create_dir(dir)?;
+
+    let key = generate_key(format!("a key for '{name}'"))?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationalUnitName, role.as_str());
+    params.subject_alt_names = subject_alt_names;
+    let request = params
+        .serialize_request(&key)
+        .and_then(|request| request.pem())
+        .map_err(|source| PkiError::Generate {
+            what: format!("the certificate request for '{name}'"),
+            source,
+        })?;
+    write_new(&files.key, key.serialize_pem().as_bytes(), 0o600)?;
+    write_new(&files.request, request.as_bytes(), 0o644)?;
+    tracing::info!(name, %role, request = %files.request.display(), "made a key and a certificate request");
+    Ok(files)
 }
 
 /// Reads the holder's identity out of a DER certificate: subject CN = name, subject OU = role.
@@ -560,6 +878,28 @@ pub fn ed25519_public_key(cert_der: &[u8]) -> Result<[u8; 32], PkiError> {
         .ok_or_else(|| PkiError::NotEd25519 {
             subject: cert.subject().to_string(),
         })
+}
+
+/// A certificate serial: 126 random bits, not rcgen's default (a hash of the key), since one
+/// key certified twice must not give two certificates one serial, or revoking one would revoke
+/// both. The first byte is in 0x40..=0x7f, so the DER integer is positive and always 16 bytes
+/// long: certificates of one shape have one size, and the byte counts of simulations that
+/// relay them stay reproducible.
+fn random_serial() -> SerialNumber {
+    let mut serial: [u8; 16] = rand::random();
+    serial[0] = serial[0] & 0x3f | 0x40;
+    SerialNumber::from_slice(&serial)
+}
+
+/// A name the CA may certify: valid, and not one of the CA's own files.
+fn validate_member_name(name: &str) -> Result<(), PkiError> {
+    validate_name(name)?;
+    if RESERVED_NAMES.contains(&name) {
+        return Err(PkiError::ReservedName {
+            name: name.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Node names end up in file names and log lines, so they are kept to a safe alphabet.
@@ -649,7 +989,183 @@ struct ExistingCrl {
     next_number: Vec<u8>,
 }
 
-fn read_crl(path: &Path, pem: &[u8], ca: &X509Certificate<'_>) -> Result<ExistingCrl, PkiError> {
+impl ExistingCrl {
+    /// Whether the certificate with this serial (big-endian, as x509-parser gives it) is listed.
+    fn lists(&self, serial: &[u8]) -> bool {
+        let serial = SerialNumber::from_slice(serial);
+        self.revoked
+            .iter()
+            .any(|entry| entry.serial_number == serial)
+    }
+}
+
+/// What [`ConsortiumCa::issued_certificate`] reads from a certificate on record.
+struct IssuedCertificate {
+    /// Big-endian, without leading zeros.
+    serial: Vec<u8>,
+    /// The raw subject public key.
+    public_key: Vec<u8>,
+}
+
+/// An Ed25519 public key taken from a certificate request, to be certified.
+struct Ed25519PublicKey([u8; 32]);
+
+impl PublicKeyData for Ed25519PublicKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &PKCS_ED25519
+    }
+}
+
+/// A certificate request that passed every check of [`read_request`].
+struct MemberRequest {
+    identity: Identity,
+    /// What the certificate will carry: the role's automatic names and those requested.
+    subject_alt_names: Vec<SanType>,
+    public_key: Ed25519PublicKey,
+}
+
+/// Reads and checks a member's certificate request: PKCS#10 in PEM, an Ed25519 key that is
+/// not weak and verifies the request's signature, a subject of exactly one CN (a valid name)
+/// and one OU (a role), alternative names that are DNS names or IP addresses.
+fn read_request(path: &Path) -> Result<MemberRequest, PkiError> {
+    let pem = fs::read(path).map_err(|source| PkiError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let der =
+        CertificateSigningRequestDer::from_pem_slice(&pem).map_err(|source| PkiError::Pem {
+            path: path.to_owned(),
+            source,
+        })?;
+    let (rest, csr) =
+        X509CertificationRequest::from_der(&der).map_err(|source| PkiError::RequestFile {
+            path: path.to_owned(),
+            source,
+        })?;
+    if !rest.is_empty() {
+        return Err(PkiError::RequestTrailingData {
+            path: path.to_owned(),
+            bytes: rest.len(),
+        });
+    }
+    let info = &csr.certification_request_info;
+    let algorithm = &info.subject_pki.algorithm.algorithm;
+    if *algorithm != OID_SIG_ED25519 {
+        return Err(PkiError::RequestKeyNotEd25519 {
+            path: path.to_owned(),
+            algorithm: describe_oid(algorithm),
+        });
+    }
+    let bad_signature = || PkiError::RequestSignature {
+        path: path.to_owned(),
+    };
+    csr.verify_signature().map_err(|_| bad_signature())?;
+    let key: [u8; 32] = info
+        .subject_pki
+        .subject_public_key
+        .data
+        .as_ref()
+        .try_into()
+        .map_err(|_| bad_signature())?;
+    let verifying_key =
+        ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|_| bad_signature())?;
+    if verifying_key.is_weak() {
+        return Err(PkiError::WeakRequestKey {
+            path: path.to_owned(),
+        });
+    }
+
+    if let Some(other) = info
+        .subject
+        .iter_attributes()
+        .map(|attribute| attribute.attr_type())
+        .find(|oid| **oid != OID_X509_COMMON_NAME && **oid != OID_X509_ORGANIZATIONAL_UNIT)
+    {
+        return Err(PkiError::RequestSubjectAttribute {
+            path: path.to_owned(),
+            attribute: describe_oid(other),
+        });
+    }
+    let content = |source| PkiError::RequestContent {
+        path: path.to_owned(),
+        source: Box::new(source),
+    };
+    let name = subject_field(&info.subject, "CN", &OID_X509_COMMON_NAME).map_err(content)?;
+    validate_member_name(&name).map_err(content)?;
+    let role = subject_field(&info.subject, "OU", &OID_X509_ORGANIZATIONAL_UNIT)
+        .and_then(|role| role.parse())
+        .map_err(content)?;
+
+    let unusable = |detail: String| PkiError::RequestExtension {
+        path: path.to_owned(),
+        detail,
+    };
+    let mut requested = Vec::new();
+    for extension in csr.requested_extensions().into_iter().flatten() {
+        match extension {
+            ParsedExtension::SubjectAlternativeName(names) => {
+                for general_name in &names.general_names {
+                    requested.push(match general_name {
+                        GeneralName::DNSName(dns) => (*dns).to_owned(),
+                        GeneralName::IPAddress(ip) => ip_text(ip).ok_or_else(|| {
+                            unusable(format!("an IP address of {} bytes", ip.len()))
+                        })?,
+                        other => {
+                            return Err(unusable(format!(
+                                "the alternative name {other}: expected a DNS name or an IP address"
+                            )));
+                        }
+                    });
+                }
+            }
+            ParsedExtension::ParseError { error } => {
+                return Err(unusable(format!(
+                    "an extension that does not parse ({error})"
+                )));
+            }
+            // Key usages and the like: the CA decides them from the role.
+            _ => {}
+        }
+    }
+    let subject_alt_names = subject_alt_names(role, &requested).map_err(content)?;
+    Ok(MemberRequest {
+        identity: Identity { name, role },
+        subject_alt_names,
+        public_key: Ed25519PublicKey(key),
+    })
+}
+
+/// An IP address from the 4 or 16 bytes of an alternative name.
+fn ip_text(bytes: &[u8]) -> Option<String> {
+    let ip = match bytes.len() {
+        4 => IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?),
+        16 => IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?),
+        _ => return None,
+    };
+    Some(ip.to_string())
+}
+
+fn san_text(san: &SanType) -> String {
+    match san {
+        SanType::DnsName(dns) => dns.as_str().to_owned(),
+        SanType::IpAddress(ip) => ip.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// An OID by its short name where x509-parser knows it, with the dotted form.
+fn describe_oid(oid: &Oid<'_>) -> String {
+    match oid2sn(oid, oid_registry()) {
+        Ok(short_name) => format!("{short_name} ({oid})"),
+        Err(_) => oid.to_id_string(),
+    }
+}
+
+fn parse_crl(path: &Path, pem: &[u8], ca: &X509Certificate<'_>) -> Result<ExistingCrl, PkiError> {
     let der =
         CertificateRevocationListDer::from_pem_slice(pem).map_err(|source| PkiError::Pem {
             path: path.to_owned(),
@@ -685,14 +1201,21 @@ fn read_crl(path: &Path, pem: &[u8], ca: &X509Certificate<'_>) -> Result<Existin
     })
 }
 
+fn create_dir(dir: &Path) -> Result<(), PkiError> {
+    fs::create_dir_all(dir).map_err(|source| PkiError::CreateDir {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
 fn generate_key(what: String) -> Result<KeyPair, PkiError> {
     KeyPair::generate_for(&PKCS_ED25519).map_err(|source| PkiError::Generate { what, source })
 }
 
-fn refuse_existing(paths: &[&PathBuf]) -> Result<(), PkiError> {
-    match paths.iter().find(|path| path.exists()) {
+fn refuse_existing(paths: &[impl AsRef<Path>]) -> Result<(), PkiError> {
+    match paths.iter().map(AsRef::as_ref).find(|path| path.exists()) {
         Some(path) => Err(PkiError::AlreadyExists {
-            path: path.to_path_buf(),
+            path: path.to_owned(),
         }),
         None => Ok(()),
     }

@@ -1,5 +1,7 @@
-//! The `accord` binary as a user runs it: the demo end to end, its clean-up on Ctrl-C, and the
-//! PKI and data commands' refusals.
+//! The `accord` binary as a user runs it: the demo end to end, its clean-up on Ctrl-C, the
+//! PKI and data commands' refusals, and a federation of members who made their own keys.
+
+mod pki_request;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -234,6 +236,18 @@ impl Drop for Children {
     }
 }
 
+/// The address the coordinator of `federation` listens on, once it has written it (30 s at most).
+fn coordinator_address(federation: &accord_simulations::local::LocalFederation) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(address) = std::fs::read_to_string(federation.address_file()) {
+            return address.trim().to_owned();
+        }
+        assert!(Instant::now() < deadline, "the coordinator did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn hold_before_masked_input() -> toml::Value {
     let mut table = toml::map::Map::new();
     table.insert("round".into(), 1.into());
@@ -271,14 +285,7 @@ fn killing_three_participant_processes_mid_round_leaves_a_complete_round() {
         "coordinator",
         &["coordinator", "--config", config.to_str().unwrap()],
     )]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let address = loop {
-        if let Ok(address) = std::fs::read_to_string(federation.address_file()) {
-            break address.trim().to_owned();
-        }
-        assert!(Instant::now() < deadline, "the coordinator did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let address = coordinator_address(&federation);
     let doomed = ["org-2", "org-5", "org-9"];
     for name in &federation.names {
         let extra = if doomed.contains(&name.as_str()) {
