@@ -6,6 +6,7 @@
 use crate::config::CoordinatorConfig;
 use crate::federation::{Federation, FederationError, Outcome};
 use crate::service::FederationService;
+use accord_crypto::crl::CrlWatch;
 use accord_crypto::pki::{Identity, Role};
 use accord_proto::MAX_MESSAGE_BYTES;
 use accord_proto::transport::{MeteredIo, WireMeter};
@@ -170,11 +171,14 @@ async fn accept_loop(
 /// Serves the federation described by `config` until it has finished (or failed), then returns
 /// how it ended.
 pub async fn run(config: CoordinatorConfig) -> Result<Outcome, CoordinatorError> {
+    // One view of the CRL for the handshakes, the signed messages and every request.
+    let crl = CrlWatch::open_if_set(config.tls.crl.as_deref(), &config.tls.ca)
+        .map_err(|e| CoordinatorError::Tls(e.to_string()))?;
     let tls = accord_crypto::tls::server_config(
         &config.tls.ca,
         &config.tls.certificate,
         &config.tls.key,
-        config.tls.crl.as_deref(),
+        crl.clone(),
     )
     .map_err(|e| CoordinatorError::Tls(e.to_string()))?;
     let listener =

@@ -8,6 +8,7 @@ use crate::config::{Fault, FaultAction, FaultPhase, FaultStage, ParticipantConfi
 use crate::data::{DataError, LoadReport, LocalDataset, load_csv};
 use crate::mitigation::{self, FairFedWeight};
 use crate::model::{Decision, LogisticModel, Standardizer, TrainingParams, standardization_sums};
+use accord_crypto::crl::CrlWatch;
 use accord_crypto::he::inputs::{MASK_RING, seal};
 use accord_crypto::he::keys::parse_verifying_key;
 use accord_crypto::he::{PublicMaterial, check_value_bits};
@@ -104,9 +105,15 @@ pub async fn run(
     config: &ParticipantConfig,
     meter: WireMeter,
 ) -> Result<Outcome, ParticipantError> {
-    let tls =
-        accord_crypto::tls::client_config(&config.tls.ca, &config.tls.certificate, &config.tls.key)
-            .map_err(|e| ParticipantError::Tls(e.to_string()))?;
+    let crl = CrlWatch::open_if_set(config.tls.crl.as_deref(), &config.tls.ca)
+        .map_err(|e| ParticipantError::Tls(e.to_string()))?;
+    let tls = accord_crypto::tls::client_config(
+        &config.tls.ca,
+        &config.tls.certificate,
+        &config.tls.key,
+        crl.clone(),
+    )
+    .map_err(|e| ParticipantError::Tls(e.to_string()))?;
     let channel = channel(
         &config.coordinator,
         &config.server_name(),

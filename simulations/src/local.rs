@@ -67,6 +67,12 @@ impl LocalFederation {
         })
     }
 
+    /// The consortium's revocation list, once a certificate has been revoked.
+    pub fn crl(&self) -> Option<PathBuf> {
+        let crl = self.pki.join("crl.pem");
+        crl.exists().then_some(crl)
+    }
+
     pub fn address_file(&self) -> PathBuf {
         self.dir.join("run/coordinator.addr")
     }
@@ -112,11 +118,7 @@ impl LocalFederation {
                 (phase_timeout_secs as i64).into(),
             ),
         ];
-        // The consortium's revocation list, once a certificate has been revoked.
-        let crl = self.pki.join("crl.pem");
-        if crl.exists() {
-            edits.push(("tls.crl", path_value(crl)));
-        }
+        edits.extend(self.crl().map(|crl| ("tls.crl", path_value(crl))));
         edits.extend(extra.iter().cloned());
         let text = patch(COORDINATOR_EXAMPLE, &edits)?;
         fs::create_dir_all(self.dir.join("run"))?;
@@ -150,6 +152,7 @@ impl LocalFederation {
             ("tls.key", path_value(self.pki.join(format!("{name}.key")))),
             ("data.path", path_value(self.data_file(name))),
         ];
+        edits.extend(self.crl().map(|crl| ("tls.crl", path_value(crl))));
         edits.extend(extra.iter().cloned());
         let text = patch(PARTICIPANT_EXAMPLE, &edits)?;
         fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;

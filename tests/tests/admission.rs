@@ -51,7 +51,7 @@ fn register(round: u32) -> RegisterRequest {
 }
 
 fn client_with(ca: &Path, cert: &Path, key: &Path, address: &str) -> FederationClient<Channel> {
-    let tls = accord_crypto::tls::client_config(ca, cert, key).unwrap();
+    let tls = accord_crypto::tls::client_config(ca, cert, key, None).unwrap();
     FederationClient::new(
         accord_proto::transport::channel(address, "localhost", tls, Default::default()).unwrap(),
     )
