@@ -206,8 +206,11 @@ pub async fn run(config: CoordinatorConfig) -> Result<Outcome, CoordinatorError>
     info!(address = %local, federation = %config.federation_id, "coordinator listening (mutual TLS)");
 
     let meter = WireMeter::new();
-    let trust = accord_crypto::secagg::identity::Trust::load(&config.tls.ca)
+    let mut trust = accord_crypto::secagg::identity::Trust::load(&config.tls.ca)
         .map_err(|e| CoordinatorError::Tls(e.to_string()))?;
+    if let Some(crl) = &crl {
+        trust = trust.with_crl(crl.clone());
+    }
     let federation = Arc::new(Federation::new(config, meter.clone(), trust)?);
     let (sender, receiver) = mpsc::channel(64);
     let acceptor = tokio::spawn(accept_loop(listener, TlsAcceptor::from(tls), meter, sender));

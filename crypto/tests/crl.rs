@@ -1,5 +1,6 @@
 //! The consortium's CRL as nodes hold it: refused at start unless the CA signed it, reread when
-//! the file changes (an unusable change leaves the last good list in force).
+//! the file changes (an unusable change leaves the last good list in force), and applied to
+//! the member certificates relayed with signed protocol messages.
 
 use std::fs;
 use std::path::Path;
@@ -7,6 +8,7 @@ use std::path::Path;
 use accord_crypto::crl::{CrlError, CrlWatch};
 use accord_crypto::pem::PemFileError;
 use accord_crypto::pki::{ConsortiumCa, IssuedFiles, Role};
+use accord_crypto::secagg::identity::Trust;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
@@ -124,4 +126,28 @@ fn a_changed_crl_is_reread_and_an_unusable_change_keeps_the_last_good_list() {
     acme.ca.revoke(&acme.nodes, "alice").unwrap();
     assert!(revoked(&watch, &acme.alice));
     assert!(!revoked(&watch, &acme.bob));
+}
+
+#[test]
+fn trust_refuses_a_revoked_members_certificate() {
+    let acme = Acme::new();
+    acme.ca.revoke(&acme.nodes, "bob").unwrap();
+    let plain = Trust::load(&acme.ca.ca_cert_path()).unwrap();
+    let checking = plain.clone().with_crl(acme.watch());
+
+    let error = checking.member_key("bob", &der(&acme.bob)).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("certificate of 'bob': the certificate (serial ")
+    );
+    assert!(
+        error
+            .to_string()
+            .ends_with(&format!("is revoked by {}", acme.crl.display())),
+        "{error}"
+    );
+    assert!(checking.member_key("alice", &der(&acme.alice)).is_ok());
+    // Without the CRL, revocation is not checked.
+    assert!(plain.member_key("bob", &der(&acme.bob)).is_ok());
 }

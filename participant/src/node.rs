@@ -120,7 +120,7 @@ pub async fn run(
         tls,
         meter.clone(),
     )?;
-    let mut node = Node::register(config, channel).await?;
+    let mut node = Node::register(config, channel, crl).await?;
     let rounds_completed = node.follow_rounds().await?;
     Ok(Outcome {
         name: node.name,
@@ -197,6 +197,7 @@ impl Node {
     async fn register(
         config: &ParticipantConfig,
         channel: Channel,
+        crl: Option<Arc<CrlWatch>>,
     ) -> Result<Self, ParticipantError> {
         let client = FederationClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -230,7 +231,10 @@ impl Node {
             }
             secagg::SCHEME => Some(SecureAggregation {
                 signer: Arc::new(Signer::load(&config.tls.certificate, &config.tls.key)?),
-                trust: Trust::load(&config.tls.ca)?,
+                trust: match crl {
+                    Some(crl) => Trust::load(&config.tls.ca)?.with_crl(crl),
+                    None => Trust::load(&config.tls.ca)?,
+                },
                 params: federation.secure_aggregation.ok_or_else(|| {
                     ParticipantError::InvalidDefinition("no secure-aggregation parameters".into())
                 })?,
