@@ -214,7 +214,7 @@ pub async fn run(config: CoordinatorConfig) -> Result<Outcome, CoordinatorError>
     let federation = Arc::new(Federation::new(config, meter.clone(), trust)?);
     let (sender, receiver) = mpsc::channel(64);
     let acceptor = tokio::spawn(accept_loop(listener, TlsAcceptor::from(tls), meter, sender));
-    let service = FederationServer::new(FederationService::new(federation.clone()))
+    let service = FederationServer::new(FederationService::new(federation.clone(), crl))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
