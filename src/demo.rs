@@ -18,7 +18,7 @@ use accord_crypto::he::keys;
 use accord_proto::transport::{WireMeter, channel};
 use accord_proto::v1::federation_client::FederationClient;
 use accord_proto::v1::{FederationState, Header, StatusRequest};
-use accord_simulations::local::LocalFederation;
+use accord_simulations::local::{LocalFederation, MONITOR};
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -402,8 +402,8 @@ async fn monitor(
     let crl = CrlWatch::open_if_set(federation.crl().as_deref(), &ca)?;
     let tls = accord_crypto::tls::client_config(
         &ca,
-        &pki.join("demo-monitor.pem"),
-        &pki.join("demo-monitor.key"),
+        &pki.join(format!("{MONITOR}.pem")),
+        &pki.join(format!("{MONITOR}.key")),
         crl,
     )?;
     let mut client = FederationClient::new(channel(address, "localhost", tls, WireMeter::new())?);

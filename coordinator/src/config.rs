@@ -135,6 +135,10 @@ pub struct FederationSection {
     /// If not empty, only these participant names (from their certificates) may register.
     #[serde(default)]
     pub roster: Vec<String>,
+    /// Auditor certificates (by name) that may read the federation's status, e.g. a progress
+    /// monitor. Participants may read it once registered.
+    #[serde(default)]
+    pub observers: Vec<String>,
     #[serde(default = "default_registration_timeout")]
     pub registration_timeout_secs: u64,
     /// Start the first round only once every roster member registered (or the registration

@@ -80,9 +80,10 @@ fn refuse<'a>(rpc: &'static str, name: &'a str) -> impl FnOnce(Refusal) -> Statu
             Refusal::WrongRound { .. } | Refusal::NoModel(..) | Refusal::Closed(_) => {
                 Status::failed_precondition(message)
             }
-            Refusal::NotRegistered(_) | Refusal::NotOnRoster(_) | Refusal::NotSelected(_) => {
-                Status::permission_denied(message)
-            }
+            Refusal::NotRegistered(_)
+            | Refusal::NotOnRoster(_)
+            | Refusal::NotSelected(_)
+            | Refusal::NotObserver(_) => Status::permission_denied(message),
             Refusal::Failed(_) => Status::aborted(message),
         }
     }
@@ -197,15 +198,17 @@ impl FederationRpc for FederationService {
             .map_err(refuse("SecAggAwait", &name))
     }
 
+    /// Open to registered participants (so roster members only, when there is a roster) and
+    /// to the auditor certificates listed in `federation.observers`.
     async fn status(
         &self,
         request: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        self.caller(
-            &request,
-            "Status",
-            &[Role::Participant, Role::Auditor, Role::Coordinator],
-        )?;
-        Ok(Response::new(self.federation.status()))
+        let peer = self.peer(&request, "Status", &[Role::Participant, Role::Auditor])?;
+        let name = &peer.identity.name;
+        self.federation
+            .status(name, peer.identity.role)
+            .map(Response::new)
+            .map_err(refuse("Status", name))
     }
 }
