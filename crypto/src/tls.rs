@@ -391,6 +391,26 @@ pub fn describe_handshake_error(err: &io::Error) -> String {
     }
 }
 
+/// Whether a handshake failed over a certificate: the peer's refused by us, or ours by the
+/// peer (a certificate alert). Trying the same connection again cannot succeed.
+pub fn is_certificate_refusal(err: &io::Error) -> bool {
+    match err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::NoCertificatesPresented | rustls::Error::InvalidCertificate(_)) => true,
+        Some(rustls::Error::AlertReceived(alert)) => {
+            CERTIFICATE_ALERTS.contains(&format!("{alert:?}").as_str())
+        }
+        Some(_) => false,
+        // As in `describe_handshake_error`: an alert that came through h2 arrives as text.
+        None => err
+            .to_string()
+            .strip_prefix("received fatal alert: ")
+            .is_some_and(|alert| CERTIFICATE_ALERTS.contains(&alert)),
+    }
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use accord_crypto::crl::CrlWatch;
 use accord_crypto::pki::{ConsortiumCa, Identity, IssuedFiles, Role};
-use accord_crypto::tls::{client_config, describe_handshake_error, peer_identity, server_config};
+use accord_crypto::tls::{
+    client_config, describe_handshake_error, is_certificate_refusal, peer_identity, server_config,
+};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -326,6 +328,7 @@ async fn a_client_with_the_crl_refuses_a_revoked_coordinator() {
             serial(&acme.hub)
         )
     );
+    assert!(is_certificate_refusal(&client_err));
     assert!(outcome.server.is_err());
 
     // A client without the CRL does not check revocation: the revoked coordinator gets through.

@@ -176,21 +176,28 @@ fn refused(rpc: &'static str) -> impl FnOnce(Status) -> ParticipantError {
 }
 
 /// The status message, or for a failed connection the TLS reason under it (e.g. the
-/// coordinator rejected this participant's certificate), which gRPC reports only as
-/// "transport error".
+/// coordinator rejected this participant's certificate, or this participant the coordinator's),
+/// which gRPC reports only as "transport error" or as rustls's debug text.
 pub fn describe_status(status: &Status) -> String {
+    match connection_error(status) {
+        Some(io) => format!(
+            "cannot connect: {}",
+            accord_crypto::tls::describe_handshake_error(io)
+        ),
+        None => status.message().to_owned(),
+    }
+}
+
+/// The I/O error under a failed connection's status, if any.
+fn connection_error(status: &Status) -> Option<&std::io::Error> {
     let mut source = std::error::Error::source(status);
     while let Some(error) = source {
         if let Some(io) = error.downcast_ref::<std::io::Error>() {
-            return format!(
-                "{}: {}",
-                status.message(),
-                accord_crypto::tls::describe_handshake_error(io)
-            );
+            return Some(io);
         }
         source = error.source();
     }
-    status.message().to_owned()
+    None
 }
 
 impl Node {
@@ -877,7 +884,8 @@ fn audit(
     }))
 }
 
-/// Retries a call while the coordinator is unreachable (it may still be starting), for up to a minute.
+/// Retries a call while the coordinator is unreachable (it may still be starting), for up to a
+/// minute; not when a certificate was refused at the handshake, which a retry cannot change.
 async fn retry_unavailable<T, F, Fut>(mut call: F) -> Result<T, Status>
 where
     F: FnMut() -> Fut,
@@ -888,7 +896,10 @@ where
     loop {
         match call().await {
             Err(status)
-                if status.code() == Code::Unavailable && tokio::time::Instant::now() < give_up =>
+                if status.code() == Code::Unavailable
+                    && !connection_error(&status)
+                        .is_some_and(accord_crypto::tls::is_certificate_refusal)
+                    && tokio::time::Instant::now() < give_up =>
             {
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(2));
