@@ -13,11 +13,12 @@ use crate::auditor::report::FairnessReport;
 use crate::auditor::{REPORT_HTML, REPORT_JSON};
 use crate::cli::SynthArgs;
 use accord_coordinator::artefact::ModelArtefact;
+use accord_crypto::crl::CrlWatch;
 use accord_crypto::he::keys;
 use accord_proto::transport::{WireMeter, channel};
 use accord_proto::v1::federation_client::FederationClient;
 use accord_proto::v1::{FederationState, Header, StatusRequest};
-use accord_simulations::local::LocalFederation;
+use accord_simulations::local::{LocalFederation, MONITOR};
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -244,12 +245,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let interrupted = runtime.block_on(monitor(
-        &federation.pki,
-        &address,
-        args.rounds,
-        &mut processes,
-    ))?;
+    let interrupted =
+        runtime.block_on(monitor(&federation, &address, args.rounds, &mut processes))?;
     if interrupted {
         eprintln!("accord demo: interrupted; stopped every process it started");
         return Ok(ExitCode::from(130));
@@ -396,15 +393,18 @@ fn wait_for_address(file: &Path, processes: &mut Processes) -> anyhow::Result<St
 
 /// Shows progress from the coordinator's status until it exits; true if interrupted (Ctrl-C).
 async fn monitor(
-    pki: &Path,
+    federation: &LocalFederation,
     address: &str,
     rounds: u32,
     processes: &mut Processes,
 ) -> anyhow::Result<bool> {
+    let (pki, ca) = (&federation.pki, federation.pki.join("ca.pem"));
+    let crl = CrlWatch::open_if_set(federation.crl().as_deref(), &ca)?;
     let tls = accord_crypto::tls::client_config(
-        &pki.join("ca.pem"),
-        &pki.join("demo-monitor.pem"),
-        &pki.join("demo-monitor.key"),
+        &ca,
+        &pki.join(format!("{MONITOR}.pem")),
+        &pki.join(format!("{MONITOR}.key")),
+        crl,
     )?;
     let mut client = FederationClient::new(channel(address, "localhost", tls, WireMeter::new())?);
     let bar = ProgressBar::new(u64::from(rounds));

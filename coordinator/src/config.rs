@@ -23,6 +23,10 @@ pub struct CoordinatorConfig {
     /// If set, the bound address is written here once the coordinator listens.
     pub address_file: Option<PathBuf>,
     pub tls: TlsFiles,
+    /// Limits on connections, so that clients that never authenticate cannot exhaust the
+    /// coordinator's file descriptors or memory.
+    #[serde(default)]
+    pub connections: ConnectionsSection,
     pub federation: FederationSection,
     #[serde(default)]
     pub training: TrainingSection,
@@ -121,8 +125,31 @@ pub struct TlsFiles {
     pub ca: PathBuf,
     pub certificate: PathBuf,
     pub key: PathBuf,
-    /// The consortium's certificate revocation list, if any.
+    /// The consortium's certificate revocation list, if any; reread when the file changes.
     pub crl: Option<PathBuf>,
+}
+
+/// `[connections]`: how many clients the listener serves at once. A client waiting for room
+/// stays in the kernel's listen backlog, where it costs the coordinator no file descriptor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionsSection {
+    /// TLS handshakes in progress at once.
+    pub max_handshakes: u32,
+    /// Connections open at once (in handshake or authenticated).
+    pub max_open: u32,
+    /// A client that has not completed its TLS handshake within this many seconds is dropped.
+    pub handshake_timeout_secs: u64,
+}
+
+impl Default for ConnectionsSection {
+    fn default() -> Self {
+        Self {
+            max_handshakes: 64,
+            max_open: 512,
+            handshake_timeout_secs: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -135,6 +162,10 @@ pub struct FederationSection {
     /// If not empty, only these participant names (from their certificates) may register.
     #[serde(default)]
     pub roster: Vec<String>,
+    /// Auditor certificates (by name) that may read the federation's status, e.g. a progress
+    /// monitor. Participants may read it once registered.
+    #[serde(default)]
+    pub observers: Vec<String>,
     #[serde(default = "default_registration_timeout")]
     pub registration_timeout_secs: u64,
     /// Start the first round only once every roster member registered (or the registration
@@ -320,6 +351,18 @@ impl CoordinatorConfig {
 
     fn check(&self) -> Result<(), Invalid> {
         validate(&self.schema()?).map_err(Invalid::Schema)?;
+        let c = &self.connections;
+        for (key, value) in [
+            ("max_handshakes", u64::from(c.max_handshakes)),
+            ("max_open", u64::from(c.max_open)),
+            ("handshake_timeout_secs", c.handshake_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(Invalid::Other(format!(
+                    "connections.{key} must be at least 1"
+                )));
+            }
+        }
         let f = &self.federation;
         if f.rounds == 0 {
             return Err(Invalid::Other(
@@ -555,6 +598,30 @@ mod tests {
 }
 
 #[cfg(test)]
+mod connections_tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../examples/coordinator.toml");
+
+    #[test]
+    fn connection_limits_default_and_refuse_zero_naming_the_key() {
+        let config = CoordinatorConfig::parse(EXAMPLE, Path::new("coordinator.toml")).unwrap();
+        assert_eq!(config.connections, ConnectionsSection::default());
+        for key in ["max_handshakes", "max_open", "handshake_timeout_secs"] {
+            let text = EXAMPLE.replace(&format!("\n{key} = "), &format!("\n{key} = 0 # "));
+            assert_ne!(text, EXAMPLE, "the example sets {key}");
+            let error = CoordinatorConfig::parse(&text, Path::new("coordinator.toml"))
+                .expect_err(key)
+                .to_string();
+            assert_eq!(
+                error,
+                format!("coordinator.toml: connections.{key} must be at least 1")
+            );
+        }
+    }
+}
+
+#[cfg(test)]
 mod fairness_tests {
     use super::*;
 
@@ -584,7 +651,7 @@ mod fairness_tests {
             ),
         ];
         for (section, expected) in cases {
-            let error = with_fairness(&section).err().expect(expected).to_string();
+            let error = with_fairness(&section).expect_err(expected).to_string();
             assert!(error.contains(expected), "{error}");
         }
     }

@@ -14,6 +14,7 @@ use crate::artefact::{
 use crate::config::CoordinatorConfig;
 use crate::metrics::{Quality, quality};
 use crate::mitigation::{MitigationRun, PostprocessingJson};
+use accord_crypto::pki::Role;
 use accord_crypto::secagg::identity::Trust;
 use accord_crypto::secagg::{Context, stage_label};
 use accord_proto::layout::Bound;
@@ -55,6 +56,8 @@ pub enum Refusal {
     NotOnRoster(String),
     #[error("participant '{0}' was not selected for this phase")]
     NotSelected(String),
+    #[error("'{0}' is not one of this federation's observers (federation.observers)")]
+    NotObserver(String),
     #[error("no global model yet: the federation is at round {0} ({1})")]
     NoModel(u32, &'static str),
     #[error("the federation is over ({0})")]
@@ -238,6 +241,16 @@ impl Federation {
         Ok(header.round)
     }
 
+    /// Refuses `name` if the federation has a roster without it.
+    fn check_roster(&self, name: &str) -> Result<(), Refusal> {
+        let roster = &self.config.federation.roster;
+        if roster.is_empty() || roster.iter().any(|r| r == name) {
+            Ok(())
+        } else {
+            Err(Refusal::NotOnRoster(name.to_owned()))
+        }
+    }
+
     fn check_registered(state: &State, name: &str) -> Result<(), Refusal> {
         if state.registered.contains(name) {
             Ok(())
@@ -262,10 +275,7 @@ impl Federation {
         header: Option<&Header>,
     ) -> Result<RegisterResponse, Refusal> {
         let round = self.check_header(header)?;
-        let roster = &self.config.federation.roster;
-        if !roster.is_empty() && !roster.iter().any(|r| r == name) {
-            return Err(Refusal::NotOnRoster(name.to_owned()));
-        }
+        self.check_roster(name)?;
         let mut state = self.state();
         if round != 0 {
             return Err(Self::wrong_round(&state, round, Phase::Unspecified));
@@ -460,10 +470,19 @@ impl Federation {
         })
     }
 
-    /// The federation's state and history.
-    pub fn status(&self) -> StatusResponse {
+    /// The federation's state and history, for a registered participant `name` (so one on the
+    /// roster, if there is one) or an observer (`federation.observers`).
+    pub fn status(&self, name: &str, role: Role) -> Result<StatusResponse, Refusal> {
+        if role == Role::Participant {
+            self.check_roster(name)?;
+        } else if !self.config.federation.observers.iter().any(|o| o == name) {
+            return Err(Refusal::NotObserver(name.to_owned()));
+        }
         let state = self.state();
-        StatusResponse {
+        if role == Role::Participant {
+            Self::check_registered(&state, name)?;
+        }
+        Ok(StatusResponse {
             header: Some(Header::new(
                 &self.definition.federation_id,
                 state.task.round,
@@ -483,7 +502,7 @@ impl Federation {
                 .map_or(0, |a| a.expected().len() as u32),
             history: state.history.iter().map(summary).collect(),
             message: state.failure.clone().unwrap_or_default(),
-        }
+        })
     }
 
     /// Waits until `done` holds or `deadline` passes; true if it holds.

@@ -2,10 +2,16 @@
 //! a certificate chaining to the consortium CA (and not revoked). A refused handshake is logged
 //! in one line saying why; an accepted connection carries its holder's identity (name and role
 //! from the certificate) to every request made over it.
+//!
+//! Anyone who can reach the port can open connections, so the listener bounds what they cost:
+//! at most `[connections]` `max_handshakes` handshakes and `max_open` connections at once
+//! (others wait in the kernel's listen backlog, unaccepted), a handshake time limit, and after
+//! a failed `accept` (e.g. no file descriptor left) an exponential pause and rate-limited logs.
 
-use crate::config::CoordinatorConfig;
+use crate::config::{ConnectionsSection, CoordinatorConfig};
 use crate::federation::{Federation, FederationError, Outcome};
 use crate::service::FederationService;
+use accord_crypto::crl::CrlWatch;
 use accord_crypto::pki::{Identity, Role};
 use accord_proto::MAX_MESSAGE_BYTES;
 use accord_proto::transport::{MeteredIo, WireMeter};
@@ -17,8 +23,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -39,6 +46,8 @@ pub struct Peer {
 pub struct AuthenticatedConnection {
     io: MeteredIo<TlsStream<TcpStream>>,
     peer: Peer,
+    /// Its place among the `max_open` connections, given back when the connection is dropped.
+    _open: OwnedSemaphorePermit,
 }
 
 impl Connected for AuthenticatedConnection {
@@ -94,19 +103,84 @@ pub enum CoordinatorError {
     Server(#[from] tonic::transport::Error),
 }
 
+/// After a failed `accept`: pauses that double from [`AcceptBackoff::FIRST`] to
+/// [`AcceptBackoff::LONGEST`] (back to the first after a success), and at most one log line per
+/// [`AcceptBackoff::LONGEST`], counting the failures not logged. Without it a listener out of
+/// file descriptors retries at once and writes a log line per retry.
+#[derive(Debug)]
+struct AcceptBackoff {
+    pause: Duration,
+    last_logged: Option<Instant>,
+    unlogged: u64,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const LONGEST: Duration = Duration::from_secs(1);
+
+    fn new() -> Self {
+        Self {
+            pause: Self::FIRST,
+            last_logged: None,
+            unlogged: 0,
+        }
+    }
+
+    /// Records a failed accept at `now`; how long to pause before the next.
+    fn failed(&mut self, error: &io::Error, now: Instant) -> Duration {
+        let pause = self.pause;
+        self.pause = (self.pause * 2).min(Self::LONGEST);
+        if self
+            .last_logged
+            .is_none_or(|last| now.duration_since(last) >= Self::LONGEST)
+        {
+            warn!(
+                "accept failed: {error} ({} more failures since the last such line); pausing {} ms",
+                self.unlogged,
+                pause.as_millis()
+            );
+            self.last_logged = Some(now);
+            self.unlogged = 0;
+        } else {
+            self.unlogged += 1;
+        }
+        pause
+    }
+
+    fn succeeded(&mut self) {
+        self.pause = Self::FIRST;
+    }
+}
+
 /// Accepts TCP connections, runs the TLS handshake (in its own task, with a time limit, so a
-/// slow client cannot hold up others) and passes on authenticated connections.
+/// slow client cannot hold up others) and passes on authenticated connections. A connection is
+/// accepted only when a handshake slot and an open-connection slot are free.
 async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
+    limits: ConnectionsSection,
     participants: WireMeter,
     connections: mpsc::Sender<io::Result<AuthenticatedConnection>>,
 ) {
+    let handshakes = Arc::new(Semaphore::new(limits.max_handshakes as usize));
+    let open = Arc::new(Semaphore::new(limits.max_open as usize));
+    let timeout = Duration::from_secs(limits.handshake_timeout_secs);
+    let mut backoff = AcceptBackoff::new();
     loop {
+        // The semaphores are never closed, so acquiring fails only if that changes.
+        let (Ok(open_slot), Ok(handshake_slot)) = (
+            open.clone().acquire_owned().await,
+            handshakes.clone().acquire_owned().await,
+        ) else {
+            return;
+        };
         let (tcp, address) = match listener.accept().await {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                backoff.succeeded();
+                accepted
+            }
             Err(e) => {
-                warn!(error = %e, "accept failed");
+                tokio::time::sleep(backoff.failed(&e, Instant::now())).await;
                 continue;
             }
         };
@@ -114,9 +188,9 @@ async fn accept_loop(
             (acceptor.clone(), participants.clone(), connections.clone());
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
-                .await
-            {
+            let handshake = tokio::time::timeout(timeout, acceptor.accept(tcp)).await;
+            drop(handshake_slot);
+            let tls = match handshake {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     warn!(
@@ -127,7 +201,8 @@ async fn accept_loop(
                 }
                 Err(_) => {
                     warn!(
-                        "refused connection from {address}: TLS handshake did not finish within 10 s"
+                        "refused connection from {address}: TLS handshake did not finish within {} s",
+                        timeout.as_secs()
                     );
                     return;
                 }
@@ -161,29 +236,60 @@ async fn accept_loop(
                     address,
                     certificate,
                 },
+                _open: open_slot,
             };
             let _ = connections.send(Ok(connection)).await;
         });
     }
 }
 
+/// Connections the kernel completes and queues for `accept` while every handshake or
+/// open-connection slot is taken (capped by the system's `somaxconn`). Tokio's default, 128,
+/// would make clients beyond it retry their TCP handshake for seconds.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listener on the first address `address` ("host:port") resolves to that can be bound.
+async fn listen(address: &str) -> io::Result<TcpListener> {
+    let mut failure = None;
+    for address in tokio::net::lookup_host(address).await? {
+        let socket = if address.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(address) {
+            Ok(()) => return socket.listen(LISTEN_BACKLOG),
+            Err(e) => failure = Some(e),
+        }
+    }
+    Err(failure.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            "the name resolves to no address",
+        )
+    }))
+}
+
 /// Serves the federation described by `config` until it has finished (or failed), then returns
 /// how it ended.
 pub async fn run(config: CoordinatorConfig) -> Result<Outcome, CoordinatorError> {
+    // One view of the CRL for the handshakes, the signed messages and every request.
+    let crl = CrlWatch::open_if_set(config.tls.crl.as_deref(), &config.tls.ca)
+        .map_err(|e| CoordinatorError::Tls(e.to_string()))?;
     let tls = accord_crypto::tls::server_config(
         &config.tls.ca,
         &config.tls.certificate,
         &config.tls.key,
-        config.tls.crl.as_deref(),
+        crl.clone(),
     )
     .map_err(|e| CoordinatorError::Tls(e.to_string()))?;
-    let listener =
-        TcpListener::bind(&config.listen)
-            .await
-            .map_err(|source| CoordinatorError::Listen {
-                address: config.listen.clone(),
-                source,
-            })?;
+    let listener = listen(&config.listen)
+        .await
+        .map_err(|source| CoordinatorError::Listen {
+            address: config.listen.clone(),
+            source,
+        })?;
     let local = listener
         .local_addr()
         .map_err(|source| CoordinatorError::Listen {
@@ -202,12 +308,22 @@ pub async fn run(config: CoordinatorConfig) -> Result<Outcome, CoordinatorError>
     info!(address = %local, federation = %config.federation_id, "coordinator listening (mutual TLS)");
 
     let meter = WireMeter::new();
-    let trust = accord_crypto::secagg::identity::Trust::load(&config.tls.ca)
+    let mut trust = accord_crypto::secagg::identity::Trust::load(&config.tls.ca)
         .map_err(|e| CoordinatorError::Tls(e.to_string()))?;
+    if let Some(crl) = &crl {
+        trust = trust.with_crl(crl.clone());
+    }
+    let limits = config.connections.clone();
     let federation = Arc::new(Federation::new(config, meter.clone(), trust)?);
     let (sender, receiver) = mpsc::channel(64);
-    let acceptor = tokio::spawn(accept_loop(listener, TlsAcceptor::from(tls), meter, sender));
-    let service = FederationServer::new(FederationService::new(federation.clone()))
+    let acceptor = tokio::spawn(accept_loop(
+        listener,
+        TlsAcceptor::from(tls),
+        limits,
+        meter,
+        sender,
+    ));
+    let service = FederationServer::new(FederationService::new(federation.clone(), crl))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -1,8 +1,11 @@
 //! The `accord.v1.Federation` gRPC service: checks who is calling (from the mutual-TLS
-//! certificate, never from a request field) and hands each request to the [`Federation`].
+//! certificate, never from a request field, and against the current CRL at every request, so a
+//! revocation also ends connections made before it) and hands each request to the
+//! [`Federation`].
 
 use crate::federation::{Federation, Refusal};
 use crate::server::Peer;
+use accord_crypto::crl::CrlWatch;
 use accord_crypto::pki::Role;
 use accord_proto::v1::federation_server::Federation as FederationRpc;
 use accord_proto::v1::{
@@ -20,31 +23,51 @@ const LONG_POLL: Duration = Duration::from_secs(20);
 
 pub struct FederationService {
     federation: Arc<Federation>,
+    crl: Option<Arc<CrlWatch>>,
 }
 
 impl FederationService {
-    pub fn new(federation: Arc<Federation>) -> Self {
-        Self { federation }
+    /// The service for `federation`; with `crl`, callers whose certificate it revokes are
+    /// refused.
+    pub fn new(federation: Arc<Federation>, crl: Option<Arc<CrlWatch>>) -> Self {
+        Self { federation, crl }
     }
-}
 
-/// The authenticated caller, required to hold one of `roles`.
-fn caller<T>(request: &Request<T>, rpc: &str, roles: &[Role]) -> Result<String, Status> {
-    Ok(peer(request, rpc, roles)?.identity.name.clone())
-}
-
-fn peer<'a, T>(request: &'a Request<T>, rpc: &str, roles: &[Role]) -> Result<&'a Peer, Status> {
-    let peer = request.extensions().get::<Peer>().ok_or_else(|| {
-        Status::unauthenticated("no authenticated client certificate on this connection")
-    })?;
-    if !roles.contains(&peer.identity.role) {
-        warn!(name = %peer.identity.name, role = %peer.identity.role, rpc, "refused: wrong role");
-        return Err(Status::permission_denied(format!(
-            "{rpc} is not open to '{}' with role {}",
-            peer.identity.name, peer.identity.role
-        )));
+    /// The authenticated caller's name; it must hold one of `roles`.
+    fn caller<T>(&self, request: &Request<T>, rpc: &str, roles: &[Role]) -> Result<String, Status> {
+        Ok(self.peer(request, rpc, roles)?.identity.name.clone())
     }
-    Ok(peer)
+
+    /// The authenticated caller; it must hold one of `roles` and a certificate not revoked.
+    fn peer<'a, T>(
+        &self,
+        request: &'a Request<T>,
+        rpc: &str,
+        roles: &[Role],
+    ) -> Result<&'a Peer, Status> {
+        let peer = request.extensions().get::<Peer>().ok_or_else(|| {
+            Status::unauthenticated("no authenticated client certificate on this connection")
+        })?;
+        let name = &peer.identity.name;
+        let revoked = self
+            .crl
+            .as_ref()
+            .and_then(|crl| crl.current().revoked_serial(&peer.certificate));
+        if let Some(serial) = revoked {
+            warn!(%name, serial, rpc, "refused: certificate revoked");
+            return Err(Status::permission_denied(format!(
+                "the certificate of '{name}' (serial {serial}) has been revoked"
+            )));
+        }
+        if !roles.contains(&peer.identity.role) {
+            warn!(%name, role = %peer.identity.role, rpc, "refused: wrong role");
+            return Err(Status::permission_denied(format!(
+                "{rpc} is not open to '{name}' with role {}",
+                peer.identity.role
+            )));
+        }
+        Ok(peer)
+    }
 }
 
 fn refuse<'a>(rpc: &'static str, name: &'a str) -> impl FnOnce(Refusal) -> Status + 'a {
@@ -57,9 +80,10 @@ fn refuse<'a>(rpc: &'static str, name: &'a str) -> impl FnOnce(Refusal) -> Statu
             Refusal::WrongRound { .. } | Refusal::NoModel(..) | Refusal::Closed(_) => {
                 Status::failed_precondition(message)
             }
-            Refusal::NotRegistered(_) | Refusal::NotOnRoster(_) | Refusal::NotSelected(_) => {
-                Status::permission_denied(message)
-            }
+            Refusal::NotRegistered(_)
+            | Refusal::NotOnRoster(_)
+            | Refusal::NotSelected(_)
+            | Refusal::NotObserver(_) => Status::permission_denied(message),
             Refusal::Failed(_) => Status::aborted(message),
         }
     }
@@ -71,7 +95,7 @@ impl FederationRpc for FederationService {
         &self,
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
-        let name = caller(&request, "Register", &[Role::Participant])?;
+        let name = self.caller(&request, "Register", &[Role::Participant])?;
         let header = request.get_ref().header.as_ref();
         self.federation
             .register(&name, header)
@@ -83,7 +107,7 @@ impl FederationRpc for FederationService {
         &self,
         request: Request<AwaitRoundRequest>,
     ) -> Result<Response<RoundAnnouncement>, Status> {
-        let name = caller(&request, "AwaitRound", &[Role::Participant])?;
+        let name = self.caller(&request, "AwaitRound", &[Role::Participant])?;
         let r = request.get_ref();
         self.federation
             .next_announcement(&name, r.header.as_ref(), r.completed_phase(), LONG_POLL)
@@ -96,7 +120,7 @@ impl FederationRpc for FederationService {
         &self,
         request: Request<ModelRequest>,
     ) -> Result<Response<GlobalModel>, Status> {
-        let name = caller(&request, "DownloadModel", &[Role::Participant])?;
+        let name = self.caller(&request, "DownloadModel", &[Role::Participant])?;
         let header = request.get_ref().header.as_ref();
         self.federation
             .model(&name, header)
@@ -108,7 +132,7 @@ impl FederationRpc for FederationService {
         &self,
         request: Request<UpdateUpload>,
     ) -> Result<Response<UploadReceipt>, Status> {
-        let name = caller(&request, "UploadUpdate", &[Role::Participant])?;
+        let name = self.caller(&request, "UploadUpdate", &[Role::Participant])?;
         let r = request.into_inner();
         let phase = r.phase();
         if !matches!(phase, Phase::Standardize | Phase::Fit) {
@@ -127,7 +151,7 @@ impl FederationRpc for FederationService {
         &self,
         request: Request<EvaluationUpload>,
     ) -> Result<Response<UploadReceipt>, Status> {
-        let name = caller(&request, "UploadEvaluation", &[Role::Participant])?;
+        let name = self.caller(&request, "UploadEvaluation", &[Role::Participant])?;
         let r = request.into_inner();
         self.federation
             .upload(&name, r.header.as_ref(), Phase::Evaluate, r.vector)
@@ -139,7 +163,7 @@ impl FederationRpc for FederationService {
         &self,
         request: Request<SignedStageMessage>,
     ) -> Result<Response<UploadReceipt>, Status> {
-        let peer = peer(&request, "SecAggSubmit", &[Role::Participant])?;
+        let peer = self.peer(&request, "SecAggSubmit", &[Role::Participant])?;
         let (name, certificate) = (peer.identity.name.clone(), peer.certificate.clone());
         // Checking a submission can be heavy (proofs of encrypted statistics take seconds):
         // keep it off the threads that serve other requests.
@@ -159,7 +183,7 @@ impl FederationRpc for FederationService {
         &self,
         request: Request<SecAggAwaitRequest>,
     ) -> Result<Response<SecAggRelay>, Status> {
-        let name = caller(&request, "SecAggAwait", &[Role::Participant])?;
+        let name = self.caller(&request, "SecAggAwait", &[Role::Participant])?;
         let r = request.get_ref();
         self.federation
             .stage_relay(
@@ -174,15 +198,17 @@ impl FederationRpc for FederationService {
             .map_err(refuse("SecAggAwait", &name))
     }
 
+    /// Open to registered participants (so roster members only, when there is a roster) and
+    /// to the auditor certificates listed in `federation.observers`.
     async fn status(
         &self,
         request: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        caller(
-            &request,
-            "Status",
-            &[Role::Participant, Role::Auditor, Role::Coordinator],
-        )?;
-        Ok(Response::new(self.federation.status()))
+        let peer = self.peer(&request, "Status", &[Role::Participant, Role::Auditor])?;
+        let name = &peer.identity.name;
+        self.federation
+            .status(name, peer.identity.role)
+            .map(Response::new)
+            .map_err(refuse("Status", name))
     }
 }

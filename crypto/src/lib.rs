@@ -6,14 +6,19 @@
 //!
 //! - [`pki`]: the consortium CA (create, load, issue, revoke) and reading an
 //!   [`pki::Identity`] (name and role) out of a certificate;
+//! - [`crl`]: the consortium's certificate revocation list, checked against the CA and reread
+//!   when its file changes;
 //! - [`tls`]: rustls configurations for the coordinator (server) and the participants
 //!   and auditors (clients), with handshake failures explained in one clear line;
 //! - [`hash`]: content hashes;
+//! - [`pem`]: reading PEM files, with errors that name the file;
 //! - [`secagg`]: secure aggregation (double masking over the SecAgg+ graph, dropout recovery).
 #![forbid(unsafe_code)]
 
+pub mod crl;
 pub mod hash;
 pub mod he;
+pub mod pem;
 pub mod pki;
 pub mod secagg;
 pub mod tls;

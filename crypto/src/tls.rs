@@ -9,29 +9,34 @@
 //! operator. The verifiers here delegate to rustls's WebPKI verifiers and, on failure,
 //! look at the presented certificate to name the reason ([`CertRejection`]), which
 //! [`describe_handshake_error`] turns into one log line.
+//!
+//! Both ends check revocation when given the consortium's CRL ([`CrlWatch`]): the WebPKI
+//! verifier is rebuilt whenever the CRL file changes, so a revocation takes effect at the next
+//! handshake without a restart. Session resumption is off on both ends: a resumed TLS 1.3
+//! session skips certificate verification, which would let a revoked member back in.
 
 use std::fmt;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
+use rustls::server::{NoServerSessionStorage, VerifierBuilderError, WebPkiClientVerifier};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, OtherError,
     RootCertStore, ServerConfig, SignatureScheme,
 };
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{
     CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
 };
 use time::format_description::well_known::Rfc3339;
 use x509_parser::time::ASN1Time;
 
+use crate::crl::{CrlWatch, RevocationList};
+use crate::pem::{self, PemFileError};
 use crate::pki::{Identity, PkiError, Role, identity_from_der};
 
 const ALPN_H2: &[u8] = b"h2";
@@ -39,15 +44,8 @@ const ALPN_H2: &[u8] = b"h2";
 /// Why a TLS configuration could not be built, or a peer's identity read.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
-    #[error("{path} is not valid PEM: {source}")]
-    Pem {
-        path: PathBuf,
-        source: rustls_pki_types::pem::Error,
-    },
-    #[error("{path} contains no {what}")]
-    Empty { path: PathBuf, what: &'static str },
+    #[error(transparent)]
+    File(#[from] PemFileError),
     #[error("{path} is not a valid X.509 certificate: {source}")]
     Certificate {
         path: PathBuf,
@@ -153,32 +151,24 @@ fn describe_role(role: &Option<Role>) -> String {
 }
 
 /// Server side (coordinator): only clients whose certificate chains to the CA in `ca_pem`
-/// (and is not in the CRL, when `crl_pem` is given) may connect; a client certificate is
-/// mandatory. The server presents `cert_pem` with `key_pem`.
+/// (and is not in the CRL, when `crl` is given: reread when its file changes) may connect; a
+/// client certificate is mandatory. The server presents `cert_pem` with `key_pem`. Sessions are
+/// never resumed, so every connection's client certificate is checked against the current CRL.
 pub fn server_config(
     ca_pem: &Path,
     cert_pem: &Path,
     key_pem: &Path,
-    crl_pem: Option<&Path>,
+    crl: Option<Arc<CrlWatch>>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
     let anchors = TrustAnchors::load(ca_pem)?;
-    let mut builder =
-        WebPkiClientVerifier::builder_with_provider(anchors.roots.clone(), provider.clone());
-    if let Some(crl_path) = crl_pem {
-        builder = builder.with_crls(read_crls(crl_path)?);
-    }
-    let inner = builder.build().map_err(|source| match (source, crl_pem) {
-        (VerifierBuilderError::InvalidCrl(source), Some(path)) => TlsError::Crl {
-            path: path.to_owned(),
-            source: rustls::Error::InvalidCertRevocationList(source),
-        },
-        (source, _) => TlsError::Verifier {
-            ca: ca_pem.to_owned(),
-            source,
-        },
+    let inner = Revocable::new(ca_pem, &anchors, &provider, crl, |roots, provider, crls| {
+        WebPkiClientVerifier::builder_with_provider(roots, provider)
+            .with_crls(crls)
+            .build()
     })?;
     let verifier = ConsortiumClientVerifier {
+        root_hints: inner.built().root_hint_subjects().to_vec(),
         inner,
         ca_names: anchors.names,
     };
@@ -195,26 +185,31 @@ pub fn server_config(
             source,
         })?;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 
 /// Client side (participant, auditor): trusts only the CA in `ca_pem`, presents
 /// `cert_pem` with `key_pem`, and requires the server's certificate to say role =
-/// coordinator (besides being valid for the server name dialled).
+/// coordinator (besides being valid for the server name dialled). With `crl`, a coordinator
+/// certificate it lists is refused ([`CertRejection::Revoked`]); without, revocation of the
+/// coordinator is not checked. Sessions are never resumed.
 pub fn client_config(
     ca_pem: &Path,
     cert_pem: &Path,
     key_pem: &Path,
+    crl: Option<Arc<CrlWatch>>,
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
     let anchors = TrustAnchors::load(ca_pem)?;
-    let inner = WebPkiServerVerifier::builder_with_provider(anchors.roots, provider.clone())
-        .build()
-        .map_err(|source| TlsError::Verifier {
-            ca: ca_pem.to_owned(),
-            source,
-        })?;
+    let inner = Revocable::new(ca_pem, &anchors, &provider, crl, |roots, provider, crls| {
+        WebPkiServerVerifier::builder_with_provider(roots, provider)
+            .with_crls(crls)
+            .build()
+    })?;
     let verifier = CoordinatorVerifier {
+        root_hints: inner.built().root_hint_subjects().map(<[_]>::to_vec),
         inner,
         ca_names: anchors.names,
     };
@@ -232,7 +227,100 @@ pub fn client_config(
             source,
         })?;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    config.resumption = Resumption::disabled();
     Ok(Arc::new(config))
+}
+
+/// Builds a WebPKI verifier from the trust anchors and the CRLs in force.
+type BuildVerifier<V> = fn(
+    Arc<RootCertStore>,
+    Arc<CryptoProvider>,
+    Vec<CertificateRevocationListDer<'static>>,
+) -> Result<Arc<V>, VerifierBuilderError>;
+
+/// A rustls WebPKI verifier for the current contents of a CRL file, rebuilt when they change.
+struct Revocable<V: ?Sized> {
+    roots: Arc<RootCertStore>,
+    provider: Arc<CryptoProvider>,
+    crl: Option<Arc<CrlWatch>>,
+    build: BuildVerifier<V>,
+    /// The verifier, and the list it was built from.
+    current: Mutex<(Option<Arc<RevocationList>>, Arc<V>)>,
+}
+
+impl<V: ?Sized> fmt::Debug for Revocable<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Revocable")
+            .field("crl", &self.crl.as_ref().map(|crl| crl.path()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<V: ?Sized> Revocable<V> {
+    fn new(
+        ca_pem: &Path,
+        anchors: &TrustAnchors,
+        provider: &Arc<CryptoProvider>,
+        crl: Option<Arc<CrlWatch>>,
+        build: BuildVerifier<V>,
+    ) -> Result<Self, TlsError> {
+        let list = crl.as_ref().map(|crl| crl.current());
+        let crls = list.as_ref().map_or_else(Vec::new, |l| l.ders().to_vec());
+        let verifier =
+            build(anchors.roots.clone(), provider.clone(), crls).map_err(|source| {
+                match (source, &crl) {
+                    (VerifierBuilderError::InvalidCrl(source), Some(crl)) => TlsError::Crl {
+                        path: crl.path().to_owned(),
+                        source: rustls::Error::InvalidCertRevocationList(source),
+                    },
+                    (source, _) => TlsError::Verifier {
+                        ca: ca_pem.to_owned(),
+                        source,
+                    },
+                }
+            })?;
+        Ok(Self {
+            roots: anchors.roots.clone(),
+            provider: provider.clone(),
+            crl,
+            build,
+            current: Mutex::new((list, verifier)),
+        })
+    }
+
+    /// The verifier for the CRL in force now. If rustls cannot use a changed CRL (which
+    /// [`CrlWatch`] already checked), the error is logged once and the previous verifier stays.
+    fn get(&self) -> Arc<V> {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(crl) = &self.crl {
+            let list = crl.current();
+            if !current
+                .0
+                .as_ref()
+                .is_some_and(|built| Arc::ptr_eq(built, &list))
+            {
+                match (self.build)(
+                    self.roots.clone(),
+                    self.provider.clone(),
+                    list.ders().to_vec(),
+                ) {
+                    Ok(verifier) => current.1 = verifier,
+                    Err(error) => tracing::error!(
+                        crl = %crl.path().display(),
+                        "the changed certificate revocation list cannot be used for TLS, the previous one stays in force: {error}"
+                    ),
+                }
+                current.0 = Some(list);
+            }
+        }
+        current.1.clone()
+    }
+
+    /// The verifier last built, for what does not depend on the CRL (signatures, hints).
+    fn built(&self) -> Arc<V> {
+        let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        current.1.clone()
+    }
 }
 
 /// The identity of the authenticated peer of a finished server-side handshake.
@@ -303,6 +391,26 @@ pub fn describe_handshake_error(err: &io::Error) -> String {
     }
 }
 
+/// Whether a handshake failed over a certificate: the peer's refused by us, or ours by the
+/// peer (a certificate alert). Trying the same connection again cannot succeed.
+pub fn is_certificate_refusal(err: &io::Error) -> bool {
+    match err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::NoCertificatesPresented | rustls::Error::InvalidCertificate(_)) => true,
+        Some(rustls::Error::AlertReceived(alert)) => {
+            CERTIFICATE_ALERTS.contains(&format!("{alert:?}").as_str())
+        }
+        Some(_) => false,
+        // As in `describe_handshake_error`: an alert that came through h2 arrives as text.
+        None => err
+            .to_string()
+            .strip_prefix("received fatal alert: ")
+            .is_some_and(|alert| CERTIFICATE_ALERTS.contains(&alert)),
+    }
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -322,7 +430,7 @@ struct CaName {
 
 impl TrustAnchors {
     fn load(ca_pem: &Path) -> Result<Self, TlsError> {
-        let certs = read_certificates(ca_pem, "PEM certificate")?;
+        let certs: Vec<CertificateDer<'static>> = pem::read_all(ca_pem, "certificate")?;
         let mut roots = RootCertStore::empty();
         let mut names = Vec::with_capacity(certs.len());
         for cert in certs {
@@ -348,86 +456,35 @@ impl TrustAnchors {
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    fs::read(path).map_err(|source| TlsError::Read {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-fn read_certificates(
-    path: &Path,
-    what: &'static str,
-) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Pem {
-            path: path.to_owned(),
-            source,
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::Empty {
-            path: path.to_owned(),
-            what,
-        });
-    }
-    Ok(certs)
-}
-
 fn read_certificate_and_key(
     cert_pem: &Path,
     key_pem: &Path,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
-    let chain = read_certificates(cert_pem, "PEM certificate")?;
-    let key = PrivateKeyDer::from_pem_slice(&read(key_pem)?).map_err(|source| match source {
-        rustls_pki_types::pem::Error::NoItemsFound => TlsError::Empty {
-            path: key_pem.to_owned(),
-            what: "PEM private key",
-        },
-        source => TlsError::Pem {
-            path: key_pem.to_owned(),
-            source,
-        },
-    })?;
+    let chain = pem::read_all(cert_pem, "certificate")?;
+    let key = pem::read_first(key_pem, "private key")?;
     Ok((chain, key))
-}
-
-fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
-    let pem = read(path)?;
-    let crls = CertificateRevocationListDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Pem {
-            path: path.to_owned(),
-            source,
-        })?;
-    if crls.is_empty() {
-        return Err(TlsError::Empty {
-            path: path.to_owned(),
-            what: "PEM certificate revocation list",
-        });
-    }
-    Ok(crls)
 }
 
 /// The coordinator's client verifier: rustls's WebPKI verifier, with precise rejections.
 #[derive(Debug)]
 struct ConsortiumClientVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
+    inner: Revocable<dyn ClientCertVerifier>,
+    /// The CA names the server sends in its certificate request (they depend on the CA only).
+    root_hints: Vec<DistinguishedName>,
     ca_names: Arc<[CaName]>,
 }
 
 impl ClientCertVerifier for ConsortiumClientVerifier {
     fn offer_client_auth(&self) -> bool {
-        self.inner.offer_client_auth()
+        self.inner.built().offer_client_auth()
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
+        self.inner.built().client_auth_mandatory()
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
+        &self.root_hints
     }
 
     fn verify_client_cert(
@@ -437,6 +494,7 @@ impl ClientCertVerifier for ConsortiumClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         self.inner
+            .get()
             .verify_client_cert(end_entity, intermediates, now)
             .map_err(|error| match error {
                 rustls::Error::InvalidCertificate(reason) => {
@@ -452,7 +510,9 @@ impl ClientCertVerifier for ConsortiumClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.inner
+            .built()
+            .verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -461,18 +521,21 @@ impl ClientCertVerifier for ConsortiumClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.inner
+            .built()
+            .verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.inner.built().supported_verify_schemes()
     }
 }
 
 /// The participants' server verifier: rustls's WebPKI verifier, plus role = coordinator.
 #[derive(Debug)]
 struct CoordinatorVerifier {
-    inner: Arc<WebPkiServerVerifier>,
+    inner: Revocable<WebPkiServerVerifier>,
+    root_hints: Option<Vec<DistinguishedName>>,
     ca_names: Arc<[CaName]>,
 }
 
@@ -490,7 +553,7 @@ impl ServerCertVerifier for CoordinatorVerifier {
             subject: subject_of(end_entity),
             role,
         };
-        match self.inner.verify_server_cert(
+        match self.inner.get().verify_server_cert(
             end_entity,
             intermediates,
             server_name,
@@ -520,7 +583,9 @@ impl ServerCertVerifier for CoordinatorVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.inner
+            .built()
+            .verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -529,15 +594,17 @@ impl ServerCertVerifier for CoordinatorVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.inner
+            .built()
+            .verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.inner.built().supported_verify_schemes()
     }
 
     fn root_hint_subjects(&self) -> Option<&[DistinguishedName]> {
-        self.inner.root_hint_subjects()
+        self.root_hints.as_deref()
     }
 }
 

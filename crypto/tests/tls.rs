@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use accord_crypto::crl::CrlWatch;
 use accord_crypto::pki::{ConsortiumCa, Identity, IssuedFiles, Role};
-use accord_crypto::tls::{client_config, describe_handshake_error, peer_identity, server_config};
+use accord_crypto::tls::{
+    client_config, describe_handshake_error, is_certificate_refusal, peer_identity, server_config,
+};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -46,12 +49,22 @@ impl Consortium {
         }
     }
 
+    fn crl(&self, crl: &Path) -> Arc<CrlWatch> {
+        CrlWatch::open(crl, &self.ca.ca_cert_path()).unwrap()
+    }
+
     fn server(&self, crl: Option<&Path>) -> Arc<ServerConfig> {
+        let crl = crl.map(|crl| self.crl(crl));
         server_config(&self.ca.ca_cert_path(), &self.hub.cert, &self.hub.key, crl).unwrap()
     }
 
     fn client(&self, files: &IssuedFiles) -> Arc<ClientConfig> {
-        client_config(&self.ca.ca_cert_path(), &files.cert, &files.key).unwrap()
+        client_config(&self.ca.ca_cert_path(), &files.cert, &files.key, None).unwrap()
+    }
+
+    fn client_checking(&self, files: &IssuedFiles, crl: &Path) -> Arc<ClientConfig> {
+        let crl = Some(self.crl(crl));
+        client_config(&self.ca.ca_cert_path(), &files.cert, &files.key, crl).unwrap()
     }
 }
 
@@ -122,6 +135,13 @@ fn write_pem(
     fs::write(&files.cert, cert.pem()).unwrap();
     fs::write(&files.key, key.serialize_pem()).unwrap();
     files
+}
+
+/// The certificate's serial number in lowercase hex, as rejections name it.
+fn serial(files: &IssuedFiles) -> String {
+    let der = CertificateDer::from_pem_file(&files.cert).unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    cert.serial.to_str_radix(16)
 }
 
 fn participant_params(name: &str) -> rcgen::CertificateParams {
@@ -235,9 +255,7 @@ async fn a_revoked_certificate_is_refused_once_the_crl_is_loaded() {
     let acme = Consortium::new();
     let nodes = acme.root.join("nodes");
     let crl = acme.ca.revoke(&nodes, "bob").unwrap();
-    let der = CertificateDer::from_pem_file(&acme.bob.cert).unwrap();
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
-    let serial = cert.serial.to_str_radix(16);
+    let serial = serial(&acme.bob);
 
     let outcome = handshake(acme.server(Some(&crl)), acme.client(&acme.bob), "localhost").await;
     assert_eq!(
@@ -254,6 +272,77 @@ async fn a_revoked_certificate_is_refused_once_the_crl_is_loaded() {
         "localhost",
     )
     .await;
+    assert_eq!(outcome.server.unwrap().name, "alice");
+}
+
+#[tokio::test]
+async fn a_running_server_rereads_its_crl_when_the_file_changes() {
+    let acme = Consortium::new();
+    let nodes = acme.root.join("nodes");
+    acme.ca
+        .issue(&nodes, "carol", Role::Participant, &[])
+        .unwrap();
+    let crl = acme.ca.revoke(&nodes, "carol").unwrap();
+    // One server config throughout, as in a running coordinator.
+    let server = acme.server(Some(&crl));
+    let outcome = handshake(server.clone(), acme.client(&acme.bob), "localhost").await;
+    assert_eq!(outcome.server.unwrap().name, "bob");
+
+    acme.ca.revoke(&nodes, "bob").unwrap();
+    let revoked = format!(
+        "client certificate 'CN=bob, OU=participant, O=Acme' (serial {}) is revoked",
+        serial(&acme.bob)
+    );
+    let outcome = handshake(server.clone(), acme.client(&acme.bob), "localhost").await;
+    assert_eq!(server_refusal(&outcome), revoked);
+
+    // A CRL file that no longer parses leaves the last good list in force.
+    fs::write(
+        &crl,
+        "-----BEGIN X509 CRL-----\ngarbage\n-----END X509 CRL-----\n",
+    )
+    .unwrap();
+    let outcome = handshake(server.clone(), acme.client(&acme.bob), "localhost").await;
+    assert_eq!(server_refusal(&outcome), revoked);
+    let outcome = handshake(server, acme.client(&acme.alice), "localhost").await;
+    assert_eq!(outcome.server.unwrap().name, "alice");
+}
+
+#[tokio::test]
+async fn a_client_with_the_crl_refuses_a_revoked_coordinator() {
+    let acme = Consortium::new();
+    let nodes = acme.root.join("nodes");
+    let crl = acme.ca.revoke(&nodes, "hub").unwrap();
+
+    let outcome = handshake(
+        acme.server(None),
+        acme.client_checking(&acme.alice, &crl),
+        "localhost",
+    )
+    .await;
+    let client_err = outcome.client.unwrap_err();
+    assert_eq!(
+        describe_handshake_error(&client_err),
+        format!(
+            "server certificate 'CN=hub, OU=coordinator, O=Acme' (serial {}) is revoked",
+            serial(&acme.hub)
+        )
+    );
+    assert!(is_certificate_refusal(&client_err));
+    assert!(outcome.server.is_err());
+
+    // A client without the CRL does not check revocation: the revoked coordinator gets through.
+    let outcome = handshake(acme.server(None), acme.client(&acme.alice), "localhost").await;
+    assert_eq!(outcome.server.unwrap().name, "alice");
+    assert_eq!(outcome.client.unwrap().as_deref(), Some(&b"h2"[..]));
+
+    // With the CRL, a coordinator that is not revoked is accepted.
+    let spare = acme
+        .ca
+        .issue(&nodes, "spare-hub", Role::Coordinator, &[])
+        .unwrap();
+    let server = server_config(&acme.ca.ca_cert_path(), &spare.cert, &spare.key, None).unwrap();
+    let outcome = handshake(server, acme.client_checking(&acme.alice, &crl), "localhost").await;
     assert_eq!(outcome.server.unwrap().name, "alice");
 }
 
@@ -334,20 +423,20 @@ fn configs_name_the_file_that_is_wrong() {
     );
 
     // A key that is not the certificate's.
-    let err = client_config(&acme.ca.ca_cert_path(), &acme.alice.cert, &acme.bob.key).unwrap_err();
+    let err = client_config(
+        &acme.ca.ca_cert_path(),
+        &acme.alice.cert,
+        &acme.bob.key,
+        None,
+    )
+    .unwrap_err();
     assert!(
         err.to_string().contains("alice.pem") && err.to_string().contains("bob.key"),
         "{err}"
     );
 
     // A certificate where the CRL should be.
-    let err = server_config(
-        &acme.ca.ca_cert_path(),
-        &acme.hub.cert,
-        &acme.hub.key,
-        Some(&acme.alice.cert),
-    )
-    .unwrap_err();
+    let err = CrlWatch::open(&acme.alice.cert, &acme.ca.ca_cert_path()).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(

@@ -126,6 +126,10 @@ pub struct TlsFiles {
     pub ca: PathBuf,
     pub certificate: PathBuf,
     pub key: PathBuf,
+    /// The consortium's certificate revocation list: a coordinator whose certificate it lists
+    /// is refused at the handshake, and so are relayed certificates of revoked members. Without
+    /// it, revocation is not checked. Reread when the file changes.
+    pub crl: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -162,6 +166,7 @@ impl ParticipantConfig {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let fairness = config.fairness.as_mut().map(|f| &mut f.auditor_bundle);
+        let crl = config.tls.crl.as_mut();
         for file in [
             &mut config.tls.ca,
             &mut config.tls.certificate,
@@ -170,6 +175,7 @@ impl ParticipantConfig {
         ]
         .into_iter()
         .chain(fairness)
+        .chain(crl)
         {
             if file.is_relative() {
                 *file = base.join(&*file);

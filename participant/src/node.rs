@@ -8,6 +8,7 @@ use crate::config::{Fault, FaultAction, FaultPhase, FaultStage, ParticipantConfi
 use crate::data::{DataError, LoadReport, LocalDataset, load_csv};
 use crate::mitigation::{self, FairFedWeight};
 use crate::model::{Decision, LogisticModel, Standardizer, TrainingParams, standardization_sums};
+use accord_crypto::crl::CrlWatch;
 use accord_crypto::he::inputs::{MASK_RING, seal};
 use accord_crypto::he::keys::parse_verifying_key;
 use accord_crypto::he::{PublicMaterial, check_value_bits};
@@ -119,16 +120,22 @@ pub async fn run(
     config: &ParticipantConfig,
     meter: WireMeter,
 ) -> Result<Outcome, ParticipantError> {
-    let tls =
-        accord_crypto::tls::client_config(&config.tls.ca, &config.tls.certificate, &config.tls.key)
-            .map_err(|e| ParticipantError::Tls(e.to_string()))?;
+    let crl = CrlWatch::open_if_set(config.tls.crl.as_deref(), &config.tls.ca)
+        .map_err(|e| ParticipantError::Tls(e.to_string()))?;
+    let tls = accord_crypto::tls::client_config(
+        &config.tls.ca,
+        &config.tls.certificate,
+        &config.tls.key,
+        crl.clone(),
+    )
+    .map_err(|e| ParticipantError::Tls(e.to_string()))?;
     let channel = channel(
         &config.coordinator,
         &config.server_name(),
         tls,
         meter.clone(),
     )?;
-    let mut node = Node::register(config, channel).await?;
+    let mut node = Node::register(config, channel, crl).await?;
     let rounds_completed = node.follow_rounds().await?;
     Ok(Outcome {
         name: node.name,
@@ -185,27 +192,35 @@ fn refused(rpc: &'static str) -> impl FnOnce(Status) -> ParticipantError {
 }
 
 /// The status message, or for a failed connection the TLS reason under it (e.g. the
-/// coordinator rejected this participant's certificate), which gRPC reports only as
-/// "transport error".
+/// coordinator rejected this participant's certificate, or this participant the coordinator's),
+/// which gRPC reports only as "transport error" or as rustls's debug text.
 pub fn describe_status(status: &Status) -> String {
+    match connection_error(status) {
+        Some(io) => format!(
+            "cannot connect: {}",
+            accord_crypto::tls::describe_handshake_error(io)
+        ),
+        None => status.message().to_owned(),
+    }
+}
+
+/// The I/O error under a failed connection's status, if any.
+fn connection_error(status: &Status) -> Option<&std::io::Error> {
     let mut source = std::error::Error::source(status);
     while let Some(error) = source {
         if let Some(io) = error.downcast_ref::<std::io::Error>() {
-            return format!(
-                "{}: {}",
-                status.message(),
-                accord_crypto::tls::describe_handshake_error(io)
-            );
+            return Some(io);
         }
         source = error.source();
     }
-    status.message().to_owned()
+    None
 }
 
 impl Node {
     async fn register(
         config: &ParticipantConfig,
         channel: Channel,
+        crl: Option<Arc<CrlWatch>>,
     ) -> Result<Self, ParticipantError> {
         let client = FederationClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -261,7 +276,10 @@ impl Node {
                 }
                 Some(SecureAggregation {
                     signer: Arc::new(Signer::load(&config.tls.certificate, &config.tls.key)?),
-                    trust: Trust::load(&config.tls.ca)?,
+                    trust: match crl {
+                        Some(crl) => Trust::load(&config.tls.ca)?.with_crl(crl),
+                        None => Trust::load(&config.tls.ca)?,
+                    },
                     params,
                     requirements: Requirements::new(
                         &params,
@@ -955,7 +973,8 @@ fn audit(
     }))
 }
 
-/// Retries a call while the coordinator is unreachable (it may still be starting), for up to a minute.
+/// Retries a call while the coordinator is unreachable (it may still be starting), for up to a
+/// minute; not when a certificate was refused at the handshake, which a retry cannot change.
 async fn retry_unavailable<T, F, Fut>(mut call: F) -> Result<T, Status>
 where
     F: FnMut() -> Fut,
@@ -966,7 +985,10 @@ where
     loop {
         match call().await {
             Err(status)
-                if status.code() == Code::Unavailable && tokio::time::Instant::now() < give_up =>
+                if status.code() == Code::Unavailable
+                    && !connection_error(&status)
+                        .is_some_and(accord_crypto::tls::is_certificate_refusal)
+                    && tokio::time::Instant::now() < give_up =>
             {
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(2));

@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 const COORDINATOR_EXAMPLE: &str = include_str!("../../examples/coordinator.toml");
 const PARTICIPANT_EXAMPLE: &str = include_str!("../../examples/participant.toml");
 
+/// The certificate name of the demo's progress monitor, which reads the federation's status.
+pub const MONITOR: &str = "demo-monitor";
+
 fn patch(example: &str, edits: &[(&str, toml::Value)]) -> anyhow::Result<String> {
     let mut doc: toml::Table = example.parse().context("example config")?;
     for (path, value) in edits {
@@ -47,7 +50,8 @@ pub struct LocalFederation {
 
 impl LocalFederation {
     /// Makes the PKI (CA, coordinator, one participant certificate per name and an auditor
-    /// "demo-monitor") and one synthetic CSV per participant under `dir`.
+    /// [`MONITOR`], an observer of the federation) and one synthetic CSV per participant under
+    /// `dir`.
     pub fn create(dir: &Path, data: &SynthSpec) -> anyhow::Result<Self> {
         let pki = dir.join("pki");
         let names: Vec<String> = (1..=data.participants)
@@ -55,7 +59,7 @@ impl LocalFederation {
             .collect();
         let ca = ConsortiumCa::init(&pki, "Accord Demo")?;
         ca.issue(&pki, "coordinator", Role::Coordinator, &[])?;
-        ca.issue(&pki, "demo-monitor", Role::Auditor, &[])?;
+        ca.issue(&pki, MONITOR, Role::Auditor, &[])?;
         for name in &names {
             ca.issue(&pki, name, Role::Participant, &[])?;
         }
@@ -65,6 +69,12 @@ impl LocalFederation {
             pki,
             names,
         })
+    }
+
+    /// The consortium's revocation list, once a certificate has been revoked.
+    pub fn crl(&self) -> Option<PathBuf> {
+        let crl = self.pki.join("crl.pem");
+        crl.exists().then_some(crl)
     }
 
     pub fn address_file(&self) -> PathBuf {
@@ -106,17 +116,17 @@ impl LocalFederation {
                 (self.names.len() as i64).into(),
             ),
             ("federation.roster", roster),
+            (
+                "federation.observers",
+                toml::Value::Array(vec![MONITOR.into()]),
+            ),
             ("federation.registration_timeout_secs", 60.into()),
             (
                 "federation.phase_timeout_secs",
                 (phase_timeout_secs as i64).into(),
             ),
         ];
-        // The consortium's revocation list, once a certificate has been revoked.
-        let crl = self.pki.join("crl.pem");
-        if crl.exists() {
-            edits.push(("tls.crl", path_value(crl)));
-        }
+        edits.extend(self.crl().map(|crl| ("tls.crl", path_value(crl))));
         edits.extend(extra.iter().cloned());
         let text = patch(COORDINATOR_EXAMPLE, &edits)?;
         fs::create_dir_all(self.dir.join("run"))?;
@@ -150,6 +160,7 @@ impl LocalFederation {
             ("tls.key", path_value(self.pki.join(format!("{name}.key")))),
             ("data.path", path_value(self.data_file(name))),
         ];
+        edits.extend(self.crl().map(|crl| ("tls.crl", path_value(crl))));
         edits.extend(extra.iter().cloned());
         let text = patch(PARTICIPANT_EXAMPLE, &edits)?;
         fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;

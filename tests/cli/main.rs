@@ -353,3 +353,181 @@ fn killing_three_participant_processes_mid_round_leaves_a_complete_round() {
         }
     }
 }
+
+/// A coordinator process of a fresh local federation (`command` runs the `accord` binary with
+/// its arguments), logging to `coordinator.log`.
+struct Listening {
+    federation: accord_simulations::local::LocalFederation,
+    children: Children,
+    address: String,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Listening {
+    fn start(edits: &[(&str, toml::Value)], command: impl FnOnce(&[&str]) -> Command) -> Self {
+        use accord_simulations::local::LocalFederation;
+        use accord_simulations::synth::SynthSpec;
+
+        let dir = tempfile::tempdir().unwrap();
+        let federation = LocalFederation::create(dir.path(), &SynthSpec::new(3, 60, 1)).unwrap();
+        let config = federation.write_coordinator_config(1, 60, edits).unwrap();
+        let log = dir.path().join("coordinator.log");
+        let child = command(&["coordinator", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let address = coordinator_address(&federation);
+        Self {
+            federation,
+            children: Children(vec![child]),
+            address,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+
+    fn assert_running(&mut self) {
+        let exited = self.children.0[0].try_wait().unwrap();
+        assert!(exited.is_none(), "the coordinator exited:\n{}", self.log());
+    }
+
+    /// `count` idle TCP connections to the coordinator.
+    fn idle_connections(&self, count: usize) -> Vec<std::net::TcpStream> {
+        (0..count)
+            .map(|i| {
+                std::net::TcpStream::connect(&self.address)
+                    .unwrap_or_else(|e| panic!("idle connection {i}: {e}\n{}", self.log()))
+            })
+            .collect()
+    }
+
+    /// Registers org-1 over mutual TLS, retrying for up to a minute; the name it was given.
+    fn register_member(&self) -> String {
+        use accord_proto::v1::federation_client::FederationClient;
+        use accord_proto::v1::{Header, RegisterRequest};
+
+        let pki = &self.federation.pki;
+        let tls = accord_crypto::tls::client_config(
+            &pki.join("ca.pem"),
+            &pki.join("org-1.pem"),
+            &pki.join("org-1.key"),
+            None,
+        )
+        .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let channel = accord_proto::transport::channel(
+                &self.address,
+                "localhost",
+                tls,
+                Default::default(),
+            )
+            .unwrap();
+            let mut client = FederationClient::new(channel);
+            let request = RegisterRequest {
+                header: Some(Header::new("contact-centre-consortium", 0)),
+            };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                match client.register(request.clone()).await {
+                    Ok(response) => break response.into_inner().participant_name,
+                    Err(status) if Instant::now() < deadline => {
+                        eprintln!("not yet: {status}");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(status) => panic!("never served: {status}\n{}", self.log()),
+                }
+            }
+        })
+    }
+}
+
+/// Three hundred idle TCP connections against a coordinator process limited to 64 file
+/// descriptors: it runs out of descriptors, pauses between failed accepts and logs them at most
+/// once a second, stays up, and serves a member once the idle connections are gone.
+#[test]
+fn idle_connections_neither_stop_the_coordinator_nor_flood_its_log() {
+    let mut coordinator = Listening::start(&[], |args| {
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\""])
+            .arg(env!("CARGO_BIN_EXE_accord"))
+            .args(args);
+        command
+    });
+    let idle = coordinator.idle_connections(300);
+    // Long enough for the coordinator to run out of descriptors and fail accepts for a while.
+    std::thread::sleep(Duration::from_secs(3));
+    coordinator.assert_running();
+    drop(idle);
+    assert_eq!(coordinator.register_member(), "org-1");
+    coordinator.assert_running();
+
+    let log = coordinator.log();
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("accept failed"))
+        .collect();
+    let refused = log
+        .lines()
+        .filter(|l| l.contains("refused connection"))
+        .count();
+    println!(
+        "{} 'accept failed' lines, {refused} refused connections:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        !failures.is_empty(),
+        "the coordinator never ran out of file descriptors, so this test shows nothing:\n{log}"
+    );
+    assert!(
+        failures[0].contains("Too many open files"),
+        "{}",
+        failures[0]
+    );
+    assert!(failures.len() < 100, "{} lines", failures.len());
+}
+
+/// With `max_handshakes = 8`, a hundred idle connections cost the coordinator process eight
+/// file descriptors: the others wait in the listen backlog, unaccepted.
+#[test]
+fn connections_beyond_the_handshake_cap_wait_unaccepted() {
+    let mut coordinator = Listening::start(&[("connections.max_handshakes", 8.into())], |args| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_accord"));
+        command.args(args);
+        command
+    });
+    let descriptors = |coordinator: &Listening| {
+        let pid = coordinator.children.0[0].id();
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let before = descriptors(&coordinator);
+    let idle = coordinator.idle_connections(100);
+    // Wait for the eight to be accepted, then give the rest time they should not use.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while descriptors(&coordinator) < before + 8 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let during = descriptors(&coordinator);
+    println!("descriptors: {before} before, {during} with 100 idle connections");
+    assert!(
+        (before + 8..=before + 10).contains(&during),
+        "{before} descriptors before, {during} with 100 idle connections"
+    );
+    coordinator.assert_running();
+    drop(idle);
+    assert_eq!(coordinator.register_member(), "org-1");
+}

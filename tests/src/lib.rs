@@ -121,6 +121,7 @@ impl TestFederation {
             &pki.join("ca.pem"),
             &pki.join(format!("{name}.pem")),
             &pki.join(format!("{name}.key")),
+            None,
         )
         .expect("client TLS config");
         FederationClient::new(

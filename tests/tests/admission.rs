@@ -35,6 +35,18 @@ impl Write for LogBuffer {
 }
 
 impl LogBuffer {
+    /// Captures this thread's log lines (with a single-threaded runtime, the coordinator's too)
+    /// while the guard lives.
+    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = LogBuffer::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
     fn lines_with(&self, text: &str) -> Vec<String> {
         let log = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
         log.lines()
@@ -44,6 +56,17 @@ impl LogBuffer {
     }
 }
 
+/// `name` registers, and is known by the name in its certificate.
+async fn assert_admitted(federation: &TestFederation, name: &str, address: &str) {
+    let response = federation
+        .client(name, address)
+        .register(register(0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.participant_name, name);
+}
+
 fn register(round: u32) -> RegisterRequest {
     RegisterRequest {
         header: Some(Header::new(FEDERATION, round)),
@@ -51,7 +74,7 @@ fn register(round: u32) -> RegisterRequest {
 }
 
 fn client_with(ca: &Path, cert: &Path, key: &Path, address: &str) -> FederationClient<Channel> {
-    let tls = accord_crypto::tls::client_config(ca, cert, key).unwrap();
+    let tls = accord_crypto::tls::client_config(ca, cert, key, None).unwrap();
     FederationClient::new(
         accord_proto::transport::channel(address, "localhost", tls, Default::default()).unwrap(),
     )
@@ -115,13 +138,7 @@ async fn await_log(logs: &LogBuffer, text: &str) -> Vec<String> {
 // A single-threaded runtime, so the coordinator's tasks log to this test's subscriber.
 #[tokio::test]
 async fn each_kind_of_bad_certificate_is_refused_with_one_clear_log_line() {
-    let logs = LogBuffer::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = LogBuffer::capture();
 
     let federation = TestFederation::new(3, 60, 1);
     let pki = federation.layout.pki.clone();
@@ -184,13 +201,7 @@ async fn each_kind_of_bad_certificate_is_refused_with_one_clear_log_line() {
     }
 
     // A member's certificate still gets in, and its identity comes from the certificate.
-    let response = federation
-        .client("org-1", &address)
-        .register(register(0))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(response.participant_name, "org-1");
+    assert_admitted(&federation, "org-1", &address).await;
     coordinator.abort();
 }
 
@@ -354,5 +365,165 @@ async fn the_coordinator_refuses_wrong_federation_round_role_replays_and_strange
         .unwrap()
         .into_inner();
     assert_eq!((status.received, status.expected), (1, 3));
+    coordinator.abort();
+}
+
+/// Waits until the log has `count` lines containing every one of `texts`; returns them.
+async fn await_lines(logs: &LogBuffer, texts: &[&str], count: usize) -> Vec<String> {
+    let matching = || {
+        logs.lines_with(texts[0])
+            .into_iter()
+            .filter(|line| texts.iter().all(|t| line.contains(t)))
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..500 {
+        if matching().len() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    matching()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participants_with_the_crl_refuse_a_revoked_coordinator() {
+    let federation = TestFederation::new(3, 60, 3);
+    let pki = federation.layout.pki.clone();
+    ConsortiumCa::load(&pki)
+        .unwrap()
+        .revoke(&pki, "coordinator")
+        .unwrap();
+    let (address, coordinator) = federation.start_coordinator(1, 60).await;
+
+    // The layout has a CRL now, so the participant's config names it.
+    let config = federation.participant_config("org-1", &address);
+    assert_eq!(config.tls.crl, Some(pki.join("crl.pem")));
+    let error = accord_participant::run(&config, Default::default())
+        .await
+        .expect_err("a participant checking the CRL refuses the coordinator")
+        .to_string();
+    println!("org-1 (with the CRL): {error}");
+    assert!(
+        error.contains(
+            "server certificate 'CN=coordinator, OU=coordinator, O=Accord Demo' (serial "
+        ) && error.contains(") is revoked"),
+        "{error}"
+    );
+
+    // A client configured without the CRL does not check revocation, and gets through.
+    assert_admitted(&federation, "org-2", &address).await;
+    coordinator.abort();
+}
+
+// A single-threaded runtime, so the coordinator's tasks log to this test's subscriber.
+#[tokio::test]
+async fn a_member_revoked_while_the_coordinator_runs_is_refused_and_an_unusable_crl_changes_nothing()
+ {
+    let (logs, _guard) = LogBuffer::capture();
+
+    let federation = TestFederation::new(3, 60, 4);
+    let pki = federation.layout.pki.clone();
+    let ca = ConsortiumCa::load(&pki).unwrap();
+    // A CRL from the start (revoking a spare certificate), so the coordinator is given one.
+    ca.issue(&pki, "org-9", Role::Participant, &[]).unwrap();
+    let crl = ca.revoke(&pki, "org-9").unwrap();
+    let (address, coordinator) = federation.start_coordinator(1, 60).await;
+    let mut org3 = federation.client("org-3", &address);
+    org3.register(register(0)).await.unwrap();
+
+    ca.revoke(&pki, "org-3").unwrap();
+    let refused_org3 = ["refused connection from", "'CN=org-3,", "is revoked"];
+    let status = federation
+        .client("org-3", &address)
+        .register(register(0))
+        .await
+        .expect_err("a new connection of org-3 is refused");
+    let reason = accord_participant::node::describe_status(&status);
+    assert!(reason.contains("rejected our certificate"), "{reason}");
+    let lines = await_lines(&logs, &refused_org3, 1).await;
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    println!("after `pki revoke`: {}", lines[0].trim());
+    // The connection org-3 made before its revocation is refused at its next request.
+    refused(
+        org3.status(StatusRequest { header: None }).await,
+        Code::PermissionDenied,
+        "the certificate of 'org-3' (serial ",
+    );
+
+    // A CRL that no longer parses is logged once, naming the file; the old list stays.
+    std::fs::write(
+        &crl,
+        "-----BEGIN X509 CRL-----\nnot a CRL\n-----END X509 CRL-----\n",
+    )
+    .unwrap();
+    for attempt in 2..=3 {
+        let status = federation
+            .client("org-3", &address)
+            .register(register(0))
+            .await
+            .expect_err("org-3 stays revoked");
+        assert!(
+            accord_participant::node::describe_status(&status).contains("rejected our certificate")
+        );
+        assert_eq!(
+            await_lines(&logs, &refused_org3, attempt).await.len(),
+            attempt
+        );
+    }
+    let unusable = logs.lines_with("the changed certificate revocation list is unusable");
+    assert_eq!(unusable.len(), 1, "{unusable:#?}");
+    println!("after garbage over the CRL: {}", unusable[0].trim());
+    assert!(unusable[0].contains("ERROR"), "{}", unusable[0]);
+    assert!(
+        unusable[0].contains(&crl.display().to_string()),
+        "{}",
+        unusable[0]
+    );
+    // Members not revoked still get in.
+    assert_admitted(&federation, "org-1", &address).await;
+    coordinator.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_answers_registered_roster_members_and_listed_observers_only() {
+    let federation = TestFederation::new(3, 60, 5);
+    let pki = federation.layout.pki.clone();
+    let ca = ConsortiumCa::load(&pki).unwrap();
+    ca.issue(&pki, "org-9", Role::Participant, &[]).unwrap();
+    ca.issue(&pki, "regulator", Role::Auditor, &[]).unwrap();
+    let (address, coordinator) = federation.start_coordinator(1, 60).await;
+    let status = || StatusRequest { header: None };
+
+    let cases = [
+        ("org-9", "'org-9' is not on this federation's roster"),
+        ("org-1", "participant 'org-1' is not registered"),
+        (
+            "regulator",
+            "'regulator' is not one of this federation's observers",
+        ),
+    ];
+    for (name, reason) in cases {
+        refused(
+            federation.client(name, &address).status(status()).await,
+            Code::PermissionDenied,
+            reason,
+        );
+    }
+
+    // A registered roster member, and the observer the layout lists (the demo's monitor).
+    let mut org1 = federation.client("org-1", &address);
+    org1.register(register(0)).await.unwrap();
+    let seen = org1.status(status()).await.unwrap().into_inner();
+    assert_eq!(seen.registered, ["org-1"]);
+    let seen = federation
+        .client(accord_simulations::local::MONITOR, &address)
+        .status(status())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (seen.registered, seen.total_rounds),
+        (vec!["org-1".to_owned()], 1)
+    );
     coordinator.abort();
 }

@@ -3,6 +3,7 @@
 //! coordinator could make up.
 
 use super::{Context, SecAggError, stage_label};
+use crate::crl::CrlWatch;
 use crate::pki::{self, Role};
 use accord_proto::v1::{Header, SecAggStage, SignedStageMessage};
 use ed25519_dalek::pkcs8::DecodePrivateKey;
@@ -10,6 +11,7 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use std::path::Path;
+use std::sync::Arc;
 
 /// A participant's signing identity: its name, certificate and the certificate's private key.
 pub struct Signer {
@@ -89,15 +91,24 @@ impl Signer {
     }
 }
 
-/// Checks members' certificates against the consortium CA.
+/// Checks members' certificates against the consortium CA (and its CRL, if given).
 #[derive(Clone)]
 pub struct Trust {
     ca_der: Vec<u8>,
+    crl: Option<Arc<CrlWatch>>,
 }
 
 impl Trust {
     pub fn new(ca_der: Vec<u8>) -> Self {
-        Self { ca_der }
+        Self { ca_der, crl: None }
+    }
+
+    /// Also refuses member certificates that `crl` revokes (reread when its file changes).
+    pub fn with_crl(self, crl: Arc<CrlWatch>) -> Self {
+        Self {
+            crl: Some(crl),
+            ..self
+        }
     }
 
     pub fn load(ca: &Path) -> Result<Self, IdentityError> {
@@ -109,7 +120,7 @@ impl Trust {
     }
 
     /// The verifying key of participant `name`, if `certificate_der` is a participant
-    /// certificate for that name issued by the consortium CA and valid now.
+    /// certificate for that name issued by the consortium CA, valid now and not revoked.
     pub fn member_key(
         &self,
         name: &str,
@@ -121,6 +132,15 @@ impl Trust {
         };
         let identity =
             pki::verify_issued(&self.ca_der, certificate_der).map_err(|e| bad(e.to_string()))?;
+        if let Some(crl) = &self.crl {
+            let revoked = crl.current().revoked_serial(certificate_der);
+            if let Some(serial) = revoked {
+                return Err(bad(format!(
+                    "the certificate (serial {serial}) is revoked by {}",
+                    crl.path().display()
+                )));
+            }
+        }
         if identity.name != name {
             return Err(bad(format!("the certificate is for '{}'", identity.name)));
         }
