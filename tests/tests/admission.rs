@@ -527,3 +527,72 @@ async fn status_answers_registered_roster_members_and_listed_observers_only() {
     );
     coordinator.abort();
 }
+
+/// A participant holds the federation definition to its own `[requirements]`: a pinned
+/// definition hash that differs, or a threshold below its floor, is refused at registration
+/// naming both values; the hash it pins is the one the coordinator serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participants_refuse_a_definition_their_requirements_do_not_allow() {
+    use accord_proto::transport::WireMeter;
+    use prost::Message;
+    let mut federation = TestFederation::new(3, 60, 41);
+    federation
+        .coordinator_edits
+        .push(("secure_aggregation.threshold", 2.into()));
+    let (address, coordinator) = federation.start_coordinator(1, 5).await;
+    let definition = federation
+        .client("org-1", &address)
+        .register(register(0))
+        .await
+        .unwrap()
+        .into_inner()
+        .federation
+        .unwrap();
+    let served = accord_crypto::hash::sha256_hex(&definition.encode_to_vec());
+
+    let pinned = federation.participant_config_with(
+        "org-1",
+        &address,
+        &[("requirements.federation_sha256", "00".repeat(32).into())],
+    );
+    let error = accord_participant::run(&pinned, WireMeter::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(&format!(
+            "has SHA-256 {served}, not the {}",
+            "00".repeat(32)
+        )),
+        "{error}"
+    );
+    let floor = federation.participant_config_with(
+        "org-2",
+        &address,
+        &[("requirements.min_threshold", 3.into())],
+    );
+    let error = accord_participant::run(&floor, WireMeter::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("secure-aggregation threshold is 2, below this participant's minimum of 3"),
+        "{error}"
+    );
+    // Pinned to what the coordinator serves, every participant takes part to the end.
+    let tasks: Vec<_> = ["org-1", "org-2", "org-3"]
+        .into_iter()
+        .map(|name| {
+            let config = federation.participant_config_with(
+                name,
+                &address,
+                &[("requirements.federation_sha256", served.clone().into())],
+            );
+            tokio::spawn(async move { accord_participant::run(&config, WireMeter::new()).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap().rounds_completed, 1);
+    }
+    coordinator.await.unwrap().unwrap();
+}
