@@ -2,22 +2,28 @@
 //! and near every bound pass, an input one unit past any bound or relation is refused, the
 //! poisoning input of issue 11 (n = 1 with n·w at its bound) fails the fit statement, proofs
 //! bound elsewhere or tampered with fail, and the unmasked sum is checked against the sum of
-//! the committed inputs with blindings that follow the masks.
+//! the committed inputs with blindings that follow the masks. The same for the fairness counts
+//! committed under the auditor's key, which the auditor opens against the decrypted aggregate.
 
 use accord_crypto::secagg::encoding::{FixedPoint, Modulus};
 use accord_crypto::secagg::fixed_point;
 use accord_crypto::secagg::mask::{add_blindings, apply_mask};
+use accord_crypto::secagg::validity::counts::{
+    CountCommitmentKey, CountOpeningKey, CountProof, CountSum, prove_counts, verify_counts,
+};
 use accord_crypto::secagg::validity::{
     CommitmentSum, Statement, ValidityError, ValidityProof, prove, verify,
 };
+use accord_proto::fairness::FairnessLayout;
 use accord_proto::layout::{
     Bound, EvaluationCounts, MAX_LOG_LOSS_PER_RECORD, Relation, StandardizationSums, WeightedModel,
     encoded_columns,
 };
 use accord_proto::mitigation::{EvaluationStatistics, FairFedUpdate};
 use accord_proto::v1::{
-    Boolean, Categorical, FairnessMitigation, Feature, MitigationKind, Numeric, ProtectedAttribute,
-    Schema, SecAggParams, ThresholdPostprocessing, ThresholdRule, feature::Kind,
+    Boolean, Categorical, FairnessMitigation, Feature, Intersection, MitigationKind, Numeric,
+    ProtectedAttribute, Schema, SecAggParams, ThresholdPostprocessing, ThresholdRule,
+    feature::Kind,
 };
 use curve25519_dalek::scalar::Scalar;
 use proptest::prelude::*;
@@ -772,39 +778,294 @@ proptest! {
     }
 }
 
+/// Times `prove` and `verify` (the mean of 3 runs after one to warm the generator cache) and
+/// prints them with the statement's shape and the proof's size in bytes.
+fn measure<P>(
+    name: &str,
+    statement: &Statement,
+    prove: impl Fn() -> P,
+    verify: impl Fn(&P),
+    bytes: impl Fn(&P) -> usize,
+) {
+    prove();
+    let runs = 3;
+    let started = Instant::now();
+    let proofs: Vec<P> = (0..runs).map(|_| prove()).collect();
+    let proving = started.elapsed() / runs;
+    let started = Instant::now();
+    proofs.iter().for_each(&verify);
+    let verifying = started.elapsed() / runs;
+    println!(
+        "{name:<24} {statement}  prove {:>7.1} ms  verify {:>6.1} ms  {} bytes",
+        proving.as_secs_f64() * 1e3,
+        verifying.as_secs_f64() * 1e3,
+        bytes(&proofs[0])
+    );
+}
+
 #[test]
 #[ignore = "measurement: cargo test -p accord-crypto --test validity -- --ignored --nocapture"]
 fn prove_and_verify_times_at_the_demo_settings() {
     for phase in [standardize(), fit(), evaluate()] {
         let len = phase.statement.len();
-        // Warm the generator cache, then time.
         let words = phase.words(&vec![0.0; len]);
         let rho = blindings(len, 5);
-        prove(&phase.statement, &words, &rho, BINDING).unwrap();
-        let runs = 3;
-        let started = Instant::now();
-        let mut proof = None;
-        for _ in 0..runs {
-            proof = Some(prove(&phase.statement, &words, &rho, BINDING).unwrap());
-        }
-        let proving = started.elapsed() / runs;
-        let proof = proof.unwrap();
-        let started = Instant::now();
-        for _ in 0..runs {
-            verify(&phase.statement, &proof, BINDING).unwrap();
-        }
-        let verifying = started.elapsed() / runs;
-        let message = proof.to_message();
-        let bytes =
-            message.commitments.len() + message.range_proofs.iter().map(Vec::len).sum::<usize>();
-        println!(
-            "{:<12} {:>4} values  {}  prove {:>7.1} ms  verify {:>6.1} ms  {} bytes",
+        measure(
             phase.name,
-            len,
-            phase.statement,
-            proving.as_secs_f64() * 1e3,
-            verifying.as_secs_f64() * 1e3,
-            bytes
+            &phase.statement,
+            || prove(&phase.statement, &words, &rho, BINDING).unwrap(),
+            |proof| {
+                verify(&phase.statement, proof, BINDING).unwrap();
+            },
+            |proof| {
+                let message = proof.to_message();
+                message.commitments.len() + message.range_proofs.iter().map(Vec::len).sum::<usize>()
+            },
         );
     }
+    let (_, key) = auditor();
+    for (name, demo) in [("fairness (demo)", true), ("fairness (example)", false)] {
+        let (layout, statement) = fairness(demo);
+        let counts = vec![0; layout.len()];
+        let rho = blindings(layout.len(), 6);
+        measure(
+            name,
+            &statement,
+            || prove_counts(&statement, &counts, &rho, &key, BINDING).unwrap(),
+            |proof| {
+                verify_counts(&statement, proof, &key, BINDING).unwrap();
+            },
+            |proof| {
+                let message = proof.to_message();
+                message.randomness.len()
+                    + message.commitments.len()
+                    + message.range_proofs.iter().map(Vec::len).sum::<usize>()
+            },
+        );
+    }
+}
+
+/// The fairness layout of examples/coordinator.toml (three protected attributes and the
+/// gender × age_band intersection, 10 bins) or the demo's (no intersection, 2 bins).
+fn fairness(demo: bool) -> (FairnessLayout, Statement) {
+    let mut schema = schema();
+    if !demo {
+        schema.intersections = vec![Intersection {
+            attributes: vec!["gender".into(), "age_band".into()],
+        }];
+    }
+    let layout = FairnessLayout::new(&schema, if demo { 2 } else { 10 }).unwrap();
+    let statement = Statement::counts(layout.len(), MAX_ROWS, &layout.relations()).unwrap();
+    (layout, statement)
+}
+
+/// `records` (categories per protected attribute, label, score) counted as participants do.
+fn fairness_counts(layout: &FairnessLayout, records: &[(Vec<usize>, bool, f64)]) -> Vec<u64> {
+    let mut values = vec![0; layout.len()];
+    for (categories, positive, score) in records {
+        layout.add(&mut values, categories, *positive, *score >= 0.5, *score);
+    }
+    values
+}
+
+fn fairness_record() -> impl Strategy<Value = (Vec<usize>, bool, f64)> {
+    (
+        (0..5usize, 0..4usize, 0..3usize).prop_map(|(a, g, d)| vec![a, g, d]),
+        any::<bool>(),
+        0.0f64..=1.0,
+    )
+}
+
+/// The auditor's keys for the count commitments (no tfhe keys needed).
+fn auditor() -> (CountOpeningKey, CountCommitmentKey) {
+    let opening = CountOpeningKey::generate();
+    let key = opening.commitment_key();
+    (opening, key)
+}
+
+fn count_round_trip(statement: &Statement, counts: &[u64]) -> Result<(), ValidityError> {
+    let (_, key) = auditor();
+    let rho = blindings(counts.len(), 4);
+    let proof = prove_counts(statement, counts, &rho, &key, BINDING)?;
+    let wire = CountProof::from_message(statement, &proof.to_message())?;
+    verify_counts(statement, &wire, &key, BINDING).map(|_| ())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    #[test]
+    fn honest_fairness_counts_pass(
+        demo in any::<bool>(),
+        records in proptest::collection::vec(fairness_record(), 0..200),
+    ) {
+        let (layout, statement) = fairness(demo);
+        prop_assert!(count_round_trip(&statement, &fairness_counts(&layout, &records)).is_ok());
+    }
+}
+
+#[test]
+fn fairness_counts_at_their_bounds_pass_and_one_more_fails() {
+    let (layout, statement) = fairness(true);
+    // max_rows records alike: positive, predicted positive, in the top bin. Every count of
+    // their groups is at max_rows, every relation at equality; the other groups are empty.
+    let mut one = vec![0; layout.len()];
+    layout.add(&mut one, &[1, 2, 0], true, true, 0.9);
+    let counts: Vec<u64> = one.iter().map(|&c| c * MAX_ROWS).collect();
+    count_round_trip(&statement, &counts).unwrap();
+    let (fields, bins) = (layout.fields(), layout.bins);
+    // The least of a count's upper bounds: max_rows for n, n for positives, predicted positives
+    // and bin counts, the lesser of positives and predicted positives for true positives, the
+    // lesser of the bin's count and the positives for a bin's positives.
+    let most = |at: usize| {
+        let group = at - at % fields;
+        let c = |field: usize| counts[group + field];
+        match at % fields {
+            0 => MAX_ROWS,
+            1 | 2 => c(0),
+            3 => c(1).min(c(2)),
+            field if field < 4 + bins => c(0),
+            field => c(field - bins).min(c(1)),
+        }
+    };
+    for at in 0..counts.len() {
+        let mut inflated = counts.clone();
+        inflated[at] += 1;
+        let result = count_round_trip(&statement, &inflated);
+        if counts[at] < most(at) {
+            assert!(result.is_ok(), "count {at} has room: {result:?}");
+        } else {
+            assert!(
+                matches!(result, Err(ValidityError::Unsatisfied { .. })),
+                "count {at} inflated past {} passed",
+                most(at)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_count_inflated_past_its_bound_or_relation_fails() {
+    let (layout, statement) = fairness(true);
+    let records: Vec<(Vec<usize>, bool, f64)> = (0..30)
+        .map(|i| (vec![i % 5, i % 4, i % 3], i % 2 == 0, (i as f64) / 30.0))
+        .collect();
+    let honest = fairness_counts(&layout, &records);
+    count_round_trip(&statement, &honest).unwrap();
+    let fields = layout.fields();
+    let group = 2 * fields;
+    for (at, value, what) in [
+        (group, MAX_ROWS + 1, "n above max_rows"),
+        (group + 1, honest[group] + 1, "positives above n"),
+        (
+            group + 3,
+            honest[group + 1] + 1,
+            "true positives above positives",
+        ),
+        (group + 4, honest[group] + 1, "a bin's count above n"),
+        (
+            group + 4 + layout.bins,
+            honest[group + 4] + 1,
+            "a bin's positives above its count",
+        ),
+    ] {
+        let mut inflated = honest.clone();
+        inflated[at] = value;
+        let error = count_round_trip(&statement, &inflated).unwrap_err();
+        assert!(
+            matches!(error, ValidityError::Unsatisfied { .. }),
+            "{what}: {error}"
+        );
+    }
+}
+
+#[test]
+fn the_auditor_opens_sums_of_count_commitments_and_catches_a_mismatched_ciphertext() {
+    let (layout, statement) = fairness(true);
+    let (opening, key) = auditor();
+    let inputs: Vec<Vec<u64>> = (0..3)
+        .map(|p| {
+            let records: Vec<(Vec<usize>, bool, f64)> = (0..10 + p)
+                .map(|i| {
+                    (
+                        vec![(i + p) % 5, i % 4, (i * p) % 3],
+                        i % 3 == 0,
+                        (i as f64) / 13.0,
+                    )
+                })
+                .collect();
+            fairness_counts(&layout, &records)
+        })
+        .collect();
+    let len = layout.len();
+    let pair_seed = |p: usize, q: usize| [(10 * p.min(q) + p.max(q)) as u8; 32];
+    let self_seed = |p: usize| [200 + p as u8; 32];
+    let mut sum = CountSum::new(len);
+    let mut blinding_sum = vec![Scalar::ZERO; len];
+    for (p, counts) in inputs.iter().enumerate() {
+        let mut rho = vec![Scalar::ZERO; len];
+        add_blindings(&mut rho, &self_seed(p), false);
+        for q in (0..3).filter(|&q| q != p) {
+            add_blindings(&mut rho, &pair_seed(p, q), q < p);
+        }
+        let proof = prove_counts(&statement, counts, &rho, &key, BINDING).unwrap();
+        sum.add(&verify_counts(&statement, &proof, &key, BINDING).unwrap())
+            .unwrap();
+        add_blindings(&mut blinding_sum, &self_seed(p), false);
+    }
+    // The coordinator hands the sums over the wire.
+    let sum = CountSum::from_message(len, &sum.to_message()).unwrap();
+    let totals: Vec<u64> = (0..len)
+        .map(|j| inputs.iter().map(|c| c[j]).sum())
+        .collect();
+    let disclosed: Vec<(usize, u64)> = totals.iter().copied().enumerate().collect();
+    sum.open(&opening, &disclosed, &blinding_sum).unwrap();
+    // A decrypted aggregate one higher in any disclosed count (a ciphertext that did not match
+    // its committed count) fails, naming the position.
+    for at in [0, 7, len - 1] {
+        let mut forged = disclosed.clone();
+        forged[at].1 += 1;
+        assert_eq!(
+            sum.open(&opening, &forged, &blinding_sum),
+            Err(ValidityError::SumMismatch { index: at })
+        );
+    }
+    // Another auditor's key opens nothing.
+    let (other, _) = auditor();
+    assert!(sum.open(&other, &disclosed, &blinding_sum).is_err());
+    // Without the blindings (the coordinator's view without a), nothing opens either.
+    assert!(
+        sum.open(&opening, &disclosed, &vec![Scalar::ZERO; len])
+            .is_err()
+    );
+}
+
+#[test]
+fn count_proofs_bound_elsewhere_or_under_another_key_fail() {
+    let (layout, statement) = fairness(true);
+    let counts = fairness_counts(&layout, &[(vec![0, 1, 2], true, 0.7)]);
+    let (_, key) = auditor();
+    let (_, other) = auditor();
+    let rho = blindings(counts.len(), 1);
+    let proof = prove_counts(&statement, &counts, &rho, &key, BINDING).unwrap();
+    verify_counts(&statement, &proof, &key, BINDING).unwrap();
+    assert!(verify_counts(&statement, &proof, &other, BINDING).is_err());
+    assert!(verify_counts(&statement, &proof, &key, b"another sender").is_err());
+    let mut message = proof.to_message();
+    message.randomness[..32].fill(0xff);
+    let garbage = CountProof::from_message(&statement, &message).unwrap();
+    assert!(matches!(
+        verify_counts(&statement, &garbage, &key, BINDING),
+        Err(ValidityError::NonCanonical { .. })
+    ));
+    message.randomness.truncate(10);
+    assert!(matches!(
+        CountProof::from_message(&statement, &message),
+        Err(ValidityError::Length { .. })
+    ));
+    assert!(
+        CountCommitmentKey::from_bytes(&[0; 32]).is_err(),
+        "the identity is refused"
+    );
+    assert!(CountCommitmentKey::from_bytes(&[1; 31]).is_err());
 }

@@ -22,9 +22,13 @@
 //! committed input makes the check fail: the phase aborts (the cheater cannot be named, but
 //! cannot move the result either).
 //!
+//! The fairness counts, which the coordinator never sees, are committed to under the auditor's
+//! key instead and checked by the auditor ([`counts`]).
+//!
 //! What this does not stop: a participant choosing any input within its bounds and relations
 //! (the honest range of a participant with the most records allowed).
 
+pub mod counts;
 mod statement;
 
 pub use statement::Statement;
