@@ -217,7 +217,12 @@ fn statements_of_the_demo_phases_have_the_expected_shape() {
     // Counts fit in 32-bit forms; real sums need 64.
     assert_eq!(
         evaluate.statement.proof_widths(),
-        vec![(32, 2 + 2 * (4 + 2 * BINS)), (64, 4)]
+        vec![
+            (32, 256),
+            (32, 128),
+            (32, 2 + 2 * (4 + 2 * BINS) - 384),
+            (64, 4)
+        ]
     );
     for phase in [standardize, fit, evaluate] {
         println!("{}: {}", phase.name, phase.statement);

@@ -6,8 +6,9 @@
 //! to each word x_j of its encoded input with a Pedersen commitment C_j = x_j·B + ρ_j·H
 //! (bulletproofs' `PedersenGens::default()` on Ristretto), whose blinding ρ_j is expanded from
 //! the same seeds as its masks ([`super::mask::add_blindings`]: self seed plus or minus pairwise
-//! seeds). It proves with one aggregated Bulletproofs range proof per width (Bünz et al., S&P
-//! 2018) that every integer affine form of its [`Statement`] lies in [0, 2^n): the forms are
+//! seeds). It proves with aggregated Bulletproofs range proofs (Bünz et al., S&P 2018; a few per
+//! width, see [`Statement`]) that every integer affine form of its statement lies in [0, 2^n):
+//! the forms are
 //! derived from the C_j by both sides, so the proof speaks about the committed words. The
 //! transcript (merlin) binds the caller's `binding` (federation, round, phase, sender), the
 //! statement and the commitments.
@@ -75,8 +76,8 @@ pub enum ValidityError {
     /// A point that does not decode as a canonical Ristretto encoding.
     #[error("{what} {index} is not a canonical Ristretto point")]
     NonCanonical { what: &'static str, index: usize },
-    /// The range proof over the forms of one width does not verify.
-    #[error("the range proof over the {bits}-bit forms does not verify")]
+    /// A range proof over forms of one width does not verify.
+    #[error("a range proof over {bits}-bit forms does not verify")]
     Invalid {
         bits: u32,
         #[source]
@@ -467,7 +468,7 @@ fn decompress(
         .collect()
 }
 
-/// One range proof per width group of `statement`, each of exactly its length.
+/// One range proof per proof of `statement`, each of exactly its length.
 fn range_proofs_from_bytes(
     statement: &Statement,
     proofs: &[Vec<u8>],
@@ -601,6 +602,6 @@ mod tests {
         // The count's two bounds, two relation forms per weight; the weights' own bounds are
         // implied (|q| ≤ 50·2^24·1000 = B).
         assert_eq!(statement.forms(), 2 + 2 * 3);
-        assert_eq!(statement.proof_widths(), vec![(32, 2), (64, 6)]);
+        assert_eq!(statement.proof_widths(), vec![(32, 2), (64, 4), (64, 2)]);
     }
 }
