@@ -7,7 +7,7 @@
 //! histogram, all non-negative integers, so they can be summed exactly under encryption.
 //! FP, TN and FN are not sent: they follow exactly from the four confusion counts sent.
 
-use crate::layout::UNKNOWN;
+use crate::layout::{Relation, UNKNOWN};
 use crate::v1::Schema;
 
 /// The confusion counts per group, in layout order, before the histogram.
@@ -237,6 +237,34 @@ impl FairnessLayout {
             counts[STATISTICS.len() + self.bins + bin] += u64::from(positive);
             start += breakdown.groups.len();
         }
+    }
+
+    /// What each participant's count-validity proof shows besides every count lying in
+    /// [0, max_rows]: per group, actual and predicted positives at most n, true positives at
+    /// most either, each bin's count at most n and its positives at most the bin's count and
+    /// the group's positives. Together these keep one participant from inflating a group's n
+    /// without the counts that must come with it, and every count within what its records allow.
+    pub fn relations(&self) -> Vec<Relation> {
+        let (fields, bins) = (self.fields(), self.bins);
+        let histogram = STATISTICS.len();
+        (0..self.groups())
+            .flat_map(|group| {
+                let at = group * fields;
+                let counts = at + histogram;
+                let positives = counts + bins;
+                let mut relations = vec![
+                    Relation::scaled(at + 1..at + 3, at, 0.0, 1.0),
+                    Relation::scaled(at + 3..at + 4, at + 1, 0.0, 1.0),
+                    Relation::scaled(at + 3..at + 4, at + 2, 0.0, 1.0),
+                    Relation::scaled(counts..counts + bins, at, 0.0, 1.0),
+                    Relation::scaled(positives..positives + bins, at + 1, 0.0, 1.0),
+                ];
+                relations.extend((0..bins).map(|b| {
+                    Relation::scaled(positives + b..positives + b + 1, counts + b, 0.0, 1.0)
+                }));
+                relations
+            })
+            .collect()
     }
 
     /// Every group's counts from a statistics vector, in layout order.

@@ -67,6 +67,54 @@ impl Bound {
     }
 }
 
+/// A linear constraint on one participant's values that its input-validity proof shows, beyond
+/// the per-segment [`Bound`]s: for every position `i` in `values`,
+/// `lower · v[count] ≤ v[i] ≤ upper · v[count]`, or `lower ≤ v[i] ≤ upper` without a count.
+///
+/// Positions index the phase's whole vector. A count must be a position of an integer segment;
+/// the proof then also shows it is non-negative. An infinite side constrains nothing beyond the
+/// segment's bound. Relations are what stop a participant from pairing a tiny sample count with
+/// sums at their bounds: FedAvg divides by the summed counts, so only `|n·w| ≤ clip·n` keeps the
+/// global weights within `clip` whatever one participant sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Relation {
+    pub values: std::ops::Range<usize>,
+    pub count: Option<usize>,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+impl Relation {
+    /// `lower · v[count] ≤ v[i] ≤ upper · v[count]` for every `i` in `values`.
+    pub fn scaled(values: std::ops::Range<usize>, count: usize, lower: f64, upper: f64) -> Self {
+        Self {
+            values,
+            count: Some(count),
+            lower,
+            upper,
+        }
+    }
+
+    /// `v[i] ≥ 0` for every `i` in `values` (counts).
+    pub fn non_negative(values: std::ops::Range<usize>) -> Self {
+        Self {
+            values,
+            count: None,
+            lower: 0.0,
+            upper: f64::INFINITY,
+        }
+    }
+
+    /// The same relation for a vector in which this one's starts at position `start`.
+    pub fn shifted(self, start: usize) -> Self {
+        Self {
+            values: self.values.start + start..self.values.end + start,
+            count: self.count.map(|c| c + start),
+            ..self
+        }
+    }
+}
+
 /// A numeric feature without the range secure aggregation needs to bound its sums.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -74,20 +122,20 @@ impl Bound {
 )]
 pub struct UnboundedFeature(pub String);
 
-/// The largest magnitude of each encoded column: max(|min|, |max|) for a numeric feature, 1 for
+/// The range `(min, max)` of each encoded column: the schema's for a numeric feature, (0, 1) for
 /// boolean and indicator columns.
-pub fn column_magnitudes(schema: &Schema) -> Result<Vec<f64>, UnboundedFeature> {
-    let mut magnitudes = Vec::new();
+pub fn column_ranges(schema: &Schema) -> Result<Vec<(f64, f64)>, UnboundedFeature> {
+    let mut ranges = Vec::new();
     for feature in &schema.features {
         match &feature.kind {
             Some(Kind::Categorical(c)) => {
-                magnitudes.extend(std::iter::repeat_n(1.0, c.categories.len()))
+                ranges.extend(std::iter::repeat_n((0.0, 1.0), c.categories.len()))
             }
             Some(Kind::Numeric(n)) => match (n.min, n.max) {
-                (Some(min), Some(max)) => magnitudes.push(min.abs().max(max.abs()).max(1e-300)),
+                (Some(min), Some(max)) => ranges.push((min, max)),
                 _ => return Err(UnboundedFeature(feature.name.clone())),
             },
-            Some(Kind::Boolean(_)) | None => magnitudes.push(1.0),
+            Some(Kind::Boolean(_)) | None => ranges.push((0.0, 1.0)),
         }
     }
     for attribute in schema
@@ -95,9 +143,21 @@ pub fn column_magnitudes(schema: &Schema) -> Result<Vec<f64>, UnboundedFeature> 
         .iter()
         .filter(|a| a.use_as_feature)
     {
-        magnitudes.extend(std::iter::repeat_n(1.0, attribute.categories.len() + 1));
+        ranges.extend(std::iter::repeat_n(
+            (0.0, 1.0),
+            attribute.categories.len() + 1,
+        ));
     }
-    Ok(magnitudes)
+    Ok(ranges)
+}
+
+/// The largest magnitude of each encoded column: max(|min|, |max|) for a numeric feature, 1 for
+/// boolean and indicator columns.
+pub fn column_magnitudes(schema: &Schema) -> Result<Vec<f64>, UnboundedFeature> {
+    Ok(column_ranges(schema)?
+        .into_iter()
+        .map(|(min, max)| min.abs().max(max.abs()).max(1e-300))
+        .collect())
 }
 
 /// A vector whose length does not match its phase's layout.
@@ -196,6 +256,31 @@ impl StandardizationSums {
         Ok(bounds)
     }
 
+    /// What one participant's validity proof shows besides the bounds: the count is
+    /// non-negative and, per column j with range [min_j, max_j] and M_j = max(|min_j|, |max_j|),
+    /// `min_j·count ≤ sum_j ≤ max_j·count` and `m_j²·count ≤ sum of squares_j ≤ M_j²·count`, where
+    /// m_j is the least magnitude in the range (0 if it contains 0). Squares are the f64 products
+    /// participants compute, so a record's square never exceeds the bound's.
+    pub fn relations(schema: &Schema) -> Result<Vec<Relation>, UnboundedFeature> {
+        let ranges = column_ranges(schema)?;
+        let columns = ranges.len();
+        let mut relations = vec![Relation::non_negative(0..1)];
+        for (j, &(min, max)) in ranges.iter().enumerate() {
+            relations.push(Relation::scaled(1 + j..2 + j, 0, min, max));
+        }
+        for (j, &(min, max)) in ranges.iter().enumerate() {
+            let most = min.abs().max(max.abs());
+            let least = if min <= 0.0 && max >= 0.0 {
+                0.0
+            } else {
+                min.abs().min(max.abs())
+            };
+            let at = 1 + columns + j;
+            relations.push(Relation::scaled(at..at + 1, 0, least * least, most * most));
+        }
+        Ok(relations)
+    }
+
     pub fn from_slice(values: &[f64], columns: usize) -> Result<Self, LengthMismatch> {
         check_len("standardization", values, Self::len(columns))?;
         Ok(Self {
@@ -234,6 +319,16 @@ impl WeightedModel {
         vec![
             Bound::new("weighted weights", columns + 1, rows * clip, false),
             Bound::new("samples", 1, rows, true),
+        ]
+    }
+
+    /// What one participant's validity proof shows besides the bounds: `n ≥ 0` and
+    /// `|n·w_j| ≤ clip·n` for every weight and the intercept. FedAvg's global model is
+    /// Σ n·w / Σ n, so these keep it within [-clip, clip] whatever any participant sends.
+    pub fn relations(columns: usize, clip: f64) -> Vec<Relation> {
+        vec![
+            Relation::scaled(0..columns + 1, columns + 1, -clip, clip),
+            Relation::non_negative(columns + 1..columns + 2),
         ]
     }
 
@@ -289,6 +384,19 @@ impl EvaluationCounts {
             Bound::new("log loss sum", 1, rows * MAX_LOG_LOSS_PER_RECORD, false),
             Bound::new("Brier sum", 1, rows, false),
             Bound::new("score histograms", 2 * bins, rows, true),
+        ]
+    }
+
+    /// What one participant's validity proof shows besides the bounds, with n (position 0) its
+    /// record count: `n ≥ 0`; every confusion count, histogram bin and the Brier sum in [0, n];
+    /// the log-loss sum in [0, 28·n] ([`MAX_LOG_LOSS_PER_RECORD`]).
+    pub fn relations(bins: usize) -> Vec<Relation> {
+        vec![
+            Relation::non_negative(0..1),
+            Relation::scaled(1..5, 0, 0.0, 1.0),
+            Relation::scaled(5..6, 0, 0.0, MAX_LOG_LOSS_PER_RECORD),
+            Relation::scaled(6..7, 0, 0.0, 1.0),
+            Relation::scaled(7..7 + 2 * bins, 0, 0.0, 1.0),
         ]
     }
 
@@ -457,6 +565,23 @@ impl GroupCounts {
                     .collect(),
             ),
         )
+    }
+
+    /// What one participant's validity proof shows besides the bounds, for these counts starting
+    /// at position `start` of the phase's vector: per group, `n ≥ 0`, actual and predicted
+    /// positives in [0, n], true positives at most either.
+    pub fn relations(&self, start: usize) -> Vec<Relation> {
+        (0..self.len() / GROUP_FIELDS)
+            .flat_map(|group| {
+                let at = start + group * GROUP_FIELDS;
+                [
+                    Relation::non_negative(at..at + 1),
+                    Relation::scaled(at + 1..at + 3, at, 0.0, 1.0),
+                    Relation::scaled(at + 3..at + 4, at + 1, 0.0, 1.0),
+                    Relation::scaled(at + 3..at + 4, at + 2, 0.0, 1.0),
+                ]
+            })
+            .collect()
     }
 
     /// One participant's bounds: every count at most `max_rows`.

@@ -17,7 +17,8 @@
 //! FairFed correction 0, in arithmetic that leaves the plain values bit for bit unchanged.
 
 use crate::layout::{
-    Bound, EvaluationCounts, GroupCounts, GroupTally, LengthMismatch, WeightedModel, check_len,
+    Bound, EvaluationCounts, GroupCounts, GroupTally, LengthMismatch, Relation, WeightedModel,
+    check_len,
 };
 use crate::v1::{
     FairnessMetric, FairnessMitigation, MitigationKind, Schema, ThresholdPostprocessing,
@@ -268,6 +269,19 @@ impl FairFedUpdate {
         bounds
     }
 
+    /// What one participant's validity proof shows besides the bounds: the flag d ≥ 0,
+    /// `|d·w_j| ≤ clip·d` for the flagged model and `0 ≤ d·Δ ≤ d` for the gap. The weight ω' may
+    /// be negative (β·N·Δ is subtracted), so ω'·model is held only by its segment bound.
+    pub fn relations(columns: usize, clip: f64) -> Vec<Relation> {
+        let m = columns + 1;
+        let defined = 2 * m + 1;
+        vec![
+            Relation::non_negative(defined..defined + 1),
+            Relation::scaled(m + 1..2 * m + 1, defined, -clip, clip),
+            Relation::scaled(defined + 1..defined + 2, defined, 0.0, 1.0),
+        ]
+    }
+
     /// The FairFed aggregate from the summed vector: the weighted model in FedAvg's layout and
     /// the mean gap (None when no participant had a defined local gap).
     pub fn combine(&self, beta: f64, records: f64) -> (WeightedModel, Option<f64>) {
@@ -348,6 +362,12 @@ impl GroupHistograms {
         let bin = EvaluationCounts::bin(probability, self.bins);
         let at = category * 2 * self.bins + if positive { 0 } else { self.bins } + bin;
         self.values[at] += 1.0;
+    }
+
+    /// What one participant's validity proof shows besides the bounds, for these histograms
+    /// starting at position `start` of the phase's vector: every count is non-negative.
+    pub fn relations(&self, start: usize) -> Vec<Relation> {
+        vec![Relation::non_negative(start..start + self.len())]
     }
 
     /// One participant's bounds: every count at most `max_rows`.
@@ -583,6 +603,20 @@ impl EvaluationStatistics {
                 .map(|h| h.with_values(&values[split..]))
                 .transpose()?,
         })
+    }
+
+    /// The relations of the group counts and histograms, for statistics starting at position
+    /// `start` of the phase's vector (after [`EvaluationCounts`]).
+    pub fn relations(&self, start: usize) -> Vec<Relation> {
+        let mut relations = self
+            .counts
+            .as_ref()
+            .map_or_else(Vec::new, |c| c.relations(start));
+        if let Some(h) = &self.histograms {
+            let split = self.counts.as_ref().map_or(0, GroupCounts::len);
+            relations.extend(h.relations(start + split));
+        }
+        relations
     }
 
     pub fn bounds(&self, max_rows: u64) -> Vec<Bound> {

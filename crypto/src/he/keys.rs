@@ -3,11 +3,16 @@
 //! bundles: `auditor-public.bundle` (compact public key and proof parameters, for participants)
 //! and `auditor-server.bundle` (the same plus the compressed server key, for the coordinator).
 //! Both check the auditor's signature against a key they pinned before using anything in them.
+//!
+//! Besides its tfhe keys the auditor holds a Ristretto key pair for the fairness counts'
+//! validity proofs ([`crate::secagg::validity::counts`]): the opening key stays in its directory,
+//! the commitment key travels in both bundles, under the same signature.
 
 use super::{
     CASTING_PARAMETERS, HeError, PARAMETERS, PKE_PARAMETERS, PROOF_CAPACITY, describe_parameters,
     deserialize, parameters_sha256, serialize,
 };
+use crate::secagg::validity::counts::{CountCommitmentKey, CountOpeningKey};
 use accord_proto::v1::AuditorKeyBundle;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use prost::Message;
@@ -22,6 +27,7 @@ pub const BUNDLE_FORMAT: &str = "accord.auditor-keys.v1";
 /// File names in the auditor's directory.
 pub const CLIENT_KEY_FILE: &str = "client-key.bin";
 pub const SIGNING_KEY_FILE: &str = "signing-key.hex";
+pub const COUNT_OPENING_KEY_FILE: &str = "count-opening-key.hex";
 pub const PUBLIC_BUNDLE_FILE: &str = "auditor-public.bundle";
 pub const SERVER_BUNDLE_FILE: &str = "auditor-server.bundle";
 pub const VERIFYING_KEY_FILE: &str = "auditor.pub";
@@ -29,10 +35,12 @@ pub const VERIFYING_KEY_FILE: &str = "auditor.pub";
 const PUBLIC: &str = "public";
 const SERVER: &str = "server";
 
-/// The auditor's secrets: the tfhe client key and the Ed25519 signing key.
+/// The auditor's secrets: the tfhe client key, the Ed25519 signing key and the opening key of
+/// the count commitments.
 pub struct AuditorKeys {
     pub(crate) client: tfhe::integer::ClientKey,
     signing: SigningKey,
+    counts: CountOpeningKey,
 }
 
 /// What participants encrypt with.
@@ -40,6 +48,8 @@ pub struct AuditorKeys {
 pub struct PublicMaterial {
     pub(crate) public_key: tfhe::integer::CompactPublicKey,
     pub(crate) crs: CompactPkeCrs,
+    /// The key participants commit to their fairness counts under.
+    pub count_key: CountCommitmentKey,
     /// SHA-256 (hex) of the public bundle, named in the federation definition.
     pub bundle_sha256: String,
 }
@@ -147,7 +157,9 @@ impl AuditorKeys {
         let keys = AuditorKeys {
             client: client.into_raw_parts().0,
             signing: SigningKey::from_bytes(&seed),
+            counts: CountOpeningKey::generate(),
         };
+        let count_key = keys.counts.commitment_key();
         let mut public = AuditorKeyBundle {
             format: BUNDLE_FORMAT.into(),
             kind: PUBLIC.into(),
@@ -156,6 +168,7 @@ impl AuditorKeys {
             compact_public_key: serialize("compact public key", &public_key)?,
             crs: serialize("proof parameters", &crs)?,
             verifying_key: keys.signing.verifying_key().to_bytes().to_vec(),
+            count_commitment_key: count_key.to_bytes().to_vec(),
             ..Default::default()
         };
         public.signature = keys.sign(&bundle_digest(&public));
@@ -173,6 +186,7 @@ impl AuditorKeys {
         let public_material = PublicMaterial {
             public_key: public_key.into_raw_parts().0,
             crs,
+            count_key,
             bundle_sha256: public_bundle_sha256,
         };
         let server_material = ServerMaterial::from_server_key(
@@ -206,6 +220,10 @@ impl AuditorKeys {
             &dir.join(SIGNING_KEY_FILE),
             hex::encode(generated.keys.signing.to_bytes()).as_bytes(),
         )?;
+        write_secret(
+            &dir.join(COUNT_OPENING_KEY_FILE),
+            Zeroizing::new(hex::encode(generated.keys.counts.to_bytes())).as_bytes(),
+        )?;
         for (name, bytes) in [
             (PUBLIC_BUNDLE_FILE, &generated.public_bundle),
             (SERVER_BUNDLE_FILE, &generated.server_bundle),
@@ -232,9 +250,21 @@ impl AuditorKeys {
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| file_error(&signing_path, "not 64 hex digits of an Ed25519 key"))?;
+        let counts_path = dir.join(COUNT_OPENING_KEY_FILE);
+        let text = Zeroizing::new(
+            std::fs::read_to_string(&counts_path).map_err(|e| file_error(&counts_path, e))?,
+        );
+        let counts = hex::decode(text.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| file_error(&counts_path, "not 64 hex digits"))
+            .and_then(|b| {
+                CountOpeningKey::from_bytes(b).map_err(|e| file_error(&counts_path, e))
+            })?;
         Ok(Self {
             client: client.into_raw_parts().0,
             signing: SigningKey::from_bytes(&seed),
+            counts,
         })
     }
 
@@ -244,6 +274,11 @@ impl AuditorKeys {
 
     pub fn verifying_key_hex(&self) -> String {
         hex::encode(self.verifying_key().to_bytes())
+    }
+
+    /// The opening key of the fairness count commitments.
+    pub fn count_opening_key(&self) -> &CountOpeningKey {
+        &self.counts
     }
 
     /// Signs a digest with the auditor's Ed25519 key.
@@ -306,9 +341,16 @@ fn public_from(
 ) -> Result<PublicMaterial, HeError> {
     let public_key: tfhe::CompactPublicKey =
         deserialize("compact public key", &bundle.compact_public_key)?;
+    let count_key = CountCommitmentKey::from_bytes(&bundle.count_commitment_key).map_err(|e| {
+        HeError::Malformed {
+            what: "count commitment key",
+            reason: e.to_string(),
+        }
+    })?;
     Ok(PublicMaterial {
         public_key: public_key.into_raw_parts().0,
         crs: deserialize("proof parameters", &bundle.crs)?,
+        count_key,
         bundle_sha256,
     })
 }
@@ -381,8 +423,28 @@ mod tests {
             "{error}"
         );
 
-        // The auditor's secrets load back and match.
+        // A bundle without a count commitment key (made before there was one), properly
+        // signed: refused, naming the key.
+        let mut older = AuditorKeyBundle::decode(generated.public_bundle.as_slice()).unwrap();
+        older.count_commitment_key.clear();
+        older.signature = generated.keys.sign(&bundle_digest(&older));
+        std::fs::write(&public, older.encode_to_vec()).unwrap();
+        let error = PublicMaterial::load(&public, &pinned).err().unwrap();
+        assert!(
+            matches!(
+                &error,
+                HeError::Malformed {
+                    what: "count commitment key",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+
+        // The auditor's secrets load back and match, the count keys too.
         let keys = AuditorKeys::load(dir.path()).unwrap();
         assert_eq!(keys.verifying_key(), pinned);
+        assert_eq!(keys.count_opening_key().commitment_key(), loaded.count_key);
+        assert_eq!(loaded.count_key, generated.public.count_key);
     }
 }

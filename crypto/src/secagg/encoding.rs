@@ -146,6 +146,16 @@ pub struct FixedPoint {
     segments: Vec<Layout>,
 }
 
+/// How one segment is encoded: its first position, fractional bits f and offset B (the word of
+/// 0; every word of the segment lies in [0, 2B]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SegmentCode<'a> {
+    pub segment: &'a Segment,
+    pub start: usize,
+    pub fractional_bits: u32,
+    pub offset: u64,
+}
+
 /// Where a segment lies in the vector and how it is scaled.
 #[derive(Debug, Clone, PartialEq)]
 struct Layout {
@@ -246,6 +256,16 @@ impl FixedPoint {
             .iter()
             .map(|layout| (layout.segment.name.clone(), layout.fractional_bits))
             .collect()
+    }
+
+    /// Each segment's position, fractional bits and offset, in vector order.
+    pub fn segment_codes(&self) -> impl Iterator<Item = SegmentCode<'_>> {
+        self.segments.iter().map(|layout| SegmentCode {
+            segment: &layout.segment,
+            start: layout.start,
+            fractional_bits: layout.fractional_bits,
+            offset: layout.offset,
+        })
     }
 
     /// Encodes `values`, clipping each to its segment's bound; refuses a NaN or infinity.

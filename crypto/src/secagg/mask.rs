@@ -12,6 +12,12 @@
 //! for the self mask). A seed used twice would reveal the difference of the two vectors to
 //! anyone who saw both masked.
 //!
+//! Each seed also expands into commitment blindings ([`add_blindings`]) for the input-validity
+//! proofs ([`super::validity`]): scalars from the keystream of a key derived from the seed with
+//! HKDF-SHA256 under its own label, so no mask byte is ever reused as a blinding. A participant
+//! adds a seed's blindings exactly where it adds its mask, so the blindings of a sum cancel and
+//! are rebuilt from the same secrets as its masks.
+//!
 //! Masking is the hot path for large vectors, so the keystream is generated into a stack
 //! buffer small enough to stay in L1 (8 KiB) and added in a tight loop over whole words, which
 //! the compiler vectorizes: no allocation and one cipher call per 8 KiB.
@@ -19,7 +25,17 @@
 use super::encoding::Modulus;
 use chacha20::ChaCha20;
 use chacha20::cipher::{KeyIvInit, StreamCipher};
-use zeroize::Zeroize;
+use curve25519_dalek::scalar::Scalar;
+use hkdf::Hkdf;
+use sha2::Sha256;
+use zeroize::{Zeroize, Zeroizing};
+
+/// The HKDF label of the key a seed's commitment blindings are expanded from.
+const BLINDING_LABEL: &[u8] = b"accord.secagg.v1 commitment blinding";
+
+/// Keystream bytes per blinding: 512 bits reduced modulo the group order ℓ (about 2^252), so
+/// the blinding is uniform up to a statistical distance of 2^-259.
+const BLINDING_BYTES: usize = 64;
 
 /// Keystream bytes generated at a time (a multiple of the 64-byte ChaCha20 block and of both
 /// word widths).
@@ -50,6 +66,38 @@ pub fn apply_mask(words: &mut [u64], seed: &[u8; 32], subtract: bool, modulus: M
         }
     }
     buffer.zeroize();
+}
+
+/// Adds (or, with `subtract`, subtracts) the commitment blindings of `seed` to `acc`, modulo the
+/// Ristretto group order: position i gets `Scalar::from_bytes_mod_order_wide` of the i-th 64
+/// bytes of the ChaCha20 keystream (nonce 0) under the key HKDF-SHA256(ikm = seed, info =
+/// "accord.secagg.v1 commitment blinding"). Use the same seeds and signs as [`apply_mask`], so
+/// a participant's blindings ρ are its self seed's plus or minus its pairwise seeds', and the
+/// sum of the blindings over the survivors is what the unmasking secrets rebuild.
+///
+/// # Panics
+/// If `acc` needs more than ChaCha20's 2^32 blocks (2^32 scalars).
+pub fn add_blindings(acc: &mut [Scalar], seed: &[u8; 32], subtract: bool) {
+    let mut key = Zeroizing::new([0u8; 32]);
+    Hkdf::<Sha256>::new(None, seed)
+        .expand(BLINDING_LABEL, key.as_mut_slice())
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    let mut cipher = ChaCha20::new((&*key).into(), &NONCE.into());
+    let mut buffer = Zeroizing::new([0u8; CHUNK_BYTES]);
+    for chunk in acc.chunks_mut(CHUNK_BYTES / BLINDING_BYTES) {
+        let stream = &mut buffer[..chunk.len() * BLINDING_BYTES];
+        stream.fill(0);
+        cipher.apply_keystream(stream);
+        for (blinding, bytes) in chunk.iter_mut().zip(stream.chunks_exact(BLINDING_BYTES)) {
+            let wide: &[u8; BLINDING_BYTES] = bytes.try_into().expect("64 bytes");
+            let drawn = Zeroizing::new(Scalar::from_bytes_mod_order_wide(wide));
+            if subtract {
+                *blinding -= *drawn;
+            } else {
+                *blinding += *drawn;
+            }
+        }
+    }
 }
 
 /// The raw keystream of `seed` (the bytes [`apply_mask`] reads its words from) into `out`.
@@ -268,6 +316,53 @@ mod tests {
                 );
             }
         }
+    }
+
+    fn blindings(len: usize, seed: &[u8; 32]) -> Vec<Scalar> {
+        let mut acc = vec![Scalar::ZERO; len];
+        add_blindings(&mut acc, seed, false);
+        acc
+    }
+
+    #[test]
+    fn blindings_are_wide_reductions_of_the_keystream_of_a_derived_key() {
+        let mut key = [0u8; 32];
+        Hkdf::<Sha256>::new(None, &SEED)
+            .expand(b"accord.secagg.v1 commitment blinding", &mut key)
+            .unwrap();
+        // Several chunks and a partial one.
+        let len = 2 * CHUNK_BYTES / BLINDING_BYTES + 3;
+        let mut stream = vec![0u8; len * BLINDING_BYTES];
+        keystream(&mut stream, &key);
+        let expected: Vec<Scalar> = stream
+            .chunks_exact(64)
+            .map(|b| Scalar::from_bytes_mod_order_wide(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(blindings(len, &SEED), expected);
+        // Never the mask's keystream bytes.
+        let mut mask_stream = vec![0u8; 64];
+        keystream(&mut mask_stream, &SEED);
+        assert_ne!(
+            expected[0],
+            Scalar::from_bytes_mod_order_wide(mask_stream.as_slice().try_into().unwrap())
+        );
+    }
+
+    #[test]
+    fn blindings_add_subtract_and_cancel_like_masks() {
+        let mut other = SEED;
+        other[0] ^= 1;
+        let (a, b) = (blindings(300, &SEED), blindings(300, &other));
+        assert!(a.iter().zip(&b).all(|(x, y)| x != y));
+        assert_eq!(blindings(100, &SEED), a[..100]);
+        // p adds the pairwise blindings, q subtracts them: their sum is the self blindings'.
+        let (mut p, mut q) = (vec![Scalar::ONE; 300], vec![Scalar::ZERO; 300]);
+        add_blindings(&mut p, &SEED, false);
+        add_blindings(&mut q, &SEED, true);
+        add_blindings(&mut q, &other, false);
+        let sum: Vec<Scalar> = p.iter().zip(&q).map(|(x, y)| x + y).collect();
+        let expected: Vec<Scalar> = b.iter().map(|x| x + Scalar::ONE).collect();
+        assert_eq!(sum, expected);
     }
 
     proptest! {

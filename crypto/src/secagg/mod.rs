@@ -23,6 +23,7 @@ pub mod identity;
 pub mod mask;
 pub mod participant;
 pub mod shamir;
+pub mod validity;
 
 use accord_proto::v1::{Phase, SecAggStage};
 use hkdf::Hkdf;
