@@ -153,6 +153,10 @@ struct SecAggBenchArgs {
     /// The ring: z32 or z64.
     #[arg(long, default_value = "z64")]
     modulus: accord_crypto::secagg::encoding::Modulus,
+    /// "range-proofs": every input carries a proof that each value is within its bound, as in
+    /// a federation's default; "none": no proofs.
+    #[arg(long, default_value = "none", value_parser = ["none", "range-proofs"])]
+    input_validity: String,
     /// Seeds the inputs, the dropouts and the simulated participants' randomness.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -434,6 +438,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 rounds: args.rounds,
                 warmup: args.warmup,
                 modulus: args.modulus,
+                input_validity: args.input_validity == "range-proofs",
                 seed: args.seed,
             };
             let report = bench::run_with_progress(&spec, |r| {

@@ -7,10 +7,11 @@
 //! [`accord_crypto::secagg`]; `insecure-plain` takes plain vectors in one stage, for
 //! simulations and benchmarks, and only with each participant's consent.
 
-use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
+use accord_crypto::secagg::coordinator::{CoordinatorSession, PlainInputs, StageClosed};
+use accord_crypto::secagg::validity::Statement;
 use accord_crypto::secagg::identity::Trust;
 use accord_crypto::secagg::{self, Context, Culprit, SecAggError};
-use accord_proto::layout::Bound;
+use accord_proto::phase::PhaseVector;
 use accord_proto::v1::{
     ProtectedVector, SecAggParams, SecAggRelay, SecAggStage, SignedStageMessage,
     protected_vector::Scheme,
@@ -91,8 +92,9 @@ pub trait PhaseAggregator: Send {
 /// What a phase's aggregator is started with.
 pub struct PhaseSpec<'a> {
     pub context: Context,
-    /// Each participant's bounds at each position (secure aggregation encodes against them).
-    pub bounds: Vec<Bound>,
+    /// Each participant's bounds at each position (secure aggregation encodes against them) and
+    /// the relations its input-validity proof shows.
+    pub vector: PhaseVector,
     pub selected: BTreeSet<String>,
     pub params: &'a SecAggParams,
     pub trust: &'a Trust,
@@ -103,7 +105,7 @@ pub fn start(
     scheme: &str,
     spec: PhaseSpec<'_>,
 ) -> Result<Box<dyn PhaseAggregator>, AggregationError> {
-    let len = spec.bounds.iter().map(|b| b.len).sum();
+    let len = spec.vector.len();
     match scheme {
         INSECURE_PLAIN => Ok(Box::new(PlainSum {
             sum: vec![0.0; len],
@@ -111,12 +113,20 @@ pub fn start(
             contributors: BTreeSet::new(),
         })),
         _ => {
-            let encoding = secagg::fixed_point(&spec.bounds, spec.params, spec.selected.len())
-                .map_err(SecAggError::from)?;
-            let session = CoordinatorSession::new(
+            let encoding =
+                secagg::fixed_point(&spec.vector.bounds, spec.params, spec.selected.len())
+                    .map_err(SecAggError::from)?;
+            let inputs = if spec.params.input_validity == crate::config::RANGE_PROOFS {
+                let statement = Statement::new(&encoding, &spec.vector.relations)
+                    .map_err(SecAggError::from)?;
+                PlainInputs::proven(encoding, spec.context.clone(), statement)
+            } else {
+                PlainInputs::new(encoding)
+            };
+            let session = CoordinatorSession::with_inputs(
                 spec.context,
                 spec.trust.clone(),
-                encoding,
+                inputs,
                 spec.selected,
                 spec.params.threshold as usize,
                 spec.params.neighbours as usize,
@@ -271,12 +281,15 @@ mod tests {
                 round: 1,
                 phase: Phase::Fit,
             },
-            bounds: vec![Bound {
-                name: "x".into(),
-                len: 2,
-                bound: 1.0,
-                integer: false,
-            }],
+            vector: PhaseVector {
+                bounds: vec![accord_proto::layout::Bound {
+                    name: "x".into(),
+                    len: 2,
+                    bound: 1.0,
+                    integer: false,
+                }],
+                relations: Vec::new(),
+            },
             selected: ["a".to_owned(), "b".to_owned()].into(),
             params: &params,
             trust: &trust,

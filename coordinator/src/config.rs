@@ -91,7 +91,12 @@ pub struct SecureAggregationSection {
     pub threshold: u32,
     /// k: SecAgg+ neighbours per participant (0: complete graph up to 21, then O(log n)).
     pub neighbours: u32,
+    /// "range-proofs" (each input proven within its bounds and relations) or "none".
+    pub input_validity: String,
 }
+
+/// Input validity by Bulletproofs range proofs over Pedersen commitments.
+pub const RANGE_PROOFS: &str = "range-proofs";
 
 impl Default for SecureAggregationSection {
     fn default() -> Self {
@@ -102,6 +107,7 @@ impl Default for SecureAggregationSection {
             max_rows_per_participant: 1_000_000,
             threshold: 0,
             neighbours: 0,
+            input_validity: RANGE_PROOFS.into(),
         }
     }
 }
@@ -115,6 +121,7 @@ impl SecureAggregationSection {
             max_rows_per_participant: self.max_rows_per_participant,
             threshold: self.threshold,
             neighbours: self.neighbours,
+            input_validity: self.input_validity.clone(),
         }
     }
 }
@@ -382,6 +389,12 @@ impl CoordinatorConfig {
                     return Err(Invalid::Other(format!(
                         "secure_aggregation.modulus '{}' is not one of z32, z64",
                         s.modulus
+                    )));
+                }
+                if !matches!(s.input_validity.as_str(), RANGE_PROOFS | "none") {
+                    return Err(Invalid::Other(format!(
+                        "secure_aggregation.input_validity '{}' is not one of {RANGE_PROOFS}, none",
+                        s.input_validity
                     )));
                 }
                 if !(s.clip.is_finite() && s.clip > 0.0)

@@ -17,8 +17,8 @@ use crate::mitigation::{MitigationRun, PostprocessingJson};
 use accord_crypto::pki::Role;
 use accord_crypto::secagg::identity::Trust;
 use accord_crypto::secagg::{Context, stage_label};
-use accord_proto::layout::Bound;
 use accord_proto::layout::{EvaluationCounts, StandardizationSums, WeightedModel, encoded_columns};
+use accord_proto::phase::PhaseVector;
 use accord_proto::transport::WireMeter;
 use accord_proto::v1::{
     FederationDefinition, FederationState, GlobalModel, Header, Phase, ProtectedVector,
@@ -589,8 +589,8 @@ impl Federation {
     /// and who contributed, or the reason the phase aborted; and, either way, the participants
     /// named for deviating (logged; those proven by their own messages are excluded from
     /// every later phase).
-    async fn run_phase(&self, round: u32, phase: Phase, bounds: Vec<Bound>) -> PhaseOutcome {
-        let (result, culprits) = self.run_stages(round, phase, bounds).await;
+    async fn run_phase(&self, round: u32, phase: Phase, vector: PhaseVector) -> PhaseOutcome {
+        let (result, culprits) = self.run_stages(round, phase, vector).await;
         let mut state = self.state();
         for culprit in &culprits {
             warn!(round, phase = phase.label(), participant = %culprit.participant, stage = stage_label(culprit.stage), reason = %culprit.reason, proven = culprit.proven, "participant named for deviating from the protocol");
@@ -622,7 +622,7 @@ impl Federation {
         &self,
         round: u32,
         phase: Phase,
-        bounds: Vec<Bound>,
+        vector: PhaseVector,
     ) -> (
         Result<(Vec<f64>, BTreeSet<String>), String>,
         Vec<accord_crypto::secagg::Culprit>,
@@ -644,7 +644,7 @@ impl Federation {
                     round,
                     phase,
                 },
-                bounds,
+                vector,
                 selected: selected.clone(),
                 params: self
                     .definition
@@ -768,11 +768,10 @@ impl Federation {
 
         let schema = self.definition.schema.clone().unwrap_or_default();
         let max_rows = self.config.secure_aggregation.max_rows_per_participant;
-        let mut bounds =
-            StandardizationSums::bounds(&schema, max_rows).map_err(|e| self.fail(e.to_string()))?;
-        let label_counts = self.state().mitigation.label_counts();
-        bounds.extend(label_counts.map_or_else(Vec::new, |c| c.bounds(max_rows)));
-        let standardized = self.run_phase(0, Phase::Standardize, bounds).await;
+        let vector =
+            PhaseVector::standardize(&schema, self.definition.mitigation.as_ref(), max_rows)
+                .map_err(|e| self.fail(e.to_string()))?;
+        let standardized = self.run_phase(0, Phase::Standardize, vector).await;
         let named = standardized.named();
         // Named in the standardization: reported with the first round.
         let mut earlier_culprits = standardized.culprits.clone();
@@ -814,8 +813,8 @@ impl Federation {
             let started = Instant::now();
             let (up, down) = (self.meter.received(), self.meter.sent());
             let clip = self.config.secure_aggregation.clip;
-            let bounds = self.state().mitigation.fit_bounds(d, clip, max_rows);
-            let fit = self.run_phase(round, Phase::Fit, bounds).await;
+            let vector = self.state().mitigation.fit_vector(d, clip, max_rows);
+            let fit = self.run_phase(round, Phase::Fit, vector).await;
             let mut culprits = std::mem::take(&mut earlier_culprits);
             culprits.extend(fit.culprits);
             let (sum, fitted) = match fit.result {
@@ -856,9 +855,8 @@ impl Federation {
                     .map(|w| w / sum.samples)
                     .collect();
                 self.state().model = Some((weights, sum.weighted_intercept / sum.samples));
-                let mut bounds = EvaluationCounts::bounds(bins, max_rows);
-                bounds.extend(self.state().mitigation.evaluation_layout().bounds(max_rows));
-                let evaluation = self.run_phase(round, Phase::Evaluate, bounds).await;
+                let vector = self.state().mitigation.evaluation_vector(max_rows);
+                let evaluation = self.run_phase(round, Phase::Evaluate, vector).await;
                 culprits.extend(evaluation.culprits);
                 if let Ok((counts, evaluated)) = evaluation.result
                     && evaluated.len() as u32 >= min
@@ -904,7 +902,11 @@ impl Federation {
         model.write(&model_path)?;
         if let Some(audit) = &self.fairness {
             let round = self.definition.rounds;
-            let audited = self.run_phase(round, Phase::Fairness, vec![]).await;
+            let empty = PhaseVector {
+                bounds: Vec::new(),
+                relations: Vec::new(),
+            };
+            let audited = self.run_phase(round, Phase::Fairness, empty).await;
             audit.name_culprits(&audited.culprits);
             match audited.result {
                 Ok(_) => {

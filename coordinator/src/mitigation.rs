@@ -11,6 +11,7 @@
 //! code.
 
 use accord_proto::layout::{Bound, GroupCounts, LengthMismatch, WeightedModel};
+use accord_proto::phase::PhaseVector;
 use accord_proto::mitigation::{
     EvaluationStatistics, FairFedUpdate, GroupHistograms, active_mitigation, active_postprocessing,
     label_counts, threshold_bin,
@@ -335,12 +336,21 @@ impl MitigationRun {
         Ok(())
     }
 
-    /// One participant's bounds for the fit vector.
-    pub fn fit_bounds(&self, columns: usize, clip: f64, max_rows: u64) -> Vec<Bound> {
-        match self.fairfed_beta() {
-            Some(beta) => FairFedUpdate::bounds(columns, clip, max_rows, beta, self.records),
-            None => WeightedModel::bounds(columns, clip, max_rows),
-        }
+    /// One participant's fit vector (bounds and relations).
+    pub fn fit_vector(&self, columns: usize, clip: f64, max_rows: u64) -> PhaseVector {
+        let fairfed = self.fairfed_beta().map(|beta| (beta, self.records));
+        PhaseVector::fit(columns, clip, max_rows, fairfed)
+    }
+
+    /// One participant's evaluate vector (bounds and relations).
+    pub fn evaluation_vector(&self, max_rows: u64) -> PhaseVector {
+        PhaseVector::evaluate(
+            &self.schema,
+            self.mitigation.as_ref(),
+            self.postprocessing.as_ref(),
+            self.evaluation.histogram_bins as usize,
+            max_rows,
+        )
     }
 
     /// The summed fit vector as FedAvg's weighted model; FairFed's is combined first and its

@@ -193,7 +193,7 @@ impl Round {
                 let message = match stage {
                     SecAggStage::ShareKeys => session.share_keys(&relay, &mut self.rng),
                     SecAggStage::MaskedInput => session
-                        .masked_input(&relay, &self.inputs[&name], &self.encoding)
+                        .masked_input(&relay, &self.inputs[&name], &self.encoding, None)
                         .map(|(masked, _)| masked.message),
                     SecAggStage::ConsistencyCheck => session.consistency_check(&relay),
                     SecAggStage::Unmask => session.unmask(&relay),
@@ -400,7 +400,7 @@ fn what_the_coordinator_receives_from_one_participant_is_uniform_whatever_its_in
             .participants
             .get_mut(target)
             .unwrap()
-            .masked_input(&relay, &values[0], &round.encoding)
+            .masked_input(&relay, &values[0], &round.encoding, None)
             .unwrap();
         let envelope = MaskedInputEnvelope::decode(masked.message.body.as_slice()).unwrap();
         let body = MaskedInput::decode(envelope.input.as_slice()).unwrap();
@@ -472,7 +472,7 @@ fn masked(round: &mut Round, name: &str) -> SignedStageMessage {
         .participants
         .get_mut(name)
         .unwrap()
-        .masked_input(&relay, &input, &round.encoding)
+        .masked_input(&relay, &input, &round.encoding, None)
         .unwrap()
         .0
         .message
@@ -838,7 +838,7 @@ fn participants_refuse_keys_the_coordinator_forged_and_leave_out_neighbours_whos
     let input = round.inputs[&names[0]].clone();
     let session = round.participants.get_mut(&names[0]).unwrap();
     let (masked, _) = session
-        .masked_input(&altered.clone(), &input, &round.encoding)
+        .masked_input(&altered.clone(), &input, &round.encoding, None)
         .unwrap();
     assert_eq!(masked.excluded.len(), 1);
     assert_eq!(masked.excluded[0].0, spoiled);
@@ -857,7 +857,7 @@ fn participants_refuse_keys_the_coordinator_forged_and_leave_out_neighbours_whos
         .participants
         .get_mut(&names[1])
         .unwrap()
-        .masked_input(&withheld, &input, &round.encoding)
+        .masked_input(&withheld, &input, &round.encoding, None)
         .err()
         .unwrap();
     assert!(

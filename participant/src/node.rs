@@ -14,11 +14,12 @@ use accord_crypto::he::keys::parse_verifying_key;
 use accord_crypto::he::{PublicMaterial, check_value_bits};
 use accord_crypto::secagg::identity::{Signer, Trust};
 use accord_crypto::secagg::participant::{Masked, ParticipantSession};
+use accord_crypto::secagg::validity::Statement;
 use accord_crypto::secagg::{self, Context, Requirements, SecAggError};
 use accord_proto::MAX_MESSAGE_BYTES;
 use accord_proto::fairness::FairnessLayout;
 use accord_proto::layout::encoded_columns;
-use accord_proto::layout::{Bound, EvaluationCounts, StandardizationSums, WeightedModel};
+use accord_proto::phase::PhaseVector;
 use accord_proto::mitigation::{
     EvaluationStatistics, FairFedUpdate, active_mitigation, label_counts,
 };
@@ -41,6 +42,9 @@ use tracing::{info, warn};
 
 /// The plain scheme, which needs this participant's consent.
 pub const INSECURE_PLAIN: &str = "insecure-plain";
+
+/// Input validity by range proofs (the federation definition's `input_validity`).
+pub const RANGE_PROOFS: &str = "range-proofs";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ParticipantError {
@@ -266,6 +270,12 @@ impl Node {
                 let params = federation.secure_aggregation.ok_or_else(|| {
                     ParticipantError::InvalidDefinition("no secure-aggregation parameters".into())
                 })?;
+                if !matches!(params.input_validity.as_str(), RANGE_PROOFS | "none") {
+                    return Err(ParticipantError::InvalidDefinition(format!(
+                        "input_validity '{}' is not one this participant supports ({RANGE_PROOFS}, none)",
+                        params.input_validity
+                    )));
+                }
                 let floor = config.requirements.min_threshold;
                 if params.threshold != 0 && (params.threshold as usize) < floor {
                     return Err(ParticipantError::BelowRequirement {
@@ -638,45 +648,29 @@ impl Node {
         Ok(true)
     }
 
-    /// The per-position bounds of a phase's vector (the same the coordinator uses).
-    fn bounds(&self, phase: Phase, params: &SecAggParams) -> Result<Vec<Bound>, ParticipantError> {
+    /// A phase's vector: its bounds and relations, built as the coordinator builds them.
+    fn vector(&self, phase: Phase, params: &SecAggParams) -> Result<PhaseVector, ParticipantError> {
         let schema = self.federation.schema.clone().unwrap_or_default();
         let columns = self.data.features.ncols();
         let rows = params.max_rows_per_participant;
         let mitigation = self.federation.mitigation.as_ref();
         Ok(match phase {
-            Phase::Standardize => {
-                let mut bounds = StandardizationSums::bounds(&schema, rows)
-                    .map_err(|e| ParticipantError::InvalidDefinition(e.to_string()))?;
-                if let Some(counts) = label_counts(&schema, mitigation) {
-                    bounds.extend(counts.bounds(rows));
-                }
-                bounds
+            Phase::Standardize => PhaseVector::standardize(&schema, mitigation, rows)
+                .map_err(|e| ParticipantError::InvalidDefinition(e.to_string()))?,
+            Phase::Fit => {
+                let fairfed = match (active_mitigation(mitigation), &self.fairfed) {
+                    (Some(m), Some(_)) => Some((m.strength, self.records)),
+                    _ => None,
+                };
+                PhaseVector::fit(columns, params.clip, rows, fairfed)
             }
-            Phase::Fit => match (active_mitigation(mitigation), &self.fairfed) {
-                (Some(m), Some(_)) => {
-                    FairFedUpdate::bounds(columns, params.clip, rows, m.strength, self.records)
-                }
-                _ => WeightedModel::bounds(columns, params.clip, rows),
-            },
-            _ => {
-                let bins = self
-                    .federation
-                    .evaluation
-                    .unwrap_or_default()
-                    .histogram_bins as usize;
-                let mut bounds = EvaluationCounts::bounds(bins, rows);
-                bounds.extend(
-                    EvaluationStatistics::zeros(
-                        &schema,
-                        mitigation,
-                        self.federation.postprocessing.as_ref(),
-                        bins,
-                    )
-                    .bounds(rows),
-                );
-                bounds
-            }
+            _ => PhaseVector::evaluate(
+                &schema,
+                mitigation,
+                self.federation.postprocessing.as_ref(),
+                self.federation.evaluation.unwrap_or_default().histogram_bins as usize,
+                rows,
+            ),
         })
     }
 
@@ -704,7 +698,7 @@ impl Node {
         } else {
             Input::Values(
                 self.values(round, phase).await?,
-                self.bounds(phase, &params)?,
+                self.vector(phase, &params)?,
             )
         };
         let mut selected = 0;
@@ -727,15 +721,20 @@ impl Node {
                 }
                 SecAggStage::MaskedInput => {
                     let masked = match &input {
-                        Input::Values(values, bounds) => {
-                            let encoding = secagg::fixed_point(bounds, &params, selected)
-                                .map_err(|e| ParticipantError::SecAgg {
-                                    round,
-                                    phase: phase.label(),
-                                    source: e.into(),
-                                })?;
+                        Input::Values(values, vector) => {
+                            let local = |source: SecAggError| ParticipantError::SecAgg {
+                                round,
+                                phase: phase.label(),
+                                source,
+                            };
+                            let encoding = secagg::fixed_point(&vector.bounds, &params, selected)
+                                .map_err(|e| local(e.into()))?;
+                            let statement = (params.input_validity == RANGE_PROOFS)
+                                .then(|| Statement::new(&encoding, &vector.relations))
+                                .transpose()
+                                .map_err(|e| local(e.into()))?;
                             session
-                                .masked_input(&relay, values, &encoding)
+                                .masked_input(&relay, values, &encoding, statement.as_ref())
                                 .map(|(masked, clipped)| {
                                     if clipped > 0 {
                                         warn!(
@@ -916,7 +915,7 @@ impl Node {
 /// What a participant contributes to a secure aggregation: real values under the phase's
 /// bounds, or (for the fairness audit) counts that are encrypted after masking.
 enum Input {
-    Values(Vec<f64>, Vec<Bound>),
+    Values(Vec<f64>, PhaseVector),
     Counts(Vec<u64>),
 }
 

@@ -14,6 +14,7 @@ pub mod v1 {
 pub mod fairness;
 pub mod layout;
 pub mod mitigation;
+pub mod phase;
 pub mod schema;
 pub mod transport;
 

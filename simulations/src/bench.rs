@@ -17,7 +17,8 @@
 //! can never report the speed of a broken protocol.
 
 use accord_crypto::pki::{ConsortiumCa, PkiError, Role};
-use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
+use accord_crypto::secagg::coordinator::{CoordinatorSession, PlainInputs, StageClosed};
+use accord_crypto::secagg::validity::Statement;
 use accord_crypto::secagg::encoding::{EncodingError, FixedPoint, Modulus, Segment};
 use accord_crypto::secagg::identity::{IdentityError, Signer, Trust};
 use accord_crypto::secagg::participant::ParticipantSession;
@@ -65,6 +66,10 @@ pub struct SecAggBench {
     pub rounds: usize,
     pub warmup: usize,
     pub modulus: Modulus,
+    /// Whether every masked input carries an input-validity proof (Pedersen commitments and
+    /// Bulletproofs range proofs that each value is within its bound), verified by the
+    /// coordinator, whose unmasked sum is then checked against the commitments.
+    pub input_validity: bool,
     /// Seeds the inputs, the dropouts and the participants' randomness: a run is repeatable.
     pub seed: u64,
 }
@@ -79,6 +84,7 @@ impl Default for SecAggBench {
             rounds: 5,
             warmup: 1,
             modulus: Modulus::Z64,
+            input_validity: false,
             seed: 42,
         }
     }
@@ -101,6 +107,8 @@ pub struct SecAggReport {
     /// Participants that stop after share keys, in every round.
     pub dropped: usize,
     pub modulus: String,
+    /// Whether inputs carried validity proofs (commitments and range proofs).
+    pub input_validity: bool,
     pub precision_bits: u32,
     /// Worker threads running the simulated participants (the coordinator has its own).
     pub threads: usize,
@@ -268,6 +276,7 @@ pub fn run_with_progress(
         dropout: bench.dropout,
         dropped: env.dropouts,
         modulus: bench.modulus.to_string(),
+        input_validity: bench.input_validity,
         precision_bits: env.fractional_bits,
         threads: env.threads,
         warmup: bench.warmup,
@@ -329,6 +338,15 @@ impl SecAggReport {
                 self.share_threshold,
                 self.neighbours + 1
             ),
+        );
+        line(
+            "input validity",
+            if self.input_validity {
+                "range proofs (each value within its bound), sum checked against commitments"
+            } else {
+                "none"
+            }
+            .to_owned(),
         );
         line(
             "threads",
@@ -449,6 +467,8 @@ struct Env<'a> {
     signers: Vec<Arc<Signer>>,
     inputs: Vec<Vec<f64>>,
     encoding: FixedPoint,
+    /// Each value within ±BOUND, when inputs are proven.
+    statement: Option<Statement>,
     fractional_bits: u32,
     plan: PlanSummary,
     /// What every simulated participant requires: the bench's threshold and neighbours.
@@ -531,6 +551,11 @@ impl<'a> Env<'a> {
             n,
         )?;
         let fractional_bits = encoding.fractional_bits()[0].1;
+        let statement = bench
+            .input_validity
+            .then(|| Statement::new(&encoding, &[]))
+            .transpose()
+            .map_err(|e| BenchError::Invalid(e.to_string()))?;
 
         let pki = tempfile::tempdir()?;
         let ca = ConsortiumCa::init(pki.path(), "Accord Benchmark")?;
@@ -586,6 +611,7 @@ impl<'a> Env<'a> {
             signers,
             inputs,
             encoding,
+            statement,
             fractional_bits,
             plan,
             members,
@@ -683,10 +709,16 @@ impl<'a> Env<'a> {
 
         // Setup.
         let selected: BTreeSet<String> = names.iter().map(|s| s.to_string()).collect();
-        let mut coordinator = CoordinatorSession::new(
+        let inputs = match &self.statement {
+            Some(statement) => {
+                PlainInputs::proven(self.encoding.clone(), context.clone(), statement.clone())
+            }
+            None => PlainInputs::new(self.encoding.clone()),
+        };
+        let mut coordinator = CoordinatorSession::with_inputs(
             context.clone(),
             self.trust.clone(),
-            self.encoding.clone(),
+            inputs,
             selected,
             self.plan.threshold,
             self.bench.neighbours.unwrap_or(0),
@@ -758,7 +790,12 @@ impl<'a> Env<'a> {
                 let start = Instant::now();
                 let result = sim
                     .session
-                    .masked_input(&relay, &self.inputs[i], &self.encoding)
+                    .masked_input(
+                        &relay,
+                        &self.inputs[i],
+                        &self.encoding,
+                        self.statement.as_ref(),
+                    )
                     .map(|(masked, _clipped)| masked.message);
                 (i, result, start.elapsed())
             },
@@ -972,8 +1009,22 @@ mod tests {
             rounds: 1,
             warmup: 0,
             modulus: Modulus::Z64,
+            input_validity: false,
             seed: 7,
         }
+    }
+
+    #[test]
+    fn a_round_with_proven_inputs_sums_them_and_checks_the_commitments() {
+        let bench = SecAggBench {
+            params: 48,
+            input_validity: true,
+            ..small()
+        };
+        let env = Env::new(&bench).unwrap();
+        let outcome = env.round(1).unwrap();
+        assert_eq!(outcome.contributors.len(), 4);
+        assert!(env.check(1, &outcome).unwrap() <= env.error_bound(4));
     }
 
     #[test]

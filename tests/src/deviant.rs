@@ -6,8 +6,9 @@
 
 use accord_crypto::secagg::identity::{Signer, Trust};
 use accord_crypto::secagg::participant::ParticipantSession;
+use accord_crypto::secagg::validity::{self, Statement};
 use accord_crypto::secagg::{self, Context, Requirements};
-use accord_proto::layout::{Bound, EvaluationCounts, StandardizationSums, WeightedModel};
+use accord_proto::phase::PhaseVector;
 use accord_proto::v1::federation_client::FederationClient;
 use accord_proto::v1::{
     AwaitRoundRequest, FederationDefinition, Header, Phase, RegisterRequest, SecAggAwaitRequest,
@@ -25,11 +26,16 @@ pub enum Deviation {
     UndecryptableShares,
     /// At unmask, every revealed share altered (still a field element).
     WrongShares,
-    /// A masked input whose first word is far outside its bound.
+    /// A masked input whose first word is far outside its bound, with the validity proof of
+    /// its honest (zero) input: the unmasked sum no longer matches the commitments.
     OutOfRange,
     /// A fit vector with the sample count 1 and every weighted weight at its encoding bound
-    /// (n·w = max_rows·clip): a weight of max_rows·clip once divided by the count.
+    /// (n·w = max_rows·clip, a weight of max_rows·clip once divided by the count), with the
+    /// validity proof of its honest (zero) input, since no proof of the poisoned one exists.
     Poison,
+    /// The poisoned fit vector of [`Deviation::Poison`] with a validity proof made for another
+    /// participant (it verifies for no one else): refused when the stage closes.
+    ForgedProof,
 }
 
 /// Which deviation in which phase of which round.
@@ -107,18 +113,18 @@ pub async fn run(
     }
 }
 
-/// The zeros of a phase's vector, with its bounds.
-fn zeros(definition: &FederationDefinition, phase: Phase) -> Vec<Bound> {
+/// A phase's vector in a federation without mitigation, as an honest node builds it.
+fn vector(definition: &FederationDefinition, phase: Phase) -> PhaseVector {
     let schema = definition.schema.clone().unwrap_or_default();
     let params = definition.secure_aggregation.unwrap_or_default();
     let rows = params.max_rows_per_participant;
     let columns = accord_proto::layout::encoded_columns(&schema).len();
     match phase {
-        Phase::Standardize => StandardizationSums::bounds(&schema, rows).unwrap(),
-        Phase::Fit => WeightedModel::bounds(columns, params.clip, rows),
+        Phase::Standardize => PhaseVector::standardize(&schema, None, rows).unwrap(),
+        Phase::Fit => PhaseVector::fit(columns, params.clip, rows, None),
         _ => {
             let bins = definition.evaluation.unwrap_or_default().histogram_bins as usize;
-            EvaluationCounts::bounds(bins, rows)
+            PhaseVector::evaluate(&schema, None, None, bins, rows)
         }
     }
 }
@@ -141,7 +147,7 @@ async fn take_part(
         &mut rand::rng(),
     );
     submit(client, advertisement).await?;
-    let bounds = zeros(definition, context.phase);
+    let vector = vector(definition, context.phase);
     let mut selected = 0;
     loop {
         let relay = await_stage(client, &context, session.completed()).await?;
@@ -158,24 +164,48 @@ async fn take_part(
                 }
             }
             SecAggStage::MaskedInput => {
-                let encoding =
-                    secagg::fixed_point(&bounds, &params, selected).map_err(|e| e.to_string())?;
-                let mut values = vec![0.0; encoding.len()];
-                if deviation == Some(Deviation::Poison) {
+                let encoding = secagg::fixed_point(&vector.bounds, &params, selected)
+                    .map_err(|e| e.to_string())?;
+                let statement = (params.input_validity == "range-proofs")
+                    .then(|| Statement::new(&encoding, &vector.relations))
+                    .transpose()
+                    .map_err(|e| e.to_string())?;
+                let zeros = vec![0.0; encoding.len()];
+                let honest = encoding.encode(&zeros).map_err(|e| e.to_string())?.words;
+                let mut words = honest.clone();
+                if matches!(deviation, Some(Deviation::Poison | Deviation::ForgedProof)) {
+                    let mut values = zeros.clone();
                     let last = values.len() - 1;
                     let rows = params.max_rows_per_participant as f64;
                     values[..last].fill(rows * params.clip);
                     values[last] = 1.0;
+                    words = encoding.encode(&values).map_err(|e| e.to_string())?.words;
                 }
-                let mut words = encoding.encode(&values).map_err(|e| e.to_string())?.words;
                 if deviation == Some(Deviation::OutOfRange) {
                     words[0] = words[0].wrapping_add(1 << 30) & encoding.modulus().mask();
                 }
                 let modulus = encoding.modulus();
+                // The proof it can make: of its honest input, bound to itself or (forged) to
+                // another participant.
+                let bound_to = if deviation == Some(Deviation::ForgedProof) {
+                    "org-1"
+                } else {
+                    signer.name()
+                };
+                let binding = context.validity_binding(bound_to);
                 session
                     .masked_input_with(&relay, words, modulus, |sealed| {
+                        let validity = statement
+                            .as_ref()
+                            .map(|statement| {
+                                let blindings = sealed.seeds.blindings(honest.len());
+                                validity::prove(statement, &honest, &blindings, &binding)
+                            })
+                            .transpose()?
+                            .map(|proof| proof.to_message());
                         Ok(accord_proto::v1::MaskedInput {
                             words: secagg::words_to_bytes(sealed.masked, modulus),
+                            validity,
                         }
                         .encode_to_vec())
                     })

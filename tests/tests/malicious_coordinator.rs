@@ -166,7 +166,7 @@ impl Attack {
             let answered = match stage {
                 SecAggStage::ShareKeys => session.share_keys(&relay, &mut self.rng),
                 SecAggStage::MaskedInput => session
-                    .masked_input(&relay, &input(index(name)), &encoding(self.n))
+                    .masked_input(&relay, &input(index(name)), &encoding(self.n), None)
                     .map(|(masked, _)| masked.message),
                 SecAggStage::ConsistencyCheck => session.consistency_check(&relay),
                 SecAggStage::Unmask => session.unmask(&relay),

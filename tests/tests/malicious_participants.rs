@@ -90,6 +90,90 @@ async fn undecryptable_and_wrong_shares_name_their_sender_and_the_federation_goe
     assert!(rounds_csv.contains("org-5 (fit, unmask)"), "{rounds_csv}");
 }
 
+/// Poisoning the model (n = 1 with every n·w at its bound: weights of max_rows·clip once
+/// divided), with the only validity proof the deviant can make (of its honest input) or a proof
+/// made for someone else, and an out-of-range evaluation input. The proof made for someone
+/// else is refused when the stage closes and its sender named and left out; a masked input
+/// that differs from its proven input makes the unmasked sum differ from the sum of the
+/// commitments, so the phase aborts (the sender cannot be identified without revealing the
+/// others' inputs) and the previous model stays. The final model stays within clip, and honest
+/// participants finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poisoned_or_out_of_range_inputs_never_reach_the_model() {
+    let mut federation = TestFederation::new(5, 150, 32);
+    federation
+        .coordinator_edits
+        .push(("federation.min_participants", 3.into()));
+    let (address, coordinator) = federation.start_coordinator(3, 5).await;
+    let names = federation.layout.names.clone();
+    let honest: Vec<_> = names[..3]
+        .iter()
+        .map(|name| federation.spawn_participant(name, &address, WireMeter::new()))
+        .collect();
+    let pki = federation.layout.pki.clone();
+    let scripts: Vec<(String, Script)> = vec![
+        (
+            names[3].clone(),
+            [
+                ((1, Phase::Fit), Deviation::Poison),
+                ((2, Phase::Evaluate), Deviation::OutOfRange),
+            ]
+            .into(),
+        ),
+        (names[4].clone(), [((2, Phase::Fit), Deviation::ForgedProof)].into()),
+    ];
+    let deviants: Vec<_> = scripts
+        .into_iter()
+        .map(|(name, script)| {
+            let client = federation.client(&name, &address);
+            let signer = Arc::new(
+                Signer::load(&pki.join(format!("{name}.pem")), &pki.join(format!("{name}.key")))
+                    .unwrap(),
+            );
+            let trust = Trust::load(&pki.join("ca.pem")).unwrap();
+            let id = "contact-centre-consortium".to_owned();
+            tokio::spawn(async move { deviant::run(client, signer, trust, &id, script).await })
+        })
+        .collect();
+    for task in honest {
+        let outcome = task.await.unwrap().expect("an honest participant never exits");
+        assert_eq!(outcome.rounds_completed, 1, "rounds 1 and 2 aborted a phase");
+    }
+    let outcome = coordinator.await.unwrap().expect("the federation finishes");
+    let logs = futures_join(deviants).await;
+    let summary: Vec<(u32, u32, bool, bool)> = outcome
+        .rounds
+        .iter()
+        .map(|r| (r.round, r.participants, r.aborted, r.quality.is_some()))
+        .collect();
+    // Round 1: the fit sum did not match the commitments, so it aborted. Round 2: org-5's
+    // forged proof refused (four fitted), the evaluation aborted on org-4's out-of-range input.
+    // Round 3: four, evaluated.
+    assert_eq!(
+        summary,
+        [(1, 0, true, false), (2, 4, false, false), (3, 4, false, true)],
+        "{logs:?}"
+    );
+    let second = outcome.rounds[1].culprits.join("\n");
+    assert!(
+        second.contains("org-5 (fit, masked input): malformed input-validity proof from 'org-5'"),
+        "{second}"
+    );
+    assert!(outcome.rounds[0].culprits.is_empty());
+    let clip = 50.0;
+    assert!(
+        outcome
+            .model
+            .weights
+            .iter()
+            .chain([&outcome.model.intercept])
+            .all(|w| w.abs() <= clip),
+        "{:?}",
+        outcome.model.weights
+    );
+    assert!(outcome.model.quality.unwrap().accuracy > 0.6);
+}
+
 async fn futures_join<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
     let mut out = Vec::new();
     for task in tasks {

@@ -7,7 +7,7 @@
 
 use super::keys::{AuditorKeys, PublicMaterial, ServerMaterial};
 use super::{BLOCK_BITS, HeError, check_value_bits, decode, encode};
-use crate::secagg::coordinator::MaskedInputs;
+use crate::secagg::coordinator::{Correction, MaskedInputs};
 use crate::secagg::encoding::Modulus;
 use crate::secagg::identity::Signer;
 use crate::secagg::{Context, SecAggError};
@@ -276,8 +276,9 @@ impl MaskedInputs for EncryptedInputs {
     fn finish(
         &mut self,
         contributors: &BTreeSet<String>,
-        correction: Vec<u64>,
+        correction: Correction,
     ) -> Result<EncryptedAggregate, SecAggError> {
+        let correction = correction.words;
         let server = &self.material.server_key;
         let blocks = (self.bits / BLOCK_BITS) as usize;
         let ring = (1u64 << self.bits) - 1;

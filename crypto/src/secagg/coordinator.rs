@@ -17,6 +17,7 @@ use super::encoding::{FixedPoint, Modulus};
 use super::identity::{Trust, verify, verify_digest};
 use super::participant::{PeerKeys, pairwise_seed, parse_keys, subtracts};
 use super::shamir::{self, Share};
+use super::validity::{self, CommitmentSum, Commitments, Statement, ValidityError, ValidityProof};
 use super::{
     Context, Culprit, Plan, SecAggError, ShareKind, default_neighbours, mask, minimum_threshold,
     stage_label, words_from_bytes,
@@ -25,7 +26,9 @@ use accord_proto::v1::{
     Header, MaskedInput, MaskedInputEnvelope, MaskingStatement, MemberAdvertisement, RelayedShare,
     SecAggRelay, SecAggStage, ShareKeys, SignedStageMessage, SurvivorSet, UnmaskShares,
 };
+use curve25519_dalek::scalar::Scalar;
 use ed25519_dalek::VerifyingKey;
+use rayon::prelude::*;
 use prost::Message;
 use std::collections::{BTreeMap, BTreeSet};
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -67,26 +70,63 @@ pub trait MaskedInputs: Send {
     fn settle(&mut self) -> Vec<(String, SecAggError)> {
         Vec::new()
     }
-    /// The sum of the `contributors`' inputs once `correction` (words to add, in the ring) has
-    /// cancelled every mask left in it.
+    /// Whether inputs carry commitments whose blindings mirror the masks: then the unmask
+    /// stage also computes the survivors' blinding sum ([`Correction::blindings`]).
+    fn blinded(&self) -> bool {
+        false
+    }
+    /// The sum of the `contributors`' inputs once `correction` has cancelled every mask left in
+    /// it.
     fn finish(
         &mut self,
         contributors: &BTreeSet<String>,
-        correction: Vec<u64>,
+        correction: Correction,
     ) -> Result<Self::Sum, SecAggError>;
 }
 
-/// Masked inputs as plain words in the ring of a fixed-point encoding.
+/// What the unmask stage yields to remove the masks from the survivors' sum.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Correction {
+    /// Words to add, in the ring: minus every survivor's self mask and minus the pairwise masks
+    /// survivors share with those who dropped.
+    pub words: Vec<u64>,
+    /// When the inputs are blinded: the sum of the survivors' commitment blindings (their self
+    /// seeds' and the pairwise seeds' they share with those who dropped, with the survivor's
+    /// sign; pairwise blindings between survivors cancel).
+    pub blindings: Option<Vec<Scalar>>,
+}
+
+/// Masked inputs as plain words in the ring of a fixed-point encoding, each with a proof that
+/// its unmasked input meets the phase's statement when the aggregation has one.
 pub struct PlainInputs {
     encoding: FixedPoint,
+    validity: Option<(Context, Statement)>,
     inputs: BTreeMap<String, Vec<u64>>,
+    /// Proofs received, waiting to be verified when the stage closes.
+    queued: Vec<(String, ValidityProof)>,
+    /// Verified commitments, by sender.
+    commitments: BTreeMap<String, Commitments>,
 }
 
 impl PlainInputs {
+    /// Inputs under `encoding`, unproven.
     pub fn new(encoding: FixedPoint) -> Self {
         Self {
             encoding,
+            validity: None,
             inputs: BTreeMap::new(),
+            queued: Vec::new(),
+            commitments: BTreeMap::new(),
+        }
+    }
+
+    /// Inputs under `encoding`, each proven to meet `statement` for its sender in `context`
+    /// (ACORN-style: Bell et al., USENIX Security 2023); the unmasked sum is checked against the
+    /// sum of the commitments.
+    pub fn proven(encoding: FixedPoint, context: Context, statement: Statement) -> Self {
+        Self {
+            validity: Some((context, statement)),
+            ..Self::new(encoding)
         }
     }
 }
@@ -125,17 +165,65 @@ impl MaskedInputs for PlainInputs {
                     modulus.word_bytes()
                 ))
             })?;
+        if let Some((_, statement)) = &self.validity {
+            let message = input
+                .validity
+                .as_ref()
+                .ok_or_else(|| malformed("no input-validity proof".into()))?;
+            let proof = ValidityProof::from_message(statement, message)
+                .map_err(|e| malformed(e.to_string()))?;
+            self.queued.push((sender.to_owned(), proof));
+        }
         self.inputs.insert(sender.to_owned(), words);
         Ok(())
+    }
+
+    fn settle(&mut self) -> Vec<(String, SecAggError)> {
+        let Some((context, statement)) = &self.validity else {
+            return Vec::new();
+        };
+        let verified: Vec<(String, Result<Commitments, ValidityError>)> =
+            std::mem::take(&mut self.queued)
+                .into_par_iter()
+                .map(|(sender, proof)| {
+                    let binding = context.validity_binding(&sender);
+                    let result = validity::verify(statement, &proof, &binding);
+                    (sender, result)
+                })
+                .collect();
+        let mut refused = Vec::new();
+        for (sender, result) in verified {
+            match result {
+                Ok(commitments) => {
+                    self.commitments.insert(sender, commitments);
+                }
+                Err(e) => {
+                    self.inputs.remove(&sender);
+                    refused.push((
+                        sender.clone(),
+                        SecAggError::Malformed {
+                            from: sender,
+                            what: "input-validity proof",
+                            reason: e.to_string(),
+                        },
+                    ));
+                }
+            }
+        }
+        refused
+    }
+
+    fn blinded(&self) -> bool {
+        self.validity.is_some()
     }
 
     fn finish(
         &mut self,
         contributors: &BTreeSet<String>,
-        correction: Vec<u64>,
+        correction: Correction,
     ) -> Result<Vec<f64>, SecAggError> {
         let ring = self.encoding.modulus().mask();
-        let mut sum = correction;
+        let mut sum = correction.words;
         for contributor in contributors {
             let words = self
                 .inputs
@@ -146,6 +234,20 @@ impl MaskedInputs for PlainInputs {
             }
         }
         self.inputs.clear();
+        if self.validity.is_some() {
+            let mut committed = CommitmentSum::new(sum.len());
+            for contributor in contributors {
+                let commitments = self
+                    .commitments
+                    .get(contributor)
+                    .ok_or_else(|| SecAggError::NotExpected(contributor.clone()))?;
+                committed.add(commitments)?;
+            }
+            let blindings = correction.blindings.unwrap_or_default();
+            committed
+                .check(&sum, &blindings)
+                .map_err(SecAggError::InputMismatch)?;
+        }
         Ok(self.encoding.decode(&sum, contributors.len())?)
     }
 }
@@ -731,15 +833,22 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
         Ok(secret)
     }
 
-    /// The words that cancel the masks left in the survivors' sum: minus each survivor's self
-    /// mask, and for each dropped participant, minus the pairwise mask of each survivor that says
-    /// it masked with it.
-    fn correction(&mut self) -> Result<Vec<u64>, SecAggError> {
+    /// What cancels the masks left in the survivors' sum: minus each survivor's self mask, and
+    /// for each dropped participant, minus the pairwise mask of each survivor that says it
+    /// masked with it; and, for blinded inputs, the survivors' blinding sum.
+    fn correction(&mut self) -> Result<Correction, SecAggError> {
         let modulus = self.inputs.modulus();
-        let mut correction = vec![0; self.inputs.words()];
+        let mut words = vec![0; self.inputs.words()];
+        let mut blindings = self
+            .inputs
+            .blinded()
+            .then(|| vec![Scalar::ZERO; self.inputs.words()]);
         for survivor in self.survivors.clone() {
             let seed = self.recover(&survivor, ShareKind::SelfMask)?;
-            mask::apply_mask(&mut correction, &seed, true, modulus);
+            mask::apply_mask(&mut words, &seed, true, modulus);
+            if let Some(blindings) = &mut blindings {
+                mask::add_blindings(blindings, &seed, false);
+            }
         }
         for dropped in self.dropped() {
             let masked_by: Vec<String> = self
@@ -756,15 +865,14 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
                 let peer = &self.advertisements[&survivor].1;
                 let seed = pairwise_seed(&self.context, &secret, &peer.mask, &dropped, &survivor);
                 // The survivor added (or subtracted) this mask; undo it.
-                mask::apply_mask(
-                    &mut correction,
-                    &seed,
-                    !subtracts(&survivor, &dropped),
-                    modulus,
-                );
+                let subtracted = subtracts(&survivor, &dropped);
+                mask::apply_mask(&mut words, &seed, !subtracted, modulus);
+                if let Some(blindings) = &mut blindings {
+                    mask::add_blindings(blindings, &seed, subtracted);
+                }
             }
         }
-        Ok(correction)
+        Ok(Correction { words, blindings })
     }
 
     /// What `participant` needs for the open stage.

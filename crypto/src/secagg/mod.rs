@@ -90,6 +90,12 @@ impl Context {
         )
     }
 
+    /// The bytes an input-validity proof by `sender` is bound to: a proof made for another
+    /// federation, round, phase or sender does not verify here.
+    pub fn validity_binding(&self, sender: &str) -> Vec<u8> {
+        self.transcript("input validity proof", &[sender.as_bytes()])
+    }
+
     /// The bytes a proof of well-formed encryption by `sender` is bound to: a proof made for
     /// another federation, round, phase or sender does not verify here.
     pub fn proof_metadata(&self, sender: &str) -> Vec<u8> {
@@ -319,6 +325,13 @@ pub enum SecAggError {
     TooFewSignatures { valid: usize, threshold: usize },
     #[error("'{owner}' dealt shares that do not rebuild {what} it committed to")]
     BadDealing { owner: String, what: &'static str },
+    #[error(
+        "input validity: {0} (a survivor's masked input differs from the input it proved; it \
+         cannot be identified without revealing the others' inputs)"
+    )]
+    InputMismatch(validity::ValidityError),
+    #[error("input validity: {0}")]
+    Validity(#[from] validity::ValidityError),
     #[error("cannot recover {what} of '{owner}': {have} shares, {need} needed")]
     Unrecoverable {
         what: &'static str,

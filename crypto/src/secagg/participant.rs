@@ -18,6 +18,7 @@
 use super::encoding::{FixedPoint, Modulus};
 use super::identity::{Signer, Trust, verify, verify_digest};
 use super::shamir::{self, Share};
+use super::validity::{self, Statement};
 use super::{
     Context, PAIRWISE_MASK, Plan, Requirements, SHARE_ENCRYPTION, SecAggError, ShareKind,
     default_neighbours, mask, minimum_threshold, stage_label,
@@ -29,6 +30,7 @@ use accord_proto::v1::{
 };
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use curve25519_dalek::scalar::Scalar;
 use ed25519_dalek::VerifyingKey;
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -109,6 +111,20 @@ pub fn subtracts(me: &str, other: &str) -> bool {
 pub struct MaskSeeds {
     pub self_seed: Zeroizing<[u8; 32]>,
     pub pairwise: Vec<(Zeroizing<[u8; 32]>, bool)>,
+}
+
+impl MaskSeeds {
+    /// The blinding factors that mirror these masks (the self seed's added, each pairwise
+    /// seed's with its mask's sign), for commitments to `len` words: what the coordinator's sum
+    /// of blindings over the survivors cancels, as the masks cancel in the sum of words.
+    pub fn blindings(&self, len: usize) -> Vec<Scalar> {
+        let mut blindings = vec![Scalar::ZERO; len];
+        mask::add_blindings(&mut blindings, &self.self_seed, false);
+        for (seed, subtract) in &self.pairwise {
+            mask::add_blindings(&mut blindings, seed, *subtract);
+        }
+        blindings
+    }
 }
 
 /// What sealing a masked input is given: the masked words, the unmasked ones (for a proof
@@ -532,18 +548,30 @@ impl ParticipantSession {
 
     /// Masked input: opens the shares addressed here, leaving out (and naming) any neighbour
     /// whose shares fail a check, then sends the encoded `values` plus the self mask plus a
-    /// pairwise mask per valid neighbour. Returns the message and how many values were clipped.
+    /// pairwise mask per valid neighbour, with (when the aggregation has a `statement`) a proof
+    /// that the unmasked input meets it ([`super::validity`]). Returns the message and how many
+    /// values were clipped.
     pub fn masked_input(
         &mut self,
         relay: &SecAggRelay,
         values: &[f64],
         encoding: &FixedPoint,
+        statement: Option<&Statement>,
     ) -> Result<(Masked, usize), SecAggError> {
         let encoded = encoding.encode(values)?;
         let modulus = encoding.modulus();
+        let binding = self.context.validity_binding(self.name());
         let masked = self.masked_input_with(relay, encoded.words, modulus, |sealed| {
+            let validity = statement
+                .map(|statement| {
+                    let blindings = sealed.seeds.blindings(sealed.unmasked.len());
+                    validity::prove(statement, sealed.unmasked, &blindings, &binding)
+                })
+                .transpose()?
+                .map(|proof| proof.to_message());
             Ok(MaskedInput {
                 words: super::words_to_bytes(sealed.masked, modulus),
+                validity,
             }
             .encode_to_vec())
         })?;

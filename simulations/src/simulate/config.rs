@@ -166,6 +166,10 @@ pub struct PrivacyConfig {
     pub precision_bits: u32,
     pub clip: f64,
     pub max_rows_per_participant: u64,
+    /// "none" (default in experiments: simulated participants are honest, and proofs change no
+    /// honest result, only the cost) or "range-proofs" (every input proven, as a coordinator's
+    /// default federation requires).
+    pub input_validity: String,
 }
 
 impl Default for PrivacyConfig {
@@ -179,6 +183,7 @@ impl Default for PrivacyConfig {
             precision_bits: 24,
             clip: 50.0,
             max_rows_per_participant: 1_000_000,
+            input_validity: "none".into(),
         }
     }
 }
@@ -226,6 +231,7 @@ impl PrivacyConfig {
             max_rows_per_participant: self.max_rows_per_participant,
             threshold: self.threshold,
             neighbours: self.neighbours,
+            input_validity: self.input_validity.clone(),
         }
         .params()
     }
@@ -310,6 +316,12 @@ impl ExperimentConfig {
             return Err(format!(
                 "privacy.modulus '{}' is not one of z32, z64",
                 self.privacy.modulus
+            ));
+        }
+        if !matches!(self.privacy.input_validity.as_str(), "range-proofs" | "none") {
+            return Err(format!(
+                "privacy.input_validity '{}' is not one of range-proofs, none",
+                self.privacy.input_validity
             ));
         }
         let schema = super::schema().map_err(|e| e.to_string())?;

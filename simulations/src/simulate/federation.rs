@@ -9,7 +9,9 @@ use accord_coordinator::metrics::{Quality, quality};
 use accord_coordinator::mitigation::{MitigationRun, PostprocessingJson};
 use accord_crypto::secagg::identity::{Signer, Trust};
 use accord_crypto::secagg::participant::ParticipantSession;
+use accord_crypto::secagg::validity::Statement;
 use accord_crypto::secagg::{self, Context, Requirements, SecAggError};
+use accord_proto::phase::PhaseVector;
 use accord_participant::data::LocalDataset;
 use accord_participant::mitigation::{self, FairFedWeight};
 use accord_participant::model::{
@@ -139,7 +141,7 @@ impl<'a> Simulation<'a> {
         &mut self,
         round: u32,
         phase: Phase,
-        bounds: Vec<Bound>,
+        vector: PhaseVector,
         inputs: &[Vec<f64>],
     ) -> Aggregate {
         let stops = self.draw_dropouts();
@@ -160,7 +162,7 @@ impl<'a> Simulation<'a> {
         };
         let spec = PhaseSpec {
             context: context.clone(),
-            bounds: bounds.clone(),
+            vector: vector.clone(),
             selected: names,
             params: &self.params,
             trust: self.trust,
@@ -259,7 +261,19 @@ impl<'a> Simulation<'a> {
                     .next()
                     .map_or(0, |r| r.selected.len());
             }
-            let encoding = secagg::fixed_point(&bounds, &self.params, summands);
+            let encoding = secagg::fixed_point(&vector.bounds, &self.params, summands);
+            let statement = match &encoding {
+                Ok(encoding) if self.params.input_validity == "range-proofs" => {
+                    match Statement::new(encoding, &vector.relations) {
+                        Ok(statement) => Some(statement),
+                        Err(e) => {
+                            result.sum = Err(e.to_string());
+                            return result;
+                        }
+                    }
+                }
+                _ => None,
+            };
             let seeds: Vec<u64> = (0..sessions.len()).map(|_| rand::rng().random()).collect();
             let messages: Vec<Option<Result<SignedStageMessage, SecAggError>>> =
                 parallel_map(&mut sessions, |i, session| {
@@ -270,7 +284,7 @@ impl<'a> Simulation<'a> {
                         SecAggStage::ShareKeys => session.share_keys(relay, &mut rng),
                         SecAggStage::MaskedInput => match &encoding {
                             Ok(encoding) => session
-                                .masked_input(relay, &inputs[i], encoding)
+                                .masked_input(relay, &inputs[i], encoding, statement.as_ref())
                                 .map(|(masked, _)| masked.message),
                             Err(e) => Err(SecAggError::Encoding(e.clone())),
                         },
@@ -366,10 +380,9 @@ impl Simulation<'_> {
                 values
             })
             .collect();
-        let mut bounds =
-            StandardizationSums::bounds(self.schema, rows).map_err(|e| e.to_string())?;
-        bounds.extend(label_counts.map_or_else(Vec::new, |c| c.bounds(rows)));
-        let standardize = self.aggregate(0, Phase::Standardize, bounds, &sums);
+        let vector = PhaseVector::standardize(self.schema, mitigation_def.as_ref(), rows)
+            .map_err(|e| e.to_string())?;
+        let standardize = self.aggregate(0, Phase::Standardize, vector, &sums);
         let (sum, _) = standardize
             .sum
             .map_err(|e| format!("standardization aborted: {e}"))?;
@@ -445,7 +458,7 @@ impl Simulation<'_> {
             let fit = self.aggregate(
                 round,
                 Phase::Fit,
-                run.fit_bounds(columns, clip, rows),
+                run.fit_vector(columns, clip, rows),
                 &updates,
             );
             let mut outcome = RoundOutcome {
@@ -594,10 +607,16 @@ impl Simulation<'_> {
             .collect();
         let groups = GroupCounts::zeros(self.schema);
         let rows = self.params.max_rows_per_participant;
+        // The federation's evaluate vector with every protected attribute's group counts
+        // inserted after the evaluation counts (the simulator reports every gap).
         let mut bounds = EvaluationCounts::bounds(bins, rows);
         bounds.extend(groups.bounds(rows));
         bounds.extend(layout.bounds(rows));
-        let evaluate = self.aggregate(round, Phase::Evaluate, bounds, &evaluations);
+        let mut relations = EvaluationCounts::relations(bins);
+        relations.extend(groups.relations(EvaluationCounts::len(bins)));
+        relations.extend(layout.relations(EvaluationCounts::len(bins) + groups.len()));
+        let vector = PhaseVector { bounds, relations };
+        let evaluate = self.aggregate(round, Phase::Evaluate, vector, &evaluations);
         outcome.bytes_up += evaluate.bytes_up;
         outcome.bytes_down += evaluate.bytes_down;
         for (total, secs) in outcome.stage_secs.iter_mut().zip(evaluate.stage_secs) {
