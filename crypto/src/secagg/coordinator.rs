@@ -148,6 +148,8 @@ pub struct CoordinatorSession<I: MaskedInputs = PlainInputs> {
     /// Masked inputs refused when the stage closed, with why.
     rejected: Vec<(String, SecAggError)>,
     unmasked: BTreeMap<String, UnmaskShares>,
+    /// Every message `receive` accepted, in order, when recording (see [`Self::recording`]).
+    record: Option<Vec<accord_proto::v1::RecordedMessage>>,
 }
 
 impl CoordinatorSession<PlainInputs> {
@@ -207,7 +209,21 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
             masked: BTreeSet::new(),
             rejected: Vec::new(),
             unmasked: BTreeMap::new(),
+            record: None,
         })
+    }
+
+    /// Keeps a copy of every message [`Self::receive`] accepts, with its sender and certificate,
+    /// in order: replayed into a fresh session with the same close-stage sequence, they give the
+    /// same result, so anyone can check it (`crate::secagg::replay`).
+    pub fn recording(mut self) -> Self {
+        self.record = Some(Vec::new());
+        self
+    }
+
+    /// The messages recorded so far (none unless [`Self::recording`]), leaving the record empty.
+    pub fn take_record(&mut self) -> Vec<accord_proto::v1::RecordedMessage> {
+        self.record.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     pub fn stage(&self) -> SecAggStage {
@@ -257,6 +273,7 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
         }
         let key = self.trust.member_key(sender, certificate_der)?;
         verify(&message, &self.context, self.stage, sender, &key)?;
+        let copy = self.record.is_some().then(|| message.clone());
         let malformed = |what: &'static str, reason: String| SecAggError::Malformed {
             from: sender.to_owned(),
             what,
@@ -351,6 +368,13 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
                     expected: stage_label(other),
                 });
             }
+        }
+        if let (Some(record), Some(message)) = (&mut self.record, copy) {
+            record.push(accord_proto::v1::RecordedMessage {
+                sender: sender.to_owned(),
+                certificate_der: certificate_der.to_vec(),
+                message: Some(message),
+            });
         }
         Ok(())
     }
