@@ -3,7 +3,8 @@
 //! ciphertext decrypted alone (with the auditor's key) is noise, not its statistics; malformed,
 //! unproven, misbound or unsigned ciphertexts are refused (malformed or uncommitted ones when they
 //! arrive, unproven ones when the stage closes) and the aggregation goes on without them, or
-//! aborts cleanly below the threshold.
+//! aborts cleanly below the threshold. A replay of the messages the coordinator recorded
+//! reproduces its aggregate byte for byte, and names a recorded message that was altered.
 
 use accord_crypto::he::inputs::{EncryptedAggregate, MASK_RING, seal};
 use accord_crypto::he::keys::{AuditorKeys, GeneratedKeys};
@@ -12,8 +13,9 @@ use accord_crypto::pki::{ConsortiumCa, Role};
 use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
 use accord_crypto::secagg::identity::{Signer, Trust};
 use accord_crypto::secagg::participant::ParticipantSession;
+use accord_crypto::secagg::replay::{ReplayError, replay};
 use accord_crypto::secagg::{Context, SecAggError};
-use accord_proto::v1::{EncryptedStatistics, Phase, SignedStageMessage};
+use accord_proto::v1::{EncryptedStatistics, Phase, RecordedMessage, SignedStageMessage};
 use prost::Message;
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
@@ -63,6 +65,11 @@ fn context() -> Context {
 
 /// The coordinator's side of one fairness aggregation.
 fn inputs() -> EncryptedInputs {
+    inputs_on(2)
+}
+
+/// The same, computing on `threads` threads.
+fn inputs_on(threads: usize) -> EncryptedInputs {
     EncryptedInputs::new(
         context(),
         setup().keys.server.clone(),
@@ -72,6 +79,7 @@ fn inputs() -> EncryptedInputs {
             fields: FIELDS,
             min_group_size: MIN_GROUP_SIZE,
         },
+        threads,
     )
     .unwrap()
 }
@@ -106,11 +114,21 @@ type Outcome = (
 /// encrypted body before it is signed. Returns the aggregate and who contributed, or the
 /// abort, plus the coordinator's refusals.
 fn run(n: usize, alter: Alter) -> Outcome {
+    run_recorded(n, alter).0
+}
+
+/// The coordinator's session over the first `n` participants, computing on `threads` threads.
+fn session(n: usize, threads: usize) -> CoordinatorSession<EncryptedInputs> {
     let s = setup();
     let names: BTreeSet<String> = s.signers[..n].iter().map(|x| x.name().to_owned()).collect();
-    let inputs = inputs();
-    let mut coordinator =
-        CoordinatorSession::with_inputs(context(), s.trust.clone(), inputs, names, 0, 0).unwrap();
+    CoordinatorSession::with_inputs(context(), s.trust.clone(), inputs_on(threads), names, 0, 0)
+        .unwrap()
+}
+
+/// [`run`], also returning every message the coordinator accepted, in order.
+fn run_recorded(n: usize, alter: Alter) -> (Outcome, Vec<RecordedMessage>) {
+    let s = setup();
+    let mut coordinator = session(n, 2).recording();
     let mut sessions = Vec::new();
     let mut refusals = Vec::new();
     let deliver = |coordinator: &mut CoordinatorSession<EncryptedInputs>,
@@ -178,7 +196,7 @@ fn run(n: usize, alter: Alter) -> Outcome {
             StageClosed::Next(stage) => panic!("not done after unmask: {stage:?}"),
         }
     })();
-    (outcome, refusals)
+    ((outcome, refusals), coordinator.take_record())
 }
 
 /// The plain sum of the given participants' statistics, with the policy applied.
@@ -353,5 +371,68 @@ fn a_proof_made_for_another_sender_does_not_verify() {
     assert!(
         error.contains("proof of well-formed encryption does not verify"),
         "{error}"
+    );
+}
+
+#[test]
+fn a_replay_of_the_record_reproduces_the_aggregate_and_names_an_altered_message() {
+    let ((outcome, refusals), record) = run_recorded(3, |_, body| body);
+    assert!(refusals.is_empty(), "{refusals:?}");
+    let (aggregate, contributors) = outcome.unwrap();
+    let bytes = aggregate.to_bytes("consortium", 3).unwrap();
+    // 3 advertisements, 3 share-keys messages, 3 masked inputs, 3 unmask messages.
+    assert_eq!(record.len(), 12);
+
+    // The same messages in the same order on the same number of threads, in a fresh session
+    // (rayon schedules the work differently): the same bytes. (On 4 or more threads tfhe
+    // propagates carries in parallel and the bytes differ, hence the recorded thread count.)
+    let replayed = replay(session(3, 2), &record).unwrap();
+    assert_eq!(replayed.contributors, contributors);
+    assert!(replayed.sum.to_bytes("consortium", 3).unwrap() == bytes);
+
+    // One byte of org-1's share-keys message altered: refused, and named.
+    let mut altered = record.clone();
+    let message = altered[4].message.as_mut().unwrap();
+    message.body[10] ^= 0x01;
+    match replay(session(3, 2), &altered) {
+        Err(ReplayError::Refused {
+            index: 4,
+            stage: "share keys",
+            sender,
+            source: SecAggError::BadSignature(_),
+        }) => assert_eq!(sender, "org-1"),
+        other => panic!("{:?}", other.err()),
+    }
+    // A setup message repeated after the setup stage closed: out of order.
+    let mut reordered = record.clone();
+    reordered.insert(4, record[0].clone());
+    assert!(
+        matches!(
+            replay(session(3, 2), &reordered),
+            Err(ReplayError::OutOfOrder {
+                index: 4,
+                stage: "setup",
+                ..
+            })
+        ),
+        "a setup message after the setup stage"
+    );
+    // Without org-2's masked input, the survivors' shares of its self mask are not asked for.
+    let withheld: Vec<RecordedMessage> = record
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 8)
+        .map(|(_, m)| m.clone())
+        .collect();
+    assert!(
+        matches!(
+            replay(session(3, 2), &withheld),
+            Err(ReplayError::Refused {
+                stage: "unmask",
+                source: SecAggError::Malformed { .. },
+                ..
+            })
+        ),
+        "a record without one masked input"
     );
 }

@@ -183,6 +183,7 @@ pub fn run(spec: &FairnessBench, progress: impl Fn(&str)) -> anyhow::Result<Fair
             fields: layout.fields(),
             min_group_size,
         },
+        accord_crypto::he::inputs::default_threads(),
     )?;
     let mut coordinator =
         CoordinatorSession::with_inputs(context.clone(), trust.clone(), inputs_sum, names, 0, 0)

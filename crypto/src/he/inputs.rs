@@ -4,6 +4,13 @@
 //! The coordinator adds expanded ciphertexts without bootstrapping while the blocks' carry
 //! space allows (the proofs guarantee every fresh block holds a 2-bit digit), propagates carries
 //! only when it must, then adds the unmask correction and applies the disclosure policy.
+//!
+//! The result is a deterministic function of the inputs, their order and the thread count the
+//! computation runs with: tfhe's bootstraps draw no randomness, but tfhe chooses between its
+//! sequential and parallel carry propagation by `rayon::current_num_threads()`, and the two give
+//! different (equally correct) ciphertexts. So the computation runs in a pool of a stated size,
+//! which the coordinator records, and a replay with the same inputs, order and size reproduces
+//! the aggregate byte for byte (`accord audit verify --recompute`).
 
 use super::keys::{AuditorKeys, PublicMaterial, ServerMaterial};
 use super::{BLOCK_BITS, HeError, check_value_bits, decode, encode};
@@ -111,6 +118,8 @@ pub struct EncryptedInputs {
     values: usize,
     bits: u32,
     policy: FairnessPolicy,
+    /// Where every homomorphic operation runs (its size picks tfhe's algorithms).
+    pool: Arc<rayon::ThreadPool>,
     /// Lists received and checked for form, waiting for their proofs to be verified.
     queued: Vec<(Commitment, ProvenCompactCiphertextList)>,
     sum: Option<Vec<RadixCiphertext>>,
@@ -127,15 +136,41 @@ pub struct EncryptedAggregate {
     pub commitments: Vec<Commitment>,
 }
 
+/// The most threads a computation may state it ran with (a replay starts that many).
+pub const MAX_THREADS: usize = 1024;
+
+/// The thread count to compute on by default: the size of rayon's global pool.
+pub fn default_threads() -> usize {
+    rayon::current_num_threads()
+}
+
 impl EncryptedInputs {
+    /// The coordinator's sum of `values` counts per participant, each modulo 2^`bits`, with the
+    /// disclosure `policy`, computed on `threads` threads (1 to [`MAX_THREADS`]; the same count
+    /// gives the same bytes, see the module docs).
     pub fn new(
         context: Context,
         material: Arc<ServerMaterial>,
         values: usize,
         bits: u32,
         policy: FairnessPolicy,
+        threads: usize,
     ) -> Result<Self, HeError> {
         let bits = check_value_bits(bits)?;
+        if !(1..=MAX_THREADS).contains(&threads) {
+            return Err(HeError::Threads {
+                threads,
+                reason: format!("between 1 and {MAX_THREADS} are allowed"),
+            });
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("accord-he-{i}"))
+            .build()
+            .map_err(|e| HeError::Threads {
+                threads,
+                reason: e.to_string(),
+            })?;
         if policy.fields == 0 || !values.is_multiple_of(policy.fields) {
             return Err(HeError::Malformed {
                 what: "fairness layout",
@@ -148,6 +183,7 @@ impl EncryptedInputs {
             values,
             bits,
             policy,
+            pool: Arc::new(pool),
             queued: Vec::new(),
             sum: None,
             commitments: Vec::new(),
@@ -251,6 +287,24 @@ impl MaskedInputs for EncryptedInputs {
     }
 
     fn settle(&mut self) -> Vec<(String, SecAggError)> {
+        let pool = self.pool.clone();
+        pool.install(|| self.verify_and_sum())
+    }
+
+    fn finish(
+        &mut self,
+        correction: Vec<u64>,
+        _summands: usize,
+    ) -> Result<EncryptedAggregate, SecAggError> {
+        let pool = self.pool.clone();
+        Ok(pool.install(|| self.unmask_and_suppress(correction)))
+    }
+}
+
+impl EncryptedInputs {
+    /// Verifies the queued lists' proofs and adds them to the sum, in the order they arrived;
+    /// returns the senders refused.
+    fn verify_and_sum(&mut self) -> Vec<(String, SecAggError)> {
         // One list at a time (each is verified and expanded in parallel inside tfhe), so only
         // one participant's expanded ciphertexts are in memory besides the running sum.
         let queued = std::mem::take(&mut self.queued);
@@ -289,11 +343,8 @@ impl MaskedInputs for EncryptedInputs {
         refused
     }
 
-    fn finish(
-        &mut self,
-        correction: Vec<u64>,
-        _summands: usize,
-    ) -> Result<EncryptedAggregate, SecAggError> {
+    /// Adds the unmask `correction` and zeroes the groups under the policy's minimum size.
+    fn unmask_and_suppress(&mut self, correction: Vec<u64>) -> EncryptedAggregate {
         let server = &self.material.server_key;
         let blocks = (self.bits / BLOCK_BITS) as usize;
         let ring = (1u64 << self.bits) - 1;
@@ -332,12 +383,12 @@ impl MaskedInputs for EncryptedInputs {
                 });
             kept
         };
-        Ok(EncryptedAggregate {
+        EncryptedAggregate {
             values,
             kept,
             bits: self.bits,
             commitments: std::mem::take(&mut self.commitments),
-        })
+        }
     }
 }
 

@@ -71,6 +71,8 @@ pub enum HeError {
     },
     #[error("value_bits must be even and between 2 and 32, got {0}")]
     ValueBits(u32),
+    #[error("cannot compute on {threads} threads: {reason}")]
+    Threads { threads: usize, reason: String },
     #[error("encryption failed: {0}")]
     Encryption(String),
 }
