@@ -6,11 +6,12 @@
 //! only when it must, then adds the unmask correction and applies the disclosure policy.
 //!
 //! The result is a deterministic function of the inputs, their order and the thread count the
-//! computation runs with: tfhe's bootstraps draw no randomness, but tfhe chooses between its
-//! sequential and parallel carry propagation by `rayon::current_num_threads()`, and the two give
-//! different (equally correct) ciphertexts. So the computation runs in a pool of a stated size,
-//! which the coordinator records, and a replay with the same inputs, order and size reproduces
-//! the aggregate byte for byte (`accord audit verify --recompute`).
+//! computation runs with: tfhe's bootstraps draw no randomness and its FFT algorithm is fixed
+//! (`super::fix_fft_plan`), but tfhe chooses between its sequential and parallel carry
+//! propagation by `rayon::current_num_threads()`, and the two give different (equally correct)
+//! ciphertexts. So the computation runs in a pool of a stated size, which the coordinator
+//! records, and a replay with the same inputs, order and size reproduces the aggregate byte for
+//! byte (`accord audit verify --recompute`).
 
 use super::keys::{AuditorKeys, PublicMaterial, ServerMaterial};
 use super::{BLOCK_BITS, HeError, check_value_bits, decode, encode};
