@@ -8,8 +8,8 @@
 //! simulations and benchmarks, and only with each participant's consent.
 
 use accord_crypto::secagg::coordinator::{CoordinatorSession, PlainInputs, StageClosed};
-use accord_crypto::secagg::validity::Statement;
 use accord_crypto::secagg::identity::Trust;
+use accord_crypto::secagg::validity::Statement;
 use accord_crypto::secagg::{self, Context, Culprit, SecAggError};
 use accord_proto::phase::PhaseVector;
 use accord_proto::v1::{
@@ -117,8 +117,8 @@ pub fn start(
                 secagg::fixed_point(&spec.vector.bounds, spec.params, spec.selected.len())
                     .map_err(SecAggError::from)?;
             let inputs = if spec.params.input_validity == crate::config::RANGE_PROOFS {
-                let statement = Statement::new(&encoding, &spec.vector.relations)
-                    .map_err(SecAggError::from)?;
+                let statement =
+                    Statement::new(&encoding, &spec.vector.relations).map_err(SecAggError::from)?;
                 PlainInputs::proven(encoding, spec.context.clone(), statement)
             } else {
                 PlainInputs::new(encoding)

@@ -4,6 +4,11 @@
 //! applies the disclosure policy on ciphertexts and writes, for the auditor, the encrypted
 //! aggregate (`fairness-aggregate.bin`) and the round's transcript (`fairness-transcript.json`).
 //! It never holds a key that decrypts anything.
+//!
+//! Nobody has to trust that aggregate: the coordinator also writes every message it accepted
+//! (`fairness-record.bin`, bound by the transcript), and [`recompute`] replays them through a
+//! fresh session built the same way, which checks every signature again and computes the
+//! aggregate byte for byte, with the server key alone.
 
 use crate::aggregation::{AggregationError, Closed, PhaseAggregator, PhaseSpec, Submission};
 use crate::artefact::ModelArtefact;
@@ -13,11 +18,19 @@ use accord_crypto::he::inputs::{Commitment, EncryptedAggregate};
 use accord_crypto::he::transcript::{
     self, CommitmentRecord, Entry, GroupsRecord, RoundTranscript, TRANSCRIPT_FORMAT,
 };
-use accord_crypto::he::{EncryptedInputs, FairnessPolicy, ServerMaterial, keys};
+use accord_crypto::he::{EncryptedInputs, FairnessPolicy, HeError, ServerMaterial, keys};
+use accord_crypto::secagg::Context;
+use accord_crypto::secagg::Culprit;
 use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
-use accord_crypto::secagg::{Culprit, stage_label};
+use accord_crypto::secagg::identity::Trust;
+use accord_crypto::secagg::replay::{ReplayError, Replayed, replay};
+use accord_crypto::secagg::validity::Statement;
 use accord_proto::fairness::FairnessLayout;
-use accord_proto::v1::{FairnessParams, FederationDefinition, SecAggRelay, SecAggStage};
+use accord_proto::phase::PhaseVector;
+use accord_proto::v1::{
+    AggregationRecord, FairnessParams, FederationDefinition, Phase, RecordedMessage, Schema,
+    SecAggRelay, SecAggStage,
+};
 use prost::Message;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -26,6 +39,12 @@ use std::sync::{Arc, Mutex};
 /// File names the coordinator writes for the auditor.
 pub const AGGREGATE_FILE: &str = "fairness-aggregate.bin";
 pub const TRANSCRIPT_FILE: &str = "fairness-transcript.json";
+/// The record of the fairness phase (`accord.v1.AggregationRecord`).
+pub const RECORD_FILE: &str = "fairness-record.bin";
+
+/// The largest record [`read_record`] reads: 2 GiB, room for thousands of participants'
+/// encrypted statistics (a few hundred kilobytes each) and every other message of the phase.
+pub const MAX_RECORD_BYTES: u64 = 2 << 30;
 
 /// The fairness audit a federation was configured with.
 pub struct FairnessAudit {
@@ -41,8 +60,51 @@ pub struct FairnessAudit {
 /// What the fairness phase left for the auditor.
 struct Outcome {
     aggregate: EncryptedAggregate,
-    entries: Vec<Entry>,
+    selected: BTreeSet<String>,
+    threads: usize,
+    /// Every message the session accepted, in order.
+    messages: Vec<RecordedMessage>,
     dropped: Vec<String>,
+}
+
+/// Why a fairness phase could not be recomputed from its record.
+#[derive(Debug, thiserror::Error)]
+pub enum RecomputeError {
+    #[error("{path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("{path}: {size} bytes, more than the {MAX_RECORD_BYTES} a record may hold")]
+    TooLarge { path: String, size: u64 },
+    #[error("{path}: not an aggregation record: {source}")]
+    Decode {
+        path: String,
+        #[source]
+        source: prost::DecodeError,
+    },
+    #[error("the record's federation definition: {0}")]
+    Definition(String),
+    #[error("the record is of the {0} phase, not the fairness phase")]
+    Phase(&'static str),
+    #[error(
+        "the record's federation used the auditor bundle {recorded}, the server bundle given goes with {given}"
+    )]
+    Bundle { recorded: String, given: String },
+    #[error("the replay's session: {0}")]
+    Session(#[source] AggregationError),
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    #[error("the recomputed aggregate: {0}")]
+    Aggregate(#[source] HeError),
+}
+
+/// What a replay of the fairness phase computes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recomputed {
+    /// The encrypted aggregate file's bytes, as the coordinator should have written them.
+    pub aggregate: Vec<u8>,
+    /// The contributors' commitments, as the transcript should list them.
+    pub participants: Vec<CommitmentRecord>,
+    /// Selected participants whose statistics are not in the aggregate.
+    pub dropped: Vec<String>,
 }
 
 impl FairnessAudit {
@@ -59,19 +121,36 @@ impl FairnessAudit {
         let schema = config
             .schema()
             .map_err(|_| fail("the schema is invalid".into()))?;
-        let layout = FairnessLayout::new(&schema, section.histogram_bins as usize)
-            .map_err(|e| fail(e.to_string()))?;
+        let params = FairnessParams {
+            auditor_bundle_sha256: material.public.bundle_sha256.clone(),
+            auditor_verifying_key: section.auditor_verifying_key.clone(),
+            histogram_bins: section.histogram_bins,
+            min_group_size: section.min_group_size,
+            value_bits: section.value_bits,
+        };
+        Self::new(
+            params,
+            Arc::new(material),
+            &schema,
+            config.secure_aggregation.max_rows_per_participant,
+        )
+        .map_err(fail)
+    }
+
+    /// The audit of a federation with `schema` under `params`, computing with `material`.
+    fn new(
+        params: FairnessParams,
+        material: Arc<ServerMaterial>,
+        schema: &Schema,
+        max_rows: u64,
+    ) -> Result<Self, String> {
+        let layout = FairnessLayout::new(schema, params.histogram_bins as usize)
+            .map_err(|e| e.to_string())?;
         Ok(Self {
-            params: FairnessParams {
-                auditor_bundle_sha256: material.public.bundle_sha256.clone(),
-                auditor_verifying_key: section.auditor_verifying_key.clone(),
-                histogram_bins: section.histogram_bins,
-                min_group_size: section.min_group_size,
-                value_bits: section.value_bits,
-            },
-            material: Arc::new(material),
+            params,
+            material,
             layout,
-            max_rows: config.secure_aggregation.max_rows_per_participant,
+            max_rows,
             outcome: Arc::new(Mutex::new(None)),
             culprits: Mutex::new(Vec::new()),
         })
@@ -88,31 +167,21 @@ impl FairnessAudit {
                 self.max_rows
             )));
         }
-        let inputs = EncryptedInputs::new(
-            spec.context.clone(),
-            self.material.clone(),
-            self.layout.len(),
-            bits,
-            FairnessPolicy {
-                fields: self.layout.fields(),
-                min_group_size: self.params.min_group_size,
-            },
-        )
-        .map_err(|e| AggregationError::Fairness(e.to_string()))?;
-        let session = CoordinatorSession::with_inputs(
-            spec.context,
-            spec.trust.clone(),
-            inputs,
-            spec.selected.clone(),
-            spec.params.threshold as usize,
-            spec.params.neighbours as usize,
-        )?;
+        let threads = accord_crypto::he::inputs::default_threads();
+        let selected = spec.selected.clone();
         Ok(Box::new(EncryptedSum {
-            session,
-            entries: Vec::new(),
-            selected: spec.selected,
+            session: self.session(spec, threads)?.recording(),
+            selected,
+            threads,
             outcome: self.outcome.clone(),
         }))
+    }
+
+    /// What each participant's counts must be proven to meet: every count in [0, max_rows] and
+    /// the fairness layout's relations (e.g. true positives at most positives at most n).
+    pub fn count_statement(&self) -> Result<Statement, AggregationError> {
+        Statement::counts(self.layout.len(), self.max_rows, &self.layout.relations())
+            .map_err(|e| AggregationError::Fairness(e.to_string()))
     }
 
     /// Records the participants named in the fairness phase, for the transcript.
@@ -120,7 +189,43 @@ impl FairnessAudit {
         *self.culprits.lock().expect("culprits lock") = culprits.to_vec();
     }
 
-    /// Writes the encrypted aggregate and the transcript into `out_dir`; returns the aggregate's path.
+    /// A fresh session of the fairness phase: encrypted statistics in this audit's layout,
+    /// summed on `threads` threads, under its disclosure policy. The phase and its replay
+    /// ([`recompute`]) both start here.
+    fn session(
+        &self,
+        spec: PhaseSpec<'_>,
+        threads: usize,
+    ) -> Result<CoordinatorSession<EncryptedInputs>, AggregationError> {
+        let inputs = EncryptedInputs::new(
+            spec.context.clone(),
+            self.material.clone(),
+            self.layout.len(),
+            self.params.value_bits,
+            FairnessPolicy {
+                fields: self.layout.fields(),
+                min_group_size: self.params.min_group_size,
+            },
+            threads,
+        )
+        .map_err(|e| AggregationError::Fairness(e.to_string()))?;
+        let inputs = if spec.params.input_validity == crate::config::RANGE_PROOFS {
+            inputs.proven(self.count_statement()?)
+        } else {
+            inputs
+        };
+        Ok(CoordinatorSession::with_inputs(
+            spec.context,
+            spec.trust.clone(),
+            inputs,
+            spec.selected,
+            spec.params.threshold as usize,
+            spec.params.neighbours as usize,
+        )?)
+    }
+
+    /// Writes the encrypted aggregate, the record and the transcript into `out_dir`; returns the
+    /// aggregate's path.
     pub fn write_outcome(
         &self,
         definition: &FederationDefinition,
@@ -130,7 +235,9 @@ impl FairnessAudit {
     ) -> Result<PathBuf, String> {
         let Outcome {
             aggregate,
-            mut entries,
+            selected,
+            threads,
+            messages,
             dropped,
         } = self
             .outcome
@@ -141,21 +248,36 @@ impl FairnessAudit {
         let bytes = aggregate
             .to_bytes(&definition.federation_id, round)
             .map_err(|e| e.to_string())?;
-        let participants: Vec<CommitmentRecord> =
-            aggregate.commitments.iter().map(record).collect();
-        entries.insert(0, Entry::of("model", model.content_hash.as_bytes()));
-        entries.insert(
-            0,
-            Entry::of("federation definition", &definition.encode_to_vec()),
+        let participants: Vec<CommitmentRecord> = aggregate
+            .commitments
+            .iter()
+            .map(commitment_record)
+            .collect();
+        let definition_bytes = definition.encode_to_vec();
+        let mut entries = vec![
+            Entry::of(transcript::DEFINITION_LABEL, &definition_bytes),
+            Entry::of("model", model.content_hash.as_bytes()),
+        ];
+        entries.extend(
+            messages
+                .iter()
+                .filter_map(|m| Some(transcript::message_entry(&m.sender, m.message.as_ref()?))),
         );
         entries.extend(participants.iter().map(CommitmentRecord::entry));
+        let record = AggregationRecord {
+            federation_definition: definition_bytes,
+            round,
+            phase: Phase::Fairness as i32,
+            selected: selected.into_iter().collect(),
+            threads: threads as u32,
+            messages,
+        }
+        .encode_to_vec();
+        entries.push(Entry::of(transcript::RECORD_LABEL, &record));
         let culprits = self.culprits.lock().expect("culprits lock").clone();
         entries.push(Entry::of("culprits", culprits.join("\n").as_bytes()));
-        entries.push(Entry::of(
-            accord_crypto::he::transcript::AGGREGATE_LABEL,
-            &bytes,
-        ));
-        let params = definition.secure_aggregation.unwrap_or_default();
+        entries.push(Entry::of(transcript::AGGREGATE_LABEL, &bytes));
+        let params = definition.secure_aggregation.clone().unwrap_or_default();
         let schema = definition.schema.clone().unwrap_or_default();
         let transcript = RoundTranscript {
             format: TRANSCRIPT_FORMAT.into(),
@@ -206,6 +328,9 @@ impl FairnessAudit {
         let aggregate_path = out_dir.join(AGGREGATE_FILE);
         std::fs::write(&aggregate_path, &bytes)
             .map_err(|e| format!("{}: {e}", aggregate_path.display()))?;
+        let record_path = out_dir.join(RECORD_FILE);
+        std::fs::write(&record_path, &record)
+            .map_err(|e| format!("{}: {e}", record_path.display()))?;
         let transcript_path = out_dir.join(TRANSCRIPT_FILE);
         let text = serde_json::to_string_pretty(&transcript).expect("a transcript serializes");
         std::fs::write(&transcript_path, text)
@@ -224,7 +349,7 @@ fn describe_mitigation(m: &crate::mitigation::MitigationSection) -> String {
     )
 }
 
-fn record(c: &Commitment) -> CommitmentRecord {
+fn commitment_record(c: &Commitment) -> CommitmentRecord {
     CommitmentRecord {
         participant: c.participant.clone(),
         certificate_der: hex::encode(&c.certificate_der),
@@ -233,11 +358,11 @@ fn record(c: &Commitment) -> CommitmentRecord {
     }
 }
 
-/// Secure aggregation of encrypted statistics, recording every accepted message for the transcript.
+/// Secure aggregation of encrypted statistics, recording every accepted message.
 struct EncryptedSum {
     session: CoordinatorSession<EncryptedInputs>,
-    entries: Vec<Entry>,
     selected: BTreeSet<String>,
+    threads: usize,
     outcome: Arc<Mutex<Option<Outcome>>>,
 }
 
@@ -256,15 +381,9 @@ impl PhaseAggregator for EncryptedSum {
                 "'{participant}' sent plain values; fairness statistics must be encrypted"
             )));
         };
-        let stage = self.session.stage();
-        let bytes = message.encode_to_vec();
-        self.session
-            .receive(participant, &certificate_der, message)?;
-        self.entries.push(Entry::of(
-            format!("{}:{participant}", stage_label(stage)),
-            &bytes,
-        ));
-        Ok(())
+        Ok(self
+            .session
+            .receive(participant, &certificate_der, message)?)
     }
 
     fn stage(&self) -> SecAggStage {
@@ -285,7 +404,9 @@ impl PhaseAggregator for EncryptedSum {
             StageClosed::Done { sum, contributors } => {
                 *self.outcome.lock().expect("outcome lock") = Some(Outcome {
                     aggregate: sum,
-                    entries: std::mem::take(&mut self.entries),
+                    selected: self.selected.clone(),
+                    threads: self.threads,
+                    messages: self.session.take_record(),
                     dropped: self.selected.difference(&contributors).cloned().collect(),
                 });
                 Closed::Done {
@@ -303,4 +424,89 @@ impl PhaseAggregator for EncryptedSum {
     fn culprits(&self) -> Vec<Culprit> {
         self.session.culprits().to_vec()
     }
+}
+
+/// Reads a record written by the coordinator ([`RECORD_FILE`]), refusing one larger than
+/// [`MAX_RECORD_BYTES`]; returns it with the SHA-256 (hex) of its bytes, which the transcript binds.
+pub fn read_record(path: &Path) -> Result<(AggregationRecord, String), RecomputeError> {
+    let file_error = |e: std::io::Error| RecomputeError::File {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let size = std::fs::metadata(path).map_err(file_error)?.len();
+    if size > MAX_RECORD_BYTES {
+        return Err(RecomputeError::TooLarge {
+            path: path.display().to_string(),
+            size,
+        });
+    }
+    let bytes = std::fs::read(path).map_err(file_error)?;
+    let record =
+        AggregationRecord::decode(bytes.as_slice()).map_err(|source| RecomputeError::Decode {
+            path: path.display().to_string(),
+            source,
+        })?;
+    Ok((record, accord_crypto::hash::sha256_hex(&bytes)))
+}
+
+/// Replays a fairness phase from its `record`: a fresh session built from the recorded
+/// federation definition with `material` (the auditor's server bundle, checked by the caller
+/// against the pinned auditor key) checks every message's certificate against `trust` and its
+/// signature, proofs and commitments, and computes the aggregate. Slow: as long as the
+/// coordinator's own fairness phase.
+pub fn recompute(
+    record: &AggregationRecord,
+    trust: &Trust,
+    material: Arc<ServerMaterial>,
+) -> Result<Recomputed, RecomputeError> {
+    let definition = FederationDefinition::decode(record.federation_definition.as_slice())
+        .map_err(|e| RecomputeError::Definition(e.to_string()))?;
+    if record.phase() != Phase::Fairness {
+        return Err(RecomputeError::Phase(record.phase().label()));
+    }
+    let params = definition
+        .fairness
+        .clone()
+        .ok_or_else(|| RecomputeError::Definition("it has no fairness audit".into()))?;
+    if params.auditor_bundle_sha256 != material.public.bundle_sha256 {
+        return Err(RecomputeError::Bundle {
+            recorded: params.auditor_bundle_sha256,
+            given: material.public.bundle_sha256.clone(),
+        });
+    }
+    let secure_aggregation = definition.secure_aggregation.unwrap_or_default();
+    let schema = definition.schema.unwrap_or_default();
+    let audit = FairnessAudit::new(
+        params,
+        material,
+        &schema,
+        secure_aggregation.max_rows_per_participant,
+    )
+    .map_err(RecomputeError::Definition)?;
+    let selected: BTreeSet<String> = record.selected.iter().cloned().collect();
+    let spec = PhaseSpec {
+        context: Context {
+            federation: definition.federation_id.clone(),
+            round: record.round,
+            phase: Phase::Fairness,
+        },
+        vector: PhaseVector {
+            bounds: Vec::new(),
+            relations: Vec::new(),
+        },
+        selected: selected.clone(),
+        params: &secure_aggregation,
+        trust,
+    };
+    let session = audit
+        .session(spec, record.threads as usize)
+        .map_err(RecomputeError::Session)?;
+    let Replayed { sum, contributors } = replay(session, &record.messages)?;
+    Ok(Recomputed {
+        aggregate: sum
+            .to_bytes(&definition.federation_id, record.round)
+            .map_err(RecomputeError::Aggregate)?,
+        participants: sum.commitments.iter().map(commitment_record).collect(),
+        dropped: selected.difference(&contributors).cloned().collect(),
+    })
 }

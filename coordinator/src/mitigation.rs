@@ -10,12 +10,12 @@
 //! everything it reads is a sum from the federation's aggregation. The simulator runs the same
 //! code.
 
-use accord_proto::layout::{Bound, GroupCounts, LengthMismatch, WeightedModel};
-use accord_proto::phase::PhaseVector;
+use accord_proto::layout::{GroupCounts, LengthMismatch, WeightedModel};
 use accord_proto::mitigation::{
     EvaluationStatistics, FairFedUpdate, GroupHistograms, active_mitigation, active_postprocessing,
     label_counts, threshold_bin,
 };
+use accord_proto::phase::PhaseVector;
 use accord_proto::v1::{
     EvaluationParams, FairnessMetric, FairnessMitigation, GroupThreshold, MitigationFeedback,
     MitigationKind, Schema, ThresholdPostprocessing, ThresholdRule,

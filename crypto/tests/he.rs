@@ -3,7 +3,8 @@
 //! ciphertext decrypted alone (with the auditor's key) is noise, not its statistics; malformed,
 //! unproven, misbound or unsigned ciphertexts are refused (malformed or uncommitted ones when they
 //! arrive, unproven ones when the stage closes) and the aggregation goes on without them, or
-//! aborts cleanly below the threshold.
+//! aborts cleanly below the threshold. A replay of the messages the coordinator recorded
+//! reproduces its aggregate byte for byte, and names a recorded message that was altered.
 
 use accord_crypto::he::inputs::{EncryptedAggregate, MASK_RING, seal};
 use accord_crypto::he::keys::{AuditorKeys, GeneratedKeys};
@@ -11,9 +12,13 @@ use accord_crypto::he::{EncryptedInputs, FairnessPolicy};
 use accord_crypto::pki::{ConsortiumCa, Role};
 use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
 use accord_crypto::secagg::identity::{Signer, Trust};
-use accord_crypto::secagg::participant::ParticipantSession;
+use accord_crypto::secagg::participant::{ParticipantSession, SealInput};
+use accord_crypto::secagg::replay::{ReplayError, replay};
+use accord_crypto::secagg::validity::Statement;
 use accord_crypto::secagg::{Context, Requirements, SecAggError};
-use accord_proto::v1::{EncryptedStatistics, Phase, SecAggStage, SignedStageMessage};
+use accord_proto::v1::{
+    EncryptedStatistics, Phase, RecordedMessage, SecAggStage, SignedStageMessage,
+};
 use prost::Message;
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
@@ -63,6 +68,11 @@ fn context() -> Context {
 
 /// The coordinator's side of one fairness aggregation.
 fn inputs() -> EncryptedInputs {
+    inputs_on(2)
+}
+
+/// The same, computing on `threads` threads.
+fn inputs_on(threads: usize) -> EncryptedInputs {
     EncryptedInputs::new(
         context(),
         setup().keys.server.clone(),
@@ -72,6 +82,7 @@ fn inputs() -> EncryptedInputs {
             fields: FIELDS,
             min_group_size: MIN_GROUP_SIZE,
         },
+        threads,
     )
     .unwrap()
 }
@@ -106,11 +117,60 @@ type Outcome = (
 /// encrypted body before it is signed. Returns the aggregate and who contributed, or the
 /// abort, plus the coordinator's refusals.
 fn run(n: usize, alter: Alter) -> Outcome {
+    run_recorded(n, alter).0
+}
+
+/// The coordinator's session over the first `n` participants, computing on `threads` threads.
+fn session(n: usize, threads: usize) -> CoordinatorSession<EncryptedInputs> {
     let s = setup();
     let names: BTreeSet<String> = s.signers[..n].iter().map(|x| x.name().to_owned()).collect();
-    let inputs = inputs();
-    let mut coordinator =
-        CoordinatorSession::with_inputs(context(), s.trust.clone(), inputs, names, 0, 0).unwrap();
+    CoordinatorSession::with_inputs(context(), s.trust.clone(), inputs_on(threads), names, 0, 0)
+        .unwrap()
+}
+
+/// [`run`], also returning every message the coordinator accepted, in order.
+fn run_recorded(n: usize, alter: Alter) -> (Outcome, Vec<RecordedMessage>) {
+    run_scripted(&Script {
+        n,
+        alter,
+        statistics,
+        proven: None,
+        encrypted: |_, counts| counts,
+    })
+}
+
+/// How participants behave in [`run_scripted`]: who takes part, how each one's sealed body is
+/// altered, its statistics, the statement its counts are proven to meet (none: unproven), and
+/// what it encrypts in place of its statistics (the identity, for an honest participant).
+struct Script {
+    n: usize,
+    alter: Alter,
+    statistics: fn(usize) -> Vec<u64>,
+    proven: Option<Statement>,
+    encrypted: fn(usize, Vec<u64>) -> Vec<u64>,
+}
+
+/// The fairness phase under `script`; see [`run`].
+fn run_scripted(script: &Script) -> (Outcome, Vec<RecordedMessage>) {
+    let (n, alter) = (script.n, script.alter);
+    let s = setup();
+    let mut coordinator = match &script.proven {
+        Some(statement) => {
+            let names: BTreeSet<String> =
+                s.signers[..n].iter().map(|x| x.name().to_owned()).collect();
+            CoordinatorSession::with_inputs(
+                context(),
+                s.trust.clone(),
+                inputs_on(2).proven(statement.clone()),
+                names,
+                0,
+                0,
+            )
+            .unwrap()
+        }
+        None => session(n, 2),
+    }
+    .recording();
     let mut sessions = Vec::new();
     let mut refusals = Vec::new();
     let deliver = |coordinator: &mut CoordinatorSession<EncryptedInputs>,
@@ -150,8 +210,15 @@ fn run(n: usize, alter: Alter) -> Outcome {
             .map(|(i, p)| {
                 let relay = coordinator.relay_for(p.name());
                 let context = p.context().clone();
-                p.masked_input_with(&relay, statistics(i), MASK_RING, |sealed| {
-                    let body = seal(public, &context, sealed.signer, sealed.masked, BITS)?;
+                let honest = (script.statistics)(i);
+                let sent = (script.encrypted)(i, honest.clone());
+                p.masked_input_with(&relay, sent, MASK_RING, |sealed| {
+                    // The proof is of the participant's statistics, whatever it encrypts.
+                    let sealed = SealInput {
+                        unmasked: &honest,
+                        ..sealed
+                    };
+                    let body = seal(public, &context, sealed, BITS, script.proven.as_ref())?;
                     Ok(alter(i, body))
                 })
                 .map(|m| m.message)
@@ -202,7 +269,7 @@ fn run(n: usize, alter: Alter) -> Outcome {
             StageClosed::Next(stage) => panic!("not done after unmask: {stage:?}"),
         }
     })();
-    (outcome, refusals)
+    ((outcome, refusals), coordinator.take_record())
 }
 
 /// The plain sum of the given participants' statistics, with the policy applied.
@@ -359,6 +426,7 @@ fn a_proof_made_for_another_sender_does_not_verify() {
     let body = EncryptedStatistics {
         commitment_signature: signer.sign_digest(&context().commitment_digest("org-1", &digest)),
         ciphertext_list: list,
+        validity: None,
     }
     .encode_to_vec();
     let key = ed25519_dalek::VerifyingKey::from_bytes(
@@ -378,4 +446,212 @@ fn a_proof_made_for_another_sender_does_not_verify() {
         error.contains("proof of well-formed encryption does not verify"),
         "{error}"
     );
+}
+
+#[test]
+fn a_replay_of_the_record_reproduces_the_aggregate_and_names_an_altered_message() {
+    let ((outcome, refusals), record) = run_recorded(3, |_, body| body);
+    assert!(refusals.is_empty(), "{refusals:?}");
+    let (aggregate, contributors) = outcome.unwrap();
+    let bytes = aggregate.to_bytes("consortium", 3).unwrap();
+    // 3 advertisements, 3 share-keys messages, 3 masked inputs, 3 unmask messages.
+    assert_eq!(record.len(), 12);
+
+    // The same messages in the same order on the same number of threads, in a fresh session
+    // (rayon schedules the work differently): the same bytes. (On 4 or more threads tfhe
+    // propagates carries in parallel and the bytes differ, hence the recorded thread count.)
+    let replayed = replay(session(3, 2), &record).unwrap();
+    assert_eq!(replayed.contributors, contributors);
+    assert!(replayed.sum.to_bytes("consortium", 3).unwrap() == bytes);
+
+    // One byte of org-1's share-keys message altered: refused, and named.
+    let mut altered = record.clone();
+    let message = altered[4].message.as_mut().unwrap();
+    message.body[10] ^= 0x01;
+    match replay(session(3, 2), &altered) {
+        Err(ReplayError::Refused {
+            index: 4,
+            stage: "share keys",
+            sender,
+            source: SecAggError::BadSignature(_),
+        }) => assert_eq!(sender, "org-1"),
+        other => panic!("{:?}", other.err()),
+    }
+    // A setup message repeated after the setup stage closed: out of order.
+    let mut reordered = record.clone();
+    reordered.insert(4, record[0].clone());
+    assert!(
+        matches!(
+            replay(session(3, 2), &reordered),
+            Err(ReplayError::OutOfOrder {
+                index: 4,
+                stage: "setup",
+                ..
+            })
+        ),
+        "a setup message after the setup stage"
+    );
+    // Without org-2's masked input, the survivors' shares of its self mask are not asked for.
+    let withheld: Vec<RecordedMessage> = record
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 8)
+        .map(|(_, m)| m.clone())
+        .collect();
+    assert!(
+        matches!(
+            replay(session(3, 2), &withheld),
+            Err(ReplayError::Refused {
+                stage: "unmask",
+                source: SecAggError::Malformed { .. },
+                ..
+            })
+        ),
+        "a record without one masked input"
+    );
+}
+
+/// A fairness layout of one protected attribute with two categories (three groups with
+/// `unknown`) and two score bins: the same shape as the statistics above, with its relations.
+fn layout() -> accord_proto::fairness::FairnessLayout {
+    let schema = accord_proto::v1::Schema {
+        protected_attributes: vec![accord_proto::v1::ProtectedAttribute {
+            name: "gender".into(),
+            categories: vec!["female".into(), "male".into()],
+            use_as_feature: false,
+        }],
+        ..Default::default()
+    };
+    let layout = accord_proto::fairness::FairnessLayout::new(&schema, 2).unwrap();
+    assert_eq!((layout.groups(), layout.fields()), (GROUPS, FIELDS));
+    layout
+}
+
+/// Participant i's statistics as real records give them: positives and predicted positives at
+/// most n, true positives at most either, each bin's positives at most its count. Group sizes
+/// as in [`statistics`].
+fn consistent_statistics(i: usize) -> Vec<u64> {
+    (0..GROUPS)
+        .flat_map(|g| {
+            let n = [40 + i as u64, 5, 100 * i as u64][g];
+            let (positives, predicted) = (n / 2, n / 3);
+            let true_positives = positives.min(predicted) / 2;
+            let bins = [n / 2, n - n / 2];
+            let first = (positives / 2).min(bins[0]);
+            let second = (positives - first).min(bins[1]);
+            [
+                n,
+                positives,
+                predicted,
+                true_positives,
+                bins[0],
+                bins[1],
+                first,
+                second,
+            ]
+        })
+        .collect()
+}
+
+/// Opens the disclosed counts of `aggregate` against the participants' proven commitments, as
+/// the auditor does before signing anything.
+fn auditors_check(aggregate: &EncryptedAggregate) -> Result<(), String> {
+    let (values, kept) = decrypt(aggregate);
+    let disclosed: Vec<(usize, u64)> = values
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| kept[i / FIELDS])
+        .map(|(i, &v)| (i, v))
+        .collect();
+    let (sum, blindings) = aggregate.proven.as_ref().ok_or("no proven counts")?;
+    sum.open(setup().keys.keys.count_opening_key(), &disclosed, blindings)
+        .map_err(|e| e.to_string())
+}
+
+/// With counts proven in [0, 1000] and the layout's relations: the honest aggregate passes the
+/// auditor's check; a participant that encrypts a count beyond its bound (org-2 inflates the
+/// small group's n by 2000, so the group escapes suppression) while proving its true counts is
+/// caught by the auditor's check on that very count, before anything is disclosed; one that
+/// sends no valid proof at all (proven for another participant) is refused when the stage
+/// closes, named, and left out of the sum.
+#[test]
+fn a_count_beyond_what_its_sender_proved_never_reaches_a_disclosed_aggregate() {
+    let statement = Statement::counts(GROUPS * FIELDS, 1000, &layout().relations()).unwrap();
+    let honest = Script {
+        n: 3,
+        alter: |_, body| body,
+        statistics: consistent_statistics,
+        proven: Some(statement.clone()),
+        encrypted: |_, counts| counts,
+    };
+    let ((outcome, refusals), _) = run_scripted(&honest);
+    assert!(refusals.is_empty(), "{refusals:?}");
+    let (aggregate, _) = outcome.unwrap();
+    auditors_check(&aggregate).unwrap();
+    let (_, kept) = decrypt(&aggregate);
+    assert_eq!(kept, [true, false, true], "the small group is suppressed");
+
+    let inflating = Script {
+        encrypted: |i, mut counts| {
+            if i == 2 {
+                counts[FIELDS] += 2000;
+            }
+            counts
+        },
+        ..honest
+    };
+    let ((outcome, refusals), _) = run_scripted(&inflating);
+    assert!(
+        refusals.is_empty(),
+        "the proof itself is valid: {refusals:?}"
+    );
+    let (aggregate, _) = outcome.unwrap();
+    let (values, kept) = decrypt(&aggregate);
+    assert_eq!(
+        kept,
+        [true, true, true],
+        "the inflated group escaped suppression…"
+    );
+    assert_eq!(values[FIELDS], 15 + 2000);
+    let error = auditors_check(&aggregate).unwrap_err();
+    assert!(
+        error.ends_with(&format!("at position {FIELDS}")),
+        "…but the auditor's check names it: {error}"
+    );
+
+    let forged = Script {
+        alter: |i, body| {
+            if i != 2 {
+                return body;
+            }
+            // org-2 swaps in the proof org-0 would make (its own counts, bound to org-0).
+            let mut statistics = EncryptedStatistics::decode(body.as_slice()).unwrap();
+            let statement =
+                Statement::counts(GROUPS * FIELDS, 1000, &layout().relations()).unwrap();
+            let blindings = vec![curve25519_dalek::scalar::Scalar::ZERO; GROUPS * FIELDS];
+            let proof = accord_crypto::secagg::validity::counts::prove_counts(
+                &statement,
+                &consistent_statistics(2),
+                &blindings,
+                &setup().keys.public.count_key,
+                &context().validity_binding("org-0"),
+            )
+            .unwrap();
+            statistics.validity = Some(proof.to_message());
+            statistics.encode_to_vec()
+        },
+        encrypted: |_, counts| counts,
+        ..inflating
+    };
+    let ((outcome, refusals), _) = run_scripted(&forged);
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert!(
+        refusals[0].contains("org-2")
+            && refusals[0].contains("proof of its counts does not verify"),
+        "{}",
+        refusals[0]
+    );
+    let (aggregate, contributors) = outcome.unwrap();
+    assert!(!contributors.contains("org-2"));
+    auditors_check(&aggregate).unwrap();
 }

@@ -19,10 +19,8 @@ use accord_crypto::secagg::{self, Context, Requirements, SecAggError};
 use accord_proto::MAX_MESSAGE_BYTES;
 use accord_proto::fairness::FairnessLayout;
 use accord_proto::layout::encoded_columns;
+use accord_proto::mitigation::{EvaluationStatistics, active_mitigation, label_counts};
 use accord_proto::phase::PhaseVector;
-use accord_proto::mitigation::{
-    EvaluationStatistics, FairFedUpdate, active_mitigation, label_counts,
-};
 use accord_proto::transport::{WireMeter, channel};
 use accord_proto::v1::federation_client::FederationClient;
 use accord_proto::v1::{
@@ -167,6 +165,9 @@ struct FairnessAudit {
     material: Arc<PublicMaterial>,
     layout: FairnessLayout,
     value_bits: u32,
+    /// When the federation requires input validity: what this participant's counts are proven
+    /// to meet.
+    statement: Option<Statement>,
 }
 
 struct Node {
@@ -267,7 +268,7 @@ impl Node {
                 ));
             }
             secagg::SCHEME => {
-                let params = federation.secure_aggregation.ok_or_else(|| {
+                let params = federation.secure_aggregation.clone().ok_or_else(|| {
                     ParticipantError::InvalidDefinition("no secure-aggregation parameters".into())
                 })?;
                 if !matches!(params.input_validity.as_str(), RANGE_PROOFS | "none") {
@@ -290,12 +291,12 @@ impl Node {
                         Some(crl) => Trust::load(&config.tls.ca)?.with_crl(crl),
                         None => Trust::load(&config.tls.ca)?,
                     },
-                    params,
                     requirements: Requirements::new(
                         &params,
                         federation.min_participants as usize,
                         floor,
                     ),
+                    params,
                 })
             }
             other => return Err(ParticipantError::UnsupportedAggregation(other.to_owned())),
@@ -456,6 +457,7 @@ impl Node {
             let max_rows = self
                 .federation
                 .secure_aggregation
+                .as_ref()
                 .map_or(u64::MAX, |p| p.max_rows_per_participant);
             fairfed.settle(&self.feedback, m.strength, self.records, max_rows);
         }
@@ -668,7 +670,10 @@ impl Node {
                 &schema,
                 mitigation,
                 self.federation.postprocessing.as_ref(),
-                self.federation.evaluation.unwrap_or_default().histogram_bins as usize,
+                self.federation
+                    .evaluation
+                    .unwrap_or_default()
+                    .histogram_bins as usize,
                 rows,
             ),
         })
@@ -679,8 +684,12 @@ impl Node {
     /// logged with its reason and the participant sits the phase out: false, never an exit.
     async fn secure(&mut self, round: u32, phase: Phase) -> Result<bool, ParticipantError> {
         let s = self.secagg.as_ref().expect("secure aggregation configured");
-        let (signer, trust, params, requirements) =
-            (s.signer.clone(), s.trust.clone(), s.params, s.requirements);
+        let (signer, trust, params, requirements) = (
+            s.signer.clone(),
+            s.trust.clone(),
+            s.params.clone(),
+            s.requirements,
+        );
         let context = Context {
             federation: self.federation.federation_id.clone(),
             round,
@@ -807,11 +816,12 @@ impl Node {
     ) -> Result<(ParticipantSession, Result<Masked, SecAggError>), ParticipantError> {
         let audit = self.fairness.as_ref().expect("fairness configured");
         let (material, bits) = (audit.material.clone(), audit.value_bits);
+        let statement = audit.statement.clone();
         let relay = relay.clone();
         let (session, masked) = tokio::task::spawn_blocking(move || {
             let context = session.context().clone();
             let masked = session.masked_input_with(&relay, counts, MASK_RING, |sealed| {
-                seal(&material, &context, sealed.signer, sealed.masked, bits)
+                seal(&material, &context, sealed, bits, statement.as_ref())
             });
             (session, masked)
         })
@@ -965,8 +975,20 @@ fn audit(
     }
     let layout = FairnessLayout::new(schema, params.histogram_bins as usize)
         .map_err(|e| fail(e.to_string()))?;
+    let secagg = federation.secure_aggregation.clone().unwrap_or_default();
+    let statement = (secagg.input_validity == RANGE_PROOFS)
+        .then(|| {
+            Statement::counts(
+                layout.len(),
+                secagg.max_rows_per_participant,
+                &layout.relations(),
+            )
+        })
+        .transpose()
+        .map_err(|e| fail(e.to_string()))?;
     Ok(Some(FairnessAudit {
         material: Arc::new(material),
+        statement,
         layout,
         value_bits: check_value_bits(params.value_bits).map_err(|e| fail(e.to_string()))?,
     }))

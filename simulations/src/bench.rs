@@ -18,10 +18,10 @@
 
 use accord_crypto::pki::{ConsortiumCa, PkiError, Role};
 use accord_crypto::secagg::coordinator::{CoordinatorSession, PlainInputs, StageClosed};
-use accord_crypto::secagg::validity::Statement;
 use accord_crypto::secagg::encoding::{EncodingError, FixedPoint, Modulus, Segment};
 use accord_crypto::secagg::identity::{IdentityError, Signer, Trust};
 use accord_crypto::secagg::participant::ParticipantSession;
+use accord_crypto::secagg::validity::Statement;
 use accord_crypto::secagg::{
     Context, Plan, Requirements, SecAggError, default_neighbours, mask, minimum_threshold,
     stage_label,

@@ -183,6 +183,7 @@ pub fn run(spec: &FairnessBench, progress: impl Fn(&str)) -> anyhow::Result<Fair
             fields: layout.fields(),
             min_group_size,
         },
+        accord_crypto::he::inputs::default_threads(),
     )?;
     let mut coordinator =
         CoordinatorSession::with_inputs(context.clone(), trust.clone(), inputs_sum, names, 0, 0)
@@ -240,7 +241,7 @@ pub fn run(spec: &FairnessBench, progress: impl Fn(&str)) -> anyhow::Result<Fair
             let context = session.context().clone();
             let mut bytes = 0;
             let masked = session.masked_input_with(relay, input.clone(), MASK_RING, |sealed| {
-                let body = seal(&public, &context, sealed.signer, sealed.masked, bits)?;
+                let body = seal(&public, &context, sealed, bits, None)?;
                 bytes = body.len();
                 Ok(body)
             })?;

@@ -73,6 +73,9 @@ pub struct ParametersSection {
     pub secure_aggregation: String,
     pub secure_aggregation_sha256: String,
     pub value_bits: u32,
+    /// Whether the participants' counts were proven within their bounds, and what was checked.
+    #[serde(default)]
+    pub input_validity: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -266,6 +269,27 @@ pub fn build(
         );
     }
     let (values, kept) = keys.decrypt(&opened.values, &opened.kept);
+    // With proven inputs, every disclosed count must be the sum of what the contributors
+    // committed to and proved in range: a count inflated past its bound (or any count other
+    // than the proven ones) is found here, before anything is published.
+    let input_validity = match &opened.proven {
+        Some((sum, blindings)) => {
+            let fields = layout.fields();
+            let disclosed: Vec<(usize, u64)> = values
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| kept.get(i / fields).copied().unwrap_or(false))
+                .map(|(i, &v)| (i, v))
+                .collect();
+            sum.open(keys.count_opening_key(), &disclosed, blindings)
+                .context("the decrypted aggregate is not the sum of the participants' proven counts; no report is written")?;
+            format!(
+                "range proofs: every participant's counts proven in [0, max_rows] with the layout's relations; the {} disclosed counts checked against the sum of their commitments",
+                disclosed.len()
+            )
+        }
+        None => "none: the participants' counts were not proven (input_validity = \"none\")".into(),
+    };
     let counts: Vec<Option<GroupStatistics>> = layout
         .read(&values)
         .into_iter()
@@ -306,6 +330,7 @@ pub fn build(
             secure_aggregation: transcript.secure_aggregation.clone(),
             secure_aggregation_sha256: transcript.secure_aggregation_sha256.clone(),
             value_bits: transcript.value_bits,
+            input_validity,
         },
         metrics: metrics::compute(&layout, &counts, &thresholds),
         thresholds,

@@ -1,10 +1,15 @@
 //! `accord audit verify`: checks a fairness report without trusting whoever handed it over.
 //!
-//! Every check is reported as PASS or FAIL with the field it concerns: the signed sections
-//! (naming any altered field), the auditor's signature (against a pinned key when given), the
-//! transcript's hash chain, each participant's signed commitment and its place in the chain,
-//! the aggregate's place in the chain, the model file's hash, and every metric recomputed from
-//! the report's counts.
+//! Every check is reported with the field it concerns: the signed sections (naming any altered
+//! field), the auditor's signature, the transcript's hash chain, each participant's signed
+//! commitment and its place in the chain, the aggregate's place in the chain, the model file's
+//! hash, every metric recomputed from the report's counts and, with `--recompute`, the
+//! aggregate recomputed from the participants' own signed messages.
+//!
+//! Nothing the report carries is trusted to vouch for itself: a signature is checked only
+//! against a key the verifier pinned, and a certificate only against the CA the verifier gives.
+//! A check that lacks its anchor is NOT CHECKED, never PASS, and the report is then not
+//! verified: anyone can re-sign a forged report with a fresh key and put that key in it.
 
 use super::metrics;
 use super::report::{
@@ -12,23 +17,42 @@ use super::report::{
     sections_digest,
 };
 use accord_coordinator::artefact::ModelArtefact;
+use accord_coordinator::fairness::{Recomputed, read_record, recompute};
+use accord_crypto::hash::sha256_hex;
+use accord_crypto::he::ServerMaterial;
 use accord_crypto::he::keys::{parse_verifying_key, verify_auditor_signature};
-use accord_crypto::he::transcript;
+use accord_crypto::he::transcript::{self, Entry};
+use accord_crypto::secagg::identity::Trust;
 use accord_proto::fairness::GroupStatistics;
 use serde_json::Value;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What a check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// What the check needs was not given (a pinned key, the CA): the report is not verified.
+    NotChecked,
+}
 
 /// One check's outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Check {
     pub name: String,
-    pub passed: bool,
+    pub verdict: Verdict,
     pub detail: String,
 }
 
 impl std::fmt::Display for Check {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let verdict = if self.passed { "PASS" } else { "FAIL" };
+        let verdict = match self.verdict {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::NotChecked => "NOT CHECKED",
+        };
         write!(f, "{verdict}  {}: {}", self.name, self.detail)
     }
 }
@@ -42,19 +66,75 @@ pub struct Against<'a> {
     pub auditor_key: Option<&'a str>,
     /// The consortium CA certificate (PEM) participants' certificates must chain to.
     pub ca: Option<&'a Path>,
+    /// Recompute the aggregate from the coordinator's record (needs the key and the CA).
+    pub recompute: Option<Recompute<'a>>,
+}
+
+/// What `--recompute` replays the fairness phase from.
+#[derive(Clone, Copy)]
+pub struct Recompute<'a> {
+    /// The auditor's server bundle (`auditor-server.bundle`), checked against the pinned key.
+    pub server_bundle: &'a Path,
+    /// The coordinator's record of the phase (`fairness-record.bin`).
+    pub record: &'a Path,
+}
+
+/// The last line `accord audit verify` prints, and whether the report is verified: only if
+/// every check ran and passed.
+pub fn conclusion(checks: &[Check], recomputed: bool) -> (bool, String) {
+    let count = |v: Verdict| checks.iter().filter(|c| c.verdict == v).count();
+    let (failed, unchecked) = (count(Verdict::Fail), count(Verdict::NotChecked));
+    let total = checks.len();
+    if failed > 0 {
+        (
+            false,
+            format!(
+                "report NOT verified: {failed} of {total} checks failed, {unchecked} not checked"
+            ),
+        )
+    } else if unchecked > 0 {
+        (
+            false,
+            format!(
+                "report NOT verified: {unchecked} of {total} checks could not be done (NOT CHECKED above); nothing failed, but without them the report proves nothing"
+            ),
+        )
+    } else if recomputed {
+        (
+            true,
+            format!(
+                "report verified: {total} checks passed, the aggregate recomputed from the participants' messages"
+            ),
+        )
+    } else {
+        (
+            true,
+            format!(
+                "report verified: {total} checks passed (the aggregate is the one the auditor signed; --recompute checks it against the participants' messages)"
+            ),
+        )
+    }
 }
 
 struct Checks(Vec<Check>);
 
 impl Checks {
     fn record(&mut self, name: impl Into<String>, result: Result<String, String>) {
-        let (passed, detail) = match result {
-            Ok(detail) => (true, detail),
-            Err(detail) => (false, detail),
+        let (verdict, detail) = match result {
+            Ok(detail) => (Verdict::Pass, detail),
+            Err(detail) => (Verdict::Fail, detail),
         };
+        self.push(name, verdict, detail);
+    }
+
+    fn not_checked(&mut self, name: impl Into<String>, why: String) {
+        self.push(name, Verdict::NotChecked, why);
+    }
+
+    fn push(&mut self, name: impl Into<String>, verdict: Verdict, detail: String) {
         self.0.push(Check {
             name: name.into(),
-            passed,
+            verdict,
             detail,
         });
     }
@@ -170,23 +250,7 @@ pub fn verify(path: &Path, against: &Against<'_>) -> Vec<Check> {
         },
     );
 
-    // The auditor's signature over the sections table, under the pinned key if given.
-    let key_hex = against.auditor_key.unwrap_or(&report.auditor.verifying_key);
-    let signature = hex::decode(&report.signature).unwrap_or_default();
-    checks.record(
-        "auditor signature",
-        match parse_verifying_key(key_hex) {
-            Err(e) => Err(e.to_string()),
-            Ok(key) if verify_auditor_signature(&key, &sections_digest(&report.signed_sections), &signature) => {
-                if against.auditor_key.is_some() {
-                    Ok(format!("signed by the pinned auditor key {key_hex}"))
-                } else {
-                    Ok(format!("signed by the key the report names ({key_hex}); pass --auditor-key to pin it"))
-                }
-            }
-            Ok(_) => Err(format!("signature: does not verify with auditor key {key_hex}")),
-        },
-    );
+    auditor_signature(&report, against.auditor_key, &mut checks);
 
     let head = transcript::head(&report.transcript.entries);
     checks.record(
@@ -220,13 +284,12 @@ pub fn verify(path: &Path, against: &Against<'_>) -> Vec<Check> {
     );
 
     let context = fairness_context(&report.federation_id, report.round);
-    let ca = against.ca.map(|p| {
-        <rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::from_pem_file(p)
-            .map(|c| c.to_vec())
-            .map_err(|e| format!("{}: {e}", p.display()))
-    });
+    let trust = against
+        .ca
+        .map(|p| Trust::load(p).map_err(|e| format!("--ca: {e}")));
     for (i, record) in report.participants.iter().enumerate() {
-        let mut result = commitment_verifies(&context, record)
+        let name = format!("commitment of {}", record.participant);
+        let result = commitment_verifies(&context, record)
             .map_err(|e| format!("participants[{i}] ('{}'): {e:#}", record.participant))
             .and_then(|()| {
                 if report.transcript.entries.contains(&record.entry()) {
@@ -241,25 +304,28 @@ pub fn verify(path: &Path, against: &Against<'_>) -> Vec<Check> {
                     ))
                 }
             });
-        if let (Ok(detail), Some(ca)) = (&result, &ca) {
-            result = match ca {
-                Err(e) => Err(e.clone()),
-                Ok(ca) => hex::decode(&record.certificate_der)
+        match (result, &trust) {
+            (Err(e), _) => checks.record(name, Err(e)),
+            (Ok(detail), None) => checks.not_checked(
+                name,
+                format!(
+                    "{detail}, signed with the key of the certificate the report carries, which was not checked against the consortium CA (--ca ca.pem): anyone can make a certificate"
+                ),
+            ),
+            (Ok(_), Some(Err(e))) => checks.record(name, Err(e.clone())),
+            (Ok(detail), Some(Ok(trust))) => checks.record(
+                name,
+                hex::decode(&record.certificate_der)
                     .map_err(|e| e.to_string())
                     .and_then(|der| {
-                        accord_crypto::pki::verify_issued(ca, &der).map_err(|e| e.to_string())
+                        trust
+                            .member_key(&record.participant, &der)
+                            .map_err(|e| e.to_string())
                     })
-                    .and_then(|id| {
-                        if id.name == record.participant {
-                            Ok(format!("{detail}; certificate issued by the consortium CA"))
-                        } else {
-                            Err(format!("the certificate is for '{}'", id.name))
-                        }
-                    })
+                    .map(|_| format!("{detail}; a participant certificate of the consortium CA"))
                     .map_err(|e| format!("participants[{i}].certificate_der: {e}")),
-            };
+            ),
         }
-        checks.record(format!("commitment of {}", record.participant), result);
     }
 
     if let Some(model) = against.model {
@@ -282,12 +348,54 @@ pub fn verify(path: &Path, against: &Against<'_>) -> Vec<Check> {
         );
     }
 
-    checks.record("metrics", recompute(&report));
+    checks.record("metrics", recompute_metrics(&report));
+    if let Some(from) = against.recompute {
+        recompute_aggregate(&report, against, from, &mut checks);
+    }
     checks.0
 }
 
+/// The auditor's signature over the sections table: PASS only under a pinned key.
+fn auditor_signature(report: &FairnessReport, pinned: Option<&str>, checks: &mut Checks) {
+    let name = "auditor signature";
+    let digest = sections_digest(&report.signed_sections);
+    let signature = hex::decode(&report.signature).unwrap_or_default();
+    let named = parse_verifying_key(&report.auditor.verifying_key);
+    let Some(pinned_hex) = pinned else {
+        match named {
+            Err(e) => checks.record(name, Err(format!("auditor.verifying_key: {e}"))),
+            Ok(key) if verify_auditor_signature(&key, &digest, &signature) => checks.not_checked(
+                name,
+                format!(
+                    "no pinned auditor key (--auditor-key auditor.pub): the signature verifies only with the key the report names itself ({}), which whoever forges a report puts there",
+                    report.auditor.verifying_key
+                ),
+            ),
+            Ok(_) => checks.record(
+                name,
+                Err("signature: does not verify even with the key the report names".into()),
+            ),
+        }
+        return;
+    };
+    checks.record(
+        name,
+        match parse_verifying_key(pinned_hex) {
+            Err(e) => Err(format!("the pinned key: {e}")),
+            Ok(key) if !verify_auditor_signature(&key, &digest, &signature) => Err(format!(
+                "signature: does not verify with the pinned auditor key {pinned_hex}"
+            )),
+            Ok(key) if named.as_ref().ok() != Some(&key) => Err(format!(
+                "auditor.verifying_key: the report names {}, the pinned key is {pinned_hex}",
+                report.auditor.verifying_key
+            )),
+            Ok(_) => Ok(format!("signed by the pinned auditor key {pinned_hex}")),
+        },
+    );
+}
+
 /// Recomputes every metric from the report's counts and compares.
-fn recompute(report: &FairnessReport) -> Result<String, String> {
+fn recompute_metrics(report: &FairnessReport) -> Result<String, String> {
     let layout = layout_of(&report.groups).map_err(|e| format!("groups: {e}"))?;
     let groups = &report.aggregate.groups;
     if groups.len() != layout.groups() {
@@ -315,5 +423,167 @@ fn recompute(report: &FairnessReport) -> Result<String, String> {
             recomputed.iter().map(|b| b.groups.len()).sum::<usize>()
         )),
         Some(path) => Err(format!("{path} does not follow from the counts")),
+    }
+}
+
+/// `--recompute`: checks the coordinator's record is the one the report binds, message by
+/// message, then replays the fairness phase from it and compares the aggregate, bit for bit
+/// (SHA-256), and its contributors with what the report states.
+fn recompute_aggregate(
+    report: &FairnessReport,
+    against: &Against<'_>,
+    from: Recompute<'_>,
+    checks: &mut Checks,
+) {
+    let (Some(key), Some(ca)) = (against.auditor_key, against.ca) else {
+        checks.record(
+            "recompute",
+            Err("needs the pinned auditor key (--auditor-key) to check the server bundle, and the CA (--ca) to check the certificate of every recorded message".into()),
+        );
+        return;
+    };
+    let (record, sha256) = match read_record(from.record) {
+        Ok(read) => read,
+        Err(e) => return checks.record("aggregation record", Err(format!("{e:#}"))),
+    };
+    let entries = &report.transcript.entries;
+    let bound = entries
+        .iter()
+        .find(|e| e.label == transcript::RECORD_LABEL)
+        .map(|e| e.sha256.as_str());
+    let record_bound = bound == Some(sha256.as_str()) && record.round == report.round;
+    checks.record(
+        "aggregation record",
+        if bound != Some(sha256.as_str()) {
+            Err(format!(
+                "transcript.entries: {} has SHA-256 {sha256}, the transcript binds {}",
+                from.record.display(),
+                bound.unwrap_or("no record")
+            ))
+        } else if record.round != report.round {
+            Err(format!(
+                "round: the record is of round {}, the report of round {}",
+                record.round, report.round
+            ))
+        } else {
+            Ok(format!(
+                "{} ({} messages) is the record the transcript binds",
+                from.record.display(),
+                record.messages.len()
+            ))
+        },
+    );
+    let messages_bound = recorded_messages_in_transcript(&record, entries);
+    let messages_ok = messages_bound.is_ok();
+    checks.record("recorded messages", messages_bound);
+    if !(record_bound && messages_ok) {
+        return checks.not_checked(
+            "aggregate recomputed",
+            "not replayed: the record is not the one the report binds".into(),
+        );
+    }
+    let started = Instant::now();
+    let recomputed = (|| -> Result<Recomputed, String> {
+        let pinned = parse_verifying_key(key).map_err(|e| format!("--auditor-key: {e}"))?;
+        let material = ServerMaterial::load(from.server_bundle, &pinned)
+            .map_err(|e| format!("--server-bundle: {e}"))?;
+        let trust = Trust::load(ca).map_err(|e| format!("--ca: {e}"))?;
+        recompute(&record, &trust, Arc::new(material)).map_err(|e| format!("{e:#}"))
+    })();
+    let recomputed = match recomputed {
+        Ok(r) => r,
+        Err(e) => return checks.record("aggregate recomputed", Err(e)),
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let aggregate = sha256_hex(&recomputed.aggregate);
+    checks.record(
+        "aggregate recomputed",
+        if aggregate == report.aggregate.ciphertext_sha256 {
+            Ok(format!(
+                "the replay of {} recorded messages gives the aggregate the auditor decrypted, bit for bit (SHA-256 {aggregate}, {seconds:.0} s)",
+                record.messages.len()
+            ))
+        } else {
+            Err(format!(
+                "aggregate.ciphertext_sha256: the report states {}, the participants' messages give {aggregate}: the aggregate the auditor decrypted is not the sum of what they sent",
+                report.aggregate.ciphertext_sha256
+            ))
+        },
+    );
+    checks.record(
+        "contributors recomputed",
+        if recomputed.participants != report.participants {
+            let names = |p: &[transcript::CommitmentRecord]| {
+                p.iter()
+                    .map(|c| c.participant.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            Err(format!(
+                "participants: the report lists [{}], the replay's contributors are [{}]",
+                names(&report.participants),
+                names(&recomputed.participants)
+            ))
+        } else if recomputed.dropped != report.dropped {
+            Err(format!(
+                "dropped: the report states {:?}, the replay {:?}",
+                report.dropped, recomputed.dropped
+            ))
+        } else {
+            Ok(format!(
+                "{} contributors with the commitments the report lists, {} dropped",
+                recomputed.participants.len(),
+                recomputed.dropped.len()
+            ))
+        },
+    );
+}
+
+/// Checks the record's federation definition and messages are the transcript's: its first
+/// entry, and one entry per message from the third on, in order. Names the first that is not.
+fn recorded_messages_in_transcript(
+    record: &accord_proto::v1::AggregationRecord,
+    entries: &[Entry],
+) -> Result<String, String> {
+    let definition = Entry::of(transcript::DEFINITION_LABEL, &record.federation_definition);
+    if entries.first() != Some(&definition) {
+        return Err(
+            "the record's federation definition is not the transcript's (transcript.entries[0])"
+                .into(),
+        );
+    }
+    const FIRST_MESSAGE: usize = 2;
+    for (i, recorded) in record.messages.iter().enumerate() {
+        let Some(message) = &recorded.message else {
+            return Err(format!(
+                "recorded message {i} (from '{}') holds no signed message",
+                recorded.sender
+            ));
+        };
+        let entry = transcript::message_entry(&recorded.sender, message);
+        let at = FIRST_MESSAGE + i;
+        if entries.get(at) != Some(&entry) {
+            return Err(format!(
+                "recorded message {i} ({}) is not the message the transcript records (transcript.entries[{at}]{})",
+                entry.label,
+                entries
+                    .get(at)
+                    .map(|e| format!(": {}", e.label))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    let after = FIRST_MESSAGE + record.messages.len();
+    match entries.get(after) {
+        Some(e) if e.label.starts_with("commitment:") || e.label == transcript::RECORD_LABEL => {
+            Ok(format!(
+                "the federation definition and all {} messages are the ones the transcript records",
+                record.messages.len()
+            ))
+        }
+        other => Err(format!(
+            "the transcript records a message the record lacks (transcript.entries[{after}]{})",
+            other.map(|e| format!(": {}", e.label)).unwrap_or_default()
+        )),
     }
 }

@@ -1,5 +1,6 @@
-//! The `accord` binary as a user runs it: the demo end to end, its clean-up on Ctrl-C, the
-//! PKI and data commands' refusals, and a federation of members who made their own keys.
+//! The `accord` binary as a user runs it: the demo end to end (with `audit verify` on a forged
+//! report, and `--recompute` on its own), its clean-up on Ctrl-C, the PKI and data commands'
+//! refusals, and a federation of members who made their own keys.
 
 mod pki_request;
 
@@ -90,8 +91,79 @@ fn demo_trains_writes_the_artefacts_and_prints_the_drivers() {
     );
     assert!(stdout.contains("PASS  metrics"), "{stdout}");
     assert!(stdout.contains("report verified"), "{stdout}");
+    a_forged_report_is_never_verified(&out, &report);
+    // The aggregate, recomputed from the record the coordinator process wrote (beside the report).
+    let auditor = out.join("auditor");
+    let output = accord(&[
+        "audit",
+        "verify",
+        out.join("fairness-report.json").to_str().unwrap(),
+        "--auditor-key",
+        auditor.join("auditor.pub").to_str().unwrap(),
+        "--ca",
+        out.join("pki/ca.pem").to_str().unwrap(),
+        "--recompute",
+        "--server-bundle",
+        auditor.join("auditor-server.bundle").to_str().unwrap(),
+    ]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("PASS  aggregate recomputed"), "{stdout}");
+    assert!(stdout.contains("PASS  contributors recomputed"), "{stdout}");
     // Every process the demo started has ended.
     assert!(processes_mentioning(out.to_str().unwrap(), std::process::id()).is_empty());
+}
+
+/// The forgery of issue 11: the demo's report pointed at another model and re-signed with a
+/// fresh key, which the report names. Without a pinned key the signature is NOT CHECKED (never
+/// PASS) and `audit verify` exits non-zero; with the auditor's pinned key it fails.
+fn a_forged_report_is_never_verified(demo: &Path, report: &serde_json::Value) {
+    use accord::auditor::report::{sections, sections_digest};
+    use ed25519_dalek::Signer as _;
+    let mut other =
+        accord_coordinator::artefact::ModelArtefact::load(&demo.join("model.json")).unwrap();
+    other.intercept += 0.5;
+    let other = other.seal();
+    let other_path = demo.join("other-model.json");
+    other.write(&other_path).unwrap();
+    let forger = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let mut forged = report.clone();
+    forged["model"]["content_hash"] = other.content_hash.clone().into();
+    forged["auditor"]["verifying_key"] = hex::encode(forger.verifying_key().to_bytes()).into();
+    let table = sections(&forged);
+    forged["signature"] = hex::encode(forger.sign(&sections_digest(&table)).to_bytes()).into();
+    forged["signed_sections"] = serde_json::to_value(&table).unwrap();
+    let forged_path = demo.join("forged-report.json");
+    std::fs::write(&forged_path, serde_json::to_string_pretty(&forged).unwrap()).unwrap();
+
+    let verify = |pinned: &[&str]| {
+        let mut args = vec![
+            "audit",
+            "verify",
+            forged_path.to_str().unwrap(),
+            "--model",
+            other_path.to_str().unwrap(),
+            "--ca",
+        ];
+        let ca = demo.join("pki/ca.pem");
+        args.push(ca.to_str().unwrap());
+        args.extend(pinned);
+        let output = accord(&args);
+        (output.status.code(), text(&output.stdout))
+    };
+    let (code, stdout) = verify(&[]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("NOT CHECKED  auditor signature"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("PASS  auditor signature"), "{stdout}");
+    assert!(!stdout.contains("report verified"), "{stdout}");
+    assert!(stdout.contains("report NOT verified"), "{stdout}");
+    let key = demo.join("auditor/auditor.pub");
+    let (code, stdout) = verify(&["--auditor-key", key.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL  auditor signature"), "{stdout}");
 }
 
 #[test]

@@ -116,7 +116,7 @@ pub async fn run(
 /// A phase's vector in a federation without mitigation, as an honest node builds it.
 fn vector(definition: &FederationDefinition, phase: Phase) -> PhaseVector {
     let schema = definition.schema.clone().unwrap_or_default();
-    let params = definition.secure_aggregation.unwrap_or_default();
+    let params = definition.secure_aggregation.clone().unwrap_or_default();
     let rows = params.max_rows_per_participant;
     let columns = accord_proto::layout::encoded_columns(&schema).len();
     match phase {
@@ -137,7 +137,7 @@ async fn take_part(
     context: Context,
     deviation: Option<Deviation>,
 ) -> Result<(), String> {
-    let params = definition.secure_aggregation.unwrap_or_default();
+    let params = definition.secure_aggregation.clone().unwrap_or_default();
     let requirements = Requirements::new(&params, definition.min_participants as usize, 0);
     let (mut session, advertisement) = ParticipantSession::start(
         signer.clone(),

@@ -5,22 +5,30 @@
 //! On synthetic data with a planted disparity (customers aged 60+ wait three times as long), the
 //! report's counts equal the counts computed in the clear on the pooled data, its metrics equal a
 //! plain recomputation, the disparity is flagged, an untampered report verifies, and tampering
-//! with any field, signature or the model file is caught and named.
+//! with any field, signature or the model file is caught and named. Without a pinned auditor
+//! key the signature is never PASS and the report is not verified. `--recompute` replays the
+//! fairness phase from the coordinator's record and reproduces the honest aggregate bit for
+//! bit; an aggregate the coordinator substituted, or a recorded message it altered, fails it
+//! even when the real auditor signed the report, naming the aggregate or the message.
 
 use accord::auditor::metrics::{self, Thresholds};
 use accord::auditor::report::{FairnessReport, layout_of};
-use accord::auditor::verify::{Against, verify};
+use accord::auditor::verify::{Against, Check, Recompute, Verdict, conclusion, verify};
 use accord::auditor::{REPORT_JSON, write_report};
 use accord_coordinator::CoordinatorConfig;
 use accord_coordinator::artefact::ModelArtefact;
+use accord_coordinator::fairness::{AGGREGATE_FILE, RECORD_FILE, TRANSCRIPT_FILE};
 use accord_crypto::he::keys::{self, AuditorKeys};
+use accord_crypto::he::transcript::{self, Entry, RoundTranscript};
 use accord_participant::data::{InvalidRowPolicy, load_csv};
 use accord_participant::model::{LogisticModel, Standardizer};
 use accord_proto::fairness::GroupStatistics;
 use accord_proto::transport::WireMeter;
+use accord_proto::v1::AggregationRecord;
 use accord_simulations::synth::{SynthSpec, parse_biases};
 use accord_tests::TestFederation;
 use ndarray::Array1;
+use prost::Message;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -123,9 +131,13 @@ fn pooled_counts(
 }
 
 fn failures(report: &Path, against: &Against<'_>) -> Vec<String> {
-    verify(report, against)
-        .into_iter()
-        .filter(|c| !c.passed)
+    failed(&verify(report, against))
+}
+
+fn failed(checks: &[Check]) -> Vec<String> {
+    checks
+        .iter()
+        .filter(|c| c.verdict != Verdict::Pass)
         .map(|c| format!("{}: {}", c.name, c.detail))
         .collect()
 }
@@ -205,8 +217,48 @@ async fn the_audit_matches_the_pooled_data_finds_the_planted_disparity_and_resis
         model: Some(&model_path),
         auditor_key: Some(key.trim()),
         ca: Some(&ca),
+        recompute: None,
     };
     assert_eq!(failures(&report_path, &against), Vec::<String>::new());
+
+    // Without a pinned key (or without the CA) nothing vouches for the signatures: never PASS,
+    // never verified.
+    for unpinned in [
+        Against {
+            auditor_key: None,
+            ..against
+        },
+        Against {
+            ca: None,
+            ..against
+        },
+    ] {
+        let checks = verify(&report_path, &unpinned);
+        let signature = checks
+            .iter()
+            .find(|c| c.name == "auditor signature")
+            .unwrap();
+        assert_eq!(
+            signature.verdict,
+            if unpinned.auditor_key.is_none() {
+                Verdict::NotChecked
+            } else {
+                Verdict::Pass
+            },
+            "{signature}"
+        );
+        assert!(
+            checks.iter().all(|c| c.verdict != Verdict::Fail),
+            "{:?}",
+            failed(&checks)
+        );
+        assert!(checks.iter().any(|c| c.verdict == Verdict::NotChecked));
+        let (verified, line) = conclusion(&checks, false);
+        assert!(
+            !verified && line.starts_with("report NOT verified"),
+            "{line}"
+        );
+    }
 
     // Tampering with any field is caught and the field named.
     let original: Value =
@@ -336,4 +388,195 @@ async fn the_audit_matches_the_pooled_data_finds_the_planted_disparity_and_resis
         "{failed:?}"
     );
     assert_eq!(report_path.file_name().unwrap(), REPORT_JSON);
+
+    recompute_binds_the_aggregate_to_the_participants_messages(
+        &federation,
+        &auditor,
+        &report_path,
+        &against,
+    );
+}
+
+/// `--recompute` on the honest report, on a record with an altered message, and on reports the
+/// real auditor signed over what a dishonest coordinator handed it.
+fn recompute_binds_the_aggregate_to_the_participants_messages(
+    federation: &TestFederation,
+    auditor: &Path,
+    report_path: &Path,
+    against: &Against<'_>,
+) {
+    let out = federation.dir();
+    let bundle = auditor.join(keys::SERVER_BUNDLE_FILE);
+    let record_path = out.join(RECORD_FILE);
+    let altered_path = out.join("altered-record.bin");
+    let recompute = |report: &Path, record: &Path| {
+        verify(
+            report,
+            &Against {
+                recompute: Some(Recompute {
+                    server_bundle: &bundle,
+                    record,
+                }),
+                ..*against
+            },
+        )
+    };
+
+    // The honest report: the replay gives the very aggregate the auditor decrypted.
+    let checks = recompute(report_path, &record_path);
+    assert_eq!(failed(&checks), Vec::<String>::new());
+    assert!(
+        checks
+            .iter()
+            .any(|c| c.name == "aggregate recomputed" && c.verdict == Verdict::Pass)
+    );
+    assert!(conclusion(&checks, true).0);
+
+    // One byte of a recorded share-keys message altered: the record is not the one the
+    // transcript binds, and the message is named.
+    let record_bytes = std::fs::read(&record_path).unwrap();
+    let mut record = AggregationRecord::decode(record_bytes.as_slice()).unwrap();
+    assert_eq!(
+        record.threads as usize,
+        accord_crypto::he::inputs::default_threads()
+    );
+    let sender = record.messages[4].sender.clone();
+    let message = record.messages[4].message.as_mut().unwrap();
+    assert_eq!(message.stage(), accord_proto::v1::SecAggStage::ShareKeys);
+    message.body[10] ^= 0x01;
+    let altered_message = message.clone();
+    let altered = record.encode_to_vec();
+    std::fs::write(&altered_path, &altered).unwrap();
+    let failed_checks = failed(&recompute(report_path, &altered_path));
+    assert!(
+        failed_checks
+            .iter()
+            .any(|f| f.starts_with("recorded messages: recorded message 4 (share keys:")),
+        "{failed_checks:?}"
+    );
+    assert!(
+        failed_checks
+            .iter()
+            .any(|f| f.starts_with("aggregation record: transcript.entries")),
+        "{failed_checks:?}"
+    );
+
+    // A coordinator that alters a message, fixes the transcript to match and has the real
+    // auditor sign: the replay checks the sender's signature and names the message.
+    let forged = forge(out, auditor, "forged-message", |transcript, aggregate| {
+        transcript.entries[2 + 4] = transcript::message_entry(&sender, &altered_message);
+        rebind(transcript, transcript::RECORD_LABEL, &altered);
+        aggregate.to_vec()
+    });
+    let failed_checks = failed(&recompute(&forged, &altered_path));
+    assert_eq!(failed_checks.len(), 1, "{failed_checks:?}");
+    assert!(
+        failed_checks[0].starts_with(&format!(
+            "aggregate recomputed: recorded message 4 (share keys from '{sender}') is refused: the signature of '{sender}' does not verify"
+        )),
+        "{failed_checks:?}"
+    );
+
+    // A coordinator that hands the auditor another aggregate (two groups' statistics swapped,
+    // with their commitment and blinding sums, so the auditor's check of the proven counts
+    // passes), which the real auditor decrypts and signs: every other check passes, the replay
+    // does not.
+    let report: FairnessReport =
+        serde_json::from_str(&std::fs::read_to_string(report_path).unwrap()).unwrap();
+    let layout = layout_of(&report.groups).unwrap();
+    let fields = layout.fields();
+    let substituted = forge(out, auditor, "substituted", |transcript, aggregate| {
+        let mut file = accord_proto::v1::EncryptedAggregate::decode(aggregate).unwrap();
+        let swap_points = |bytes: &mut Vec<u8>| {
+            for i in 0..fields {
+                let (a, b) = (32 * i, 32 * (fields + i));
+                for k in 0..32 {
+                    bytes.swap(a + k, b + k);
+                }
+            }
+        };
+        for i in 0..fields {
+            file.values.swap(i, fields + i);
+        }
+        file.kept.swap(0, 1);
+        let sums = file.count_commitments.as_mut().expect("counts are proven");
+        swap_points(&mut sums.randomness);
+        swap_points(&mut sums.commitments);
+        swap_points(&mut file.blinding_sum);
+        let bytes = file.encode_to_vec();
+        rebind(transcript, transcript::AGGREGATE_LABEL, &bytes);
+        bytes
+    });
+    // The same aggregate with one group's n and positives swapped but not their commitment
+    // sums (as if counts were inflated beyond what was proven): the auditor refuses to sign.
+    let inflated = try_forge(out, auditor, "inflated", |transcript, aggregate| {
+        let mut file = accord_proto::v1::EncryptedAggregate::decode(aggregate).unwrap();
+        let kept = (0..layout.groups())
+            .find(|g| report.aggregate.groups[*g].counts.is_some())
+            .unwrap();
+        file.values.swap(kept * fields, kept * fields + 1);
+        let bytes = file.encode_to_vec();
+        rebind(transcript, transcript::AGGREGATE_LABEL, &bytes);
+        bytes
+    })
+    .unwrap_err();
+    assert!(
+        format!("{inflated:#}").contains("not the sum of the participants' proven counts"),
+        "{inflated:#}"
+    );
+    assert_eq!(failures(&substituted, against), Vec::<String>::new());
+    let failed_checks = failed(&recompute(&substituted, &record_path));
+    assert_eq!(failed_checks.len(), 1, "{failed_checks:?}");
+    assert!(
+        failed_checks[0]
+            .starts_with("aggregate recomputed: aggregate.ciphertext_sha256: the report states"),
+        "{failed_checks:?}"
+    );
+}
+
+/// What a dishonest coordinator hands the auditor: its transcript and aggregate rewritten by
+/// `rewrite` (which returns the new aggregate's bytes), in `out/name`; returns the report the
+/// real auditor writes and signs from them.
+fn forge(
+    out: &Path,
+    auditor: &Path,
+    name: &str,
+    rewrite: impl FnOnce(&mut RoundTranscript, &[u8]) -> Vec<u8>,
+) -> PathBuf {
+    try_forge(out, auditor, name, rewrite).unwrap()
+}
+
+/// [`forge`], returning the auditor's refusal instead of panicking on it.
+fn try_forge(
+    out: &Path,
+    auditor: &Path,
+    name: &str,
+    rewrite: impl FnOnce(&mut RoundTranscript, &[u8]) -> Vec<u8>,
+) -> anyhow::Result<PathBuf> {
+    let dir = out.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut transcript: RoundTranscript =
+        serde_json::from_str(&std::fs::read_to_string(out.join(TRANSCRIPT_FILE)).unwrap()).unwrap();
+    let aggregate = rewrite(
+        &mut transcript,
+        &std::fs::read(out.join(AGGREGATE_FILE)).unwrap(),
+    );
+    transcript.head = transcript::head(&transcript.entries);
+    std::fs::write(
+        dir.join(TRANSCRIPT_FILE),
+        serde_json::to_string(&transcript).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.join(AGGREGATE_FILE), aggregate).unwrap();
+    Ok(write_report(auditor, &dir, &dir, 100)?.0)
+}
+
+/// Points the transcript's entry labelled `label` at `bytes`.
+fn rebind(transcript: &mut RoundTranscript, label: &str, bytes: &[u8]) {
+    let entry = transcript
+        .entries
+        .iter_mut()
+        .find(|e| e.label == label)
+        .unwrap();
+    *entry = Entry::of(label, bytes);
 }

@@ -120,15 +120,21 @@ async fn poisoned_or_out_of_range_inputs_never_reach_the_model() {
             ]
             .into(),
         ),
-        (names[4].clone(), [((2, Phase::Fit), Deviation::ForgedProof)].into()),
+        (
+            names[4].clone(),
+            [((2, Phase::Fit), Deviation::ForgedProof)].into(),
+        ),
     ];
     let deviants: Vec<_> = scripts
         .into_iter()
         .map(|(name, script)| {
             let client = federation.client(&name, &address);
             let signer = Arc::new(
-                Signer::load(&pki.join(format!("{name}.pem")), &pki.join(format!("{name}.key")))
-                    .unwrap(),
+                Signer::load(
+                    &pki.join(format!("{name}.pem")),
+                    &pki.join(format!("{name}.key")),
+                )
+                .unwrap(),
             );
             let trust = Trust::load(&pki.join("ca.pem")).unwrap();
             let id = "contact-centre-consortium".to_owned();
@@ -136,8 +142,14 @@ async fn poisoned_or_out_of_range_inputs_never_reach_the_model() {
         })
         .collect();
     for task in honest {
-        let outcome = task.await.unwrap().expect("an honest participant never exits");
-        assert_eq!(outcome.rounds_completed, 1, "rounds 1 and 2 aborted a phase");
+        let outcome = task
+            .await
+            .unwrap()
+            .expect("an honest participant never exits");
+        assert_eq!(
+            outcome.rounds_completed, 1,
+            "rounds 1 and 2 aborted a phase"
+        );
     }
     let outcome = coordinator.await.unwrap().expect("the federation finishes");
     let logs = futures_join(deviants).await;
@@ -151,7 +163,11 @@ async fn poisoned_or_out_of_range_inputs_never_reach_the_model() {
     // Round 3: four, evaluated.
     assert_eq!(
         summary,
-        [(1, 0, true, false), (2, 4, false, false), (3, 4, false, true)],
+        [
+            (1, 0, true, false),
+            (2, 4, false, false),
+            (3, 4, false, true)
+        ],
         "{logs:?}"
     );
     let second = outcome.rounds[1].culprits.join("\n");

@@ -4,14 +4,27 @@
 //! The coordinator adds expanded ciphertexts without bootstrapping while the blocks' carry
 //! space allows (the proofs guarantee every fresh block holds a 2-bit digit), propagates carries
 //! only when it must, then adds the unmask correction and applies the disclosure policy.
+//!
+//! The result is a deterministic function of the inputs, their order and the thread count the
+//! computation runs with: tfhe's bootstraps draw no randomness and its FFT algorithm is fixed
+//! (`super::fix_fft_plan`), but tfhe chooses between its sequential and parallel carry
+//! propagation by `rayon::current_num_threads()`, and the two give different (equally correct)
+//! ciphertexts. So the computation runs in a pool of a stated size, which the coordinator
+//! records, and a replay with the same inputs, order and size reproduces the aggregate byte for
+//! byte (`accord audit verify --recompute`).
 
 use super::keys::{AuditorKeys, PublicMaterial, ServerMaterial};
 use super::{BLOCK_BITS, HeError, check_value_bits, decode, encode};
 use crate::secagg::coordinator::{Correction, MaskedInputs};
 use crate::secagg::encoding::Modulus;
-use crate::secagg::identity::Signer;
+use crate::secagg::participant::SealInput;
+use crate::secagg::validity::Statement;
+use crate::secagg::validity::counts::{
+    CountCommitments, CountProof, CountSum, prove_counts, verify_counts,
+};
 use crate::secagg::{Context, SecAggError};
 use accord_proto::v1::EncryptedStatistics;
+use curve25519_dalek::scalar::Scalar;
 use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
 use prost::Message;
 use rayon::prelude::*;
@@ -45,24 +58,40 @@ pub fn verify_commitment(context: &Context, commitment: &Commitment, key: &Verif
     Signature::from_slice(&commitment.signature).is_ok_and(|s| key.verify(&digest, &s).is_ok())
 }
 
-/// Encrypts `words` (masked, in [`MASK_RING`]) modulo 2^`bits` under the auditor's public key,
-/// with a proof bound to `context` and `sender`, and signs a commitment to the ciphertext:
-/// the body of the fairness phase's masked-input message.
+/// Encrypts the masked words of `sealed` (in [`MASK_RING`]) modulo 2^`bits` under the auditor's
+/// public key, with a proof bound to `context` and the sender, signs a commitment to the
+/// ciphertext, and (with a `statement`) commits to the unmasked counts under the auditor's
+/// count key with range proofs that they meet it ([`crate::secagg::validity::counts`]): the
+/// body of the fairness phase's masked-input message.
 pub fn seal(
     material: &PublicMaterial,
     context: &Context,
-    signer: &Signer,
-    words: &[u64],
+    sealed: SealInput<'_>,
     bits: u32,
+    statement: Option<&Statement>,
 ) -> Result<Vec<u8>, SecAggError> {
+    let signer = sealed.signer;
     let failed = |e: HeError| SecAggError::Malformed {
         from: signer.name().to_owned(),
         what: "encrypted statistics",
         reason: e.to_string(),
     };
+    let validity = statement
+        .map(|statement| {
+            let blindings = sealed.seeds.blindings(sealed.unmasked.len());
+            prove_counts(
+                statement,
+                sealed.unmasked,
+                &blindings,
+                &material.count_key,
+                &context.validity_binding(signer.name()),
+            )
+        })
+        .transpose()?
+        .map(|proof| proof.to_message());
     let list = encrypt(
         material,
-        words,
+        sealed.masked,
         bits,
         &context.proof_metadata(signer.name()),
     )
@@ -72,6 +101,7 @@ pub fn seal(
         commitment_signature: signer
             .sign_digest(&context.commitment_digest(signer.name(), &digest)),
         ciphertext_list: list,
+        validity,
     }
     .encode_to_vec())
 }
@@ -112,11 +142,21 @@ pub struct EncryptedInputs {
     values: usize,
     bits: u32,
     policy: FairnessPolicy,
+    /// Where every homomorphic operation runs (its size picks tfhe's algorithms).
+    pool: Arc<rayon::ThreadPool>,
+    /// When counts must be proven: the statement every participant's counts meet.
+    statement: Option<Statement>,
     /// Lists received and checked for form, waiting for their proofs to be verified.
-    queued: Vec<(Commitment, ProvenCompactCiphertextList)>,
+    queued: Vec<Queued>,
     /// Lists verified and expanded, by sender, waiting for the survivor set.
-    opened: BTreeMap<String, (Commitment, Vec<RadixCiphertext>)>,
+    opened: BTreeMap<String, Opened>,
 }
+
+/// A list checked for form, with its count proof when counts are proven.
+type Queued = (Commitment, ProvenCompactCiphertextList, Option<CountProof>);
+
+/// A verified, expanded list, with its verified count commitments when counts are proven.
+type Opened = (Commitment, Vec<RadixCiphertext>, Option<CountCommitments>);
 
 /// The aggregate the auditor receives: masks removed, policy applied, still encrypted.
 pub struct EncryptedAggregate {
@@ -126,17 +166,46 @@ pub struct EncryptedAggregate {
     pub bits: u32,
     /// The contributors' commitments, by participant name.
     pub commitments: Vec<Commitment>,
+    /// When counts were proven: the sum of the contributors' count commitments and of their
+    /// blindings, for the auditor to check what it decrypts against ([`CountSum::open`]).
+    pub proven: Option<(CountSum, Vec<Scalar>)>,
+}
+
+/// The most threads a computation may state it ran with (a replay starts that many).
+pub const MAX_THREADS: usize = 1024;
+
+/// The thread count to compute on by default: the size of rayon's global pool.
+pub fn default_threads() -> usize {
+    rayon::current_num_threads()
 }
 
 impl EncryptedInputs {
+    /// The coordinator's sum of `values` counts per participant, each modulo 2^`bits`, with the
+    /// disclosure `policy`, computed on `threads` threads (1 to [`MAX_THREADS`]; the same count
+    /// gives the same bytes, see the module docs).
     pub fn new(
         context: Context,
         material: Arc<ServerMaterial>,
         values: usize,
         bits: u32,
         policy: FairnessPolicy,
+        threads: usize,
     ) -> Result<Self, HeError> {
         let bits = check_value_bits(bits)?;
+        if !(1..=MAX_THREADS).contains(&threads) {
+            return Err(HeError::Threads {
+                threads,
+                reason: format!("between 1 and {MAX_THREADS} are allowed"),
+            });
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("accord-he-{i}"))
+            .build()
+            .map_err(|e| HeError::Threads {
+                threads,
+                reason: e.to_string(),
+            })?;
         if policy.fields == 0 || !values.is_multiple_of(policy.fields) {
             return Err(HeError::Malformed {
                 what: "fairness layout",
@@ -149,9 +218,18 @@ impl EncryptedInputs {
             values,
             bits,
             policy,
+            pool: Arc::new(pool),
+            statement: None,
             queued: Vec::new(),
             opened: BTreeMap::new(),
         })
+    }
+
+    /// Requires each participant's counts to be proven to meet `statement` (in [0, max_rows],
+    /// with the fairness layout's relations), under the auditor's count key.
+    pub fn proven(mut self, statement: Statement) -> Self {
+        self.statement = Some(statement);
+        self
     }
 
     /// Reads one participant's list and checks its form (cheap: no proof yet).
@@ -246,19 +324,77 @@ impl MaskedInputs for EncryptedInputs {
             ));
         }
         let list = self.read(&input.ciphertext_list).map_err(malformed)?;
-        self.queued.push((commitment, list));
+        let proof = match &self.statement {
+            Some(statement) => {
+                let message = input
+                    .validity
+                    .as_ref()
+                    .ok_or_else(|| malformed("no proof of its counts".into()))?;
+                Some(
+                    CountProof::from_message(statement, message)
+                        .map_err(|e| malformed(e.to_string()))?,
+                )
+            }
+            None => None,
+        };
+        self.queued.push((commitment, list, proof));
         Ok(())
     }
 
     fn settle(&mut self) -> Vec<(String, SecAggError)> {
-        // One list at a time: each is verified and expanded in parallel inside tfhe.
+        let pool = self.pool.clone();
+        pool.install(|| self.verify_and_expand())
+    }
+
+    fn blinded(&self) -> bool {
+        self.statement.is_some()
+    }
+
+    fn finish(
+        &mut self,
+        contributors: &BTreeSet<String>,
+        correction: Correction,
+    ) -> Result<EncryptedAggregate, SecAggError> {
+        let pool = self.pool.clone();
+        let (mut aggregate, proven_by) =
+            pool.install(|| self.unmask_and_suppress(contributors, correction.words))?;
+        if self.statement.is_some() {
+            let mut sum = CountSum::new(self.values);
+            for pairs in &proven_by {
+                sum.add(pairs)?;
+            }
+            aggregate.proven = Some((sum, correction.blindings.unwrap_or_default()));
+        }
+        Ok(aggregate)
+    }
+}
+
+impl EncryptedInputs {
+    /// Verifies the queued lists' proofs and expands them, one list at a time (each in
+    /// parallel inside tfhe); returns the senders refused.
+    fn verify_and_expand(&mut self) -> Vec<(String, SecAggError)> {
         let queued = std::mem::take(&mut self.queued);
         let mut refused = Vec::new();
-        for (commitment, list) in queued {
-            match self.open(&commitment.participant, &list) {
-                Ok(values) => {
+        for (commitment, list, proof) in queued {
+            let counts = match (&self.statement, proof) {
+                (Some(statement), Some(proof)) => verify_counts(
+                    statement,
+                    &proof,
+                    &self.material.public.count_key,
+                    &self.context.validity_binding(&commitment.participant),
+                )
+                .map(Some)
+                .map_err(|e| format!("the proof of its counts does not verify ({e})")),
+                _ => Ok(None),
+            };
+            let opened = counts.and_then(|counts| {
+                self.open(&commitment.participant, &list)
+                    .map(|values| (values, counts))
+            });
+            match opened {
+                Ok((values, counts)) => {
                     self.opened
-                        .insert(commitment.participant.clone(), (commitment, values));
+                        .insert(commitment.participant.clone(), (commitment, values, counts));
                 }
                 Err(reason) => refused.push((
                     commitment.participant.clone(),
@@ -273,12 +409,14 @@ impl MaskedInputs for EncryptedInputs {
         refused
     }
 
-    fn finish(
+    /// Sums the `contributors`' lists (in name order), adds the unmask `correction` and zeroes
+    /// the groups under the policy's minimum size; also returns the contributors' verified
+    /// count commitments (when counts are proven).
+    fn unmask_and_suppress(
         &mut self,
         contributors: &BTreeSet<String>,
-        correction: Correction,
-    ) -> Result<EncryptedAggregate, SecAggError> {
-        let correction = correction.words;
+        correction: Vec<u64>,
+    ) -> Result<(EncryptedAggregate, Vec<CountCommitments>), SecAggError> {
         let server = &self.material.server_key;
         let blocks = (self.bits / BLOCK_BITS) as usize;
         let ring = (1u64 << self.bits) - 1;
@@ -287,12 +425,14 @@ impl MaskedInputs for EncryptedInputs {
             .map(|_| server.create_trivial_zero_radix(blocks))
             .collect();
         let mut commitments = Vec::with_capacity(contributors.len());
+        let mut proven_by = Vec::new();
         // Additions without bootstrapping while the blocks' carry space allows (the proofs
         // guarantee every fresh block holds a 2-bit digit); carries propagated only when needed.
-        for (sender, (commitment, list)) in opened {
+        for (sender, (commitment, list, counts)) in opened {
             if !contributors.contains(&sender) {
                 continue;
             }
+            proven_by.extend(counts);
             values
                 .par_iter_mut()
                 .zip(list.par_iter())
@@ -341,12 +481,16 @@ impl MaskedInputs for EncryptedInputs {
                 });
             kept
         };
-        Ok(EncryptedAggregate {
-            values,
-            kept,
-            bits: self.bits,
-            commitments,
-        })
+        Ok((
+            EncryptedAggregate {
+                values,
+                kept,
+                bits: self.bits,
+                commitments,
+                proven: None,
+            },
+            proven_by,
+        ))
     }
 }
 
@@ -367,6 +511,12 @@ impl EncryptedAggregate {
                 .iter()
                 .map(|k| encode("suppression flag", k))
                 .collect::<Result<_, _>>()?,
+            count_commitments: self.proven.as_ref().map(|(sum, _)| sum.to_message()),
+            blinding_sum: self
+                .proven
+                .as_ref()
+                .map(|(_, blindings)| blindings.iter().flat_map(|b| b.to_bytes()).collect())
+                .unwrap_or_default(),
         }
         .encode_to_vec())
     }
@@ -378,6 +528,9 @@ pub struct OpenedAggregate {
     pub round: u32,
     pub values: Vec<RadixCiphertext>,
     pub kept: Vec<BooleanBlock>,
+    /// When counts were proven: the commitment sums and blinding sums to open the disclosed
+    /// counts against ([`CountSum::open`]).
+    pub proven: Option<(CountSum, Vec<Scalar>)>,
 }
 
 impl OpenedAggregate {
@@ -404,6 +557,36 @@ impl OpenedAggregate {
                 reason: format!("value {i} is not {bits} bits"),
             });
         }
+        let malformed = |reason: String| HeError::Malformed {
+            what: "encrypted aggregate",
+            reason,
+        };
+        let proven = match &file.count_commitments {
+            None => None,
+            Some(message) => {
+                let len = values.len();
+                let sum =
+                    CountSum::from_message(len, message).map_err(|e| malformed(e.to_string()))?;
+                if file.blinding_sum.len() != 32 * len {
+                    return Err(malformed(format!(
+                        "{} bytes of blinding sums, expected {}",
+                        file.blinding_sum.len(),
+                        32 * len
+                    )));
+                }
+                let blindings = file
+                    .blinding_sum
+                    .chunks_exact(32)
+                    .enumerate()
+                    .map(|(i, chunk)| {
+                        let bytes: [u8; 32] = chunk.try_into().unwrap_or([0; 32]);
+                        Option::<Scalar>::from(Scalar::from_canonical_bytes(bytes))
+                            .ok_or_else(|| malformed(format!("blinding sum {i} is not canonical")))
+                    })
+                    .collect::<Result<_, _>>()?;
+                Some((sum, blindings))
+            }
+        };
         Ok(Self {
             federation_id: file.federation_id,
             round: file.round,
@@ -413,6 +596,7 @@ impl OpenedAggregate {
                 .iter()
                 .map(|k| decode("suppression flag", k))
                 .collect::<Result<_, _>>()?,
+            proven,
         })
     }
 }

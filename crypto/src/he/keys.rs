@@ -191,7 +191,7 @@ impl AuditorKeys {
         };
         let server_material = ServerMaterial::from_server_key(
             public_material.clone(),
-            compressed_server.decompress(),
+            super::decompress(&compressed_server),
         )?;
         Ok(GeneratedKeys {
             keys,
@@ -374,7 +374,7 @@ impl ServerMaterial {
             deserialize("compressed server key", &bundle.compressed_server_key)?;
         Self::from_server_key(
             public_from(&bundle, bundle.public_bundle_sha256.clone())?,
-            compressed.decompress(),
+            super::decompress(&compressed),
         )
     }
 }

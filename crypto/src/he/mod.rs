@@ -71,6 +71,8 @@ pub enum HeError {
     },
     #[error("value_bits must be even and between 2 and 32, got {0}")]
     ValueBits(u32),
+    #[error("cannot compute on {threads} threads: {reason}")]
+    Threads { threads: usize, reason: String },
     #[error("encryption failed: {0}")]
     Encryption(String),
 }
@@ -94,6 +96,36 @@ pub fn describe_parameters() -> String {
 /// SHA-256 (hex) of [`describe_parameters`]: keys and reports name the parameters by it.
 pub fn parameters_sha256() -> String {
     hex::encode(Sha256::digest(describe_parameters().as_bytes()))
+}
+
+/// Decompresses a server key, converting its bootstrapping key to the Fourier domain under
+/// a fixed FFT algorithm (see [`fix_fft_plan`]).
+fn decompress(key: &tfhe::CompressedServerKey) -> tfhe::ServerKey {
+    fix_fft_plan();
+    key.decompress()
+}
+
+/// Fixes tfhe's FFT algorithm for the computation's polynomial size before the first FFT of
+/// this process (every FFT follows a server key's decompression). Left alone, tfhe times its
+/// algorithms for 10 ms and keeps the fastest, per process; they round differently, so the same
+/// bootstrap gives other (equally correct) ciphertext bytes in another process, and a replay
+/// could not reproduce the coordinator's aggregate. Dif4 over the whole size is the algorithm
+/// tfhe's own `experimental-force_fft_algo_dif4` feature fixes.
+fn fix_fft_plan() {
+    use tfhe::core_crypto::fft_impl::fft64::math::fft::{
+        FftAlgo, Method, Plan, setup_custom_fft_plan,
+    };
+    static FIXED: std::sync::Once = std::sync::Once::new();
+    FIXED.call_once(|| {
+        let n = PARAMETERS.polynomial_size.to_fourier_polynomial_size().0;
+        setup_custom_fft_plan(Plan::new(
+            n,
+            Method::UserProvided {
+                base_algo: FftAlgo::Dif4,
+                base_n: n,
+            },
+        ));
+    });
 }
 
 /// Checks a `value_bits` setting: counts live in Z_2^bits, whole radix blocks.

@@ -3,6 +3,9 @@
 //! SHA-256, folded into one head. The auditor signs the head in its report; a verifier
 //! recomputes it from the entries, so no entry can be altered, dropped or reordered unnoticed.
 
+use crate::secagg::stage_label;
+use accord_proto::v1::SignedStageMessage;
+use prost::Message as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -42,6 +45,18 @@ pub fn head(entries: &[Entry]) -> String {
 
 /// The label of the transcript's last entry: the encrypted aggregate handed to the auditor.
 pub const AGGREGATE_LABEL: &str = "aggregate";
+/// The label of the transcript's first entry: the federation definition in force.
+pub const DEFINITION_LABEL: &str = "federation definition";
+/// The label of the entry before the aggregate: the record of every accepted message.
+pub const RECORD_LABEL: &str = "aggregation record";
+
+/// The entry for a signed stage message `sender` sent and the coordinator accepted.
+pub fn message_entry(sender: &str, message: &SignedStageMessage) -> Entry {
+    Entry::of(
+        format!("{}:{sender}", stage_label(message.stage())),
+        &message.encode_to_vec(),
+    )
+}
 
 /// The transcript format tag.
 pub const TRANSCRIPT_FORMAT: &str = "accord.fairness-transcript.v1";

@@ -28,8 +28,8 @@ use accord_proto::v1::{
 };
 use curve25519_dalek::scalar::Scalar;
 use ed25519_dalek::VerifyingKey;
-use rayon::prelude::*;
 use prost::Message;
+use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
@@ -282,6 +282,8 @@ pub struct CoordinatorSession<I: MaskedInputs = PlainInputs> {
     signatures: BTreeMap<String, MemberAdvertisement>,
     unmasked: BTreeMap<String, UnmaskShares>,
     culprits: Vec<Culprit>,
+    /// Every message `receive` accepted, in order, when recording (see [`Self::recording`]).
+    record: Option<Vec<accord_proto::v1::RecordedMessage>>,
 }
 
 impl CoordinatorSession<PlainInputs> {
@@ -344,7 +346,21 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
             signatures: BTreeMap::new(),
             unmasked: BTreeMap::new(),
             culprits: Vec::new(),
+            record: None,
         })
+    }
+
+    /// Keeps a copy of every message [`Self::receive`] accepts, with its sender and certificate,
+    /// in order: replayed into a fresh session with the same close-stage sequence, they give the
+    /// same result, so anyone can check it (`crate::secagg::replay`).
+    pub fn recording(mut self) -> Self {
+        self.record = Some(Vec::new());
+        self
+    }
+
+    /// The messages recorded so far (none unless [`Self::recording`]), leaving the record empty.
+    pub fn take_record(&mut self) -> Vec<accord_proto::v1::RecordedMessage> {
+        self.record.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     pub fn stage(&self) -> SecAggStage {
@@ -426,9 +442,19 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
         let key = self.trust.member_key(sender, certificate_der)?;
         verify(&message, &self.context, self.stage, sender, &key)?;
         // From here the message is the sender's own: a refusal names it.
+        let copy = self.record.is_some().then(|| message.clone());
         let result = self.take(sender, &key, certificate_der, message);
-        if let Err(e) = &result {
-            self.name(sender, e.to_string(), true);
+        match &result {
+            Err(e) => self.name(sender, e.to_string(), true),
+            Ok(()) => {
+                if let (Some(record), Some(message)) = (&mut self.record, copy) {
+                    record.push(accord_proto::v1::RecordedMessage {
+                        sender: sender.to_owned(),
+                        certificate_der: certificate_der.to_vec(),
+                        message: Some(message),
+                    });
+                }
+            }
         }
         result
     }

@@ -22,6 +22,7 @@ pub mod encoding;
 pub mod identity;
 pub mod mask;
 pub mod participant;
+pub mod replay;
 pub mod shamir;
 pub mod validity;
 

@@ -318,7 +318,10 @@ impl ExperimentConfig {
                 self.privacy.modulus
             ));
         }
-        if !matches!(self.privacy.input_validity.as_str(), "range-proofs" | "none") {
+        if !matches!(
+            self.privacy.input_validity.as_str(),
+            "range-proofs" | "none"
+        ) {
             return Err(format!(
                 "privacy.input_validity '{}' is not one of range-proofs, none",
                 self.privacy.input_validity

@@ -11,14 +11,14 @@ use accord_crypto::secagg::identity::{Signer, Trust};
 use accord_crypto::secagg::participant::ParticipantSession;
 use accord_crypto::secagg::validity::Statement;
 use accord_crypto::secagg::{self, Context, Requirements, SecAggError};
-use accord_proto::phase::PhaseVector;
 use accord_participant::data::LocalDataset;
 use accord_participant::mitigation::{self, FairFedWeight};
 use accord_participant::model::{
     Decision, LogisticModel, Standardizer, TrainingParams, standardization_sums,
 };
-use accord_proto::layout::{Bound, EvaluationCounts, GroupCounts, StandardizationSums};
+use accord_proto::layout::{EvaluationCounts, GroupCounts, StandardizationSums};
 use accord_proto::mitigation::EvaluationStatistics;
+use accord_proto::phase::PhaseVector;
 use accord_proto::v1::{
     EvaluationParams, MitigationKind, Phase, PlainVector, ProtectedVector, Schema, SecAggParams,
     SecAggRelay, SecAggStage, SignedStageMessage, protected_vector::Scheme,
