@@ -454,8 +454,9 @@ fn a_replay_of_the_record_reproduces_the_aggregate_and_names_an_altered_message(
     assert!(refusals.is_empty(), "{refusals:?}");
     let (aggregate, contributors) = outcome.unwrap();
     let bytes = aggregate.to_bytes("consortium", 3).unwrap();
-    // 3 advertisements, 3 share-keys messages, 3 masked inputs, 3 unmask messages.
-    assert_eq!(record.len(), 12);
+    // 3 advertisements, 3 share-keys messages, 3 masked inputs, 3 signed survivor sets, 3
+    // unmask messages.
+    assert_eq!(record.len(), 15);
 
     // The same messages in the same order on the same number of threads, in a fresh session
     // (rayon schedules the work differently): the same bytes. (On 4 or more threads tfhe
@@ -491,7 +492,8 @@ fn a_replay_of_the_record_reproduces_the_aggregate_and_names_an_altered_message(
         ),
         "a setup message after the setup stage"
     );
-    // Without org-2's masked input, the survivors' shares of its self mask are not asked for.
+    // Without org-2's masked input, the survivors' recorded signatures are on a survivor set
+    // (with org-2) that is no longer the one the replay announces.
     let withheld: Vec<RecordedMessage> = record
         .iter()
         .enumerate()
@@ -502,7 +504,7 @@ fn a_replay_of_the_record_reproduces_the_aggregate_and_names_an_altered_message(
         matches!(
             replay(session(3, 2), &withheld),
             Err(ReplayError::Refused {
-                stage: "unmask",
+                stage: "consistency check",
                 source: SecAggError::Malformed { .. },
                 ..
             })

@@ -84,6 +84,7 @@ fn input(i: usize) -> Vec<f64> {
 struct Attack {
     n: usize,
     neighbours: usize,
+    threshold: usize,
     sessions: BTreeMap<String, ParticipantSession>,
     coordinator: CoordinatorSession,
     /// Every message a participant sent, by stage and sender.
@@ -96,6 +97,11 @@ struct Attack {
 impl Attack {
     /// Everyone advertises keys; the setup stage is closed.
     fn new(n: usize, neighbours: usize) -> Self {
+        Self::with_threshold(n, neighbours, n / 2 + 1)
+    }
+
+    /// [`Attack::new`] with threshold `threshold`, in the definition and the coordinator alike.
+    fn with_threshold(n: usize, neighbours: usize, threshold: usize) -> Self {
         let c = consortium();
         let selected: BTreeSet<String> = names(n).into_iter().collect();
         let coordinator = CoordinatorSession::new(
@@ -103,13 +109,14 @@ impl Attack {
             c.trust.clone(),
             encoding(n),
             selected,
-            0,
+            threshold,
             neighbours,
         )
         .unwrap();
         let mut attack = Self {
             n,
             neighbours,
+            threshold,
             sessions: BTreeMap::new(),
             coordinator,
             seen: BTreeMap::new(),
@@ -118,6 +125,7 @@ impl Attack {
         };
         let requirements = Requirements {
             neighbours,
+            threshold,
             ..Requirements::default()
         };
         for signer in &c.signers[..n] {
@@ -193,7 +201,7 @@ impl Attack {
             0 => default_neighbours(self.n),
             k => k,
         };
-        Plan::new(&context(), &names(self.n), self.n / 2 + 1, degree)
+        Plan::new(&context(), &names(self.n), self.threshold, degree)
     }
 
     fn envelope(&self, name: &str) -> Option<MaskedInputEnvelope> {
@@ -616,5 +624,78 @@ fn altering_the_threshold_or_the_degree_is_refused_at_share_keys() {
             .try_rebuild(&[everyone[0].clone()].into())
             .unwrap_err();
         assert!(error.contains("sent no masked input"), "{error}");
+    }
+}
+
+/// What the threshold buys against a coordinator colluding with one participant (claim
+/// "Collusions" of docs/threat-model.md): the coordinator withholds from the victim the shares
+/// of n − t members, so the victim masks with the colluder and the others, then declares the
+/// others dropped and keeps the victim, the colluder and the withheld members as survivors. At
+/// the default t (4 of 6) everyone signs and reveals, and the only mask left on the victim's
+/// input is the colluder's, which the colluder knows: one colluder is enough. At t = 5 the same
+/// survivor set is below t, every participant refuses it, and nothing is revealed.
+#[test]
+fn one_colluder_is_enough_at_the_default_threshold_and_not_above_it() {
+    for threshold in [4, 5] {
+        let n = 6;
+        let mut attack = Attack::with_threshold(n, 0, threshold);
+        attack.share_keys();
+        let everyone = names(n);
+        let (victim, colluder) = (everyone[0].clone(), everyone[1].clone());
+        let withheld: BTreeSet<String> = everyone[n - (n - threshold)..].iter().cloned().collect();
+        let cut = withheld.clone();
+        let partial = move |c: &CoordinatorSession, name: &str| {
+            let mut relay = c.relay_for(name);
+            if name == "org-00" {
+                relay.shares.retain(|s| !cut.contains(&s.from));
+            }
+            relay
+        };
+        attack.stage(SecAggStage::MaskedInput, &everyone, false, &partial);
+        assert!(attack.refusals.is_empty(), "{:?}", attack.refusals);
+        let survivors: BTreeSet<String> = [victim.clone(), colluder.clone()]
+            .into_iter()
+            .chain(withheld.iter().cloned())
+            .collect();
+        let chosen: Vec<String> = survivors.iter().cloned().collect();
+        let set = survivors.clone();
+        let lie = move |c: &CoordinatorSession, name: &str| {
+            let mut relay = c.relay_for(name);
+            relay.stage = SecAggStage::ConsistencyCheck as i32;
+            relay.survivors = set.iter().cloned().collect();
+            relay
+        };
+        attack.stage(SecAggStage::ConsistencyCheck, &chosen, false, &lie);
+        if threshold == 5 {
+            assert_eq!(attack.refusals.len(), chosen.len(), "{:?}", attack.refusals);
+            assert!(attack.refusals.values().all(|e| matches!(
+                e,
+                SecAggError::BelowThreshold { have: 3, threshold: 5, .. }
+            )));
+            let error = attack.try_rebuild(&[victim.clone()].into()).unwrap_err();
+            assert_eq!(
+                error,
+                format!("too few shares of the self-mask seed of '{victim}'")
+            );
+            continue;
+        }
+        assert!(attack.refusals.is_empty(), "{:?}", attack.refusals);
+        for name in &chosen {
+            let relay = attack.unmask_relay(name, &survivors);
+            attack.stage(SecAggStage::Unmask, std::slice::from_ref(name), false, &move |_, _| {
+                relay.clone()
+            });
+        }
+        assert!(attack.refusals.is_empty(), "{:?}", attack.refusals);
+        assert!(attack.rebuild(&victim, true).is_some(), "the victim's self mask is out");
+        for honest in &everyone[2..n - (n - threshold)] {
+            assert!(attack.rebuild(honest, false).is_some(), "{honest}'s key is out");
+        }
+        let error = attack.try_rebuild(&[victim.clone()].into()).unwrap_err();
+        assert_eq!(
+            error,
+            format!("too few shares of the mask key of '{colluder}', masked with '{victim}'"),
+            "every other mask is removable: only the colluder's own stands"
+        );
     }
 }
