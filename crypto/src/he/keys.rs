@@ -5,8 +5,8 @@
 //! Both check the auditor's signature against a key they pinned before using anything in them.
 
 use super::{
-    CASTING_PARAMETERS, HeError, PARAMETERS, PKE_PARAMETERS, PROOF_CAPACITY, describe_parameters,
-    deserialize, parameters_sha256, serialize,
+    CASTING_PARAMETERS, HeError, PARAMETERS, PKE_PARAMETERS, PROOF_CAPACITY, SIZE_LIMIT,
+    describe_parameters, deserialize, parameters_sha256, serialize,
 };
 use accord_proto::v1::AuditorKeyBundle;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
@@ -316,7 +316,7 @@ fn public_from(
 impl PublicMaterial {
     /// Loads `auditor-public.bundle`, checking it was signed by the pinned auditor key.
     pub fn load(path: &Path, pinned: &VerifyingKey) -> Result<Self, HeError> {
-        let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
+        let bytes = crate::file::read_limited(path, "an auditor key bundle", SIZE_LIMIT)?;
         let bundle = open_bundle(path, &bytes, PUBLIC, pinned)?;
         public_from(&bundle, sha256_hex(&bytes))
     }
@@ -326,7 +326,7 @@ impl ServerMaterial {
     /// Loads `auditor-server.bundle`, checking it was signed by the pinned auditor key, and
     /// decompresses the server key.
     pub fn load(path: &Path, pinned: &VerifyingKey) -> Result<Self, HeError> {
-        let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
+        let bytes = crate::file::read_limited(path, "an auditor key bundle", SIZE_LIMIT)?;
         let bundle = open_bundle(path, &bytes, SERVER, pinned)?;
         let compressed: tfhe::CompressedServerKey =
             deserialize("compressed server key", &bundle.compressed_server_key)?;

@@ -56,6 +56,8 @@ pub const SIZE_LIMIT: u64 = 1 << 30;
 pub enum HeError {
     #[error("{path}: {reason}")]
     File { path: String, reason: String },
+    #[error(transparent)]
+    Read(#[from] crate::file::ReadError),
     #[error("{what}: {reason}")]
     Malformed { what: &'static str, reason: String },
     #[error("{what}: the auditor's signature does not verify with the pinned key {key}")]

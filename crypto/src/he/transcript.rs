@@ -43,6 +43,9 @@ pub fn head(entries: &[Entry]) -> String {
 /// The label of the transcript's last entry: the encrypted aggregate handed to the auditor.
 pub const AGGREGATE_LABEL: &str = "aggregate";
 
+/// The largest transcript file the auditor reads (a few hundred bytes per accepted message).
+pub const MAX_TRANSCRIPT_BYTES: u64 = 64 << 20;
+
 /// The transcript format tag.
 pub const TRANSCRIPT_FORMAT: &str = "accord.fairness-transcript.v1";
 
