@@ -48,7 +48,7 @@ pub fn write_report(
     out: &Path,
     small_group_size: u64,
 ) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let keys = AuditorKeys::load(keys_dir)?;
+    // The coordinator's files first: a malformed one is named before the keys are loaded.
     let transcript_path = from.join(TRANSCRIPT_FILE);
     let transcript: RoundTranscript = serde_json::from_str(&read_text_limited(
         &transcript_path,
@@ -58,6 +58,7 @@ pub fn write_report(
     .with_context(|| format!("{}: not a fairness transcript", transcript_path.display()))?;
     let aggregate_path = from.join(AGGREGATE_FILE);
     let aggregate = read_limited(&aggregate_path, "an encrypted aggregate", he::SIZE_LIMIT)?;
+    let keys = AuditorKeys::load(keys_dir)?;
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .expect("a UTC time formats");
