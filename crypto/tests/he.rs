@@ -3,20 +3,25 @@
 //! ciphertext decrypted alone (with the auditor's key) is noise, not its statistics; malformed,
 //! unproven, misbound or unsigned ciphertexts are refused (malformed or uncommitted ones when they
 //! arrive, unproven ones when the stage closes) and the aggregation goes on without them, or
-//! aborts cleanly below the threshold.
+//! aborts cleanly below the threshold; random or mutated ciphertext lists never enter a sum.
 
 use accord_crypto::he::inputs::{EncryptedAggregate, MASK_RING, seal};
 use accord_crypto::he::keys::{AuditorKeys, GeneratedKeys};
 use accord_crypto::he::{EncryptedInputs, FairnessPolicy};
 use accord_crypto::pki::{ConsortiumCa, Role};
+use accord_crypto::secagg::coordinator::MaskedInputs as _;
 use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
 use accord_crypto::secagg::identity::{Signer, Trust};
 use accord_crypto::secagg::participant::ParticipantSession;
 use accord_crypto::secagg::{Context, Requirements, SecAggError};
 use accord_proto::v1::{EncryptedStatistics, Phase, SecAggStage, SignedStageMessage};
+use proptest::prelude::*;
 use prost::Message;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
+
+mod mutate;
 
 /// Values per group, as the fairness layout has them with 2 bins: n first.
 const FIELDS: usize = 8;
@@ -378,4 +383,64 @@ fn a_proof_made_for_another_sender_does_not_verify() {
         error.contains("proof of well-formed encryption does not verify"),
         "{error}"
     );
+}
+
+/// Participant 0's sealed statistics (a real proven list), made once.
+fn sealed_list() -> &'static [u8] {
+    static LIST: OnceLock<Vec<u8>> = OnceLock::new();
+    LIST.get_or_init(|| {
+        let s = setup();
+        let body = seal(
+            &s.keys.public,
+            &context(),
+            &s.signers[0],
+            &statistics(0),
+            BITS,
+        )
+        .unwrap();
+        EncryptedStatistics::decode(body.as_slice())
+            .unwrap()
+            .ciphertext_list
+    })
+}
+
+proptest! {
+    // Each list that passes the form checks costs a proof verification (about a second).
+    #![proptest_config(ProptestConfig { cases: 10, ..ProptestConfig::default() })]
+
+    /// A ciphertext list of random bytes, or a real one mutated (bit flips, truncation,
+    /// extension, repeated spans that grow its counts), with a valid commitment signature by its
+    /// sender: refused when it arrives (bincode under the size limit, tfhe's conformance) or when
+    /// its proof is verified, never summed and never a panic.
+    #[test]
+    fn random_or_mutated_ciphertext_lists_never_enter_the_sum(
+        random in proptest::option::weighted(0.2, proptest::collection::vec(any::<u8>(), 0..256)),
+        flips in proptest::collection::vec((any::<usize>(), 0u8..8), 1..3),
+        framing in proptest::option::weighted(0.3, proptest::collection::vec(mutate::edit_strategy(), 1..3)),
+    ) {
+        let s = setup();
+        let signer = &s.signers[0];
+        // Mostly bit flips, which keep the framing and reach the conformance and proof checks.
+        let list = random.unwrap_or_else(|| {
+            let mut list = sealed_list().to_vec();
+            let flips = flips.iter().map(|&(at, bit)| mutate::Edit::Flip { at, bit });
+            mutate::apply(&mut list, &flips.collect::<Vec<_>>());
+            mutate::apply(&mut list, &framing.unwrap_or_default());
+            list
+        });
+        let digest: [u8; 32] = Sha256::digest(&list).into();
+        let body = EncryptedStatistics {
+            commitment_signature: signer
+                .sign_digest(&context().commitment_digest(signer.name(), &digest)),
+            ciphertext_list: list.clone(),
+        }
+        .encode_to_vec();
+        let key = s.trust.member_key(signer.name(), signer.certificate_der()).unwrap();
+        let mut coordinator = inputs();
+        let arrived = coordinator.add(signer.name(), &key, signer.certificate_der(), &body);
+        if arrived.is_ok() && list != sealed_list() {
+            let refused = coordinator.settle();
+            prop_assert_eq!(refused.len(), 1, "a mutated list passed its proof");
+        }
+    }
 }

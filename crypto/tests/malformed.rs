@@ -97,6 +97,9 @@ mod counting {
     }
 }
 
+mod mutate;
+use mutate::{Edit, apply, edit_strategy};
+
 #[global_allocator]
 static ALLOCATOR: counting::Counting = counting::Counting;
 
@@ -142,69 +145,6 @@ const DECODERS: &[(&str, Decoder)] = decoders![
 /// element costs at least two wire bytes, a growing Vec holds at most three halves of its
 /// final size at once, so n wire bytes decode into at most 1.5 × this × n / 2 × 2 bytes.
 const LARGEST_ELEMENT: usize = std::mem::size_of::<MemberAdvertisement>();
-
-/// A change to a valid encoding.
-#[derive(Debug, Clone)]
-enum Edit {
-    Flip {
-        at: usize,
-        bit: u8,
-    },
-    Truncate {
-        to: usize,
-    },
-    Extend(Vec<u8>),
-    Insert {
-        at: usize,
-        bytes: Vec<u8>,
-    },
-    /// A span repeated: repeated fields (and their counts) grow, up to hundreds of times.
-    Repeat {
-        at: usize,
-        len: usize,
-        times: u16,
-    },
-}
-
-fn edit_strategy() -> impl Strategy<Value = Edit> {
-    prop_oneof![
-        (any::<usize>(), 0u8..8).prop_map(|(at, bit)| Edit::Flip { at, bit }),
-        any::<usize>().prop_map(|to| Edit::Truncate { to }),
-        proptest::collection::vec(any::<u8>(), 1..32).prop_map(Edit::Extend),
-        (
-            any::<usize>(),
-            proptest::collection::vec(any::<u8>(), 1..16)
-        )
-            .prop_map(|(at, bytes)| Edit::Insert { at, bytes }),
-        (any::<usize>(), 1usize..64, 1u16..400).prop_map(|(at, len, times)| Edit::Repeat {
-            at,
-            len,
-            times
-        }),
-    ]
-}
-
-fn apply(bytes: &mut Vec<u8>, edits: &[Edit]) {
-    for edit in edits {
-        let n = bytes.len();
-        match edit {
-            Edit::Flip { at, bit } if n > 0 => bytes[at % n] ^= 1 << bit,
-            Edit::Truncate { to } => bytes.truncate(to % (n + 1)),
-            Edit::Extend(extra) => bytes.extend_from_slice(extra),
-            Edit::Insert { at, bytes: extra } => {
-                let at = at % (n + 1);
-                bytes.splice(at..at, extra.iter().copied());
-            }
-            Edit::Repeat { at, len, times } if n > 0 => {
-                let start = at % n;
-                let span = bytes[start..(start + len).min(n)].to_vec();
-                let copies: Vec<u8> = span.repeat(*times as usize);
-                bytes.splice(start..start, copies);
-            }
-            _ => {}
-        }
-    }
-}
 
 /// Decodes `bytes` with every decoder; none may panic, and none may hold more than the
 /// proportional bound at once.
