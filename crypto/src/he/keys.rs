@@ -6,7 +6,7 @@
 
 use super::{
     CASTING_PARAMETERS, HeError, PARAMETERS, PKE_PARAMETERS, PROOF_CAPACITY, SIZE_LIMIT,
-    describe_parameters, deserialize, parameters_sha256, serialize,
+    describe_parameters, deserialize, deserialize_conformant, parameters_sha256, serialize,
 };
 use accord_proto::v1::AuditorKeyBundle;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
@@ -79,6 +79,14 @@ impl ServerMaterial {
     }
 }
 
+/// The tfhe configuration of every key: computation parameters, and the dedicated compact
+/// public-key parameters with their casting keyswitch.
+fn config() -> tfhe::Config {
+    tfhe::ConfigBuilder::with_custom_parameters(PARAMETERS)
+        .use_dedicated_compact_public_key_parameters((PKE_PARAMETERS, CASTING_PARAMETERS))
+        .build()
+}
+
 /// Everything `keygen` made, in memory.
 pub struct GeneratedKeys {
     pub keys: AuditorKeys,
@@ -132,10 +140,7 @@ pub fn verify_auditor_signature(key: &VerifyingKey, digest: &[u8; 32], signature
 impl AuditorKeys {
     /// Fresh keys and both signed bundles (keygen takes seconds; the server key is the bulk).
     pub fn generate() -> Result<GeneratedKeys, HeError> {
-        let config = tfhe::ConfigBuilder::with_custom_parameters(PARAMETERS)
-            .use_dedicated_compact_public_key_parameters((PKE_PARAMETERS, CASTING_PARAMETERS))
-            .build();
-        let client = tfhe::ClientKey::generate(config);
+        let client = tfhe::ClientKey::generate(config());
         let compressed_server = tfhe::CompressedServerKey::new(&client);
         let public_key = tfhe::CompactPublicKey::new(&client);
         let crs =
@@ -304,11 +309,19 @@ fn public_from(
     bundle: &AuditorKeyBundle,
     bundle_sha256: String,
 ) -> Result<PublicMaterial, HeError> {
-    let public_key: tfhe::CompactPublicKey =
-        deserialize("compact public key", &bundle.compact_public_key)?;
+    let public_key: tfhe::CompactPublicKey = deserialize_conformant(
+        "compact public key",
+        &bundle.compact_public_key,
+        &PKE_PARAMETERS,
+    )?;
+    let crs_parameters = tfhe::zk::new_compact_pke_crs_conformance_params(
+        PKE_PARAMETERS,
+        LweCiphertextCount(PROOF_CAPACITY),
+    )
+    .map_err(|e| HeError::Encryption(e.to_string()))?;
     Ok(PublicMaterial {
         public_key: public_key.into_raw_parts().0,
-        crs: deserialize("proof parameters", &bundle.crs)?,
+        crs: deserialize_conformant("proof parameters", &bundle.crs, &crs_parameters)?,
         bundle_sha256,
     })
 }
@@ -328,8 +341,11 @@ impl ServerMaterial {
     pub fn load(path: &Path, pinned: &VerifyingKey) -> Result<Self, HeError> {
         let bytes = crate::file::read_limited(path, "an auditor key bundle", SIZE_LIMIT)?;
         let bundle = open_bundle(path, &bytes, SERVER, pinned)?;
-        let compressed: tfhe::CompressedServerKey =
-            deserialize("compressed server key", &bundle.compressed_server_key)?;
+        let compressed: tfhe::CompressedServerKey = deserialize_conformant(
+            "compressed server key",
+            &bundle.compressed_server_key,
+            &config().into(),
+        )?;
         Self::from_server_key(
             public_from(&bundle, bundle.public_bundle_sha256.clone())?,
             compressed.decompress(),
