@@ -17,7 +17,9 @@
 //! - `Share::from_bytes`, `words_from_bytes`: [`shares_and_words_from_any_bytes`];
 //! - the encrypted aggregate the auditor reads (`OpenedAggregate::from_bytes`, size-limited
 //!   bincode and tfhe conformance): [`aggregates_from_any_bytes`];
-//! - auditor key bundles (`PublicMaterial::load`): [`bundles_from_any_bytes`].
+//! - auditor key bundles (`PublicMaterial::load`: size limit, signature, then tfhe's size-limited
+//!   deserialization with its conformance check): [`bundles_from_any_bytes`],
+//!   [`a_bundle_around_a_public_key_for_other_parameters_is_refused_by_tfhe_conformance`].
 //!
 //! Adding a decoder is one line in [`DECODERS`] (a wire message) or one more case below.
 //! "No unbounded allocation" is measured with a counting allocator: a prost message of n bytes
@@ -930,4 +932,30 @@ fn a_bundle_over_the_size_limit_is_refused_with_its_size_before_it_is_read() {
         "{error}"
     );
     assert!(peak < 1 << 16, "held {peak} bytes");
+}
+
+#[test]
+fn a_bundle_around_a_public_key_for_other_parameters_is_refused_by_tfhe_conformance() {
+    // Signed by the pinned key and well-formed, but a compact public key of tfhe's default
+    // parameters, not the auditor's: encrypting with it would not give what the coordinator
+    // can verify and sum.
+    let client = tfhe::ClientKey::generate(tfhe::ConfigBuilder::default().build());
+    let mut public_key = Vec::new();
+    tfhe::safe_serialization::safe_serialize(
+        &tfhe::CompactPublicKey::new(&client),
+        &mut public_key,
+        he::SIZE_LIMIT,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("auditor-public.bundle");
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    std::fs::write(&path, signed_bundle(&key, public_key, vec![])).unwrap();
+    match PublicMaterial::load(&path, &key.verifying_key()) {
+        Err(HeError::Malformed { what, reason }) => {
+            assert_eq!(what, "compact public key");
+            assert!(reason.contains("not conformant"), "{reason}");
+        }
+        other => panic!("{:?}", other.err()),
+    }
 }
