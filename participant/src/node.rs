@@ -65,12 +65,6 @@ pub enum ParticipantError {
     UnsupportedAggregation(String),
     #[error("identity for secure aggregation: {0}")]
     Identity(#[from] accord_crypto::secagg::identity::IdentityError),
-    #[error("secure aggregation, round {round} {phase}: {source}")]
-    SecAgg {
-        round: u32,
-        phase: &'static str,
-        source: SecAggError,
-    },
     #[error("fault injection: exited before sending the {stage} message of round {round} {phase}")]
     FaultExit {
         round: u32,
@@ -753,14 +747,13 @@ impl Node {
                 SecAggStage::MaskedInput => {
                     let masked = match &input {
                         Input::Values(values, bounds) => {
-                            let encoding = secagg::fixed_point(bounds, &params, selected)
-                                .map_err(|e| ParticipantError::SecAgg {
-                                    round,
-                                    phase: phase.label(),
-                                    source: e.into(),
-                                })?;
-                            session
-                                .masked_input(&relay, values, &encoding)
+                            // The summand count comes from the relay: an encoding it makes
+                            // impossible is a refusal, like any other relay that fails a check.
+                            secagg::fixed_point(bounds, &params, selected)
+                                .map_err(SecAggError::from)
+                                .and_then(|encoding| {
+                                    session.masked_input(&relay, values, &encoding)
+                                })
                                 .map(|(masked, clipped)| {
                                     if clipped > 0 {
                                         warn!(
