@@ -19,7 +19,9 @@
 //!   bincode and tfhe conformance): [`aggregates_from_any_bytes`];
 //! - auditor key bundles (`PublicMaterial::load`: size limit, signature, then tfhe's size-limited
 //!   deserialization with its conformance check): [`bundles_from_any_bytes`],
-//!   [`a_bundle_around_a_public_key_for_other_parameters_is_refused_by_tfhe_conformance`].
+//!   [`a_bundle_around_a_public_key_for_other_parameters_is_refused_by_tfhe_conformance`];
+//! - a member's certificate request at the CA (`ConsortiumCa::sign_request`; its parsing is
+//!   tested in `tests/pki.rs`): [`a_certificate_request_over_the_size_limit_is_refused_with_its_size`].
 //!
 //! Adding a decoder is one line in [`DECODERS`] (a wire message) or one more case below.
 //! "No unbounded allocation" is measured with a counting allocator: a prost message of n bytes
@@ -958,4 +960,26 @@ fn a_bundle_around_a_public_key_for_other_parameters_is_refused_by_tfhe_conforma
         }
         other => panic!("{:?}", other.err()),
     }
+}
+
+#[test]
+fn a_certificate_request_over_the_size_limit_is_refused_with_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ConsortiumCa::init(dir.path(), "Fuzz").unwrap();
+    let request = dir.path().join("org-9.csr");
+    let file = std::fs::File::create(&request).unwrap();
+    file.set_len(accord_crypto::pki::MAX_REQUEST_BYTES + 1)
+        .unwrap();
+    let options = accord_crypto::pki::SignOptions::default();
+    let error = ca
+        .sign_request(&request, &dir.path().join("org-9.pem"), &options)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        format!(
+            "{}: 65537 bytes, more than the 65536 bytes accepted for a certificate request",
+            request.display()
+        )
+    );
 }
