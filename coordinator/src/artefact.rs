@@ -49,6 +49,9 @@ pub struct StandardizationJson {
     pub std_devs: Vec<f64>,
 }
 
+/// The largest model.json a verifier reads (a model of thousands of columns is a few MiB).
+pub const MAX_MODEL_BYTES: u64 = 64 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ArtefactError {
     #[error("{path}: {source}")]
@@ -56,6 +59,8 @@ pub enum ArtefactError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Read(#[from] accord_crypto::file::ReadError),
     #[error("{path}: not an Accord model: {message}")]
     Format { path: PathBuf, message: String },
     #[error(
@@ -89,10 +94,7 @@ impl ModelArtefact {
 
     /// Reads a model.json and checks its content hash.
     pub fn load(path: &Path) -> Result<Self, ArtefactError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ArtefactError::Io {
-            path: path.into(),
-            source,
-        })?;
+        let text = accord_crypto::file::read_text_limited(path, "a model", MAX_MODEL_BYTES)?;
         let model: Self = serde_json::from_str(&text).map_err(|e| ArtefactError::Format {
             path: path.into(),
             message: e.to_string(),

@@ -449,7 +449,7 @@ impl CoordinatorConfig {
         self.mitigation()?;
         self.postprocessing()?;
         let e = &self.evaluation;
-        let usable = (2..=10_000).contains(&e.histogram_bins)
+        let usable = (2..=accord_proto::schema::MAX_EVALUATION_BINS).contains(&e.histogram_bins)
             && e.decision_threshold > 0.0
             && e.decision_threshold < 1.0;
         if !usable {

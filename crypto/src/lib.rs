@@ -12,10 +12,12 @@
 //!   and auditors (clients), with handshake failures explained in one clear line;
 //! - [`hash`]: content hashes;
 //! - [`pem`]: reading PEM files, with errors that name the file;
+//! - [`file`]: reading files another party wrote, under a size limit;
 //! - [`secagg`]: secure aggregation (double masking over the SecAgg+ graph, dropout recovery).
 #![forbid(unsafe_code)]
 
 pub mod crl;
+pub mod file;
 pub mod hash;
 pub mod he;
 pub mod pem;

@@ -98,6 +98,9 @@ pub enum PkiError {
     CreateDir { path: PathBuf, source: io::Error },
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
+    /// A member's file (its certificate request) unreadable or larger than accepted.
+    #[error(transparent)]
+    MemberFile(#[from] crate::file::ReadError),
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
     #[error("{path} is not valid PEM: {source}")]
@@ -1028,14 +1031,14 @@ struct MemberRequest {
     public_key: Ed25519PublicKey,
 }
 
+/// The largest certificate request file the CA reads (a PEM request is under a kilobyte).
+pub const MAX_REQUEST_BYTES: u64 = 64 << 10;
+
 /// Reads and checks a member's certificate request: PKCS#10 in PEM, an Ed25519 key that is
 /// not weak and verifies the request's signature, a subject of exactly one CN (a valid name)
 /// and one OU (a role), alternative names that are DNS names or IP addresses.
 fn read_request(path: &Path) -> Result<MemberRequest, PkiError> {
-    let pem = fs::read(path).map_err(|source| PkiError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let pem = crate::file::read_limited(path, "a certificate request", MAX_REQUEST_BYTES)?;
     let der =
         CertificateSigningRequestDer::from_pem_slice(&pem).map_err(|source| PkiError::Pem {
             path: path.to_owned(),

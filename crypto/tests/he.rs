@@ -3,13 +3,15 @@
 //! ciphertext decrypted alone (with the auditor's key) is noise, not its statistics; malformed,
 //! unproven, misbound or unsigned ciphertexts are refused (malformed or uncommitted ones when they
 //! arrive, unproven ones when the stage closes) and the aggregation goes on without them, or
-//! aborts cleanly below the threshold. A replay of the messages the coordinator recorded
-//! reproduces its aggregate byte for byte, and names a recorded message that was altered.
+//! aborts cleanly below the threshold; random or mutated ciphertext lists never enter a sum. A
+//! replay of the messages the coordinator recorded reproduces its aggregate byte for byte, and
+//! names a recorded message that was altered.
 
 use accord_crypto::he::inputs::{EncryptedAggregate, MASK_RING, seal};
 use accord_crypto::he::keys::{AuditorKeys, GeneratedKeys};
 use accord_crypto::he::{EncryptedInputs, FairnessPolicy};
 use accord_crypto::pki::{ConsortiumCa, Role};
+use accord_crypto::secagg::coordinator::MaskedInputs as _;
 use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
 use accord_crypto::secagg::identity::{Signer, Trust};
 use accord_crypto::secagg::participant::{ParticipantSession, SealInput};
@@ -19,9 +21,13 @@ use accord_crypto::secagg::{Context, Requirements, SecAggError};
 use accord_proto::v1::{
     EncryptedStatistics, Phase, RecordedMessage, SecAggStage, SignedStageMessage,
 };
+use proptest::prelude::*;
 use prost::Message;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
+
+mod mutate;
 
 /// Values per group, as the fairness layout has them with 2 bins: n first.
 const FIELDS: usize = 8;
@@ -656,4 +662,66 @@ fn a_count_beyond_what_its_sender_proved_never_reaches_a_disclosed_aggregate() {
     let (aggregate, contributors) = outcome.unwrap();
     assert!(!contributors.contains("org-2"));
     auditors_check(&aggregate).unwrap();
+}
+
+/// Participant 0's sealed statistics (a real proven list, from an honest run's record), made
+/// once.
+fn sealed_list() -> &'static [u8] {
+    static LIST: OnceLock<Vec<u8>> = OnceLock::new();
+    LIST.get_or_init(|| {
+        let (_, record) = run_recorded(3, |_, body| body);
+        let message = record
+            .iter()
+            .filter(|r| r.sender == "org-0")
+            .filter_map(|r| r.message.as_ref())
+            .find(|m| m.stage() == SecAggStage::MaskedInput)
+            .expect("org-0's masked input is in the record");
+        let envelope =
+            accord_proto::v1::MaskedInputEnvelope::decode(message.body.as_slice()).unwrap();
+        EncryptedStatistics::decode(envelope.input.as_slice())
+            .unwrap()
+            .ciphertext_list
+    })
+}
+
+proptest! {
+    // Each list that passes the form checks costs a proof verification (about a second).
+    #![proptest_config(ProptestConfig { cases: 10, ..ProptestConfig::default() })]
+
+    /// A ciphertext list of random bytes, or a real one mutated (bit flips, truncation,
+    /// extension, repeated spans that grow its counts), with a valid commitment signature by its
+    /// sender: refused when it arrives (bincode under the size limit, tfhe's conformance) or when
+    /// its proof is verified, never summed and never a panic.
+    #[test]
+    fn random_or_mutated_ciphertext_lists_never_enter_the_sum(
+        random in proptest::option::weighted(0.2, proptest::collection::vec(any::<u8>(), 0..256)),
+        flips in proptest::collection::vec((any::<usize>(), 0u8..8), 1..3),
+        framing in proptest::option::weighted(0.3, proptest::collection::vec(mutate::edit_strategy(), 1..3)),
+    ) {
+        let s = setup();
+        let signer = &s.signers[0];
+        // Mostly bit flips, which keep the framing and reach the conformance and proof checks.
+        let list = random.unwrap_or_else(|| {
+            let mut list = sealed_list().to_vec();
+            let flips = flips.iter().map(|&(at, bit)| mutate::Edit::Flip { at, bit });
+            mutate::apply(&mut list, &flips.collect::<Vec<_>>());
+            mutate::apply(&mut list, &framing.unwrap_or_default());
+            list
+        });
+        let digest: [u8; 32] = Sha256::digest(&list).into();
+        let body = EncryptedStatistics {
+            commitment_signature: signer
+                .sign_digest(&context().commitment_digest(signer.name(), &digest)),
+            ciphertext_list: list.clone(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let key = s.trust.member_key(signer.name(), signer.certificate_der()).unwrap();
+        let mut coordinator = inputs();
+        let arrived = coordinator.add(signer.name(), &key, signer.certificate_der(), &body);
+        if arrived.is_ok() && list != sealed_list() {
+            let refused = coordinator.settle();
+            prop_assert_eq!(refused.len(), 1, "a mutated list passed its proof");
+        }
+    }
 }

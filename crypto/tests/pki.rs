@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use accord_crypto::file::ReadError;
 use accord_crypto::pki::{
     ConsortiumCa, Identity, PkiError, RequestFiles, Role, SignOptions, create_request,
     ed25519_public_key, identity_from_der, verify_issued,
@@ -716,7 +717,10 @@ fn sign_refuses_malformed_and_tampered_requests() {
 
     let missing = flow.root.join("crafted/missing.csr");
     let err = refused(&flow, &missing, &options, &missing);
-    assert!(matches!(err, PkiError::Read { .. }), "{err}");
+    assert!(
+        matches!(err, PkiError::MemberFile(ReadError::Io { .. })),
+        "{err}"
+    );
 
     let garbage = flow.write("garbage.csr", b"not a certificate request");
     let err = refused(&flow, &garbage, &options, &garbage);

@@ -67,12 +67,6 @@ pub enum ParticipantError {
     UnsupportedAggregation(String),
     #[error("identity for secure aggregation: {0}")]
     Identity(#[from] accord_crypto::secagg::identity::IdentityError),
-    #[error("secure aggregation, round {round} {phase}: {source}")]
-    SecAgg {
-        round: u32,
-        phase: &'static str,
-        source: SecAggError,
-    },
     #[error("fault injection: exited before sending the {stage} message of round {round} {phase}")]
     FaultExit {
         round: u32,
@@ -85,6 +79,14 @@ pub enum ParticipantError {
     TooManyRows { rows: usize, max: u64 },
     #[error("the coordinator sent a model with {actual} weights, expected {expected}")]
     ModelShape { expected: usize, actual: usize },
+    #[error(
+        "the coordinator sent {got} per-group decision thresholds for '{attribute}', which has {expected} groups"
+    )]
+    Thresholds {
+        attribute: String,
+        expected: usize,
+        got: usize,
+    },
     #[error(transparent)]
     Data(#[from] DataError),
     #[error("fairness audit: {0}")]
@@ -254,12 +256,12 @@ impl Node {
                 pinned: pinned.clone(),
             });
         }
+        accord_proto::schema::validate_definition(&federation)
+            .map_err(|e| ParticipantError::InvalidDefinition(e.to_string()))?;
         let schema = federation
             .schema
             .as_ref()
             .ok_or_else(|| ParticipantError::InvalidDefinition("no schema".into()))?;
-        accord_proto::schema::validate(schema)
-            .map_err(|e| ParticipantError::InvalidDefinition(e.to_string()))?;
         let secagg = match federation.aggregation.as_str() {
             INSECURE_PLAIN if config.allow_insecure_plain => None,
             INSECURE_PLAIN => {
@@ -450,7 +452,24 @@ impl Node {
             ));
         }
         self.records = standardization.count as f64;
-        self.feedback = model.feedback.unwrap_or_default();
+        let feedback = model.feedback.unwrap_or_default();
+        if let Some(post) = &self.federation.postprocessing
+            && !feedback.thresholds.is_empty()
+        {
+            // One threshold per category and `unknown`; each record's group indexes them.
+            let expected = (self.federation.schema.iter())
+                .flat_map(|s| &s.protected_attributes)
+                .find(|a| a.name == post.attribute)
+                .map_or(0, |a| a.categories.len() + 1);
+            if feedback.thresholds.len() != expected {
+                return Err(ParticipantError::Thresholds {
+                    attribute: post.attribute.clone(),
+                    expected,
+                    got: feedback.thresholds.len(),
+                });
+            }
+        }
+        self.feedback = feedback;
         if let (Some(fairfed), Some(m)) =
             (self.fairfed.as_mut(), self.federation.mitigation.as_ref())
         {
@@ -731,19 +750,23 @@ impl Node {
                 SecAggStage::MaskedInput => {
                     let masked = match &input {
                         Input::Values(values, vector) => {
-                            let local = |source: SecAggError| ParticipantError::SecAgg {
-                                round,
-                                phase: phase.label(),
-                                source,
-                            };
-                            let encoding = secagg::fixed_point(&vector.bounds, &params, selected)
-                                .map_err(|e| local(e.into()))?;
-                            let statement = (params.input_validity == RANGE_PROOFS)
-                                .then(|| Statement::new(&encoding, &vector.relations))
-                                .transpose()
-                                .map_err(|e| local(e.into()))?;
-                            session
-                                .masked_input(&relay, values, &encoding, statement.as_ref())
+                            // The summand count comes from the relay: an encoding (or statement)
+                            // it makes impossible is a refusal, like any other relay that fails
+                            // a check.
+                            secagg::fixed_point(&vector.bounds, &params, selected)
+                                .map_err(SecAggError::from)
+                                .and_then(|encoding| {
+                                    let statement = (params.input_validity == RANGE_PROOFS)
+                                        .then(|| Statement::new(&encoding, &vector.relations))
+                                        .transpose()
+                                        .map_err(SecAggError::from)?;
+                                    session.masked_input(
+                                        &relay,
+                                        values,
+                                        &encoding,
+                                        statement.as_ref(),
+                                    )
+                                })
                                 .map(|(masked, clipped)| {
                                     if clipped > 0 {
                                         warn!(

@@ -13,6 +13,12 @@ use crate::v1::Schema;
 /// The confusion counts per group, in layout order, before the histogram.
 pub const STATISTICS: [&str; 4] = ["n", "positives", "predicted_positives", "true_positives"];
 
+/// The most values a fairness statistics vector may hold. Each becomes a tfhe ciphertext that
+/// the coordinator sums, so a larger audit is not practical anyway; the bound stops a schema (an
+/// intersection multiplies its attributes' category counts) or a report from making a party
+/// allocate without limit.
+pub const MAX_VALUES: usize = 1 << 16;
+
 /// Why the schema's fairness breakdowns are unusable.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FairnessLayoutError {
@@ -22,6 +28,14 @@ pub enum FairnessLayoutError {
     TooNarrow(Vec<String>),
     #[error("the fairness histogram needs at least 2 bins, got {0}")]
     Bins(usize),
+    #[error(
+        "the fairness breakdowns need at least {values} values ({groups} groups of {fields}), more than the {MAX_VALUES} allowed"
+    )]
+    TooLarge {
+        groups: usize,
+        fields: usize,
+        values: usize,
+    },
 }
 
 /// One breakdown: its name, the attributes it crosses (indexes into the schema's protected
@@ -131,6 +145,22 @@ impl FairnessLayout {
                 return Err(FairnessLayoutError::TooNarrow(names.clone()));
             }
             crossings.push(crossed);
+        }
+        // Counted before anything is built: an intersection's groups multiply.
+        let fields = STATISTICS.len().saturating_add(bins.saturating_mul(2));
+        let groups = crossings.iter().fold(0usize, |total, crossed| {
+            let product = crossed.iter().fold(1usize, |product, &a| {
+                product.saturating_mul(attributes[a].1.len())
+            });
+            total.saturating_add(product)
+        });
+        let values = groups.saturating_mul(fields);
+        if values > MAX_VALUES || bins > MAX_VALUES {
+            return Err(FairnessLayoutError::TooLarge {
+                groups,
+                fields,
+                values,
+            });
         }
         let breakdowns = crossings
             .into_iter()
@@ -352,6 +382,39 @@ mod tests {
             GroupStatistics::from_values(&male_old.to_values(), 10),
             male_old
         );
+    }
+
+    #[test]
+    fn a_layout_too_large_is_refused_before_it_is_built() {
+        // 24 attributes of 2 categories crossed in one intersection: 3^24 groups.
+        let attributes: Vec<ProtectedAttribute> = (0..24)
+            .map(|i| ProtectedAttribute {
+                name: format!("a{i}"),
+                categories: vec!["x".into(), "y".into()],
+                use_as_feature: false,
+            })
+            .collect();
+        let schema = Schema {
+            intersections: vec![Intersection {
+                attributes: attributes.iter().map(|a| a.name.clone()).collect(),
+            }],
+            protected_attributes: attributes,
+            ..Default::default()
+        };
+        let error = FairnessLayout::new(&schema, 10).unwrap_err();
+        assert_eq!(
+            error,
+            FairnessLayoutError::TooLarge {
+                groups: 24 * 3 + 3usize.pow(24),
+                fields: 24,
+                values: (24 * 3 + 3usize.pow(24)) * 24,
+            }
+        );
+        assert!(error.to_string().contains("more than the 65536 allowed"));
+        assert!(matches!(
+            FairnessLayout::new(&Schema::default(), u32::MAX as usize),
+            Err(FairnessLayoutError::TooLarge { .. })
+        ));
     }
 
     #[test]

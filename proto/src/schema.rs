@@ -1,9 +1,15 @@
 //! Checks that a federation's schema is well formed, on both sides of the wire: the coordinator
-//! checks its configuration, a participant checks what it received before mapping data onto it.
+//! checks its configuration, a participant checks what it received before mapping data onto it
+//! ([`validate_definition`]: the schema and every parameter the participant indexes or sizes
+//! buffers by, since a coordinator may deviate).
 
 use crate::layout::UNKNOWN;
-use crate::v1::{Comparison, Schema, feature::Kind};
+use crate::v1::{Comparison, FederationDefinition, Schema, feature::Kind};
 use std::collections::HashSet;
+
+/// The most bins an evaluation score histogram may have (each is a position of every
+/// participant's evaluation vector).
+pub const MAX_EVALUATION_BINS: u32 = 10_000;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SchemaError {
@@ -75,6 +81,107 @@ fn check_range(name: &str, min: Option<f64>, max: Option<f64>) -> Result<(), Sch
             max: hi,
         })
     }
+}
+
+/// Why a federation definition a participant received is unusable.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DefinitionError {
+    #[error("no schema")]
+    NoSchema,
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error("{what} is {got}; it must be {allowed}")]
+    OutOfRange {
+        what: &'static str,
+        got: String,
+        allowed: &'static str,
+    },
+    #[error("{what} names '{attribute}', which is not a protected attribute of the schema")]
+    UnknownAttribute {
+        what: &'static str,
+        attribute: String,
+    },
+}
+
+/// Checks a definition received from the coordinator before anything is sized or indexed by
+/// it: the schema ([`validate`]), the evaluation histogram (2 to [`MAX_EVALUATION_BINS`] bins,
+/// a decision threshold in (0, 1)), the secure-aggregation ring, precision, clip and row bound,
+/// and that mitigation and post-processing name protected attributes.
+pub fn validate_definition(definition: &FederationDefinition) -> Result<(), DefinitionError> {
+    let schema = definition
+        .schema
+        .as_ref()
+        .ok_or(DefinitionError::NoSchema)?;
+    validate(schema)?;
+    let out_of_range =
+        |what, got: String, allowed| DefinitionError::OutOfRange { what, got, allowed };
+    let evaluation = definition.evaluation.unwrap_or_default();
+    if !(2..=MAX_EVALUATION_BINS).contains(&evaluation.histogram_bins) {
+        return Err(out_of_range(
+            "evaluation.histogram_bins",
+            evaluation.histogram_bins.to_string(),
+            "in 2..=10000",
+        ));
+    }
+    let threshold = evaluation.decision_threshold;
+    if !(threshold > 0.0 && threshold < 1.0) {
+        return Err(out_of_range(
+            "evaluation.decision_threshold",
+            threshold.to_string(),
+            "in (0, 1)",
+        ));
+    }
+    if let Some(p) = &definition.secure_aggregation {
+        if !matches!(p.modulus_bits, 32 | 64) {
+            let got = p.modulus_bits.to_string();
+            return Err(out_of_range(
+                "secure_aggregation.modulus_bits",
+                got,
+                "32 or 64",
+            ));
+        }
+        if p.precision_bits > 52 {
+            let got = p.precision_bits.to_string();
+            return Err(out_of_range(
+                "secure_aggregation.precision_bits",
+                got,
+                "at most 52",
+            ));
+        }
+        if !(p.clip.is_finite() && p.clip > 0.0) {
+            let got = p.clip.to_string();
+            return Err(out_of_range(
+                "secure_aggregation.clip",
+                got,
+                "positive and finite",
+            ));
+        }
+        if p.max_rows_per_participant == 0 {
+            let what = "secure_aggregation.max_rows_per_participant";
+            return Err(out_of_range(what, "0".into(), "at least 1"));
+        }
+    }
+    let protected = |what, attribute: &str| {
+        if schema
+            .protected_attributes
+            .iter()
+            .any(|a| a.name == attribute)
+        {
+            Ok(())
+        } else {
+            Err(DefinitionError::UnknownAttribute {
+                what,
+                attribute: attribute.to_owned(),
+            })
+        }
+    };
+    if let Some(m) = crate::mitigation::active_mitigation(definition.mitigation.as_ref()) {
+        protected("mitigation.attribute", &m.attribute)?;
+    }
+    if let Some(p) = &definition.postprocessing {
+        protected("postprocessing.attribute", &p.attribute)?;
+    }
+    Ok(())
 }
 
 /// Whether `value` lies within the optional bounds.
@@ -214,6 +321,59 @@ mod tests {
     #[test]
     fn a_good_schema_passes() {
         assert_eq!(validate(&schema()), Ok(()));
+    }
+
+    #[test]
+    fn a_definition_is_refused_for_each_parameter_a_participant_sizes_or_indexes_by() {
+        use crate::v1::{EvaluationParams, SecAggParams, ThresholdPostprocessing};
+        let good = FederationDefinition {
+            schema: Some(schema()),
+            evaluation: Some(EvaluationParams {
+                histogram_bins: 10,
+                decision_threshold: 0.5,
+            }),
+            secure_aggregation: Some(SecAggParams {
+                modulus_bits: 64,
+                precision_bits: 16,
+                clip: 50.0,
+                max_rows_per_participant: 1000,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(validate_definition(&good), Ok(()));
+        let refused = |change: fn(&mut FederationDefinition)| {
+            let mut d = good.clone();
+            change(&mut d);
+            validate_definition(&d).unwrap_err().to_string()
+        };
+        assert_eq!(refused(|d| d.schema = None), "no schema");
+        assert_eq!(
+            refused(|d| d.evaluation.as_mut().unwrap().histogram_bins = 0),
+            "evaluation.histogram_bins is 0; it must be in 2..=10000"
+        );
+        assert!(refused(|d| d.evaluation = None).starts_with("evaluation.histogram_bins is 0"));
+        assert_eq!(
+            refused(|d| d.evaluation.as_mut().unwrap().decision_threshold = f64::NAN),
+            "evaluation.decision_threshold is NaN; it must be in (0, 1)"
+        );
+        assert_eq!(
+            refused(|d| d.secure_aggregation.as_mut().unwrap().clip = f64::NAN),
+            "secure_aggregation.clip is NaN; it must be positive and finite"
+        );
+        assert!(
+            refused(|d| d.secure_aggregation.as_mut().unwrap().modulus_bits = 16)
+                .starts_with("secure_aggregation.modulus_bits is 16")
+        );
+        assert_eq!(
+            refused(|d| {
+                d.postprocessing = Some(ThresholdPostprocessing {
+                    attribute: "gender".into(),
+                    ..Default::default()
+                })
+            }),
+            "postprocessing.attribute names 'gender', which is not a protected attribute of the schema"
+        );
     }
 
     #[test]

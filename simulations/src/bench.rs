@@ -761,17 +761,15 @@ impl<'a> Env<'a> {
         // Share keys: everyone, the participants that will drop included.
         let stage = Instant::now();
         let everyone: BTreeSet<usize> = (0..n).collect();
-        fan_out(
-            threads,
-            work_items(&mut sims, &everyone, &coordinator, &names),
-            |(i, sim, relay)| (i, sim.session.share_keys(&relay, &mut sim.rng)),
-            |(i, message)| {
-                let message = message.map_err(protocol)?;
-                bytes_up[i] += message.encoded_len();
-                coordinator
-                    .receive(names[i], certificate(i), message)
-                    .map_err(protocol)
-            },
+        exchange(
+            (threads, round),
+            &self.signers,
+            &mut sims,
+            &everyone,
+            &mut coordinator,
+            &names,
+            &mut bytes_up,
+            |sim, relay| sim.session.share_keys(relay, &mut sim.rng),
         )?;
         expect_next(
             coordinator.close_stage().map_err(protocol)?,
@@ -816,17 +814,15 @@ impl<'a> Env<'a> {
 
         // Consistency check: the survivors sign the survivor set.
         let stage = Instant::now();
-        fan_out(
-            threads,
-            work_items(&mut sims, &survivors, &coordinator, &names),
-            |(i, sim, relay)| (i, sim.session.consistency_check(&relay)),
-            |(i, message)| {
-                let message = message.map_err(protocol)?;
-                bytes_up[i] += message.encoded_len();
-                coordinator
-                    .receive(names[i], certificate(i), message)
-                    .map_err(protocol)
-            },
+        exchange(
+            (threads, round),
+            &self.signers,
+            &mut sims,
+            &survivors,
+            &mut coordinator,
+            &names,
+            &mut bytes_up,
+            |sim, relay| sim.session.consistency_check(relay),
         )?;
         expect_next(
             coordinator.close_stage().map_err(protocol)?,
@@ -836,17 +832,15 @@ impl<'a> Env<'a> {
 
         // Unmask.
         let stage = Instant::now();
-        fan_out(
-            threads,
-            work_items(&mut sims, &survivors, &coordinator, &names),
-            |(i, sim, relay)| (i, sim.session.unmask(&relay)),
-            |(i, message)| {
-                let message = message.map_err(protocol)?;
-                bytes_up[i] += message.encoded_len();
-                coordinator
-                    .receive(names[i], certificate(i), message)
-                    .map_err(protocol)
-            },
+        exchange(
+            (threads, round),
+            &self.signers,
+            &mut sims,
+            &survivors,
+            &mut coordinator,
+            &names,
+            &mut bytes_up,
+            |sim, relay| sim.session.unmask(relay),
         )?;
         let closing = Instant::now();
         let closed = coordinator.close_stage().map_err(protocol)?;
@@ -907,6 +901,33 @@ fn work_items<'s>(
 /// hands every result to `receive` on this thread, as it comes: the participants compute in
 /// parallel while the single-threaded coordinator takes their messages. The first error from
 /// `receive` stops the workers and is returned.
+/// One stage's exchange: each participant in `who` answers its relay with `step` (spread over
+/// `threads`), and the coordinator receives every answer, counted in `bytes_up`.
+fn exchange(
+    (threads, round): (usize, u32),
+    signers: &[Arc<Signer>],
+    sims: &mut [Sim],
+    who: &BTreeSet<usize>,
+    coordinator: &mut CoordinatorSession,
+    names: &[&str],
+    bytes_up: &mut [usize],
+    step: impl Fn(&mut Sim, &SecAggRelay) -> Result<SignedStageMessage, SecAggError> + Sync,
+) -> Result<(), BenchError> {
+    fan_out(
+        threads,
+        work_items(sims, who, coordinator, names),
+        |(i, sim, relay)| (i, step(sim, &relay)),
+        |(i, message)| {
+            let protocol = |source| BenchError::Protocol { round, source };
+            let message = message.map_err(protocol)?;
+            bytes_up[i] += message.encoded_len();
+            coordinator
+                .receive(names[i], signers[i].certificate_der(), message)
+                .map_err(protocol)
+        },
+    )
+}
+
 fn fan_out<T: Send, R: Send>(
     threads: usize,
     items: Vec<T>,

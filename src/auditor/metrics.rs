@@ -4,7 +4,8 @@
 //! groups of a breakdown, *difference* = max − min and *ratio* = min / max; equalized odds
 //! difference = the larger of the TPR and FPR differences. Comparisons leave out suppressed
 //! groups, groups with no records and any group with an `unknown` category (whose count is
-//! always reported). Every rate carries a 95% Wilson score interval.
+//! always reported). Every rate carries a 95% Wilson score interval. Counts may come from a
+//! report anyone handed over, so sums of them saturate rather than overflow.
 
 use accord_proto::fairness::{FairnessLayout, GroupStatistics};
 use accord_proto::layout::UNKNOWN;
@@ -203,7 +204,10 @@ pub fn compute(
                             g.true_positives,
                             g.predicted_positives,
                         ),
-                        accuracy: Rate::new(g.true_positives + g.true_negatives(), g.n),
+                        accuracy: Rate::new(
+                            g.true_positives.saturating_add(g.true_negatives()),
+                            g.n,
+                        ),
                         calibration_error: calibration_error(&g),
                         impact_ratio: None,
                         four_fifths_flag: false,
@@ -244,7 +248,8 @@ pub fn compute(
             BreakdownMetrics {
                 breakdown: breakdown.name.clone(),
                 compared: compared.iter().map(|&i| groups[i].group.clone()).collect(),
-                unknown_count: groups.iter().filter(|g| g.unknown).map(|g| g.n).sum(),
+                unknown_count: (groups.iter().filter(|g| g.unknown))
+                    .fold(0, |total, g| total.saturating_add(g.n)),
                 most_favoured: favoured.map(|i| groups[i].group.clone()),
                 demographic_parity_difference: dp_difference,
                 demographic_parity_ratio: dp_ratio,

@@ -10,8 +10,10 @@ pub mod report;
 pub mod verify;
 
 use accord_coordinator::fairness::{AGGREGATE_FILE, TRANSCRIPT_FILE};
+use accord_crypto::file::{read_limited, read_text_limited};
+use accord_crypto::he;
 use accord_crypto::he::keys::{self, AuditorKeys};
-use accord_crypto::he::transcript::RoundTranscript;
+use accord_crypto::he::transcript::{MAX_TRANSCRIPT_BYTES, RoundTranscript};
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -46,16 +48,17 @@ pub fn write_report(
     out: &Path,
     small_group_size: u64,
 ) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let keys = AuditorKeys::load(keys_dir)?;
+    // The coordinator's files first: a malformed one is named before the keys are loaded.
     let transcript_path = from.join(TRANSCRIPT_FILE);
-    let transcript: RoundTranscript = serde_json::from_str(
-        &std::fs::read_to_string(&transcript_path)
-            .with_context(|| format!("{}", transcript_path.display()))?,
-    )
+    let transcript: RoundTranscript = serde_json::from_str(&read_text_limited(
+        &transcript_path,
+        "a fairness transcript",
+        MAX_TRANSCRIPT_BYTES,
+    )?)
     .with_context(|| format!("{}: not a fairness transcript", transcript_path.display()))?;
     let aggregate_path = from.join(AGGREGATE_FILE);
-    let aggregate =
-        std::fs::read(&aggregate_path).with_context(|| format!("{}", aggregate_path.display()))?;
+    let aggregate = read_limited(&aggregate_path, "an encrypted aggregate", he::SIZE_LIMIT)?;
+    let keys = AuditorKeys::load(keys_dir)?;
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .expect("a UTC time formats");

@@ -22,6 +22,9 @@ use std::collections::BTreeMap;
 /// The version tag of the report format.
 pub const REPORT_FORMAT: &str = "accord.fairness-report.v1";
 
+/// The largest report `audit verify` reads (a report of thousands of groups is a few MiB).
+pub const MAX_REPORT_BYTES: u64 = 64 << 20;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FairnessReport {

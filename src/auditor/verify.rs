@@ -13,11 +13,12 @@
 
 use super::metrics;
 use super::report::{
-    FairnessReport, REPORT_FORMAT, commitment_verifies, fairness_context, layout_of, sections,
-    sections_digest,
+    FairnessReport, MAX_REPORT_BYTES, REPORT_FORMAT, commitment_verifies, fairness_context,
+    layout_of, sections, sections_digest,
 };
 use accord_coordinator::artefact::ModelArtefact;
 use accord_coordinator::fairness::{Recomputed, read_record, recompute};
+use accord_crypto::file::read_text_limited;
 use accord_crypto::hash::sha256_hex;
 use accord_crypto::he::ServerMaterial;
 use accord_crypto::he::keys::{parse_verifying_key, verify_auditor_signature};
@@ -180,10 +181,10 @@ fn first_difference(path: &str, stated: &Value, recomputed: &Value) -> Option<St
 /// Runs every check on the report at `path`.
 pub fn verify(path: &Path, against: &Against<'_>) -> Vec<Check> {
     let mut checks = Checks(Vec::new());
-    let text = match std::fs::read_to_string(path) {
+    let text = match read_text_limited(path, "a fairness report", MAX_REPORT_BYTES) {
         Ok(text) => text,
         Err(e) => {
-            checks.record("report", Err(format!("{}: {e}", path.display())));
+            checks.record("report", Err(e.to_string()));
             return checks.0;
         }
     };

@@ -1,7 +1,9 @@
 //! The `accord` binary as a user runs it: the demo end to end (with `audit verify` on a forged
 //! report, and `--recompute` on its own), its clean-up on Ctrl-C, the PKI and data commands'
-//! refusals, and a federation of members who made their own keys.
+//! refusals, a federation of members who made their own keys, and malformed reports,
+//! transcripts and models handed to the auditor and `audit verify`.
 
+mod malformed_reports;
 mod pki_request;
 
 use std::io::{BufRead, BufReader};

@@ -670,7 +670,11 @@ fn one_colluder_is_enough_at_the_default_threshold_and_not_above_it() {
             assert_eq!(attack.refusals.len(), chosen.len(), "{:?}", attack.refusals);
             assert!(attack.refusals.values().all(|e| matches!(
                 e,
-                SecAggError::BelowThreshold { have: 3, threshold: 5, .. }
+                SecAggError::BelowThreshold {
+                    have: 3,
+                    threshold: 5,
+                    ..
+                }
             )));
             let error = attack.try_rebuild(&[victim.clone()].into()).unwrap_err();
             assert_eq!(
@@ -682,14 +686,23 @@ fn one_colluder_is_enough_at_the_default_threshold_and_not_above_it() {
         assert!(attack.refusals.is_empty(), "{:?}", attack.refusals);
         for name in &chosen {
             let relay = attack.unmask_relay(name, &survivors);
-            attack.stage(SecAggStage::Unmask, std::slice::from_ref(name), false, &move |_, _| {
-                relay.clone()
-            });
+            attack.stage(
+                SecAggStage::Unmask,
+                std::slice::from_ref(name),
+                false,
+                &move |_, _| relay.clone(),
+            );
         }
         assert!(attack.refusals.is_empty(), "{:?}", attack.refusals);
-        assert!(attack.rebuild(&victim, true).is_some(), "the victim's self mask is out");
+        assert!(
+            attack.rebuild(&victim, true).is_some(),
+            "the victim's self mask is out"
+        );
         for honest in &everyone[2..n - (n - threshold)] {
-            assert!(attack.rebuild(honest, false).is_some(), "{honest}'s key is out");
+            assert!(
+                attack.rebuild(honest, false).is_some(),
+                "{honest}'s key is out"
+            );
         }
         let error = attack.try_rebuild(&[victim.clone()].into()).unwrap_err();
         assert_eq!(

@@ -17,7 +17,7 @@ async fn undecryptable_and_wrong_shares_name_their_sender_and_the_federation_goe
     federation
         .coordinator_edits
         .push(("federation.min_participants", 3.into()));
-    let (address, coordinator) = federation.start_coordinator(2, 5).await;
+    let (address, coordinator) = federation.start_coordinator(2, 30).await;
     let names = federation.layout.names.clone();
     let honest: Vec<_> = names[..3]
         .iter()
@@ -104,7 +104,7 @@ async fn poisoned_or_out_of_range_inputs_never_reach_the_model() {
     federation
         .coordinator_edits
         .push(("federation.min_participants", 3.into()));
-    let (address, coordinator) = federation.start_coordinator(3, 5).await;
+    let (address, coordinator) = federation.start_coordinator(3, 30).await;
     let names = federation.layout.names.clone();
     let honest: Vec<_> = names[..3]
         .iter()

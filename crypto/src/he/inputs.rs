@@ -548,13 +548,23 @@ impl OpenedAggregate {
             .iter()
             .map(|v| decode("aggregate value", v))
             .collect::<Result<_, _>>()?;
-        if let Some(i) = values
-            .iter()
-            .position(|v| v.blocks().len() != (bits / BLOCK_BITS) as usize)
-        {
+        if let Some(i) = values.iter().position(|v| {
+            v.blocks().len() != (bits / BLOCK_BITS) as usize || !v.blocks().iter().all(decryptable)
+        }) {
             return Err(HeError::Malformed {
                 what: "encrypted aggregate",
-                reason: format!("value {i} is not {bits} bits"),
+                reason: format!("value {i} is not {bits} bits under the auditor's parameters"),
+            });
+        }
+        let kept: Vec<BooleanBlock> = file
+            .kept
+            .iter()
+            .map(|k| decode("suppression flag", k))
+            .collect::<Result<_, _>>()?;
+        if let Some(i) = kept.iter().position(|k| !decryptable(k.as_ref())) {
+            return Err(HeError::Malformed {
+                what: "encrypted aggregate",
+                reason: format!("flag {i} is not a block under the auditor's parameters"),
             });
         }
         let malformed = |reason: String| HeError::Malformed {
@@ -591,14 +601,22 @@ impl OpenedAggregate {
             federation_id: file.federation_id,
             round: file.round,
             values,
-            kept: file
-                .kept
-                .iter()
-                .map(|k| decode("suppression flag", k))
-                .collect::<Result<_, _>>()?,
+            kept,
             proven,
         })
     }
+}
+
+/// Whether a block can be decrypted with the auditor's key: tfhe's conformance check of its LWE
+/// ciphertext (dimension, modulus) and its moduli and atomic pattern (tfhe's decryption asserts
+/// the dimension). Degree and noise level are left out: a computed block is no longer fresh.
+fn decryptable(block: &tfhe::shortint::Ciphertext) -> bool {
+    let expected =
+        tfhe::shortint::PBSParameters::from(super::PARAMETERS).to_shortint_conformance_param();
+    block.ct.is_conformant(&expected.ct_params)
+        && block.message_modulus == expected.message_modulus
+        && block.carry_modulus == expected.carry_modulus
+        && block.atomic_pattern == expected.atomic_pattern
 }
 
 impl AuditorKeys {

@@ -9,8 +9,8 @@
 //! the commitment key travels in both bundles, under the same signature.
 
 use super::{
-    CASTING_PARAMETERS, HeError, PARAMETERS, PKE_PARAMETERS, PROOF_CAPACITY, describe_parameters,
-    deserialize, parameters_sha256, serialize,
+    CASTING_PARAMETERS, HeError, PARAMETERS, PKE_PARAMETERS, PROOF_CAPACITY, SIZE_LIMIT,
+    describe_parameters, deserialize, deserialize_conformant, parameters_sha256, serialize,
 };
 use crate::secagg::validity::counts::{CountCommitmentKey, CountOpeningKey};
 use accord_proto::v1::AuditorKeyBundle;
@@ -89,6 +89,14 @@ impl ServerMaterial {
     }
 }
 
+/// The tfhe configuration of every key: computation parameters, and the dedicated compact
+/// public-key parameters with their casting keyswitch.
+fn config() -> tfhe::Config {
+    tfhe::ConfigBuilder::with_custom_parameters(PARAMETERS)
+        .use_dedicated_compact_public_key_parameters((PKE_PARAMETERS, CASTING_PARAMETERS))
+        .build()
+}
+
 /// Everything `keygen` made, in memory.
 pub struct GeneratedKeys {
     pub keys: AuditorKeys,
@@ -142,10 +150,7 @@ pub fn verify_auditor_signature(key: &VerifyingKey, digest: &[u8; 32], signature
 impl AuditorKeys {
     /// Fresh keys and both signed bundles (keygen takes seconds; the server key is the bulk).
     pub fn generate() -> Result<GeneratedKeys, HeError> {
-        let config = tfhe::ConfigBuilder::with_custom_parameters(PARAMETERS)
-            .use_dedicated_compact_public_key_parameters((PKE_PARAMETERS, CASTING_PARAMETERS))
-            .build();
-        let client = tfhe::ClientKey::generate(config);
+        let client = tfhe::ClientKey::generate(config());
         let compressed_server = tfhe::CompressedServerKey::new(&client);
         let public_key = tfhe::CompactPublicKey::new(&client);
         let crs =
@@ -339,8 +344,16 @@ fn public_from(
     bundle: &AuditorKeyBundle,
     bundle_sha256: String,
 ) -> Result<PublicMaterial, HeError> {
-    let public_key: tfhe::CompactPublicKey =
-        deserialize("compact public key", &bundle.compact_public_key)?;
+    let public_key: tfhe::CompactPublicKey = deserialize_conformant(
+        "compact public key",
+        &bundle.compact_public_key,
+        &PKE_PARAMETERS,
+    )?;
+    let crs_parameters = tfhe::zk::new_compact_pke_crs_conformance_params(
+        PKE_PARAMETERS,
+        LweCiphertextCount(PROOF_CAPACITY),
+    )
+    .map_err(|e| HeError::Encryption(e.to_string()))?;
     let count_key = CountCommitmentKey::from_bytes(&bundle.count_commitment_key).map_err(|e| {
         HeError::Malformed {
             what: "count commitment key",
@@ -349,7 +362,7 @@ fn public_from(
     })?;
     Ok(PublicMaterial {
         public_key: public_key.into_raw_parts().0,
-        crs: deserialize("proof parameters", &bundle.crs)?,
+        crs: deserialize_conformant("proof parameters", &bundle.crs, &crs_parameters)?,
         count_key,
         bundle_sha256,
     })
@@ -358,7 +371,7 @@ fn public_from(
 impl PublicMaterial {
     /// Loads `auditor-public.bundle`, checking it was signed by the pinned auditor key.
     pub fn load(path: &Path, pinned: &VerifyingKey) -> Result<Self, HeError> {
-        let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
+        let bytes = crate::file::read_limited(path, "an auditor key bundle", SIZE_LIMIT)?;
         let bundle = open_bundle(path, &bytes, PUBLIC, pinned)?;
         public_from(&bundle, sha256_hex(&bytes))
     }
@@ -368,10 +381,13 @@ impl ServerMaterial {
     /// Loads `auditor-server.bundle`, checking it was signed by the pinned auditor key, and
     /// decompresses the server key.
     pub fn load(path: &Path, pinned: &VerifyingKey) -> Result<Self, HeError> {
-        let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
+        let bytes = crate::file::read_limited(path, "an auditor key bundle", SIZE_LIMIT)?;
         let bundle = open_bundle(path, &bytes, SERVER, pinned)?;
-        let compressed: tfhe::CompressedServerKey =
-            deserialize("compressed server key", &bundle.compressed_server_key)?;
+        let compressed: tfhe::CompressedServerKey = deserialize_conformant(
+            "compressed server key",
+            &bundle.compressed_server_key,
+            &config().into(),
+        )?;
         Self::from_server_key(
             public_from(&bundle, bundle.public_bundle_sha256.clone())?,
             super::decompress(&compressed),

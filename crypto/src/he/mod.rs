@@ -56,6 +56,8 @@ pub const SIZE_LIMIT: u64 = 1 << 30;
 pub enum HeError {
     #[error("{path}: {reason}")]
     File { path: String, reason: String },
+    #[error(transparent)]
+    Read(#[from] crate::file::ReadError),
     #[error("{what}: {reason}")]
     Malformed { what: &'static str, reason: String },
     #[error("{what}: the auditor's signature does not verify with the pinned key {key}")]
@@ -189,5 +191,23 @@ where
     T: serde::de::DeserializeOwned + tfhe::Unversionize + tfhe::named::Named,
 {
     tfhe::safe_serialization::safe_deserialize(bytes, SIZE_LIMIT)
+        .map_err(|reason| HeError::Malformed { what, reason })
+}
+
+/// [`deserialize`] for an object another party made: it must also pass tfhe's conformance check
+/// against `parameters` (sizes and parameters of every part), as tfhe advises for keys received
+/// from others, so a malformed key is refused here rather than failing an assertion later.
+fn deserialize_conformant<T>(
+    what: &'static str,
+    bytes: &[u8],
+    parameters: &T::ParameterSet,
+) -> Result<T, HeError>
+where
+    T: serde::de::DeserializeOwned
+        + tfhe::Unversionize
+        + tfhe::named::Named
+        + tfhe::conformance::ParameterSetConformant,
+{
+    tfhe::safe_serialization::safe_deserialize_conformant(bytes, SIZE_LIMIT, parameters)
         .map_err(|reason| HeError::Malformed { what, reason })
 }

@@ -58,6 +58,9 @@ pub fn message_entry(sender: &str, message: &SignedStageMessage) -> Entry {
     )
 }
 
+/// The largest transcript file the auditor reads (a few hundred bytes per accepted message).
+pub const MAX_TRANSCRIPT_BYTES: u64 = 64 << 20;
+
 /// The transcript format tag.
 pub const TRANSCRIPT_FORMAT: &str = "accord.fairness-transcript.v1";
 

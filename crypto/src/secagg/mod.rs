@@ -220,7 +220,7 @@ pub fn words_to_bytes(words: &[u64], modulus: encoding::Modulus) -> Vec<u8> {
 /// The inverse of [`words_to_bytes`]; None unless `bytes` holds exactly `len` words.
 pub fn words_from_bytes(bytes: &[u8], len: usize, modulus: encoding::Modulus) -> Option<Vec<u64>> {
     let width = modulus.word_bytes();
-    if bytes.len() != len * width {
+    if len.checked_mul(width) != Some(bytes.len()) {
         return None;
     }
     Some(

@@ -66,6 +66,10 @@ pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, St
         ),
         ("secure_aggregation.clip", p.clip.into()),
         (
+            "secure_aggregation.input_validity",
+            p.input_validity.as_str().into(),
+        ),
+        (
             "training.mitigation",
             toml::Value::try_from(&config.mitigation).map_err(|e| e.to_string())?,
         ),
