@@ -703,6 +703,12 @@ impl<'a> Env<'a> {
         };
         let names: Vec<&str> = self.signers.iter().map(|s| s.name()).collect();
         let certificate = |i: usize| self.signers[i].certificate_der();
+        let exchange = Exchange {
+            threads,
+            round,
+            names: &names,
+            signers: &self.signers,
+        };
         let mut bytes_up = vec![0usize; n];
         let mut stages = [0.0; 5];
         let started = Instant::now();
@@ -761,13 +767,10 @@ impl<'a> Env<'a> {
         // Share keys: everyone, the participants that will drop included.
         let stage = Instant::now();
         let everyone: BTreeSet<usize> = (0..n).collect();
-        exchange(
-            (threads, round),
-            &self.signers,
+        exchange.run(
             &mut sims,
             &everyone,
             &mut coordinator,
-            &names,
             &mut bytes_up,
             |sim, relay| sim.session.share_keys(relay, &mut sim.rng),
         )?;
@@ -814,13 +817,10 @@ impl<'a> Env<'a> {
 
         // Consistency check: the survivors sign the survivor set.
         let stage = Instant::now();
-        exchange(
-            (threads, round),
-            &self.signers,
+        exchange.run(
             &mut sims,
             &survivors,
             &mut coordinator,
-            &names,
             &mut bytes_up,
             |sim, relay| sim.session.consistency_check(relay),
         )?;
@@ -832,13 +832,10 @@ impl<'a> Env<'a> {
 
         // Unmask.
         let stage = Instant::now();
-        exchange(
-            (threads, round),
-            &self.signers,
+        exchange.run(
             &mut sims,
             &survivors,
             &mut coordinator,
-            &names,
             &mut bytes_up,
             |sim, relay| sim.session.unmask(relay),
         )?;
@@ -897,37 +894,48 @@ fn work_items<'s>(
         .collect()
 }
 
+/// Who takes part in one measured round, and on how many threads.
+struct Exchange<'a> {
+    threads: usize,
+    round: u32,
+    names: &'a [&'a str],
+    signers: &'a [Arc<Signer>],
+}
+
+impl Exchange<'_> {
+    /// One stage: each participant in `who` answers its relay with `step` (spread over the
+    /// threads), and the coordinator receives every answer, counted in `bytes_up`.
+    fn run(
+        &self,
+        sims: &mut [Sim],
+        who: &BTreeSet<usize>,
+        coordinator: &mut CoordinatorSession,
+        bytes_up: &mut [usize],
+        step: impl Fn(&mut Sim, &SecAggRelay) -> Result<SignedStageMessage, SecAggError> + Sync,
+    ) -> Result<(), BenchError> {
+        fan_out(
+            self.threads,
+            work_items(sims, who, coordinator, self.names),
+            |(i, sim, relay)| (i, step(sim, &relay)),
+            |(i, message)| {
+                let protocol = |source| BenchError::Protocol {
+                    round: self.round,
+                    source,
+                };
+                let message = message.map_err(protocol)?;
+                bytes_up[i] += message.encoded_len();
+                coordinator
+                    .receive(self.names[i], self.signers[i].certificate_der(), message)
+                    .map_err(protocol)
+            },
+        )
+    }
+}
+
 /// Runs `work` on `items` on `threads` worker threads (each takes the next item when free) and
 /// hands every result to `receive` on this thread, as it comes: the participants compute in
 /// parallel while the single-threaded coordinator takes their messages. The first error from
 /// `receive` stops the workers and is returned.
-/// One stage's exchange: each participant in `who` answers its relay with `step` (spread over
-/// `threads`), and the coordinator receives every answer, counted in `bytes_up`.
-fn exchange(
-    (threads, round): (usize, u32),
-    signers: &[Arc<Signer>],
-    sims: &mut [Sim],
-    who: &BTreeSet<usize>,
-    coordinator: &mut CoordinatorSession,
-    names: &[&str],
-    bytes_up: &mut [usize],
-    step: impl Fn(&mut Sim, &SecAggRelay) -> Result<SignedStageMessage, SecAggError> + Sync,
-) -> Result<(), BenchError> {
-    fan_out(
-        threads,
-        work_items(sims, who, coordinator, names),
-        |(i, sim, relay)| (i, step(sim, &relay)),
-        |(i, message)| {
-            let protocol = |source| BenchError::Protocol { round, source };
-            let message = message.map_err(protocol)?;
-            bytes_up[i] += message.encoded_len();
-            coordinator
-                .receive(names[i], signers[i].certificate_der(), message)
-                .map_err(protocol)
-        },
-    )
-}
-
 fn fan_out<T: Send, R: Send>(
     threads: usize,
     items: Vec<T>,
