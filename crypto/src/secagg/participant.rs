@@ -749,14 +749,25 @@ impl ParticipantSession {
     }
 
     /// Counts the valid signatures of distinct survivors on `survivors` (the set this
-    /// participant signed): certificate from the consortium CA, Ed25519 over the same set.
-    fn count_signatures(&self, relay: &SecAggRelay, survivors: &BTreeSet<String>) -> usize {
+    /// participant signed): certificate from the consortium CA (a neighbour's key as checked
+    /// at share keys), Ed25519 over the same set. Stops at `enough`: t signatures settle the
+    /// check, and each costs up to two Ed25519 verifications (certificate and message), so
+    /// checking all n would double the work.
+    fn count_signatures(
+        &self,
+        relay: &SecAggRelay,
+        survivors: &BTreeSet<String>,
+        enough: usize,
+    ) -> usize {
         let body = SurvivorSet {
             survivors: survivors.iter().cloned().collect(),
         }
         .encode_to_vec();
         let mut signers = BTreeSet::new();
         for signed in &relay.survivor_signatures {
+            if signers.len() >= enough {
+                break;
+            }
             let name = signed.name.as_str();
             if !survivors.contains(name) || signers.contains(name) {
                 continue;
@@ -767,9 +778,15 @@ impl ParticipantSession {
             if message.body != body {
                 continue;
             }
-            let valid = self
-                .trust
-                .member_key(name, &signed.certificate_der)
+            // A neighbour's key was checked against the CA when it advertised: reuse it.
+            let known = (self.neighbourhood.as_ref())
+                .and_then(|local| local.peers.get(name))
+                .map(|(_, key)| *key);
+            let valid = known
+                .map_or_else(
+                    || self.trust.member_key(name, &signed.certificate_der),
+                    Ok,
+                )
                 .and_then(|key| {
                     verify(
                         message,
@@ -844,7 +861,7 @@ impl ParticipantSession {
             ));
         }
         let threshold = self.neighbourhood()?.threshold;
-        let valid = self.count_signatures(relay, &survivors);
+        let valid = self.count_signatures(relay, &survivors, threshold);
         if valid < threshold {
             return Err(SecAggError::TooFewSignatures { valid, threshold });
         }
