@@ -783,10 +783,7 @@ impl ParticipantSession {
                 .and_then(|local| local.peers.get(name))
                 .map(|(_, key)| *key);
             let valid = known
-                .map_or_else(
-                    || self.trust.member_key(name, &signed.certificate_der),
-                    Ok,
-                )
+                .map_or_else(|| self.trust.member_key(name, &signed.certificate_der), Ok)
                 .and_then(|key| {
                     verify(
                         message,
