@@ -158,7 +158,8 @@ async fn take_part(
                     .share_keys(&relay, &mut rand::rng())
                     .map_err(|e| e.to_string())?;
                 if deviation == Some(Deviation::UndecryptableShares) {
-                    spoil_shares(signer, &context, message)
+                    let plan = session.plan_digest().ok_or("no plan after share keys")?;
+                    spoil_shares(signer, &context, &plan, message)
                 } else {
                     message
                 }
@@ -240,6 +241,7 @@ async fn take_part(
 fn spoil_shares(
     signer: &Signer,
     context: &Context,
+    plan: &[u8; 32],
     message: SignedStageMessage,
 ) -> SignedStageMessage {
     let mut body = ShareKeys::decode(message.body.as_slice()).unwrap();
@@ -248,6 +250,7 @@ fn spoil_shares(
             *byte ^= 0x5a;
         }
         share.signature = signer.sign_digest(&context.share_signing_digest(
+            plan,
             signer.name(),
             &share.to,
             &share.self_mask_share_commitment,

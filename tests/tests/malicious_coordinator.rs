@@ -712,3 +712,107 @@ fn one_colluder_is_enough_at_the_default_threshold_and_not_above_it() {
         );
     }
 }
+
+/// A different member list for each group of participants (found by an attack on this
+/// protocol): with the definition's threshold left to the default (more than half of those
+/// selected), the coordinator shows the victim org-00 and org-02 the list {org-00, org-01,
+/// org-02} (t = 2) and everyone else {org-00, org-01, org-03, org-04, org-05} (t = 3), hands the
+/// victim only org-01's share, then gathers the victim's self-mask shares in the first group and
+/// org-01's key shares in the second. Shares are bound to the plan they were dealt under
+/// (`Context::plan_digest`), so the victim cannot open org-01's share: it holds no valid share
+/// and refuses to send its masked input, naming why, and nothing of its input leaves it.
+#[test]
+fn member_lists_that_differ_between_participants_cannot_expose_an_input() {
+    let c = consortium();
+    let everyone = names(6);
+    let mut coordinator = CoordinatorSession::new(
+        context(),
+        c.trust.clone(),
+        encoding(6),
+        everyone.iter().cloned().collect(),
+        0,
+        0,
+    )
+    .unwrap();
+    let requirements = Requirements {
+        threshold: 0,
+        neighbours: 0,
+        min_members: 3,
+        min_threshold: 2,
+    };
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    let mut sessions = BTreeMap::new();
+    for name in &everyone {
+        let signer = c.signers[index(name)].clone();
+        let (session, message) =
+            ParticipantSession::start(signer, c.trust.clone(), context(), requirements, &mut rng);
+        coordinator
+            .receive(name, certificate(name), message)
+            .unwrap();
+        sessions.insert(name.clone(), session);
+    }
+    assert!(matches!(
+        coordinator.close_stage().unwrap(),
+        StageClosed::Next(SecAggStage::ShareKeys)
+    ));
+    let (victim, neighbour, partner) = (&everyone[0], &everyone[1], &everyone[2]);
+    let first: Vec<String> = vec![victim.clone(), neighbour.clone(), partner.clone()];
+    let second: Vec<String> = [0, 1, 3, 4, 5].map(|i| everyone[i].clone()).to_vec();
+    let mut dealt = BTreeMap::new();
+    for name in &everyone {
+        let view = if name == victim || name == partner {
+            &first
+        } else {
+            &second
+        };
+        let mut relay = coordinator.relay_for(name);
+        relay.selected = view.clone();
+        relay.members = view.clone();
+        relay.threshold = (view.len() / 2 + 1) as u32;
+        relay.advertisements.retain(|a| view.contains(&a.name));
+        let message = sessions
+            .get_mut(name)
+            .unwrap()
+            .share_keys(&relay, &mut rng)
+            .unwrap_or_else(|e| panic!("{name} accepted its list at share keys: {e}"));
+        dealt.insert(
+            name.clone(),
+            accord_proto::v1::ShareKeys::decode(message.body.as_slice()).unwrap(),
+        );
+    }
+    assert_ne!(
+        sessions[victim].plan_digest(),
+        sessions[neighbour].plan_digest(),
+        "the two groups hold different plans"
+    );
+    // The victim gets org-01's share only (dealt under the second list).
+    let template = coordinator.relay_for(victim);
+    let share = dealt[neighbour]
+        .shares
+        .iter()
+        .find(|s| &s.to == victim)
+        .cloned()
+        .unwrap();
+    let relay = SecAggRelay {
+        header: template.header.clone(),
+        phase: template.phase,
+        stage: SecAggStage::MaskedInput as i32,
+        shares: vec![accord_proto::v1::RelayedShare {
+            from: neighbour.clone(),
+            share: Some(share),
+        }],
+        ..Default::default()
+    };
+    let refusal = sessions
+        .get_mut(victim)
+        .unwrap()
+        .masked_input(&relay, &input(0), &encoding(6), None)
+        .map(|_| ())
+        .expect_err("the victim must not mask with a share dealt under another list")
+        .to_string();
+    assert!(
+        refusal.contains("refused to send the masked input: valid shares from 0 neighbours")
+            && refusal.contains(&format!("'{neighbour}'")),
+        "{refusal}"
+    );
+}

@@ -496,6 +496,7 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
             SecAggStage::ShareKeys => {
                 let shares = ShareKeys::decode(message.body.as_slice())
                     .map_err(|e| malformed("share keys", e.to_string()))?;
+                let plan_digest = self.context.plan_digest(self.plan()?);
                 let neighbours = self.plan()?.neighbours_of(sender);
                 let mut recipients = BTreeSet::new();
                 let mut commitments = BTreeMap::new();
@@ -510,6 +511,7 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
                         ));
                     }
                     let digest = self.context.share_signing_digest(
+                        &plan_digest,
                         sender,
                         &share.to,
                         &share.self_mask_share_commitment,
@@ -615,6 +617,14 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
                     return Err(malformed(
                         "survivor set",
                         "it signed another set than the one announced".into(),
+                    ));
+                }
+                if set.plan_sha256 != self.context.plan_digest(self.plan()?) {
+                    return Err(malformed(
+                        "survivor set",
+                        "it signed under another plan (threshold, degree or members) than the \
+                         one announced"
+                            .into(),
                     ));
                 }
                 self.signatures.insert(

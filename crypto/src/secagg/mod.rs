@@ -115,9 +115,28 @@ impl Context {
         key
     }
 
-    /// The AEAD's associated data for a share from `from` to `to`.
-    fn share_aad(&self, from: &str, to: &str) -> Vec<u8> {
-        self.transcript("share", &[from.as_bytes(), to.as_bytes()])
+    /// The AEAD's associated data for a share from `from` to `to`, dealt under the plan whose
+    /// digest is `plan` ([`Context::plan_digest`]).
+    fn share_aad(&self, from: &str, to: &str, plan: &[u8; 32]) -> Vec<u8> {
+        self.transcript("share", &[from.as_bytes(), to.as_bytes(), plan])
+    }
+
+    /// SHA-256 of what share keys fixed for this aggregation: t, the share threshold, the
+    /// degree and the members. Shares, their signatures and the signed survivor set are bound
+    /// to it, so participants a coordinator showed different member lists (and so different
+    /// thresholds) can neither open each other's shares nor add up each other's signatures:
+    /// everyone whose shares or signatures count for one participant holds its plan, and
+    /// within one plan t is more than half of the members, so only one survivor set can
+    /// gather t signatures.
+    pub fn plan_digest(&self, plan: &Plan) -> [u8; 32] {
+        let numbers =
+            [plan.threshold, plan.share_threshold, plan.degree].map(|n| (n as u64).to_be_bytes());
+        let parts: Vec<&[u8]> = numbers
+            .iter()
+            .map(|n| n.as_slice())
+            .chain(plan.members.iter().map(|m| m.as_bytes()))
+            .collect();
+        self.digest("plan", &parts)
     }
 
     /// The commitment `owner` advertises to its self-mask seed: a seed rebuilt from shares is
@@ -146,10 +165,13 @@ impl Context {
         )
     }
 
-    /// What `owner` signs for each encrypted share: the recipient, the two commitments and the
-    /// ciphertext (nonce and AEAD output) they travel in.
+    /// What `owner` signs for each encrypted share: the plan it dealt under
+    /// ([`Context::plan_digest`]), the recipient, the two commitments and the ciphertext (nonce
+    /// and AEAD output) they travel in.
+    #[allow(clippy::too_many_arguments)]
     pub fn share_signing_digest(
         &self,
+        plan: &[u8; 32],
         owner: &str,
         holder: &str,
         seed_commitment: &[u8],
@@ -160,6 +182,7 @@ impl Context {
         self.digest(
             "encrypted share",
             &[
+                plan,
                 owner.as_bytes(),
                 holder.as_bytes(),
                 seed_commitment,

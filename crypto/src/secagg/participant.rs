@@ -145,6 +145,8 @@ pub struct Masked {
 /// What share keys fixed: t, the share threshold, the members, and this participant's
 /// neighbours (with their keys and identities) and share holders' evaluation points.
 struct Neighbourhood {
+    /// [`Context::plan_digest`] of the plan share keys fixed.
+    plan: [u8; 32],
     threshold: usize,
     share_threshold: usize,
     members: BTreeSet<String>,
@@ -254,6 +256,12 @@ impl ParticipantSession {
         Ok(())
     }
 
+    /// [`Context::plan_digest`] of the plan share keys fixed (None before share keys): what
+    /// this participant's shares and survivor-set signature are bound to.
+    pub fn plan_digest(&self) -> Option<[u8; 32]> {
+        self.neighbourhood.as_ref().map(|local| local.plan)
+    }
+
     fn neighbourhood(&self) -> Result<&Neighbourhood, SecAggError> {
         self.neighbourhood.as_ref().ok_or(SecAggError::WrongStage {
             got: stage_label(self.done),
@@ -337,6 +345,7 @@ impl ParticipantSession {
     ) -> Result<SignedStageMessage, SecAggError> {
         self.expect_stage(relay, SecAggStage::ShareKeys, SecAggStage::Setup)?;
         let plan = self.plan(relay)?;
+        let plan_digest = self.context.plan_digest(&plan);
         let me = self.name().to_owned();
         let neighbours = plan.neighbours_of(&me);
         let mut peers = BTreeMap::new();
@@ -430,7 +439,7 @@ impl ParticipantSession {
                     Nonce::from_slice(&nonce),
                     Payload {
                         msg: &bundle,
-                        aad: &self.context.share_aad(&me, holder),
+                        aad: &self.context.share_aad(&me, holder, &plan_digest),
                     },
                 )
                 .map_err(|_| SecAggError::Malformed {
@@ -439,6 +448,7 @@ impl ParticipantSession {
                     reason: "ChaCha20-Poly1305 refused to encrypt it".into(),
                 })?;
             let signature = self.signer.sign_digest(&self.context.share_signing_digest(
+                &plan_digest,
                 &me,
                 holder,
                 &seed_commitment,
@@ -456,6 +466,7 @@ impl ParticipantSession {
             });
         }
         self.neighbourhood = Some(Neighbourhood {
+            plan: plan_digest,
             threshold: plan.threshold,
             share_threshold: plan.share_threshold,
             members: plan.members.iter().cloned().collect(),
@@ -500,6 +511,7 @@ impl ParticipantSession {
             return Err(format!("a nonce of {} bytes, not 12", share.nonce.len()));
         }
         let digest = self.context.share_signing_digest(
+            &local.plan,
             from,
             me,
             &share.self_mask_share_commitment,
@@ -516,7 +528,7 @@ impl ParticipantSession {
                     Nonce::from_slice(&share.nonce),
                     Payload {
                         msg: &share.ciphertext,
-                        aad: &self.context.share_aad(from, me),
+                        aad: &self.context.share_aad(from, me, &local.plan),
                     },
                 )
                 .map_err(|_| "does not decrypt: forged, altered or for another round".to_owned())?,
@@ -739,6 +751,7 @@ impl ParticipantSession {
         }
         let body = SurvivorSet {
             survivors: survivors.iter().cloned().collect(),
+            plan_sha256: local.plan.to_vec(),
         }
         .encode_to_vec();
         self.survivors = Some(survivors);
@@ -759,8 +772,12 @@ impl ParticipantSession {
         survivors: &BTreeSet<String>,
         enough: usize,
     ) -> usize {
+        let Ok(local) = self.neighbourhood() else {
+            return 0;
+        };
         let body = SurvivorSet {
             survivors: survivors.iter().cloned().collect(),
+            plan_sha256: local.plan.to_vec(),
         }
         .encode_to_vec();
         let mut signers = BTreeSet::new();
