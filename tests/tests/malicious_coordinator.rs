@@ -325,6 +325,21 @@ fn certificate(name: &str) -> &'static [u8] {
     consortium().signers[index(name)].certificate_der()
 }
 
+/// The honest relay for everyone but `victim`, whose relay lacks the shares of `cut`.
+fn withholding(
+    victim: &str,
+    cut: BTreeSet<String>,
+) -> impl Fn(&CoordinatorSession, &str) -> SecAggRelay {
+    let victim = victim.to_owned();
+    move |c: &CoordinatorSession, name: &str| {
+        let mut relay = c.relay_for(name);
+        if name == victim {
+            relay.shares.retain(|s| !cut.contains(&s.from));
+        }
+        relay
+    }
+}
+
 fn honest(coordinator: &CoordinatorSession, name: &str) -> SecAggRelay {
     coordinator.relay_for(name)
 }
@@ -422,14 +437,7 @@ fn listing_the_victims_masking_neighbours_as_dropped_leaves_its_self_mask_unreve
     let victim = everyone[3].clone();
     let neighbours: Vec<String> = attack.plan().neighbours_of(&victim).into_iter().collect();
     let withheld_from: BTreeSet<String> = neighbours[..2].iter().cloned().collect();
-    let cut = withheld_from.clone();
-    let partial = move |c: &CoordinatorSession, name: &str| {
-        let mut relay = c.relay_for(name);
-        if name == "org-03" {
-            relay.shares.retain(|s| !cut.contains(&s.from));
-        }
-        relay
-    };
+    let partial = withholding(&victim, withheld_from.clone());
     attack.stage(SecAggStage::MaskedInput, &everyone, false, &partial);
     assert!(attack.refusals.is_empty(), "{:?}", attack.refusals);
     let masked_with: BTreeSet<String> = attack
@@ -643,14 +651,7 @@ fn one_colluder_is_enough_at_the_default_threshold_and_not_above_it() {
         let everyone = names(n);
         let (victim, colluder) = (everyone[0].clone(), everyone[1].clone());
         let withheld: BTreeSet<String> = everyone[n - (n - threshold)..].iter().cloned().collect();
-        let cut = withheld.clone();
-        let partial = move |c: &CoordinatorSession, name: &str| {
-            let mut relay = c.relay_for(name);
-            if name == "org-00" {
-                relay.shares.retain(|s| !cut.contains(&s.from));
-            }
-            relay
-        };
+        let partial = withholding(&victim, withheld.clone());
         attack.stage(SecAggStage::MaskedInput, &everyone, false, &partial);
         assert!(attack.refusals.is_empty(), "{:?}", attack.refusals);
         let survivors: BTreeSet<String> = [victim.clone(), colluder.clone()]
