@@ -268,7 +268,9 @@ pub struct CoordinatorSession<I: MaskedInputs = PlainInputs> {
     neighbours: usize,
     stage: SecAggStage,
     advertisements: BTreeMap<String, (MemberAdvertisement, PeerKeys)>,
-    plan: Option<Plan>,
+    /// The plan share keys fixed, with its digest (`Context::plan_digest`), which shares and
+    /// survivor-set signatures are bound to.
+    plan: Option<(Plan, [u8; 32])>,
     /// Encrypted shares by recipient.
     inbox: BTreeMap<String, Vec<RelayedShare>>,
     /// Each dealer's signed commitments to the shares it dealt, by (holder, kind).
@@ -418,6 +420,10 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
     }
 
     fn plan(&self) -> Result<&Plan, SecAggError> {
+        self.planned().map(|(plan, _)| plan)
+    }
+
+    fn planned(&self) -> Result<&(Plan, [u8; 32]), SecAggError> {
         self.plan.as_ref().ok_or(SecAggError::WrongStage {
             got: stage_label(self.stage),
             expected: "share keys",
@@ -496,7 +502,7 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
             SecAggStage::ShareKeys => {
                 let shares = ShareKeys::decode(message.body.as_slice())
                     .map_err(|e| malformed("share keys", e.to_string()))?;
-                let plan_digest = self.context.plan_digest(self.plan()?);
+                let plan_digest = self.planned()?.1;
                 let neighbours = self.plan()?.neighbours_of(sender);
                 let mut recipients = BTreeSet::new();
                 let mut commitments = BTreeMap::new();
@@ -619,7 +625,7 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
                         "it signed another set than the one announced".into(),
                     ));
                 }
-                if set.plan_sha256 != self.context.plan_digest(self.plan()?) {
+                if set.plan_sha256 != self.planned()?.1 {
                     return Err(malformed(
                         "survivor set",
                         "it signed under another plan (threshold, degree or members) than the \
@@ -755,7 +761,9 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
                     0 => default_neighbours(members.len()),
                     k => k,
                 };
-                self.plan = Some(Plan::new(&self.context, &members, self.threshold, degree));
+                let plan = Plan::new(&self.context, &members, self.threshold, degree);
+                let digest = self.context.plan_digest(&plan);
+                self.plan = Some((plan, digest));
                 SecAggStage::ShareKeys
             }
             SecAggStage::ShareKeys => {
@@ -925,7 +933,7 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
                 relay.threshold = self.threshold as u32;
                 relay.neighbours = self.neighbours as u32;
                 relay.members = self.advertisements.keys().cloned().collect();
-                if let Some(plan) = &self.plan {
+                if let Some((plan, _)) = &self.plan {
                     relay.advertisements = plan
                         .neighbours_of(participant)
                         .iter()
@@ -952,7 +960,7 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
             SecAggStage::Unmask => {
                 relay.survivors = self.survivors.iter().cloned().collect();
                 relay.survivor_signatures = self.signatures.values().cloned().collect();
-                if let Some(plan) = &self.plan {
+                if let Some((plan, _)) = &self.plan {
                     relay.masking = plan
                         .neighbours_of(participant)
                         .iter()
