@@ -697,6 +697,56 @@ fn a_participant_signs_one_survivor_set_that_includes_it_and_reaches_t() {
     ));
 }
 
+/// A participant that signs the announced survivor set under another plan (as if shown other
+/// members or another threshold) is refused by the coordinator and named; its signature cannot
+/// count towards anyone's t, and the others' signatures complete the stage.
+#[test]
+fn a_survivor_set_signed_under_another_plan_is_refused_and_named() {
+    let (mut round, names) = at_masked_input(5);
+    for name in &names {
+        let message = masked(&mut round, name);
+        round
+            .coordinator
+            .receive(name, Round::certificate(name), message)
+            .unwrap();
+    }
+    round.coordinator.close_stage().unwrap();
+    let relay = round.coordinator.relay_for(&names[0]);
+    let signer = (consortium().signers.iter())
+        .find(|s| s.name() == names[0])
+        .unwrap();
+    let body = accord_proto::v1::SurvivorSet {
+        survivors: relay.survivors.clone(),
+        plan_sha256: vec![7; 32],
+    }
+    .encode_to_vec();
+    let forged = signer.sign(&context(1), SecAggStage::ConsistencyCheck, body);
+    match round
+        .coordinator
+        .receive(&names[0], Round::certificate(&names[0]), forged)
+    {
+        Err(SecAggError::Malformed { from, what, reason }) => {
+            assert_eq!((from.as_str(), what), (names[0].as_str(), "survivor set"));
+            assert!(reason.contains("another plan"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    for name in &names[1..] {
+        let relay = round.coordinator.relay_for(name);
+        let message = (round.participants.get_mut(name).unwrap())
+            .consistency_check(&relay)
+            .unwrap();
+        round
+            .coordinator
+            .receive(name, Round::certificate(name), message)
+            .unwrap();
+    }
+    assert!(matches!(
+        round.coordinator.close_stage().unwrap(),
+        StageClosed::Next(SecAggStage::Unmask)
+    ));
+}
+
 /// A share-keys relay for `selected` with threshold `threshold`.
 fn share_keys_relay(selected: &[Arc<Signer>], threshold: u32) -> SecAggRelay {
     let names: Vec<String> = selected.iter().map(|s| s.name().to_owned()).collect();

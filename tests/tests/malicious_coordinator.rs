@@ -386,13 +386,7 @@ fn withholding_shares_from_the_victim_makes_it_refuse_to_send_its_input() {
     attack.share_keys();
     let everyone = names(5);
     let victim = everyone[1].clone();
-    let withhold = |c: &CoordinatorSession, name: &str| {
-        let mut relay = c.relay_for(name);
-        if name == "org-01" {
-            relay.shares.clear();
-        }
-        relay
-    };
+    let withhold = withholding(&victim, everyone.iter().cloned().collect());
     attack.stage(SecAggStage::MaskedInput, &everyone, true, &withhold);
     let refusal = attack.refusals[&victim].to_string();
     assert!(

@@ -23,30 +23,15 @@ async fn undecryptable_and_wrong_shares_name_their_sender_and_the_federation_goe
         .iter()
         .map(|name| federation.spawn_participant(name, &address, WireMeter::new()))
         .collect();
-    let pki = federation.layout.pki.clone();
     let deviants: Vec<_> = [
         (
-            names[3].clone(),
-            (0, Phase::Standardize),
-            Deviation::UndecryptableShares,
+            &names[3],
+            [((0, Phase::Standardize), Deviation::UndecryptableShares)],
         ),
-        (names[4].clone(), (1, Phase::Fit), Deviation::WrongShares),
+        (&names[4], [((1, Phase::Fit), Deviation::WrongShares)]),
     ]
     .into_iter()
-    .map(|(name, when, deviation)| {
-        let client = federation.client(&name, &address);
-        let signer = Arc::new(
-            Signer::load(
-                &pki.join(format!("{name}.pem")),
-                &pki.join(format!("{name}.key")),
-            )
-            .unwrap(),
-        );
-        let trust = Trust::load(&pki.join("ca.pem")).unwrap();
-        let script: Script = [(when, deviation)].into();
-        let id = "contact-centre-consortium".to_owned();
-        tokio::spawn(async move { deviant::run(client, signer, trust, &id, script).await })
-    })
+    .map(|(name, script)| spawn_deviant(&federation, &address, name, script.into()))
     .collect();
 
     for task in honest {
@@ -110,7 +95,6 @@ async fn poisoned_or_out_of_range_inputs_never_reach_the_model() {
         .iter()
         .map(|name| federation.spawn_participant(name, &address, WireMeter::new()))
         .collect();
-    let pki = federation.layout.pki.clone();
     let scripts: Vec<(String, Script)> = vec![
         (
             names[3].clone(),
@@ -127,19 +111,7 @@ async fn poisoned_or_out_of_range_inputs_never_reach_the_model() {
     ];
     let deviants: Vec<_> = scripts
         .into_iter()
-        .map(|(name, script)| {
-            let client = federation.client(&name, &address);
-            let signer = Arc::new(
-                Signer::load(
-                    &pki.join(format!("{name}.pem")),
-                    &pki.join(format!("{name}.key")),
-                )
-                .unwrap(),
-            );
-            let trust = Trust::load(&pki.join("ca.pem")).unwrap();
-            let id = "contact-centre-consortium".to_owned();
-            tokio::spawn(async move { deviant::run(client, signer, trust, &id, script).await })
-        })
+        .map(|(name, script)| spawn_deviant(&federation, &address, &name, script))
         .collect();
     for task in honest {
         let outcome = task
@@ -188,6 +160,28 @@ async fn poisoned_or_out_of_range_inputs_never_reach_the_model() {
         outcome.model.weights
     );
     assert!(outcome.model.quality.unwrap().accuracy > 0.6);
+}
+
+/// Runs `name` as a deviant following `script`, with its genuine certificate and key.
+fn spawn_deviant(
+    federation: &TestFederation,
+    address: &str,
+    name: &str,
+    script: Script,
+) -> tokio::task::JoinHandle<deviant::DeviantLog> {
+    let pki = &federation.layout.pki;
+    let client = federation.client(name, address);
+    let signer = Arc::new(
+        Signer::load(
+            &pki.join(format!("{name}.pem")),
+            &pki.join(format!("{name}.key")),
+        )
+        .unwrap(),
+    );
+    let trust = Trust::load(&pki.join("ca.pem")).unwrap();
+    tokio::spawn(async move {
+        deviant::run(client, signer, trust, "contact-centre-consortium", script).await
+    })
 }
 
 async fn futures_join<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
