@@ -116,6 +116,9 @@ impl LocalFederation {
                 (self.names.len() as i64).into(),
             ),
             ("federation.roster", roster),
+            // Lowering min_participants (to tolerate dropouts) must not let the first phase
+            // open before everyone who is running has registered.
+            ("federation.wait_for_roster", true.into()),
             (
                 "federation.observers",
                 toml::Value::Array(vec![MONITOR.into()]),

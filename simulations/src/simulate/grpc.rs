@@ -45,7 +45,6 @@ pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, St
     let coordinator_edits: Vec<(&str, toml::Value)> = vec![
         ("federation.aggregation", p.aggregation.as_str().into()),
         ("federation.min_participants", ((n / 2 + 1) as i64).into()),
-        ("federation.wait_for_roster", true.into()),
         ("training.local_epochs", i64::from(a.local_epochs).into()),
         ("training.learning_rate", a.learning_rate.into()),
         ("training.l2", a.l2.into()),
