@@ -151,6 +151,29 @@ pub enum FederationError {
     Fairness(String),
 }
 
+/// The federation definition a checked configuration stands for, as every participant receives
+/// it at registration (and the simulator runs its experiments on); `fairness` is the audit's
+/// parameters, once its keys are loaded.
+pub fn definition(
+    config: &CoordinatorConfig,
+    fairness: Option<accord_proto::v1::FairnessParams>,
+) -> FederationDefinition {
+    FederationDefinition {
+        federation_id: config.federation_id.clone(),
+        schema: config.schema().ok(),
+        training: Some(config.training_params()),
+        evaluation: Some(config.evaluation_params()),
+        rounds: config.federation.rounds,
+        aggregation: config.federation.aggregation.clone(),
+        min_participants: config.federation.min_participants,
+        secure_aggregation: (config.federation.aggregation == accord_crypto::secagg::SCHEME)
+            .then(|| config.secure_aggregation.params()),
+        fairness,
+        mitigation: config.mitigation().ok().flatten(),
+        postprocessing: config.postprocessing().ok().flatten(),
+    }
+}
+
 impl Federation {
     /// A federation from a checked configuration; `meter` counts participants' traffic and
     /// `trust` checks the certificates of participants' signed protocol messages.
@@ -166,22 +189,12 @@ impl Federation {
             .as_ref()
             .map(|section| crate::fairness::FairnessAudit::load(&config, section))
             .transpose()?;
-        let schema = config.schema().ok();
-        let columns = schema.as_ref().map(encoded_columns).unwrap_or_default();
-        let definition = FederationDefinition {
-            federation_id: config.federation_id.clone(),
-            schema,
-            training: Some(config.training_params()),
-            evaluation: Some(config.evaluation_params()),
-            rounds: config.federation.rounds,
-            aggregation: config.federation.aggregation.clone(),
-            min_participants: config.federation.min_participants,
-            secure_aggregation: (config.federation.aggregation == accord_crypto::secagg::SCHEME)
-                .then(|| config.secure_aggregation.params()),
-            fairness: fairness.as_ref().map(|f| f.params.clone()),
-            mitigation: config.mitigation().ok().flatten(),
-            postprocessing: config.postprocessing().ok().flatten(),
-        };
+        let definition = definition(&config, fairness.as_ref().map(|f| f.params.clone()));
+        let columns = definition
+            .schema
+            .as_ref()
+            .map(encoded_columns)
+            .unwrap_or_default();
         info!(
             sha256 = %accord_crypto::hash::sha256_hex(&prost::Message::encode_to_vec(&definition)),
             "federation definition (participants may pin this hash)"

@@ -8,7 +8,7 @@
 
 use accord_proto::layout::encoded_columns;
 use accord_proto::schema::in_range;
-use accord_proto::v1::{Schema, feature::Kind};
+use accord_proto::v1::{Schema, SecAggParams, feature::Kind};
 use ndarray::{Array1, Array2};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -83,6 +83,31 @@ impl LocalDataset {
 
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
+    }
+}
+
+/// A participant holding more records than the federation's secure sums are bounded for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{rows} usable rows, more than the federation's max_rows_per_participant ({max}), which bounds the secure sums"
+)]
+pub struct TooManyRows {
+    pub rows: usize,
+    pub max: u64,
+}
+
+/// Whether a participant may take part with `data` in a federation with secure-aggregation
+/// parameters `params` (none: the aggregation is not bounded). Every bound of a secure sum
+/// (the record count, each weighted update, each evaluation count) assumes at most
+/// `max_rows_per_participant` records; more would be clipped silently into wrong sums, so the
+/// participant refuses instead. The node and the simulator both call this.
+pub fn admit(data: &LocalDataset, params: Option<&SecAggParams>) -> Result<(), TooManyRows> {
+    match params {
+        Some(p) if data.len() as u64 > p.max_rows_per_participant => Err(TooManyRows {
+            rows: data.len(),
+            max: p.max_rows_per_participant,
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -100,6 +100,25 @@ pub struct TrainingParams {
     pub proximal_mu: f64,
 }
 
+impl From<accord_proto::v1::TrainingParams> for TrainingParams {
+    /// The federation definition's training parameters, as every participant applies them.
+    fn from(t: accord_proto::v1::TrainingParams) -> Self {
+        Self {
+            epochs: t.local_epochs,
+            learning_rate: t.learning_rate,
+            l2: t.l2,
+            batch_size: t.batch_size as usize,
+            proximal_mu: t.fedprox_mu,
+        }
+    }
+}
+
+/// The seed of a participant's local training in `round`, from the participant's own `seed`
+/// (participant.toml): a round's shuffling is reproducible and differs between rounds.
+pub fn round_seed(seed: u64, round: u32) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(round)
+}
+
 pub fn sigmoid(z: f64) -> f64 {
     if z >= 0.0 {
         1.0 / (1.0 + (-z).exp())
@@ -175,6 +194,27 @@ impl LogisticModel {
             }
         }
         model
+    }
+
+    /// A participant's fit in a round: [`LogisticModel::train_with`] from `self` (the global
+    /// model), then, when the federation bounds updates (`clip`, secure aggregation), every
+    /// weight and the intercept clamped to [-clip, clip]: clipping bounds what one participant
+    /// can add to the sum. The node and the simulator both call this.
+    pub fn fit_local(
+        &self,
+        x: ArrayView2<f64>,
+        y: ArrayView1<f64>,
+        params: &TrainingParams,
+        seed: u64,
+        objective: &LocalObjective,
+        clip: Option<f64>,
+    ) -> Self {
+        let mut local = self.train_with(x, y, params, seed, objective);
+        if let Some(clip) = clip {
+            local.weights.mapv_inplace(|w| w.clamp(-clip, clip));
+            local.intercept = local.intercept.clamp(-clip, clip);
+        }
+        local
     }
 
     /// This model weighted by the local sample count, for FedAvg by summation.

@@ -7,7 +7,9 @@
 use crate::config::{Fault, FaultAction, FaultPhase, FaultStage, ParticipantConfig};
 use crate::data::{DataError, LoadReport, LocalDataset, load_csv};
 use crate::mitigation::{self, FairFedWeight};
-use crate::model::{Decision, LogisticModel, Standardizer, TrainingParams, standardization_sums};
+use crate::model::{
+    Decision, LogisticModel, Standardizer, TrainingParams, round_seed, standardization_sums,
+};
 use accord_crypto::crl::CrlWatch;
 use accord_crypto::he::inputs::{MASK_RING, seal};
 use accord_crypto::he::keys::parse_verifying_key;
@@ -73,10 +75,8 @@ pub enum ParticipantError {
         phase: &'static str,
         stage: &'static str,
     },
-    #[error(
-        "{rows} usable rows, more than the federation's max_rows_per_participant ({max}), which bounds the secure sums"
-    )]
-    TooManyRows { rows: usize, max: u64 },
+    #[error(transparent)]
+    TooManyRows(#[from] crate::data::TooManyRows),
     #[error("the coordinator sent a model with {actual} weights, expected {expected}")]
     ModelShape { expected: usize, actual: usize },
     #[error(
@@ -318,14 +318,7 @@ impl Node {
             path = %config.data.path.display(),
             "loaded local data (the skipped count stays here)"
         );
-        if let Some(s) = &secagg
-            && data.len() as u64 > s.params.max_rows_per_participant
-        {
-            return Err(ParticipantError::TooManyRows {
-                rows: data.len(),
-                max: s.params.max_rows_per_participant,
-            });
-        }
+        crate::data::admit(&data, secagg.as_ref().map(|s| &s.params))?;
         if load.rows_skipped > 0 {
             for (column, count) in &load.skipped_by_column {
                 warn!(column = %column, rows = count, "skipped rows with a missing or invalid value");
@@ -515,26 +508,17 @@ impl Node {
         }
         let (global, x) = self.download(round).await?;
         if phase == Phase::Fit {
-            let t = self.federation.training.unwrap_or_default();
-            let params = TrainingParams {
-                epochs: t.local_epochs,
-                learning_rate: t.learning_rate,
-                l2: t.l2,
-                batch_size: t.batch_size as usize,
-                proximal_mu: t.fedprox_mu,
-            };
-            let seed = self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(round);
+            let params = TrainingParams::from(self.federation.training.unwrap_or_default());
             let objective =
                 mitigation::objective(mitigation.as_ref(), &schema, &self.data, &self.feedback);
-            let mut local =
-                global.train_with(x.view(), self.data.labels.view(), &params, seed, &objective);
-            if let Some(s) = &self.secagg {
-                // Clipping bounds what one participant can add to the sum.
-                local
-                    .weights
-                    .mapv_inplace(|w| w.clamp(-s.params.clip, s.params.clip));
-                local.intercept = local.intercept.clamp(-s.params.clip, s.params.clip);
-            }
+            let local = global.fit_local(
+                x.view(),
+                self.data.labels.view(),
+                &params,
+                round_seed(self.seed, round),
+                &objective,
+                self.secagg.as_ref().map(|s| s.params.clip),
+            );
             if let (Some(fairfed), Some(m)) = (self.fairfed.as_mut(), mitigation.as_ref()) {
                 let threshold = self
                     .federation

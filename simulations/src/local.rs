@@ -16,7 +16,7 @@ const PARTICIPANT_EXAMPLE: &str = include_str!("../../examples/participant.toml"
 /// The certificate name of the demo's progress monitor, which reads the federation's status.
 pub const MONITOR: &str = "demo-monitor";
 
-fn patch(example: &str, edits: &[(&str, toml::Value)]) -> anyhow::Result<String> {
+pub(crate) fn patch(example: &str, edits: &[(&str, toml::Value)]) -> anyhow::Result<String> {
     let mut doc: toml::Table = example.parse().context("example config")?;
     for (path, value) in edits {
         let mut table = &mut doc;

@@ -183,11 +183,57 @@ dropout = { masked_input = 0.2 }
     assert!(
         grpc_rows[0][bytes].parse::<u64>().unwrap() > local_rows[0][bytes].parse::<u64>().unwrap()
     );
-    let (a, b) = (
+    // One definition, one admission, one local fit (seeds and clipping included) under both
+    // transports: the same model, to the last bit, and the same accuracy in every round.
+    let accuracy = header.iter().position(|h| h == "accuracy").unwrap();
+    for (g, l) in grpc_rows.iter().zip(&local_rows) {
+        assert_eq!(g[accuracy], l[accuracy], "grpc {g:?} vs in-process {l:?}");
+    }
+    assert_eq!(grpc.summary[0].model, local.summary[0].model);
+    assert_eq!(
         grpc.summary[0].final_accuracy,
-        local.summary[0].final_accuracy,
+        local.summary[0].final_accuracy
     );
-    assert!((a - b).abs() < 0.02, "grpc {a} vs in-process {b}");
+}
+
+/// `privacy.clip` of -1, NaN or 0 would stop a federation's coordinator at start; an experiment
+/// is refused the same way, by the same check, naming the experiment's key.
+#[test]
+fn a_setting_a_coordinator_refuses_is_refused_naming_the_experiment_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = experiment(
+        dir.path(),
+        "name = \"clip\"\n[data]\nsource = \"synthetic\"\nparticipants = 3\nrows = 50\n",
+    );
+    for value in ["-1", "nan", "0", "inf"] {
+        let message = run_experiment(
+            &path,
+            &[format!("privacy.clip={value}")],
+            &dir.path().join("out"),
+            &mut Quiet,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            message.starts_with(&format!("{}: ", path.display()))
+                && message.contains("refused as a federation's coordinator refuses it")
+                && message.contains("privacy.clip")
+                && !message.contains("secure_aggregation"),
+            "clip = {value}: {message}"
+        );
+    }
+    // The same settings in coordinator.toml stop the coordinator, naming its own key.
+    let coordinator = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/coordinator.toml"
+    ))
+    .unwrap()
+    .replace("clip = 50.0", "clip = -1.0");
+    let message =
+        accord_coordinator::CoordinatorConfig::parse(&coordinator, Path::new("coordinator.toml"))
+            .unwrap_err()
+            .to_string();
+    assert!(message.contains("secure_aggregation.clip"), "{message}");
 }
 
 #[test]

@@ -237,3 +237,77 @@ fn planted_dirt_is_rejected_at_its_cell_or_skipped_and_counted() {
         assert_eq!(report.skipped_by_column, by_column);
     }
 }
+
+/// Keeps the header and the first `rows` data rows of `path`.
+fn truncate(path: &Path, rows: usize) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<&str> = text.lines().take(rows + 1).collect();
+    assert_eq!(lines.len(), rows + 1, "{} is too short", path.display());
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+/// Files of 116, 469 and 286 rows with `max_rows_per_participant = 100`: a real participant node
+/// refuses its file after registering, and `accord simulate` on the same files refuses the same
+/// participant with the same words (it once clipped the counts silently and reported an
+/// accuracy of 1.033).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_refuses_an_over_long_file_exactly_as_a_participant_does() {
+    let mut federation = accord_tests::TestFederation::with_data(&SynthSpec::new(3, 800, 41));
+    let names = federation.layout.names.clone();
+    let files: Vec<PathBuf> = names
+        .iter()
+        .map(|n| federation.layout.data_file(n))
+        .collect();
+    for (file, rows) in files.iter().zip([116, 469, 286]) {
+        truncate(file, rows);
+    }
+    federation
+        .coordinator_edits
+        .push(("secure_aggregation.max_rows_per_participant", 100.into()));
+    let (address, coordinator) = federation.start_coordinator(1, 2).await;
+    let refused = federation
+        .spawn_participant(&names[0], &address, Default::default())
+        .await
+        .unwrap()
+        .expect_err("a participant with 116 rows refuses a bound of 100")
+        .to_string();
+    coordinator.abort();
+    assert_eq!(
+        refused,
+        "116 usable rows, more than the federation's max_rows_per_participant (100), which bounds the secure sums"
+    );
+
+    let experiment = federation.dir().join("experiment.toml");
+    let listed: Vec<String> = files
+        .iter()
+        .map(|f| format!("{:?}", f.display().to_string()))
+        .collect();
+    std::fs::write(
+        &experiment,
+        format!(
+            "name = \"over-long\"\n[data]\nsource = \"csv-files\"\nfiles = [{}]\n[privacy]\nmax_rows_per_participant = 100\n",
+            listed.join(", ")
+        ),
+    )
+    .unwrap();
+    struct Quiet;
+    impl accord_simulations::simulate::Progress for Quiet {
+        fn start(&mut self, _: usize, _: u64) {}
+        fn round(&mut self, _: &str, _: &accord_simulations::simulate::federation::RoundOutcome) {}
+    }
+    let message = accord_simulations::simulate::run_experiment(
+        &experiment,
+        &[],
+        &federation.dir().join("out"),
+        &mut Quiet,
+    )
+    .expect_err("the simulator refuses what a participant refuses")
+    .to_string();
+    assert_eq!(
+        message,
+        format!(
+            "run-001: participant sim-0001 ({}): {refused}",
+            files[0].display()
+        )
+    );
+}

@@ -1,7 +1,11 @@
 //! `experiment.toml`: one experiment (data, partitioning, algorithm, privacy layer, faults,
 //! seed), and optionally a `[sweep]` of values for any of its parameters, run as a grid.
 
+use accord_coordinator::CoordinatorConfig;
+use accord_coordinator::config::ConfigError;
 use accord_coordinator::mitigation::{MitigationSection, PostprocessingSection};
+use accord_participant::data::InvalidRowPolicy;
+use accord_proto::v1::FederationDefinition;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -74,6 +78,11 @@ pub struct DataConfig {
     pub files: Vec<PathBuf>,
     #[serde(default)]
     pub file: Option<PathBuf>,
+    /// What loading does with a row with a missing or invalid value, as participant.toml's
+    /// `data.invalid_rows` (and with the same default: "reject", naming the file, row and
+    /// column).
+    #[serde(default)]
+    pub invalid_rows: InvalidRowPolicy,
 }
 
 fn default_participants() -> usize {
@@ -300,40 +309,12 @@ impl ExperimentConfig {
         {
             return Err("transport = \"grpc\" runs synthetic data as generated (partition.kind = \"natural\"): participants read their own CSVs".into());
         }
-        if self.algorithm.rounds == 0 || self.algorithm.local_epochs == 0 {
-            return Err("algorithm: rounds and local_epochs must be at least 1".into());
-        }
-        if !matches!(
-            self.privacy.aggregation.as_str(),
-            "secagg" | "insecure-plain"
-        ) {
-            return Err(format!(
-                "privacy.aggregation '{}' is not one of secagg, insecure-plain",
-                self.privacy.aggregation
-            ));
-        }
-        if !matches!(self.privacy.modulus.as_str(), "z32" | "z64") {
-            return Err(format!(
-                "privacy.modulus '{}' is not one of z32, z64",
-                self.privacy.modulus
-            ));
-        }
-        if !matches!(
-            self.privacy.input_validity.as_str(),
-            "range-proofs" | "none"
-        ) {
-            return Err(format!(
-                "privacy.input_validity '{}' is not one of range-proofs, none",
-                self.privacy.input_validity
-            ));
-        }
-        let schema = super::schema().map_err(|e| e.to_string())?;
-        self.mitigation
-            .definition(&schema, "mitigation")
-            .map_err(|e| e.to_string())?;
-        self.postprocessing
-            .definition(&schema, "postprocessing")
-            .map_err(|e| e.to_string())?;
+        // The algorithm, privacy, mitigation and post-processing settings are checked by the
+        // coordinator's own code, as a federation would check them, and so is the definition
+        // the participants would receive.
+        let definition = self.definition()?;
+        accord_proto::schema::validate_definition(&definition)
+            .map_err(|e| format!("the federation definition: {e}"))?;
         if self.privacy.fairness_encrypted {
             return Err("privacy.fairness_encrypted: the encrypted fairness path is not available yet (fairness statistics are securely aggregated instead)".into());
         }
@@ -409,6 +390,184 @@ impl ExperimentConfig {
         config.check().map_err(invalid)?;
         Ok(config)
     }
+}
+
+/// One coordinator.toml setting an experiment stands for: its key there, the experiment key it
+/// comes from, and the value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting {
+    pub coordinator: &'static str,
+    pub experiment: &'static str,
+    pub value: toml::Value,
+}
+
+/// Where a coordinator.toml section's settings come from in an experiment, for keys that have
+/// no setting of their own (a message naming a whole section).
+const SECTIONS: [(&str, &str); 3] = [
+    ("secure_aggregation", "privacy"),
+    ("training.mitigation", "mitigation"),
+    ("training", "algorithm"),
+];
+
+impl ExperimentConfig {
+    /// The coordinator.toml settings of a federation running this experiment (on top of the
+    /// example coordinator config, whose schema simulations share).
+    pub fn coordinator_settings(&self) -> Result<Vec<Setting>, String> {
+        let a = &self.algorithm;
+        let p = &self.privacy;
+        let mu = if a.strategy == Strategy::Fedprox {
+            a.mu
+        } else {
+            0.0
+        };
+        let table = |value: Result<toml::Value, toml::ser::Error>| value.map_err(|e| e.to_string());
+        let setting = |coordinator, experiment, value: toml::Value| Setting {
+            coordinator,
+            experiment,
+            value,
+        };
+        Ok(vec![
+            setting(
+                "federation.rounds",
+                "algorithm.rounds",
+                i64::from(a.rounds).into(),
+            ),
+            setting(
+                "federation.aggregation",
+                "privacy.aggregation",
+                p.aggregation.as_str().into(),
+            ),
+            setting(
+                "training.local_epochs",
+                "algorithm.local_epochs",
+                i64::from(a.local_epochs).into(),
+            ),
+            setting(
+                "training.learning_rate",
+                "algorithm.learning_rate",
+                a.learning_rate.into(),
+            ),
+            setting("training.l2", "algorithm.l2", a.l2.into()),
+            setting(
+                "training.batch_size",
+                "algorithm.batch_size",
+                i64::from(a.batch_size).into(),
+            ),
+            setting("training.fedprox_mu", "algorithm.mu", mu.into()),
+            setting(
+                "secure_aggregation.threshold",
+                "privacy.threshold",
+                i64::from(p.threshold).into(),
+            ),
+            setting(
+                "secure_aggregation.neighbours",
+                "privacy.neighbours",
+                i64::from(p.neighbours).into(),
+            ),
+            setting(
+                "secure_aggregation.modulus",
+                "privacy.modulus",
+                p.modulus.as_str().into(),
+            ),
+            setting(
+                "secure_aggregation.precision_bits",
+                "privacy.precision_bits",
+                i64::from(p.precision_bits).into(),
+            ),
+            setting("secure_aggregation.clip", "privacy.clip", p.clip.into()),
+            setting(
+                "secure_aggregation.max_rows_per_participant",
+                "privacy.max_rows_per_participant",
+                i64::try_from(p.max_rows_per_participant)
+                    .unwrap_or(i64::MAX)
+                    .into(),
+            ),
+            setting(
+                "secure_aggregation.input_validity",
+                "privacy.input_validity",
+                p.input_validity.as_str().into(),
+            ),
+            setting(
+                "training.mitigation",
+                "mitigation",
+                table(toml::Value::try_from(&self.mitigation))?,
+            ),
+            setting(
+                "postprocessing",
+                "postprocessing",
+                table(toml::Value::try_from(&self.postprocessing))?,
+            ),
+        ])
+    }
+
+    /// The coordinator configuration a federation running this experiment would load, checked
+    /// by the coordinator's own code: an experiment is refused whenever that coordinator would
+    /// refuse to start, with the keys named as the experiment spells them.
+    pub fn coordinator_config(&self) -> Result<CoordinatorConfig, String> {
+        let settings = self.coordinator_settings()?;
+        let edits: Vec<(&str, toml::Value)> = settings
+            .iter()
+            .map(|s| (s.coordinator, s.value.clone()))
+            .collect();
+        let text =
+            crate::local::patch(super::COORDINATOR_EXAMPLE, &edits).map_err(|e| e.to_string())?;
+        CoordinatorConfig::parse(&text, Path::new("coordinator.toml")).map_err(|e| {
+            let message = match e {
+                ConfigError::Invalid { message, .. } | ConfigError::Parse { message, .. } => {
+                    message
+                }
+                other => other.to_string(),
+            };
+            format!(
+                "refused as a federation's coordinator refuses it: {}",
+                in_experiment_keys(&message, &settings)
+            )
+        })
+    }
+
+    /// The federation definition participants would receive for this experiment.
+    pub fn definition(&self) -> Result<FederationDefinition, String> {
+        Ok(accord_coordinator::federation::definition(
+            &self.coordinator_config()?,
+            None,
+        ))
+    }
+}
+
+/// `message` (naming coordinator.toml keys) with each key written as the experiment's: every
+/// word made of key characters whose longest matching coordinator key (or section) is a prefix
+/// at a dot is rewritten.
+fn in_experiment_keys(message: &str, settings: &[Setting]) -> String {
+    let keys: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|s| (s.coordinator, s.experiment))
+        .chain(SECTIONS)
+        .collect();
+    let rewrite = |word: &str| -> String {
+        keys.iter()
+            .filter(|(coordinator, _)| {
+                word.strip_prefix(coordinator)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+            })
+            .max_by_key(|(coordinator, _)| coordinator.len())
+            .map_or_else(
+                || word.to_owned(),
+                |(coordinator, experiment)| format!("{experiment}{}", &word[coordinator.len()..]),
+            )
+    };
+    let mut out = String::new();
+    let mut word = String::new();
+    for c in message.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+            word.push(c);
+        } else {
+            out.push_str(&rewrite(&word));
+            word.clear();
+            out.push(c);
+        }
+    }
+    out.push_str(&rewrite(&word));
+    out
 }
 
 /// Sets `key` (dotted) in a TOML document; the key must name an existing table path.

@@ -3,7 +3,7 @@
 //! real protocol state machines; only the transport is in-process. Dropouts and stragglers are
 //! drawn from the experiment's seed, so the same config gives the same numbers.
 
-use super::config::{ExperimentConfig, FaultConfig, Strategy};
+use super::config::{ExperimentConfig, FaultConfig};
 use accord_coordinator::aggregation::{self, Closed, PhaseSpec, Submission};
 use accord_coordinator::metrics::{Quality, quality};
 use accord_coordinator::mitigation::{MitigationRun, PostprocessingJson};
@@ -14,14 +14,14 @@ use accord_crypto::secagg::{self, Context, Requirements, SecAggError};
 use accord_participant::data::LocalDataset;
 use accord_participant::mitigation::{self, FairFedWeight};
 use accord_participant::model::{
-    Decision, LogisticModel, Standardizer, TrainingParams, standardization_sums,
+    Decision, LogisticModel, Standardizer, TrainingParams, round_seed, standardization_sums,
 };
 use accord_proto::layout::{EvaluationCounts, GroupCounts, StandardizationSums};
 use accord_proto::mitigation::EvaluationStatistics;
 use accord_proto::phase::PhaseVector;
 use accord_proto::v1::{
-    EvaluationParams, MitigationKind, Phase, PlainVector, ProtectedVector, Schema, SecAggParams,
-    SecAggRelay, SecAggStage, SignedStageMessage, protected_vector::Scheme,
+    FederationDefinition, MitigationKind, Phase, PlainVector, ProtectedVector, Schema,
+    SecAggParams, SecAggRelay, SecAggStage, SignedStageMessage, protected_vector::Scheme,
 };
 use ndarray::Array2;
 use prost::Message;
@@ -73,16 +73,16 @@ pub struct Simulation<'a> {
     pub schema: &'a Schema,
     pub trust: &'a Trust,
     pub members: Vec<Member>,
+    /// What the participants would receive from the coordinator.
+    definition: FederationDefinition,
+    /// The bounds the coordinator's phase vectors are built with (its `[secure_aggregation]`,
+    /// whichever the aggregation).
     params: SecAggParams,
     /// What every simulated participant requires, as a node with the default
     /// `[requirements]` does.
     requirements: Requirements,
     rng: ChaCha20Rng,
 }
-
-/// Score histogram bins and the decision threshold of simulated evaluations.
-const BINS: usize = 100;
-const THRESHOLD: f64 = 0.5;
 
 /// The stages a participant can drop out at, in order.
 const STAGES: [SecAggStage; 4] = [
@@ -91,6 +91,16 @@ const STAGES: [SecAggStage; 4] = [
     SecAggStage::MaskedInput,
     SecAggStage::Unmask,
 ];
+
+/// The seed simulated participant `index` (from 0) is configured with, as its participant.toml
+/// `seed` would be, under either transport: drawn from the experiment's seed, and within TOML's
+/// integers.
+pub fn node_seed(experiment_seed: u64, index: usize) -> u64 {
+    experiment_seed
+        .wrapping_mul(0x2545_F491_4F6C_DD1D)
+        .wrapping_add(index as u64 + 1)
+        & i64::MAX as u64
+}
 
 /// The slot of a stage in `stage_secs`: setup, share keys, masked input, consistency check,
 /// unmask.
@@ -105,8 +115,11 @@ fn slot(stage: SecAggStage) -> usize {
 }
 
 impl<'a> Simulation<'a> {
+    /// A simulation of `config`'s federation, whose `definition` ([`ExperimentConfig::definition`])
+    /// the members' data were admitted under ([`accord_participant::data::admit`]).
     pub fn new(
         config: &'a ExperimentConfig,
+        definition: FederationDefinition,
         schema: &'a Schema,
         trust: &'a Trust,
         members: Vec<Member>,
@@ -118,6 +131,7 @@ impl<'a> Simulation<'a> {
             schema,
             trust,
             members,
+            definition,
             requirements: Requirements::new(
                 &params,
                 0,
@@ -322,21 +336,6 @@ impl<'a> Simulation<'a> {
 }
 
 impl Simulation<'_> {
-    fn training_params(&self) -> TrainingParams {
-        let a = &self.config.algorithm;
-        TrainingParams {
-            epochs: a.local_epochs,
-            learning_rate: a.learning_rate,
-            l2: a.l2,
-            batch_size: a.batch_size as usize,
-            proximal_mu: if a.strategy == Strategy::Fedprox {
-                a.mu
-            } else {
-                0.0
-            },
-        }
-    }
-
     /// Standardization from summed moments; then every round: fit (FedAvg or FedProx, with the
     /// configured mitigation) and evaluate (quality and per-group counts), each phase through
     /// the aggregation. With post-processing, the thresholds chosen from the last evaluation are
@@ -348,25 +347,18 @@ impl Simulation<'_> {
     ) -> Result<SimulationResult, String> {
         let columns = self.members.first().map_or(0, |m| m.data.features.ncols());
         let rows = self.params.max_rows_per_participant;
-        let mitigation_def = self
-            .config
-            .mitigation
-            .definition(self.schema, "mitigation")
-            .map_err(|e| e.to_string())?;
-        let postprocessing_def = self
-            .config
-            .postprocessing
-            .definition(self.schema, "postprocessing")
-            .map_err(|e| e.to_string())?;
-        let (bins, threshold) = (BINS, THRESHOLD);
+        let mitigation_def = self.definition.mitigation.clone();
+        let postprocessing_def = self.definition.postprocessing.clone();
+        let evaluation = self.definition.evaluation.unwrap_or_default();
+        let (bins, threshold) = (
+            evaluation.histogram_bins as usize,
+            evaluation.decision_threshold,
+        );
         let mut run = MitigationRun::new(
             self.schema,
             mitigation_def.as_ref(),
             postprocessing_def.as_ref(),
-            EvaluationParams {
-                histogram_bins: bins as u32,
-                decision_threshold: threshold,
-            },
+            evaluation,
         );
         let label_counts = run.label_counts();
         let sums: Vec<Vec<f64>> = self
@@ -395,8 +387,10 @@ impl Simulation<'_> {
             member.standardized = Some(standardizer.apply(&member.data.features));
         }
 
-        let params = self.training_params();
+        let params = TrainingParams::from(self.definition.training.unwrap_or_default());
         let clip = self.params.clip;
+        // Participants clip their updates when the federation bounds them, as nodes do.
+        let bound = self.definition.secure_aggregation.as_ref().map(|p| p.clip);
         let mitigation = mitigation_def.as_ref();
         let mut fairfed: Vec<Option<FairFedWeight>> = self
             .members
@@ -419,20 +413,16 @@ impl Simulation<'_> {
                 .enumerate()
                 .map(|(i, (m, fairfed))| {
                     let x = m.standardized.as_ref().expect("standardized");
-                    let seed = self.config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                        ^ (u64::from(round) << 20)
-                        ^ i as u64;
                     let objective =
                         mitigation::objective(mitigation, self.schema, &m.data, &feedback);
-                    let mut local = global.train_with(
+                    let local = global.fit_local(
                         x.view(),
                         m.data.labels.view(),
                         &params,
-                        seed,
+                        round_seed(node_seed(self.config.seed, i), round),
                         &objective,
+                        bound,
                     );
-                    local.weights.mapv_inplace(|w| w.clamp(-clip, clip));
-                    local.intercept = local.intercept.clamp(-clip, clip);
                     match (fairfed.as_mut(), mitigation) {
                         (Some(weight), Some(d)) => {
                             weight.settle(&feedback, d.strength, sums.count, rows);
@@ -563,7 +553,8 @@ impl Simulation<'_> {
         layout: &EvaluationStatistics,
         outcome: &mut RoundOutcome,
     ) -> Result<Evaluated, String> {
-        let bins = BINS;
+        let evaluation = self.definition.evaluation.unwrap_or_default();
+        let bins = evaluation.histogram_bins as usize;
         let attributes: Vec<String> = self
             .schema
             .protected_attributes
@@ -598,7 +589,7 @@ impl Simulation<'_> {
                         x.view(),
                         &m.data,
                         layout.clone(),
-                        THRESHOLD,
+                        evaluation.decision_threshold,
                     )
                     .to_vec(),
                 );

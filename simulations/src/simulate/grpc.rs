@@ -4,8 +4,10 @@
 //! fairness gaps are not among them (the coordinator never sees group statistics), and stage
 //! timings are per round only.
 
-use super::config::{ExperimentConfig, Strategy};
-use super::federation::{Postprocessed, RoundOutcome, SimulationResult, draw_dropouts, fault_rng};
+use super::config::ExperimentConfig;
+use super::federation::{
+    Postprocessed, RoundOutcome, SimulationResult, draw_dropouts, fault_rng, node_seed,
+};
 use crate::local::LocalFederation;
 use accord_coordinator::CoordinatorConfig;
 use accord_participant::model::LogisticModel;
@@ -36,47 +38,15 @@ pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, St
     let n = federation.names.len();
     let a = &config.algorithm;
     let p = &config.privacy;
-    let mu = if a.strategy == Strategy::Fedprox {
-        a.mu
-    } else {
-        0.0
-    };
     let deadline = config.faults.deadline_secs.ceil().max(2.0) as i64;
-    let coordinator_edits: Vec<(&str, toml::Value)> = vec![
-        ("federation.aggregation", p.aggregation.as_str().into()),
-        ("federation.min_participants", ((n / 2 + 1) as i64).into()),
-        ("training.local_epochs", i64::from(a.local_epochs).into()),
-        ("training.learning_rate", a.learning_rate.into()),
-        ("training.l2", a.l2.into()),
-        ("training.batch_size", i64::from(a.batch_size).into()),
-        ("training.fedprox_mu", mu.into()),
-        (
-            "secure_aggregation.threshold",
-            i64::from(p.threshold).into(),
-        ),
-        (
-            "secure_aggregation.neighbours",
-            i64::from(p.neighbours).into(),
-        ),
-        ("secure_aggregation.modulus", p.modulus.as_str().into()),
-        (
-            "secure_aggregation.precision_bits",
-            i64::from(p.precision_bits).into(),
-        ),
-        ("secure_aggregation.clip", p.clip.into()),
-        (
-            "secure_aggregation.input_validity",
-            p.input_validity.as_str().into(),
-        ),
-        (
-            "training.mitigation",
-            toml::Value::try_from(&config.mitigation).map_err(|e| e.to_string())?,
-        ),
-        (
-            "postprocessing",
-            toml::Value::try_from(&config.postprocessing).map_err(|e| e.to_string())?,
-        ),
-    ];
+    let mut coordinator_edits: Vec<(&str, toml::Value)> =
+        vec![("federation.min_participants", ((n / 2 + 1) as i64).into())];
+    coordinator_edits.extend(
+        config
+            .coordinator_settings()?
+            .into_iter()
+            .map(|s| (s.coordinator, s.value)),
+    );
     let path = federation
         .write_coordinator_config(a.rounds, deadline as u64, &coordinator_edits)
         .map_err(|e| e.to_string())?;
@@ -117,8 +87,11 @@ pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, St
         }
         let address = address.ok_or("the coordinator did not start listening")?;
         let mut participants = Vec::new();
-        for (name, planned) in federation.names.iter().zip(faults) {
-            let mut edits: Vec<(&str, toml::Value)> = vec![("faults", toml::Value::Array(planned))];
+        for (i, (name, planned)) in federation.names.iter().zip(faults).enumerate() {
+            let mut edits: Vec<(&str, toml::Value)> = vec![
+                ("faults", toml::Value::Array(planned)),
+                ("seed", (node_seed(config.seed, i) as i64).into()),
+            ];
             if p.aggregation == "insecure-plain" {
                 edits.push(("allow_insecure_plain", true.into()));
             }

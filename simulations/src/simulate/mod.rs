@@ -27,7 +27,7 @@ use std::time::Instant;
 
 /// The schema of the repository's example coordinator config, which simulations share with
 /// the demo.
-const COORDINATOR_EXAMPLE: &str = include_str!("../../../examples/coordinator.toml");
+pub(crate) const COORDINATOR_EXAMPLE: &str = include_str!("../../../examples/coordinator.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimulateError {
@@ -199,6 +199,23 @@ fn run_one(
         schema,
         config.seed,
     )?;
+    // Each participant's data admitted as a node admits its own under the same definition.
+    let definition = config.definition()?;
+    for (i, data) in datasets.iter().enumerate() {
+        accord_participant::data::admit(data, definition.secure_aggregation.as_ref()).map_err(
+            |e| {
+                let source = match (&config.data.source, config.partition.kind) {
+                    (config::DataSource::CsvFiles, config::PartitionKind::Natural) => config
+                        .data
+                        .files
+                        .get(i)
+                        .map_or(String::new(), |f| format!(" ({})", f.display())),
+                    _ => String::new(),
+                };
+                format!("participant {}{source}: {e}", signers[i].name())
+            },
+        )?;
+    }
     let centralized =
         federation::centralized_accuracy(config, &datasets.iter().collect::<Vec<_>>());
     let members: Vec<Member> = datasets
@@ -218,7 +235,7 @@ fn run_one(
         }
         result
     } else {
-        Simulation::new(config, schema, trust, members)
+        Simulation::new(config, definition, schema, trust, members)
             .run(|outcome| progress.round(&plan.label, outcome))?
     };
     let outcomes = &result.rounds;

@@ -4,7 +4,7 @@
 
 use super::config::{DataConfig, DataSource, PartitionConfig, PartitionKind};
 use crate::synth;
-use accord_participant::data::{InvalidRowPolicy, LocalDataset, load_csv};
+use accord_participant::data::{LocalDataset, load_csv};
 use accord_proto::v1::Schema;
 use ndarray::{Array1, Array2, Axis};
 use rand::seq::SliceRandom;
@@ -36,7 +36,7 @@ pub fn load(
     files
         .iter()
         .map(|file| {
-            load_csv(file, schema, &HashMap::new(), InvalidRowPolicy::Skip)
+            load_csv(file, schema, &HashMap::new(), data.invalid_rows)
                 .map(|(dataset, _)| dataset)
                 .map_err(|e| e.to_string())
         })
