@@ -663,7 +663,11 @@ pub struct SimulationResult {
 
 /// The same model trained on the pooled data with the same standardization and as many epochs
 /// as the federation's rounds × local epochs: its accuracy on the pooled data.
-pub fn centralized_accuracy(config: &ExperimentConfig, datasets: &[&LocalDataset]) -> f64 {
+pub fn centralized_accuracy(
+    config: &ExperimentConfig,
+    definition: &FederationDefinition,
+    datasets: &[&LocalDataset],
+) -> f64 {
     let views: Vec<_> = datasets.iter().map(|d| d.features.view()).collect();
     let x = ndarray::concatenate(ndarray::Axis(0), &views).expect("same columns");
     let y: ndarray::Array1<f64> = datasets
@@ -671,16 +675,15 @@ pub fn centralized_accuracy(config: &ExperimentConfig, datasets: &[&LocalDataset
         .flat_map(|d| d.labels.iter().copied())
         .collect();
     let z = Standardizer::from_sums(&standardization_sums(&x)).apply(&x);
-    let a = &config.algorithm;
+    let federated = TrainingParams::from(definition.training.unwrap_or_default());
     let params = TrainingParams {
-        epochs: a.local_epochs * a.rounds,
-        learning_rate: a.learning_rate,
-        l2: a.l2,
-        batch_size: a.batch_size as usize,
+        epochs: federated.epochs * definition.rounds,
         proximal_mu: 0.0,
+        ..federated
     };
     let model = LogisticModel::zeros(x.ncols()).train(z.view(), y.view(), &params, config.seed);
-    let counts = model.evaluate(z.view(), y.view(), 2, 0.5);
+    let threshold = definition.evaluation.unwrap_or_default().decision_threshold;
+    let counts = model.evaluate(z.view(), y.view(), 2, threshold);
     (counts.tp + counts.tn) / counts.n.max(1.0)
 }
 

@@ -217,7 +217,7 @@ fn run_one(
         )?;
     }
     let centralized =
-        federation::centralized_accuracy(config, &datasets.iter().collect::<Vec<_>>());
+        federation::centralized_accuracy(config, &definition, &datasets.iter().collect::<Vec<_>>());
     let members: Vec<Member> = datasets
         .into_iter()
         .zip(signers)
