@@ -210,7 +210,10 @@ impl ParticipantConfig {
             value: value.to_owned(),
             allowed,
         };
-        let port = self.coordinator.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>()));
+        let port = self
+            .coordinator
+            .rsplit_once(':')
+            .map(|(host, port)| (host, port.parse::<u16>()));
         if !matches!(port, Some((host, Ok(_))) if !host.is_empty()) {
             return Err(bad("coordinator", &self.coordinator, "\"host:port\""));
         }
