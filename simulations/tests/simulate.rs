@@ -217,7 +217,27 @@ fn a_bad_experiment_is_refused_naming_the_file_and_what_is_wrong() {
         ),
         (
             format!("{base}[privacy]\nmodulus = \"z16\"\n"),
-            "privacy.modulus 'z16'",
+            "privacy.modulus is z16; it must be \"z32\" or \"z64\"",
+        ),
+        (
+            format!("{base}participants = 4\n[privacy]\nthreshold = 5\n"),
+            "privacy.threshold = 5 contradicts the 4 participants of data.participants: at most 4 can take part",
+        ),
+        (
+            format!("{base}participants = 4\n[privacy]\nthreshold = 2\n"),
+            "privacy.threshold = 2 contradicts the 4 participants of data.participants: a phase selects at least 4, and honest participants refuse a threshold below more than half of those selected (3)",
+        ),
+        (
+            format!("{base}[privacy]\nclip = -1.0\n"),
+            "privacy.clip is -1; it must be positive and finite",
+        ),
+        (
+            format!("{base}[privacy]\nclip = nan\n"),
+            "privacy.clip is NaN; it must be positive and finite",
+        ),
+        (
+            format!("{base}[faults]\ndeadline_secs = -2.0\n"),
+            "faults.deadline_secs is -2; it must be finite and not negative",
         ),
         (
             format!("{base}[privacy]\nfairness_encrypted = true\n"),

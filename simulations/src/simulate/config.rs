@@ -224,6 +224,11 @@ impl DataConfig {
 impl PrivacyConfig {
     /// The secure-aggregation parameters, exactly as a coordinator config would give them.
     pub fn params(&self) -> accord_proto::v1::SecAggParams {
+        self.section().params()
+    }
+
+    /// These settings as a coordinator's `[secure_aggregation]`, so both are checked alike.
+    fn section(&self) -> accord_coordinator::config::SecureAggregationSection {
         accord_coordinator::config::SecureAggregationSection {
             modulus: self.modulus.clone(),
             precision_bits: self.precision_bits,
@@ -233,7 +238,6 @@ impl PrivacyConfig {
             neighbours: self.neighbours,
             input_validity: self.input_validity.clone(),
         }
-        .params()
     }
 }
 
@@ -312,21 +316,26 @@ impl ExperimentConfig {
                 self.privacy.aggregation
             ));
         }
-        if !matches!(self.privacy.modulus.as_str(), "z32" | "z64") {
-            return Err(format!(
-                "privacy.modulus '{}' is not one of z32, z64",
-                self.privacy.modulus
-            ));
-        }
-        if !matches!(
-            self.privacy.input_validity.as_str(),
-            "range-proofs" | "none"
-        ) {
-            return Err(format!(
-                "privacy.input_validity '{}' is not one of range-proofs, none",
-                self.privacy.input_validity
-            ));
-        }
+        // Every simulated participant is selected for every phase: at most and at least n.
+        let n = match d.source {
+            DataSource::CsvFiles => d.files.len(),
+            DataSource::Synthetic | DataSource::CsvSplit => d.participants,
+        };
+        let key = match d.source {
+            DataSource::CsvFiles => "data.files",
+            DataSource::Synthetic | DataSource::CsvSplit => "data.participants",
+        };
+        let who = format!("the {n} participants of {key}");
+        self.privacy
+            .section()
+            .check(
+                "privacy",
+                &accord_coordinator::config::Admissible {
+                    most: Some((n, who.clone())),
+                    least: (n, who),
+                },
+            )
+            .map_err(|e| e.to_string())?;
         let schema = super::schema().map_err(|e| e.to_string())?;
         self.mitigation
             .definition(&schema, "mitigation")
@@ -347,6 +356,16 @@ impl ExperimentConfig {
         ];
         if probabilities.iter().any(|p| !(0.0..=1.0).contains(p)) {
             return Err("faults: probabilities must be in [0, 1]".into());
+        }
+        for (key, value) in [
+            ("straggler_mean_secs", f.straggler_mean_secs),
+            ("deadline_secs", f.deadline_secs),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(format!(
+                    "faults.{key} is {value}; it must be finite and not negative"
+                ));
+            }
         }
         Ok(())
     }
