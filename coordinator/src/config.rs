@@ -548,6 +548,14 @@ fn out_of_range(key: String, value: impl ToString, allowed: &'static str) -> Set
     }
 }
 
+/// Refuses the first of `values` (keys of `section`) that is 0.
+fn at_least_one(section: &str, values: &[(&str, u64)]) -> Result<(), SettingError> {
+    match values.iter().find(|(_, value)| *value == 0) {
+        Some((key, _)) => Err(out_of_range(format!("{section}.{key}"), 0, "at least 1")),
+        None => Ok(()),
+    }
+}
+
 /// How many participants a federation's settings let take part in one aggregation, and the
 /// settings that say so (named in errors).
 #[derive(Debug, Clone, PartialEq)]
@@ -564,19 +572,14 @@ impl ConnectionsSection {
     /// Every limit at least 1, and no more handshakes in progress than open connections
     /// (a handshake holds an open connection).
     pub fn check(&self) -> Result<(), SettingError> {
-        for (key, value) in [
-            ("max_handshakes", u64::from(self.max_handshakes)),
-            ("max_open", u64::from(self.max_open)),
-            ("handshake_timeout_secs", self.handshake_timeout_secs),
-        ] {
-            if value == 0 {
-                return Err(out_of_range(
-                    format!("connections.{key}"),
-                    value,
-                    "at least 1",
-                ));
-            }
-        }
+        at_least_one(
+            "connections",
+            &[
+                ("max_handshakes", u64::from(self.max_handshakes)),
+                ("max_open", u64::from(self.max_open)),
+                ("handshake_timeout_secs", self.handshake_timeout_secs),
+            ],
+        )?;
         if self.max_handshakes > self.max_open {
             return Err(SettingError::Contradiction {
                 key: "connections.max_handshakes".into(),
@@ -594,20 +597,15 @@ impl FederationSection {
     /// end well: no rounds, zero timeouts, a roster naming someone twice or an observer,
     /// `min_participants` of 0 or above the roster's distinct names, waiting for an empty roster.
     pub fn check(&self) -> Result<(), SettingError> {
-        for (key, value) in [
-            ("rounds", u64::from(self.rounds)),
-            ("min_participants", u64::from(self.min_participants)),
-            ("registration_timeout_secs", self.registration_timeout_secs),
-            ("phase_timeout_secs", self.phase_timeout_secs),
-        ] {
-            if value == 0 {
-                return Err(out_of_range(
-                    format!("federation.{key}"),
-                    value,
-                    "at least 1",
-                ));
-            }
-        }
+        at_least_one(
+            "federation",
+            &[
+                ("rounds", u64::from(self.rounds)),
+                ("min_participants", u64::from(self.min_participants)),
+                ("registration_timeout_secs", self.registration_timeout_secs),
+                ("phase_timeout_secs", self.phase_timeout_secs),
+            ],
+        )?;
         for (key, names) in [("roster", &self.roster), ("observers", &self.observers)] {
             let mut seen = std::collections::BTreeSet::new();
             for name in names {
@@ -741,14 +739,13 @@ impl TrainingSection {
     /// Positive epochs, batch size and learning rate; finite, non-negative L2 and FedProx μ.
     pub fn check(&self, section: &str) -> Result<(), SettingError> {
         let key = |name: &str| format!("{section}.{name}");
-        for (name, value) in [
-            ("local_epochs", self.local_epochs),
-            ("batch_size", self.batch_size),
-        ] {
-            if value == 0 {
-                return Err(out_of_range(key(name), value, "at least 1"));
-            }
-        }
+        at_least_one(
+            section,
+            &[
+                ("local_epochs", u64::from(self.local_epochs)),
+                ("batch_size", u64::from(self.batch_size)),
+            ],
+        )?;
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             return Err(out_of_range(
                 key("learning_rate"),
@@ -941,26 +938,39 @@ mod settings_tests {
     /// The two rosters, refused at load with the file and the keys named.
     #[test]
     fn impossible_rosters_are_refused_naming_the_key() {
-        assert_eq!(
-            refused("federation", "roster", "[\"org-1\", \"org-1\", \"org-2\"]"),
-            "conf/coordinator.toml: federation.roster lists 'org-1' more than once"
-        );
-        assert_eq!(
-            refused("federation", "min_participants", "5"),
-            "conf/coordinator.toml: federation.min_participants = 5 contradicts federation.roster (3 names): no more participants can register than the roster names"
-        );
-        assert_eq!(
-            refused("federation", "roster", "[\"org-1\", \"\"]"),
-            "conf/coordinator.toml: federation.roster is [\"org-1\", \"\"]; it must be certificate names, none of them empty"
-        );
-        assert_eq!(
-            refused("federation", "observers", "[\"org-2\"]"),
-            "conf/coordinator.toml: federation.observers = [.., \"org-2\", ..] contradicts federation.roster: 'org-2' is in both, but a certificate has one role, participant or auditor"
-        );
-        assert_eq!(
-            refused("federation", "observers", "[\"m\", \"m\"]"),
-            "conf/coordinator.toml: federation.observers lists 'm' more than once"
-        );
+        let cases = [
+            (
+                "roster",
+                "[\"org-1\", \"org-1\", \"org-2\"]",
+                "federation.roster lists 'org-1' more than once",
+            ),
+            (
+                "min_participants",
+                "5",
+                "federation.min_participants = 5 contradicts federation.roster (3 names): no more participants can register than the roster names",
+            ),
+            (
+                "roster",
+                "[\"org-1\", \"\"]",
+                "federation.roster is [\"org-1\", \"\"]; it must be certificate names, none of them empty",
+            ),
+            (
+                "observers",
+                "[\"org-2\"]",
+                "federation.observers = [.., \"org-2\", ..] contradicts federation.roster: 'org-2' is in both, but a certificate has one role, participant or auditor",
+            ),
+            (
+                "observers",
+                "[\"m\", \"m\"]",
+                "federation.observers lists 'm' more than once",
+            ),
+        ];
+        for (key, value, expected) in cases {
+            assert_eq!(
+                refused("federation", key, value),
+                format!("conf/coordinator.toml: {expected}")
+            );
+        }
         let unrostered_wait = EXAMPLE
             .replace("roster = [\"org-1\", \"org-2\", \"org-3\"]", "roster = []")
             .replace("wait_for_roster = false", "wait_for_roster = true");
