@@ -129,17 +129,51 @@ fn tail(path: &Path, lines: usize) -> String {
     )
 }
 
-/// Clears a previous demo run in `out`, refusing to touch a folder the demo did not make.
+/// Makes `out` ready for a run: a new folder is created, an existing empty one is used as it is
+/// (e.g. from `mkdir` or `mktemp -d`, so it keeps its owner and permissions), and one a previous
+/// demo made (it holds the marker) is emptied; any other folder, or a file, is refused untouched,
+/// since clearing it could lose someone's files and writing into it would mix them with ours.
 fn prepare(out: &Path) -> anyhow::Result<PathBuf> {
     if out.exists() {
-        let empty = fs::read_dir(out)?.next().is_none();
-        if !empty && !out.join(MARKER).exists() {
+        if !out.is_dir() {
             bail!(
-                "{} exists and was not made by `accord demo`; choose another --out",
+                "--out {} is a file, not a folder; choose a new or empty folder",
                 out.display()
             );
         }
-        fs::remove_dir_all(out).with_context(|| format!("cannot clear {}", out.display()))?;
+        let mut entries = fs::read_dir(out)
+            .with_context(|| format!("cannot read --out {}", out.display()))?
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("cannot read --out {}", out.display()))?;
+        if !entries.is_empty() && !out.join(MARKER).exists() {
+            bail!(
+                "--out {} is not empty and was not made by `accord demo` (no {MARKER} in it); \
+                 nothing was changed: choose a new or empty folder",
+                out.display()
+            );
+        }
+        // Empty, or a previous demo's: clear what is in it, keeping the folder itself.
+        if entries.is_empty() {
+            println!(
+                "accord demo: writing into the empty folder {}",
+                out.display()
+            );
+        } else {
+            println!(
+                "accord demo: clearing the previous demo run in {}",
+                out.display()
+            );
+        }
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let path = entry.path();
+            let removed = if entry.file_type()?.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            removed.with_context(|| format!("cannot clear {}", path.display()))?;
+        }
     }
     for dir in ["logs", "run"] {
         fs::create_dir_all(out.join(dir))

@@ -304,6 +304,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{path}: schema: {source}")]
     Schema { path: PathBuf, source: SchemaError },
+    #[error("{path}: {source}")]
+    Setting { path: PathBuf, source: SettingError },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -348,6 +350,10 @@ impl CoordinatorConfig {
                 path: path.into(),
                 source,
             },
+            Invalid::Setting(source) => ConfigError::Setting {
+                path: path.into(),
+                source,
+            },
             Invalid::Other(message) => ConfigError::Invalid {
                 path: path.into(),
                 message,
@@ -356,55 +362,17 @@ impl CoordinatorConfig {
         Ok(config)
     }
 
+    /// Every check of [`Self::parse`]: the schema, then each section alone, then the
+    /// combinations no federation could run with.
     fn check(&self) -> Result<(), Invalid> {
         validate(&self.schema()?).map_err(Invalid::Schema)?;
-        let c = &self.connections;
-        for (key, value) in [
-            ("max_handshakes", u64::from(c.max_handshakes)),
-            ("max_open", u64::from(c.max_open)),
-            ("handshake_timeout_secs", c.handshake_timeout_secs),
-        ] {
-            if value == 0 {
-                return Err(Invalid::Other(format!(
-                    "connections.{key} must be at least 1"
-                )));
-            }
-        }
-        let f = &self.federation;
-        if f.rounds == 0 {
-            return Err(Invalid::Other(
-                "federation.rounds must be at least 1".into(),
-            ));
-        }
-        if f.min_participants == 0 {
-            return Err(Invalid::Other(
-                "federation.min_participants must be at least 1".into(),
-            ));
-        }
-        match f.aggregation.as_str() {
+        self.connections.check()?;
+        self.federation.check()?;
+        self.secure_aggregation
+            .check("secure_aggregation", &self.federation.admissible())?;
+        match self.federation.aggregation.as_str() {
             crate::aggregation::INSECURE_PLAIN => {}
             accord_crypto::secagg::SCHEME => {
-                let s = &self.secure_aggregation;
-                if !matches!(s.modulus.as_str(), "z32" | "z64") {
-                    return Err(Invalid::Other(format!(
-                        "secure_aggregation.modulus '{}' is not one of z32, z64",
-                        s.modulus
-                    )));
-                }
-                if !matches!(s.input_validity.as_str(), RANGE_PROOFS | "none") {
-                    return Err(Invalid::Other(format!(
-                        "secure_aggregation.input_validity '{}' is not one of {RANGE_PROOFS}, none",
-                        s.input_validity
-                    )));
-                }
-                if !(s.clip.is_finite() && s.clip > 0.0)
-                    || s.max_rows_per_participant == 0
-                    || s.precision_bits > 52
-                {
-                    return Err(Invalid::Other(
-                        "secure_aggregation: clip and max_rows_per_participant must be positive, precision_bits at most 52".into(),
-                    ));
-                }
                 accord_proto::layout::column_magnitudes(&self.schema()?)
                     .map_err(|e| Invalid::Other(format!("schema: {e}")))?;
             }
@@ -414,19 +382,7 @@ impl CoordinatorConfig {
                 )));
             }
         }
-        let t = &self.training;
-        let positive = |v: f64| v.is_finite() && v > 0.0;
-        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
-        if t.local_epochs == 0 || t.batch_size == 0 || !positive(t.learning_rate) {
-            return Err(Invalid::Other(
-                "training: local_epochs, batch_size and learning_rate must be positive".into(),
-            ));
-        }
-        if !non_negative(t.l2) || !non_negative(t.fedprox_mu) {
-            return Err(Invalid::Other(
-                "training: l2 and fedprox_mu must be finite and not negative".into(),
-            ));
-        }
+        self.training.check("training")?;
         if let Some(f) = &self.fairness {
             if f.histogram_bins < 2 || f.histogram_bins > 100 {
                 return Err(Invalid::Other(format!(
@@ -448,16 +404,7 @@ impl CoordinatorConfig {
         }
         self.mitigation()?;
         self.postprocessing()?;
-        let e = &self.evaluation;
-        let usable = (2..=accord_proto::schema::MAX_EVALUATION_BINS).contains(&e.histogram_bins)
-            && e.decision_threshold > 0.0
-            && e.decision_threshold < 1.0;
-        if !usable {
-            return Err(Invalid::Other(
-                "evaluation: histogram_bins must be 2..=10000 and decision_threshold in (0, 1)"
-                    .into(),
-            ));
-        }
+        self.evaluation.check("evaluation")?;
         Ok(())
     }
 
@@ -560,7 +507,281 @@ impl CoordinatorConfig {
 #[derive(Debug)]
 pub enum Invalid {
     Schema(SchemaError),
+    Setting(SettingError),
     Other(String),
+}
+
+impl From<SettingError> for Invalid {
+    fn from(error: SettingError) -> Self {
+        Invalid::Setting(error)
+    }
+}
+
+/// A setting no federation could run with, named by its key (`section.key`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SettingError {
+    /// One value outside what it may be.
+    #[error("{key} is {value}; it must be {allowed}")]
+    OutOfRange {
+        key: String,
+        value: String,
+        allowed: &'static str,
+    },
+    /// A list that names the same participant twice.
+    #[error("{key} lists '{name}' more than once")]
+    Repeated { key: String, name: String },
+    /// Two settings that cannot both hold.
+    #[error("{key} = {value} contradicts {other}: {why}")]
+    Contradiction {
+        key: String,
+        value: String,
+        other: String,
+        why: String,
+    },
+}
+
+fn out_of_range(key: String, value: impl ToString, allowed: &'static str) -> SettingError {
+    SettingError::OutOfRange {
+        key,
+        value: value.to_string(),
+        allowed,
+    }
+}
+
+/// Refuses the first of `values` (keys of `section`) that is 0.
+fn at_least_one(section: &str, values: &[(&str, u64)]) -> Result<(), SettingError> {
+    match values.iter().find(|(_, value)| *value == 0) {
+        Some((key, _)) => Err(out_of_range(format!("{section}.{key}"), 0, "at least 1")),
+        None => Ok(()),
+    }
+}
+
+/// How many participants a federation's settings let take part in one aggregation, and the
+/// settings that say so (named in errors).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admissible {
+    /// The most that can register, e.g. `(3, "the 3 names of federation.roster")`; None when
+    /// any member of the consortium may.
+    pub most: Option<(usize, String)>,
+    /// The fewest selected for a phase that can complete, e.g.
+    /// `(3, "federation.min_participants = 3")`.
+    pub least: (usize, String),
+}
+
+impl ConnectionsSection {
+    /// Every limit at least 1, and no more handshakes in progress than open connections
+    /// (a handshake holds an open connection).
+    pub fn check(&self) -> Result<(), SettingError> {
+        at_least_one(
+            "connections",
+            &[
+                ("max_handshakes", u64::from(self.max_handshakes)),
+                ("max_open", u64::from(self.max_open)),
+                ("handshake_timeout_secs", self.handshake_timeout_secs),
+            ],
+        )?;
+        if self.max_handshakes > self.max_open {
+            return Err(SettingError::Contradiction {
+                key: "connections.max_handshakes".into(),
+                value: self.max_handshakes.to_string(),
+                other: format!("connections.max_open = {}", self.max_open),
+                why: "every handshake in progress holds an open connection".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl FederationSection {
+    /// Refuses what would leave the coordinator waiting for a registration timeout that cannot
+    /// end well: no rounds, zero timeouts, a roster naming someone twice or an observer,
+    /// `min_participants` of 0 or above the roster's distinct names, waiting for an empty roster.
+    pub fn check(&self) -> Result<(), SettingError> {
+        at_least_one(
+            "federation",
+            &[
+                ("rounds", u64::from(self.rounds)),
+                ("min_participants", u64::from(self.min_participants)),
+                ("registration_timeout_secs", self.registration_timeout_secs),
+                ("phase_timeout_secs", self.phase_timeout_secs),
+            ],
+        )?;
+        for (key, names) in [("roster", &self.roster), ("observers", &self.observers)] {
+            let mut seen = std::collections::BTreeSet::new();
+            for name in names {
+                if name.trim().is_empty() {
+                    return Err(out_of_range(
+                        format!("federation.{key}"),
+                        format!("{names:?}"),
+                        "certificate names, none of them empty",
+                    ));
+                }
+                if !seen.insert(name) {
+                    return Err(SettingError::Repeated {
+                        key: format!("federation.{key}"),
+                        name: name.clone(),
+                    });
+                }
+            }
+        }
+        if let Some(both) = self.observers.iter().find(|o| self.roster.contains(o)) {
+            return Err(SettingError::Contradiction {
+                key: "federation.observers".into(),
+                value: format!("[.., \"{both}\", ..]"),
+                other: "federation.roster".into(),
+                why: format!(
+                    "'{both}' is in both, but a certificate has one role, participant or auditor"
+                ),
+            });
+        }
+        if !self.roster.is_empty() && self.min_participants as usize > self.roster.len() {
+            return Err(SettingError::Contradiction {
+                key: "federation.min_participants".into(),
+                value: self.min_participants.to_string(),
+                other: format!("federation.roster ({} names)", self.roster.len()),
+                why: "no more participants can register than the roster names".into(),
+            });
+        }
+        if self.wait_for_roster && self.roster.is_empty() {
+            return Err(SettingError::Contradiction {
+                key: "federation.wait_for_roster".into(),
+                value: "true".into(),
+                other: "federation.roster = []".into(),
+                why: "there is no roster to wait for".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// How many participants these settings let take part (see [`Admissible`]).
+    pub fn admissible(&self) -> Admissible {
+        let n = self.roster.len();
+        Admissible {
+            most: (n > 0).then(|| (n, format!("the {n} names of federation.roster"))),
+            least: (
+                self.min_participants as usize,
+                format!("federation.min_participants = {}", self.min_participants),
+            ),
+        }
+    }
+}
+
+impl SecureAggregationSection {
+    /// Checks each parameter (keys named `section.key`, e.g. `secure_aggregation.clip` or
+    /// `privacy.clip`) and the threshold against who can take part: t above the most that can
+    /// register means no phase ever completes; t below more than half of the fewest a phase
+    /// selects is refused by every honest participant (Bonawitz et al. 2017 in the
+    /// malicious-server form; see `accord_crypto::secagg::minimum_threshold`).
+    pub fn check(&self, section: &str, admissible: &Admissible) -> Result<(), SettingError> {
+        let key = |name: &str| format!("{section}.{name}");
+        if !matches!(self.modulus.as_str(), "z32" | "z64") {
+            return Err(out_of_range(
+                key("modulus"),
+                &self.modulus,
+                "\"z32\" or \"z64\"",
+            ));
+        }
+        if !matches!(self.input_validity.as_str(), RANGE_PROOFS | "none") {
+            return Err(out_of_range(
+                key("input_validity"),
+                &self.input_validity,
+                "\"range-proofs\" or \"none\"",
+            ));
+        }
+        if self.precision_bits > 52 {
+            return Err(out_of_range(
+                key("precision_bits"),
+                self.precision_bits,
+                "at most 52",
+            ));
+        }
+        if !(self.clip.is_finite() && self.clip > 0.0) {
+            return Err(out_of_range(key("clip"), self.clip, "positive and finite"));
+        }
+        if self.max_rows_per_participant == 0 {
+            return Err(out_of_range(
+                key("max_rows_per_participant"),
+                0,
+                "at least 1",
+            ));
+        }
+        let t = self.threshold as usize;
+        if t == 0 {
+            return Ok(());
+        }
+        if let Some((most, who)) = &admissible.most
+            && t > *most
+        {
+            return Err(SettingError::Contradiction {
+                key: key("threshold"),
+                value: t.to_string(),
+                other: who.clone(),
+                why: format!("at most {most} can take part, so no phase could reach {t} survivors"),
+            });
+        }
+        let (least, who) = &admissible.least;
+        let minimum = accord_crypto::secagg::minimum_threshold(*least);
+        if t < minimum {
+            return Err(SettingError::Contradiction {
+                key: key("threshold"),
+                value: t.to_string(),
+                other: who.clone(),
+                why: format!(
+                    "a phase selects at least {least}, and honest participants refuse a threshold below more than half of those selected ({minimum}); 0 picks it"
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl TrainingSection {
+    /// Positive epochs, batch size and learning rate; finite, non-negative L2 and FedProx μ.
+    pub fn check(&self, section: &str) -> Result<(), SettingError> {
+        let key = |name: &str| format!("{section}.{name}");
+        at_least_one(
+            section,
+            &[
+                ("local_epochs", u64::from(self.local_epochs)),
+                ("batch_size", u64::from(self.batch_size)),
+            ],
+        )?;
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(out_of_range(
+                key("learning_rate"),
+                self.learning_rate,
+                "positive and finite",
+            ));
+        }
+        for (name, value) in [("l2", self.l2), ("fedprox_mu", self.fedprox_mu)] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(out_of_range(key(name), value, "finite and not negative"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl EvaluationSection {
+    /// 2 to 10000 histogram bins and a decision threshold in (0, 1).
+    pub fn check(&self, section: &str) -> Result<(), SettingError> {
+        if !(2..=accord_proto::schema::MAX_EVALUATION_BINS).contains(&self.histogram_bins) {
+            return Err(out_of_range(
+                format!("{section}.histogram_bins"),
+                self.histogram_bins,
+                "in 2..=10000",
+            ));
+        }
+        let t = self.decision_threshold;
+        if !(t > 0.0 && t < 1.0) {
+            return Err(out_of_range(
+                format!("{section}.decision_threshold"),
+                t,
+                "in (0, 1)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Parses "<column> <comparison> <number>", e.g. "csat >= 4".
@@ -628,7 +849,7 @@ mod connections_tests {
                 .to_string();
             assert_eq!(
                 error,
-                format!("coordinator.toml: connections.{key} must be at least 1")
+                format!("coordinator.toml: connections.{key} is 0; it must be at least 1")
             );
         }
     }
@@ -666,6 +887,229 @@ mod fairness_tests {
         for (section, expected) in cases {
             let error = with_fairness(&section).expect_err(expected).to_string();
             assert!(error.contains(expected), "{error}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../examples/coordinator.toml");
+
+    /// The example with `key = value` (a key the example sets) replaced, or appended to the
+    /// `[section]` if the example does not set it.
+    fn with(section: &str, key: &str, value: &str) -> Result<CoordinatorConfig, ConfigError> {
+        let line = format!("\n{key} = ");
+        let text = if let Some(at) = EXAMPLE
+            .find(&format!("\n[{section}]"))
+            .and_then(|s| EXAMPLE[s..].find(&line).map(|i| s + i))
+        {
+            let end = at + 1 + EXAMPLE[at + 1..].find('\n').unwrap();
+            format!("{}\n{key} = {value}{}", &EXAMPLE[..at], &EXAMPLE[end..])
+        } else {
+            EXAMPLE.replace(
+                &format!("\n[{section}]\n"),
+                &format!("\n[{section}]\n{key} = {value}\n"),
+            )
+        };
+        CoordinatorConfig::parse(&text, Path::new("conf/coordinator.toml"))
+    }
+
+    fn refused(section: &str, key: &str, value: &str) -> String {
+        with(section, key, value)
+            .expect_err(&format!("{section}.{key} = {value}"))
+            .to_string()
+    }
+
+    #[test]
+    fn the_example_and_safe_rosters_are_accepted() {
+        assert!(with("federation", "min_participants", "3").is_ok());
+        assert!(with("federation", "roster", "[]").is_ok());
+        // No roster: any member may register, so no upper bound on t.
+        let open = EXAMPLE
+            .replace("roster = [\"org-1\", \"org-2\", \"org-3\"]", "roster = []")
+            .replace("threshold = 0 ", "threshold = 7 ");
+        assert!(CoordinatorConfig::parse(&open, Path::new("c.toml")).is_ok());
+        assert!(with("secure_aggregation", "threshold", "3").is_ok());
+        assert!(with("secure_aggregation", "threshold", "2").is_ok());
+    }
+
+    /// The two rosters, refused at load with the file and the keys named.
+    #[test]
+    fn impossible_rosters_are_refused_naming_the_key() {
+        let cases = [
+            (
+                "roster",
+                "[\"org-1\", \"org-1\", \"org-2\"]",
+                "federation.roster lists 'org-1' more than once",
+            ),
+            (
+                "min_participants",
+                "5",
+                "federation.min_participants = 5 contradicts federation.roster (3 names): no more participants can register than the roster names",
+            ),
+            (
+                "roster",
+                "[\"org-1\", \"\"]",
+                "federation.roster is [\"org-1\", \"\"]; it must be certificate names, none of them empty",
+            ),
+            (
+                "observers",
+                "[\"org-2\"]",
+                "federation.observers = [.., \"org-2\", ..] contradicts federation.roster: 'org-2' is in both, but a certificate has one role, participant or auditor",
+            ),
+            (
+                "observers",
+                "[\"m\", \"m\"]",
+                "federation.observers lists 'm' more than once",
+            ),
+        ];
+        for (key, value, expected) in cases {
+            assert_eq!(
+                refused("federation", key, value),
+                format!("conf/coordinator.toml: {expected}")
+            );
+        }
+        let unrostered_wait = EXAMPLE
+            .replace("roster = [\"org-1\", \"org-2\", \"org-3\"]", "roster = []")
+            .replace("wait_for_roster = false", "wait_for_roster = true");
+        assert_eq!(
+            CoordinatorConfig::parse(&unrostered_wait, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string(),
+            "c.toml: federation.wait_for_roster = true contradicts federation.roster = []: there is no roster to wait for"
+        );
+    }
+
+    #[test]
+    fn zero_counts_and_timeouts_are_refused_naming_the_key() {
+        for key in [
+            "rounds",
+            "min_participants",
+            "registration_timeout_secs",
+            "phase_timeout_secs",
+        ] {
+            assert_eq!(
+                refused("federation", key, "0"),
+                format!("conf/coordinator.toml: federation.{key} is 0; it must be at least 1")
+            );
+        }
+        assert_eq!(
+            refused("connections", "max_handshakes", "600"),
+            "conf/coordinator.toml: connections.max_handshakes = 600 contradicts connections.max_open = 512: every handshake in progress holds an open connection"
+        );
+    }
+
+    #[test]
+    fn impossible_secure_aggregation_settings_are_refused_naming_the_key() {
+        let cases = [
+            (
+                "clip",
+                "0.0",
+                "secure_aggregation.clip is 0; it must be positive and finite",
+            ),
+            (
+                "clip",
+                "-1.0",
+                "secure_aggregation.clip is -1; it must be positive and finite",
+            ),
+            (
+                "clip",
+                "nan",
+                "secure_aggregation.clip is NaN; it must be positive and finite",
+            ),
+            (
+                "clip",
+                "inf",
+                "secure_aggregation.clip is inf; it must be positive and finite",
+            ),
+            (
+                "max_rows_per_participant",
+                "0",
+                "secure_aggregation.max_rows_per_participant is 0; it must be at least 1",
+            ),
+            (
+                "precision_bits",
+                "53",
+                "secure_aggregation.precision_bits is 53; it must be at most 52",
+            ),
+            (
+                "modulus",
+                "\"z16\"",
+                "secure_aggregation.modulus is z16; it must be \"z32\" or \"z64\"",
+            ),
+            (
+                "threshold",
+                "4",
+                "secure_aggregation.threshold = 4 contradicts the 3 names of federation.roster: at most 3 can take part, so no phase could reach 4 survivors",
+            ),
+            (
+                "threshold",
+                "1",
+                "secure_aggregation.threshold = 1 contradicts federation.min_participants = 3: a phase selects at least 3, and honest participants refuse a threshold below more than half of those selected (2); 0 picks it",
+            ),
+        ];
+        for (key, value, expected) in cases {
+            assert_eq!(
+                refused("secure_aggregation", key, value),
+                format!("conf/coordinator.toml: {expected}")
+            );
+        }
+    }
+
+    #[test]
+    fn impossible_training_and_evaluation_settings_are_refused_naming_the_key() {
+        let cases = [
+            (
+                "training",
+                "local_epochs",
+                "0",
+                "is 0; it must be at least 1",
+            ),
+            ("training", "batch_size", "0", "is 0; it must be at least 1"),
+            (
+                "training",
+                "learning_rate",
+                "0.0",
+                "is 0; it must be positive and finite",
+            ),
+            (
+                "training",
+                "learning_rate",
+                "nan",
+                "is NaN; it must be positive and finite",
+            ),
+            (
+                "training",
+                "l2",
+                "-0.5",
+                "is -0.5; it must be finite and not negative",
+            ),
+            (
+                "training",
+                "fedprox_mu",
+                "inf",
+                "is inf; it must be finite and not negative",
+            ),
+            (
+                "evaluation",
+                "histogram_bins",
+                "1",
+                "is 1; it must be in 2..=10000",
+            ),
+            (
+                "evaluation",
+                "decision_threshold",
+                "1.0",
+                "is 1; it must be in (0, 1)",
+            ),
+        ];
+        for (section, key, value, expected) in cases {
+            assert_eq!(
+                refused(section, key, value),
+                format!("conf/coordinator.toml: {section}.{key} {expected}")
+            );
         }
     }
 }

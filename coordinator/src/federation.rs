@@ -306,6 +306,11 @@ impl Federation {
                 registered = state.registered.len(),
                 "participant registered"
             );
+        } else {
+            warn!(
+                participant = name,
+                "participant registered again: a restart, or a second process holding the same certificate (both are served as one participant)"
+            );
         }
         drop(state);
         self.activity.notify_waiters();

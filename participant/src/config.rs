@@ -152,6 +152,19 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Setting { path: PathBuf, source: SettingError },
+}
+
+/// A setting of `participant.toml` that could never work, named by its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingError {
+    #[error("{key} is '{value}'; it must be {allowed}")]
+    OutOfRange {
+        key: &'static str,
+        value: String,
+        allowed: &'static str,
+    },
 }
 
 impl ParticipantConfig {
@@ -181,7 +194,49 @@ impl ParticipantConfig {
                 *file = base.join(&*file);
             }
         }
+        config.check().map_err(|source| ConfigError::Setting {
+            path: path.into(),
+            source,
+        })?;
         Ok(config)
+    }
+
+    /// Refuses, before any connection, what could never work: a coordinator address without a
+    /// port, a pinned federation hash that is not a SHA-256 (it could match no definition), an
+    /// auditor key that is not an Ed25519 key.
+    pub fn check(&self) -> Result<(), SettingError> {
+        let bad = |key, value: &str, allowed| SettingError::OutOfRange {
+            key,
+            value: value.to_owned(),
+            allowed,
+        };
+        let port = self
+            .coordinator
+            .rsplit_once(':')
+            .map(|(host, port)| (host, port.parse::<u16>()));
+        if !matches!(port, Some((host, Ok(_))) if !host.is_empty()) {
+            return Err(bad("coordinator", &self.coordinator, "\"host:port\""));
+        }
+        if let Some(pinned) = &self.requirements.federation_sha256 {
+            let pinned_hex = pinned.trim();
+            if pinned_hex.len() != 64 || !pinned_hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(bad(
+                    "requirements.federation_sha256",
+                    pinned,
+                    "64 hex digits (the SHA-256 the coordinator logs at start)",
+                ));
+            }
+        }
+        if let Some(f) = &self.fairness
+            && accord_crypto::he::keys::parse_verifying_key(&f.auditor_verifying_key).is_err()
+        {
+            return Err(bad(
+                "fairness.auditor_verifying_key",
+                &f.auditor_verifying_key,
+                "an Ed25519 key in 64 hex digits (the auditor's auditor.pub)",
+            ));
+        }
+        Ok(())
     }
 
     pub fn server_name(&self) -> String {
@@ -194,5 +249,69 @@ impl ParticipantConfig {
                 .trim_end_matches(']')
                 .to_owned()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../examples/participant.toml");
+
+    fn load(text: &str) -> Result<ParticipantConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("participant.toml");
+        std::fs::write(&path, text).unwrap();
+        ParticipantConfig::load(&path).map_err(|e| {
+            // Name the file as the test knows it, not by its temporary directory.
+            match e {
+                ConfigError::Setting { source, .. } => ConfigError::Setting {
+                    path: "participant.toml".into(),
+                    source,
+                },
+                other => other,
+            }
+        })
+    }
+
+    #[test]
+    fn the_example_loads() {
+        let config = load(EXAMPLE).unwrap();
+        assert_eq!(config.server_name(), "coordinator.example.org");
+        let pinned = EXAMPLE.replace(
+            "# federation_sha256 = \"<64 hex digits>\"",
+            &format!("federation_sha256 = \"{}\"", "aB".repeat(32)),
+        );
+        assert!(load(&pinned).is_ok());
+    }
+
+    #[test]
+    fn settings_that_could_never_work_are_refused_naming_the_key() {
+        let cases = [
+            (
+                EXAMPLE.replace(":7443\"", "\""),
+                "participant.toml: coordinator is 'coordinator.example.org'; it must be \"host:port\"",
+            ),
+            (
+                EXAMPLE.replace(":7443\"", ":port\""),
+                "participant.toml: coordinator is 'coordinator.example.org:port'; it must be \"host:port\"",
+            ),
+            (
+                EXAMPLE.replace(
+                    "# federation_sha256 = \"<64 hex digits>\"",
+                    "federation_sha256 = \"abc\"",
+                ),
+                "participant.toml: requirements.federation_sha256 is 'abc'; it must be 64 hex digits (the SHA-256 the coordinator logs at start)",
+            ),
+            (
+                format!(
+                    "{EXAMPLE}\n[fairness]\nauditor_bundle = \"a.bundle\"\nauditor_verifying_key = \"00\"\n"
+                ),
+                "participant.toml: fairness.auditor_verifying_key is '00'; it must be an Ed25519 key in 64 hex digits (the auditor's auditor.pub)",
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(load(&text).unwrap_err().to_string(), expected);
+        }
     }
 }

@@ -196,8 +196,8 @@ dropout = { masked_input = 0.2 }
     );
 }
 
-/// `privacy.clip` of -1, NaN or 0 would stop a federation's coordinator at start; an experiment
-/// is refused the same way, by the same check, naming the experiment's key.
+/// `privacy.clip` of -1, NaN, 0 or infinity would stop a federation's coordinator at start; an
+/// experiment is refused by the same check, in the same words, naming the experiment's key.
 #[test]
 fn a_setting_a_coordinator_refuses_is_refused_naming_the_experiment_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -205,35 +205,57 @@ fn a_setting_a_coordinator_refuses_is_refused_naming_the_experiment_key() {
         dir.path(),
         "name = \"clip\"\n[data]\nsource = \"synthetic\"\nparticipants = 3\nrows = 50\n",
     );
-    for value in ["-1", "nan", "0", "inf"] {
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/coordinator.toml"
+    ))
+    .unwrap();
+    for (value, toml) in [("-1", "-1.0"), ("NaN", "nan"), ("0", "0.0"), ("inf", "inf")] {
+        let coordinator = accord_coordinator::CoordinatorConfig::parse(
+            &example.replace("clip = 50.0", &format!("clip = {toml}")),
+            Path::new("coordinator.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            coordinator,
+            format!(
+                "coordinator.toml: secure_aggregation.clip is {value}; it must be positive and finite"
+            )
+        );
         let message = run_experiment(
             &path,
-            &[format!("privacy.clip={value}")],
+            &[format!("privacy.clip={toml}")],
             &dir.path().join("out"),
             &mut Quiet,
         )
         .unwrap_err()
         .to_string();
-        assert!(
-            message.starts_with(&format!("{}: ", path.display()))
-                && message.contains("refused as a federation's coordinator refuses it")
-                && message.contains("privacy.clip")
-                && !message.contains("secure_aggregation"),
-            "clip = {value}: {message}"
+        assert_eq!(
+            message,
+            format!(
+                "{}: privacy.clip is {value}; it must be positive and finite",
+                path.display()
+            )
         );
     }
-    // The same settings in coordinator.toml stop the coordinator, naming its own key.
-    let coordinator = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/coordinator.toml"
-    ))
-    .unwrap()
-    .replace("clip = 50.0", "clip = -1.0");
-    let message =
-        accord_coordinator::CoordinatorConfig::parse(&coordinator, Path::new("coordinator.toml"))
-            .unwrap_err()
-            .to_string();
-    assert!(message.contains("secure_aggregation.clip"), "{message}");
+    // Settings outside [privacy] reach the coordinator's whole configuration check, their keys
+    // written as the experiment's.
+    let message = run_experiment(
+        &path,
+        &["algorithm.learning_rate=-0.5".into()],
+        &dir.path().join("out"),
+        &mut Quiet,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        message.starts_with(&format!(
+            "{}: refused as a federation's coordinator refuses it: algorithm.learning_rate is -0.5",
+            path.display()
+        )),
+        "{message}"
+    );
 }
 
 #[test]
@@ -263,7 +285,27 @@ fn a_bad_experiment_is_refused_naming_the_file_and_what_is_wrong() {
         ),
         (
             format!("{base}[privacy]\nmodulus = \"z16\"\n"),
-            "privacy.modulus 'z16'",
+            "privacy.modulus is z16; it must be \"z32\" or \"z64\"",
+        ),
+        (
+            format!("{base}participants = 4\n[privacy]\nthreshold = 5\n"),
+            "privacy.threshold = 5 contradicts the 4 participants of data.participants: at most 4 can take part",
+        ),
+        (
+            format!("{base}participants = 4\n[privacy]\nthreshold = 2\n"),
+            "privacy.threshold = 2 contradicts the 4 participants of data.participants: a phase selects at least 4, and honest participants refuse a threshold below more than half of those selected (3)",
+        ),
+        (
+            format!("{base}[privacy]\nclip = -1.0\n"),
+            "privacy.clip is -1; it must be positive and finite",
+        ),
+        (
+            format!("{base}[privacy]\nclip = nan\n"),
+            "privacy.clip is NaN; it must be positive and finite",
+        ),
+        (
+            format!("{base}[faults]\ndeadline_secs = -2.0\n"),
+            "faults.deadline_secs is -2; it must be finite and not negative",
         ),
         (
             format!("{base}[privacy]\nfairness_encrypted = true\n"),

@@ -46,6 +46,8 @@ fn processes_mentioning(needle: &str, except: u32) -> Vec<(u32, String)> {
 fn demo_trains_writes_the_artefacts_and_prints_the_drivers() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
+    // As `mkdir demo && accord demo --out demo` gives it: an existing, empty folder.
+    std::fs::create_dir(&out).unwrap();
     let output = accord(&["demo", "--out", out.to_str().unwrap(), "--rounds", "3"]);
     let stdout = text(&output.stdout);
     assert!(
@@ -114,6 +116,123 @@ fn demo_trains_writes_the_artefacts_and_prints_the_drivers() {
     assert!(stdout.contains("PASS  contributors recomputed"), "{stdout}");
     // Every process the demo started has ended.
     assert!(processes_mentioning(out.to_str().unwrap(), std::process::id()).is_empty());
+}
+
+/// `--out`: a new folder, an existing empty one and one a previous demo made are used (the
+/// message says which); a non-empty folder the demo did not make, or a file, is refused and left
+/// as it was. An unparsable `--bias`, read just after `--out` is prepared, ends each run there.
+#[test]
+fn demo_out_takes_an_empty_or_its_own_folder_and_refuses_anything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = |out: &Path| {
+        let output = accord(&["demo", "--out", out.to_str().unwrap(), "--bias", "nonsense"]);
+        assert!(!output.status.success());
+        (text(&output.stdout), text(&output.stderr))
+    };
+    let marker = |out: &Path| out.join(".accord-demo").exists();
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (stdout, stderr) = demo(&empty);
+    assert!(stdout.contains("writing into the empty folder"), "{stdout}");
+    assert!(
+        stderr.contains("nonsense"),
+        "refused for --bias, not --out: {stderr}"
+    );
+    assert!(marker(&empty));
+
+    std::fs::write(empty.join("logs/old.log"), "a previous run").unwrap();
+    let (stdout, _) = demo(&empty);
+    assert!(
+        stdout.contains("clearing the previous demo run"),
+        "{stdout}"
+    );
+    assert!(!empty.join("logs/old.log").exists());
+
+    let new = dir.path().join("new");
+    demo(&new);
+    assert!(marker(&new));
+
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::write(theirs.join("notes.txt"), "someone's").unwrap();
+    let (_, stderr) = demo(&theirs);
+    assert!(
+        stderr.contains(&format!(
+            "--out {} is not empty and was not made by `accord demo` (no .accord-demo in it); nothing was changed",
+            theirs.display()
+        )),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&theirs).unwrap().flatten().collect();
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(theirs.join("notes.txt")).unwrap(),
+        "someone's"
+    );
+
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let (_, stderr) = demo(&file);
+    assert!(stderr.contains("is a file, not a folder"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+}
+
+/// A coordinator whose settings could never work exits at once naming the file and the key,
+/// rather than listening until its registration timeout (an hour here) runs out; so does a
+/// participant. The processes are given a minute, far beyond a start and far short of the hour.
+#[test]
+fn impossible_settings_end_the_process_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = include_str!("../../examples/coordinator.toml").replace(
+        "registration_timeout_secs = 300",
+        "registration_timeout_secs = 3600",
+    );
+    let cases = [
+        (
+            "coordinator",
+            example.replace(
+                "roster = [\"org-1\", \"org-2\", \"org-3\"]",
+                "roster = [\"org-1\", \"org-1\", \"org-2\"]",
+            ),
+            "coordinator.toml: federation.roster lists 'org-1' more than once".to_owned(),
+        ),
+        (
+            "coordinator",
+            example.replace("min_participants = 3", "min_participants = 5"),
+            "coordinator.toml: federation.min_participants = 5 contradicts federation.roster (3 names)".to_owned(),
+        ),
+        (
+            "participant",
+            include_str!("../../examples/participant.toml").replace(":7443\"", "\""),
+            "participant.toml: coordinator is 'coordinator.example.org'; it must be \"host:port\"".to_owned(),
+        ),
+    ];
+    for (role, config, expected) in cases {
+        let path = dir.path().join(format!("{role}.toml"));
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_accord"))
+            .args([role, "--config", path.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let give_up = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > give_up {
+                child.kill().unwrap();
+                panic!("accord {role} still running a minute after start with: {expected}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success());
+        assert!(stderr.contains(&expected), "{role}: {stderr}");
+    }
 }
 
 /// The forgery of issue 11: the demo's report pointed at another model and re-signed with a

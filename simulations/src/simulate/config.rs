@@ -233,6 +233,11 @@ impl DataConfig {
 impl PrivacyConfig {
     /// The secure-aggregation parameters, exactly as a coordinator config would give them.
     pub fn params(&self) -> accord_proto::v1::SecAggParams {
+        self.section().params()
+    }
+
+    /// These settings as a coordinator's `[secure_aggregation]`, so both are checked alike.
+    fn section(&self) -> accord_coordinator::config::SecureAggregationSection {
         accord_coordinator::config::SecureAggregationSection {
             modulus: self.modulus.clone(),
             precision_bits: self.precision_bits,
@@ -242,7 +247,6 @@ impl PrivacyConfig {
             neighbours: self.neighbours,
             input_validity: self.input_validity.clone(),
         }
-        .params()
     }
 }
 
@@ -309,9 +313,21 @@ impl ExperimentConfig {
         {
             return Err("transport = \"grpc\" runs synthetic data as generated (partition.kind = \"natural\"): participants read their own CSVs".into());
         }
-        // The algorithm, privacy, mitigation and post-processing settings are checked by the
-        // coordinator's own code, as a federation would check them, and so is the definition
-        // the participants would receive.
+        // The privacy settings against who takes part: every simulated participant is selected
+        // for every phase, at most and at least n.
+        let (n, who) = self.participants();
+        self.privacy
+            .section()
+            .check(
+                "privacy",
+                &accord_coordinator::config::Admissible {
+                    most: Some((n, who.clone())),
+                    least: (n, who),
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        // Then every setting, by the coordinator's own code, as a federation would check them,
+        // and the definition the participants would receive, as they check it.
         let definition = self.definition()?;
         accord_proto::schema::validate_definition(&definition)
             .map_err(|e| format!("the federation definition: {e}"))?;
@@ -328,6 +344,16 @@ impl ExperimentConfig {
         ];
         if probabilities.iter().any(|p| !(0.0..=1.0).contains(p)) {
             return Err("faults: probabilities must be in [0, 1]".into());
+        }
+        for (key, value) in [
+            ("straggler_mean_secs", f.straggler_mean_secs),
+            ("deadline_secs", f.deadline_secs),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(format!(
+                    "faults.{key} is {value}; it must be finite and not negative"
+                ));
+            }
         }
         Ok(())
     }
@@ -505,10 +531,14 @@ impl ExperimentConfig {
     /// refuse to start, with the keys named as the experiment spells them.
     pub fn coordinator_config(&self) -> Result<CoordinatorConfig, String> {
         let settings = self.coordinator_settings()?;
-        let edits: Vec<(&str, toml::Value)> = settings
-            .iter()
-            .map(|s| (s.coordinator, s.value.clone()))
-            .collect();
+        // Who takes part: the simulated participants, every one selected for every phase.
+        let (n, _) = self.participants();
+        let roster: Vec<toml::Value> = (1..=n).map(|i| super::member_name(i).into()).collect();
+        let mut edits: Vec<(&str, toml::Value)> = vec![
+            ("federation.roster", roster.into()),
+            ("federation.min_participants", (n as i64).into()),
+        ];
+        edits.extend(settings.iter().map(|s| (s.coordinator, s.value.clone())));
         let text =
             crate::local::patch(super::COORDINATOR_EXAMPLE, &edits).map_err(|e| e.to_string())?;
         CoordinatorConfig::parse(&text, Path::new("coordinator.toml")).map_err(|e| {
@@ -516,6 +546,7 @@ impl ExperimentConfig {
                 ConfigError::Invalid { message, .. } | ConfigError::Parse { message, .. } => {
                     message
                 }
+                ConfigError::Setting { source, .. } => source.to_string(),
                 other => other.to_string(),
             };
             format!(
@@ -523,6 +554,16 @@ impl ExperimentConfig {
                 in_experiment_keys(&message, &settings)
             )
         })
+    }
+
+    /// How many participants the experiment simulates, and what says so (for messages).
+    pub fn participants(&self) -> (usize, String) {
+        let d = &self.data;
+        let (n, key) = match d.source {
+            DataSource::CsvFiles => (d.files.len(), "data.files"),
+            DataSource::Synthetic | DataSource::CsvSplit => (d.participants, "data.participants"),
+        };
+        (n, format!("the {n} participants of {key}"))
     }
 
     /// The federation definition participants would receive for this experiment.

@@ -154,10 +154,12 @@ pub fn schema() -> Result<accord_proto::v1::Schema, SimulateError> {
 }
 
 fn participants(config: &ExperimentConfig) -> usize {
-    match config.data.source {
-        config::DataSource::CsvFiles => config.data.files.len(),
-        _ => config.data.participants,
-    }
+    config.participants().0
+}
+
+/// The certificate name of simulated participant `i` (from 1).
+pub fn member_name(i: usize) -> String {
+    format!("sim-{i:04}")
 }
 
 /// A consortium CA and `n` participant certificates, in a scratch folder.
@@ -167,7 +169,7 @@ fn consortium(dir: &Path, n: usize) -> Result<(Trust, Vec<Arc<Signer>>), String>
     let signers = (1..=n)
         .map(|i| {
             let files = ca
-                .issue(&pki, &format!("sim-{i:04}"), Role::Participant, &[])
+                .issue(&pki, &member_name(i), Role::Participant, &[])
                 .map_err(|e| e.to_string())?;
             Signer::load(&files.cert, &files.key)
                 .map(Arc::new)
