@@ -52,6 +52,14 @@ pub enum Refusal {
     },
     #[error("participant '{0}' is not registered in this federation")]
     NotRegistered(String),
+    #[error(
+        "participant '{0}' registered again (a restart, or a second process holding its certificate): this session was replaced and is closed"
+    )]
+    Replaced(String),
+    #[error(
+        "the request of '{0}' carries no session: send the session the registration returned in the header"
+    )]
+    NoSession(String),
     #[error("participant '{0}' is not on this federation's roster")]
     NotOnRoster(String),
     #[error("participant '{0}' was not selected for this phase")]
@@ -97,6 +105,8 @@ fn rank(phase: Phase) -> i32 {
 struct State {
     lifecycle: FederationState,
     registered: BTreeSet<String>,
+    /// Each registered participant's current session (its latest registration).
+    sessions: BTreeMap<String, u64>,
     task: Task,
     selected: BTreeSet<String>,
     aggregator: Option<Box<dyn PhaseAggregator>>,
@@ -217,6 +227,7 @@ impl Federation {
             state: Mutex::new(State {
                 lifecycle: FederationState::Registration,
                 registered: BTreeSet::new(),
+                sessions: BTreeMap::new(),
                 task: start,
                 selected: BTreeSet::new(),
                 aggregator: None,
@@ -264,12 +275,22 @@ impl Federation {
         }
     }
 
-    fn check_registered(state: &State, name: &str) -> Result<(), Refusal> {
-        if state.registered.contains(name) {
-            Ok(())
-        } else {
-            Err(Refusal::NotRegistered(name.to_owned()))
+    /// Refuses `name` unless it registered, and a request from a session its later
+    /// registration replaced (`session` None: the request is not tied to a session).
+    fn check_registered(state: &State, name: &str, session: Option<u64>) -> Result<(), Refusal> {
+        match (state.sessions.get(name), session) {
+            (None, _) => Err(Refusal::NotRegistered(name.to_owned())),
+            (Some(_), Some(0)) => Err(Refusal::NoSession(name.to_owned())),
+            (Some(current), Some(session)) if *current != session => {
+                Err(Refusal::Replaced(name.to_owned()))
+            }
+            _ => Ok(()),
         }
+    }
+
+    /// The session a request's header names.
+    fn session(header: Option<&Header>) -> Option<u64> {
+        Some(header.map_or(0, |h| h.session))
     }
 
     fn wrong_round(state: &State, got_round: u32, got_phase: Phase) -> Refusal {
@@ -300,23 +321,36 @@ impl Federation {
             }
             _ => {}
         }
-        if state.registered.insert(name.to_owned()) {
+        // A new session per registration (a number, not a secret: the caller is authenticated
+        // by its certificate): a later registration of the same name replaces this one, and
+        // the earlier session's next request is refused (Refusal::Replaced).
+        let session = state.sessions.values().max().map_or(1, |last| last + 1);
+        let replaced = state.sessions.insert(name.to_owned(), session).is_some();
+        state.registered.insert(name.to_owned());
+        if replaced {
+            warn!(
+                participant = name,
+                "participant registered again (a restart, or a second process holding the same certificate): the earlier session is replaced and will be refused"
+            );
+        } else {
             info!(
                 participant = name,
                 registered = state.registered.len(),
                 "participant registered"
             );
-        } else {
-            warn!(
-                participant = name,
-                "participant registered again: a restart, or a second process holding the same certificate (both are served as one participant)"
-            );
         }
         drop(state);
         self.activity.notify_waiters();
+        if replaced {
+            // Wake the long polls, so a replaced session hears it now rather than at its next
+            // request.
+            self.task.send_modify(|_| {});
+        }
         Ok(RegisterResponse {
             federation: Some(self.definition.clone()),
             participant_name: name.to_owned(),
+            session,
+            replaced,
         })
     }
 
@@ -330,7 +364,7 @@ impl Federation {
     ) -> Result<Option<RoundAnnouncement>, Refusal> {
         let round = self.check_header(header)?;
         let mut state = self.state();
-        Self::check_registered(&state, name)?;
+        Self::check_registered(&state, name, Self::session(header))?;
         if let Some(failure) = &state.failure {
             return Err(Refusal::Failed(failure.clone()));
         }
@@ -395,7 +429,7 @@ impl Federation {
     pub fn model(&self, name: &str, header: Option<&Header>) -> Result<GlobalModel, Refusal> {
         let round = self.check_header(header)?;
         let mut state = self.state();
-        Self::check_registered(&state, name)?;
+        Self::check_registered(&state, name, Self::session(header))?;
         if round != state.task.round {
             return Err(Self::wrong_round(&state, round, Phase::Unspecified));
         }
@@ -429,6 +463,7 @@ impl Federation {
         self.submit(
             name,
             header,
+            Self::session(header),
             phase,
             Submission::Plain(vector.unwrap_or_default()),
         )
@@ -443,9 +478,13 @@ impl Federation {
     ) -> Result<UploadReceipt, Refusal> {
         let header = message.header.clone();
         let phase = message.phase();
+        // A signed stage message is bound to its sender's identity key and to its round, phase
+        // and stage (its header is signed, so it carries no session): it is the participant's
+        // own whichever process sent it. A replaced process learns so at its next await.
         self.submit(
             name,
             header.as_ref(),
+            None,
             phase,
             Submission::Signed {
                 certificate_der,
@@ -458,12 +497,13 @@ impl Federation {
         &self,
         name: &str,
         header: Option<&Header>,
+        session: Option<u64>,
         phase: Phase,
         submission: Submission,
     ) -> Result<UploadReceipt, Refusal> {
         let round = self.check_header(header)?;
         let mut state = self.state();
-        Self::check_registered(&state, name)?;
+        Self::check_registered(&state, name, session)?;
         if round != state.task.round || phase != state.task.phase {
             return Err(Self::wrong_round(&state, round, phase));
         }
@@ -497,8 +537,8 @@ impl Federation {
             return Err(Refusal::NotObserver(name.to_owned()));
         }
         let state = self.state();
-        if role == Role::Participant {
-            Self::check_registered(&state, name)?;
+        if role == Role::Participant && !state.registered.contains(name) {
+            return Err(Refusal::NotRegistered(name.to_owned()));
         }
         Ok(StatusResponse {
             header: Some(Header::new(
@@ -556,7 +596,7 @@ impl Federation {
             changes.borrow_and_update();
             {
                 let state = self.state();
-                Self::check_registered(&state, name)?;
+                Self::check_registered(&state, name, Self::session(header))?;
                 let asked = Task { round, phase };
                 if state.task.order() < asked.order() {
                     return Err(Self::wrong_round(&state, round, phase));

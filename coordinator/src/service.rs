@@ -81,6 +81,8 @@ fn refuse<'a>(rpc: &'static str, name: &'a str) -> impl FnOnce(Refusal) -> Statu
                 Status::failed_precondition(message)
             }
             Refusal::NotRegistered(_)
+            | Refusal::Replaced(_)
+            | Refusal::NoSession(_)
             | Refusal::NotOnRoster(_)
             | Refusal::NotSelected(_)
             | Refusal::NotObserver(_) => Status::permission_denied(message),

@@ -178,6 +178,8 @@ struct Node {
     fairness: Option<FairnessAudit>,
     faults: Vec<Fault>,
     name: String,
+    /// The session the coordinator gave this registration, carried in every request.
+    session: u64,
     federation: FederationDefinition,
     seed: u64,
     data: LocalDataset,
@@ -303,6 +305,9 @@ impl Node {
             }
             other => return Err(ParticipantError::UnsupportedAggregation(other.to_owned())),
         };
+        if response.replaced {
+            warn!(name = %response.participant_name, "this registration replaced an earlier one of the same name (a restart of this node, or another process holding its certificate, which the coordinator now refuses)");
+        }
         info!(name = %response.participant_name, federation = %federation.federation_id, "registered");
         let fairness = audit(config, &federation, schema)?;
 
@@ -333,6 +338,7 @@ impl Node {
             fairness,
             faults: config.faults.clone(),
             name: response.participant_name,
+            session: response.session,
             federation,
             seed: config.seed,
             fairfed,
@@ -345,7 +351,7 @@ impl Node {
     }
 
     fn header(&self, round: u32) -> Option<Header> {
-        Some(Header::new(&self.federation.federation_id, round))
+        Some(Header::new(&self.federation.federation_id, round).in_session(self.session))
     }
 
     async fn follow_rounds(&mut self) -> Result<u32, ParticipantError> {

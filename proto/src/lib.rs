@@ -24,11 +24,18 @@ pub mod transport;
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 impl v1::Header {
+    /// A header outside any session (registration, or a caller that is not a participant).
     pub fn new(federation_id: &str, round: u32) -> Self {
         Self {
             federation_id: federation_id.to_owned(),
             round,
+            session: 0,
         }
+    }
+
+    /// The same header within the session a registration returned.
+    pub fn in_session(self, session: u64) -> Self {
+        Self { session, ..self }
     }
 }
 

@@ -57,14 +57,20 @@ pub async fn run(
     script: Script,
 ) -> DeviantLog {
     let mut log = DeviantLog::default();
-    let header = |round| Some(Header::new(federation_id, round));
-    let definition = match client.register(RegisterRequest { header: header(0) }).await {
-        Ok(r) => r.into_inner().federation.unwrap_or_default(),
+    let registration = RegisterRequest {
+        header: Some(Header::new(federation_id, 0)),
+    };
+    let (definition, session) = match client.register(registration).await {
+        Ok(r) => {
+            let r = r.into_inner();
+            (r.federation.unwrap_or_default(), r.session)
+        }
         Err(status) => {
             log.refusals.push(status.message().to_owned());
             return log;
         }
     };
+    let header = |round| Some(Header::new(federation_id, round).in_session(session));
     let (mut round, mut completed) = (0, Phase::Unspecified);
     loop {
         let announcement = match client
@@ -98,6 +104,7 @@ pub async fn run(
             };
             if let Err(reason) = take_part(
                 &mut client,
+                session,
                 &signer,
                 &trust,
                 &definition,
@@ -131,6 +138,7 @@ fn vector(definition: &FederationDefinition, phase: Phase) -> PhaseVector {
 
 async fn take_part(
     client: &mut FederationClient<Channel>,
+    registration: u64,
     signer: &Arc<Signer>,
     trust: &Trust,
     definition: &FederationDefinition,
@@ -150,7 +158,7 @@ async fn take_part(
     let vector = vector(definition, context.phase);
     let mut selected = 0;
     loop {
-        let relay = await_stage(client, &context, session.completed()).await?;
+        let relay = await_stage(client, registration, &context, session.completed()).await?;
         let message = match relay.stage() {
             SecAggStage::ShareKeys => {
                 selected = relay.selected.len();
@@ -294,13 +302,16 @@ async fn submit(
 
 async fn await_stage(
     client: &mut FederationClient<Channel>,
+    registration: u64,
     context: &Context,
     completed: SecAggStage,
 ) -> Result<SecAggRelay, String> {
     loop {
         let relay = client
             .sec_agg_await(SecAggAwaitRequest {
-                header: Some(Header::new(&context.federation, context.round)),
+                header: Some(
+                    Header::new(&context.federation, context.round).in_session(registration),
+                ),
                 phase: context.phase as i32,
                 completed_stage: completed as i32,
             })

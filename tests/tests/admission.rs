@@ -211,9 +211,9 @@ fn plain(values: Vec<f64>) -> Option<ProtectedVector> {
     })
 }
 
-fn upload(round: u32, phase: Phase, values: Vec<f64>) -> UpdateUpload {
+fn upload(round: u32, session: u64, phase: Phase, values: Vec<f64>) -> UpdateUpload {
     UpdateUpload {
-        header: Some(Header::new(FEDERATION, round)),
+        header: Some(Header::new(FEDERATION, round).in_session(session)),
         phase: phase as i32,
         vector: plain(values),
     }
@@ -290,9 +290,38 @@ async fn the_coordinator_refuses_wrong_federation_round_role_replays_and_strange
         .iter()
         .map(|n| federation.client(n, &address))
         .collect();
+    let mut sessions = Vec::new();
     for client in &mut clients {
-        client.register(register(0)).await.unwrap();
+        sessions.push(
+            client
+                .register(register(0))
+                .await
+                .unwrap()
+                .into_inner()
+                .session,
+        );
     }
+    // A request outside the session its registration gave is refused.
+    refused(
+        clients[0].await_round(await_round.clone()).await,
+        Code::PermissionDenied,
+        "the request of 'org-1' carries no session",
+    );
+    // Registering again replaces the earlier session, says so, and the earlier one is refused.
+    let again = clients[2].register(register(0)).await.unwrap().into_inner();
+    assert!(again.replaced && again.session != sessions[2], "{again:?}");
+    refused(
+        clients[2]
+            .download_model(accord_proto::v1::ModelRequest {
+                header: Some(Header::new(FEDERATION, 0).in_session(sessions[2])),
+            })
+            .await,
+        Code::PermissionDenied,
+        "participant 'org-3' registered again (a restart, or a second process holding its certificate): this session was replaced and is closed",
+    );
+    sessions[2] = again.session;
+    let mut await_round = await_round;
+    await_round.header = Some(Header::new(FEDERATION, 0).in_session(sessions[0]));
     let announcement = clients[0]
         .await_round(await_round)
         .await
@@ -308,33 +337,38 @@ async fn the_coordinator_refuses_wrong_federation_round_role_replays_and_strange
     // Wrong round and wrong phase.
     refused(
         clients[0]
-            .upload_update(upload(3, Phase::Standardize, sums.clone()))
+            .upload_update(upload(3, sessions[0], Phase::Standardize, sums.clone()))
             .await,
         Code::FailedPrecondition,
         "message for round 3 (standardize), but the federation is at round 0 (standardize)",
     );
     refused(
         clients[0]
-            .upload_update(upload(0, Phase::Fit, sums.clone()))
+            .upload_update(upload(0, sessions[0], Phase::Fit, sums.clone()))
             .await,
         Code::FailedPrecondition,
         "round 0 (fit)",
     );
     // A good upload, then its replay, then malformed vectors from another participant.
     clients[0]
-        .upload_update(upload(0, Phase::Standardize, sums.clone()))
+        .upload_update(upload(0, sessions[0], Phase::Standardize, sums.clone()))
         .await
         .unwrap();
     refused(
         clients[0]
-            .upload_update(upload(0, Phase::Standardize, sums.clone()))
+            .upload_update(upload(0, sessions[0], Phase::Standardize, sums.clone()))
             .await,
         Code::InvalidArgument,
         "'org-1' already contributed",
     );
     refused(
         clients[1]
-            .upload_update(upload(0, Phase::Standardize, vec![1.0; len - 1]))
+            .upload_update(upload(
+                0,
+                sessions[1],
+                Phase::Standardize,
+                vec![1.0; len - 1],
+            ))
             .await,
         Code::InvalidArgument,
         &format!("expected {len}"),
@@ -343,7 +377,7 @@ async fn the_coordinator_refuses_wrong_federation_round_role_replays_and_strange
     nan[2] = f64::NAN;
     refused(
         clients[1]
-            .upload_update(upload(0, Phase::Standardize, nan))
+            .upload_update(upload(0, sessions[1], Phase::Standardize, nan))
             .await,
         Code::InvalidArgument,
         "value 2 is not a finite number",
@@ -351,7 +385,7 @@ async fn the_coordinator_refuses_wrong_federation_round_role_replays_and_strange
     refused(
         clients[1]
             .download_model(accord_proto::v1::ModelRequest {
-                header: Some(Header::new(FEDERATION, 0)),
+                header: Some(Header::new(FEDERATION, 0).in_session(sessions[1])),
             })
             .await,
         Code::FailedPrecondition,
@@ -595,4 +629,58 @@ async fn participants_refuse_a_definition_their_requirements_do_not_allow() {
         assert_eq!(task.await.unwrap().unwrap().rounds_completed, 1);
     }
     coordinator.await.unwrap().unwrap();
+}
+
+/// A second node started with org-1's certificate replaces the first (the coordinator logs it
+/// and tells the second in its registration, as the test above shows on the wire): the first
+/// is refused at once and exits naming the replacement, and the federation completes with the
+/// second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_with_a_registered_identity_replaces_the_first_and_both_are_told() {
+    let federation = TestFederation::new(3, 60, 6);
+    let (address, coordinator) = federation.start_coordinator(1, 30).await;
+    let monitor = || federation.client(accord_simulations::local::MONITOR, &address);
+    let registered = |names: &[&str]| {
+        let mut monitor = monitor();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        async move {
+            for _ in 0..500 {
+                let seen = monitor
+                    .status(StatusRequest { header: None })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .registered;
+                if names.iter().all(|n| seen.contains(n)) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("{names:?} never registered");
+        }
+    };
+    let first = federation.spawn_participant("org-1", &address, Default::default());
+    registered(&["org-1"]).await;
+    let second = federation.spawn_participant("org-1", &address, Default::default());
+    let error = first
+        .await
+        .unwrap()
+        .expect_err("the replaced node stops")
+        .to_string();
+    assert!(
+        error.contains(
+            "participant 'org-1' registered again (a restart, or a second process holding its certificate): this session was replaced and is closed"
+        ),
+        "{error}"
+    );
+    let others: Vec<_> = ["org-2", "org-3"]
+        .iter()
+        .map(|n| federation.spawn_participant(n, &address, Default::default()))
+        .collect();
+    assert_eq!(second.await.unwrap().unwrap().rounds_completed, 1);
+    for other in others {
+        assert_eq!(other.await.unwrap().unwrap().rounds_completed, 1);
+    }
+    let outcome = coordinator.await.unwrap().unwrap();
+    assert_eq!(outcome.rounds[0].participants, 3);
 }
