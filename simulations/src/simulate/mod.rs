@@ -200,7 +200,7 @@ fn run_one(
         config.seed,
     )?;
     let centralized =
-        federation::centralized_accuracy(config, &datasets.iter().collect::<Vec<_>>());
+        federation::centralized_accuracy(config, schema, &datasets.iter().collect::<Vec<_>>())?;
     let members: Vec<Member> = datasets
         .into_iter()
         .zip(signers)
