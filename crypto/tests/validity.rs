@@ -262,10 +262,10 @@ fn standardization_words_one_unit_past_their_relations_are_refused() {
     round_trip(&phase, &phase.words(&honest)).unwrap();
     let bounds = layout.bounds(MAX_ROWS).unwrap();
     let relations = layout.relations();
-    // Word 1 is wait_seconds' Σq limb (below 2^24), word 2 its top word (at most
-    // ceil(V / 2^s) per record).
+    // Word 1 is wait_seconds' Σq limb (its 22 bits below the top word: L < 2^47 leaves 25 for
+    // the top), word 2 its top word (at most ceil(L / 2^22) per record).
     assert_eq!(bounds[1].name, "sum wait_seconds limb 0");
-    assert_eq!(bounds[1].bound, f64::from((1u32 << 24) - 1));
+    assert_eq!(bounds[1].bound, f64::from((1u32 << 22) - 1));
     assert_eq!(bounds[2].name, "sum wait_seconds top");
     let per_record = relations
         .iter()
@@ -275,7 +275,7 @@ fn standardization_words_one_unit_past_their_relations_are_refused() {
         .ceil();
     // At their bounds they pass; one unit more is refused (the limb's word is forged, since
     // encoding clips a value past its segment's bound).
-    for (at, top) in [(1, f64::from((1u32 << 24) - 1)), (2, per_record * 1000.0)] {
+    for (at, top) in [(1, bounds[1].bound), (2, per_record * 1000.0)] {
         let mut values = honest.clone();
         values[at] = top;
         let mut words = phase.words(&values);
@@ -289,6 +289,54 @@ fn standardization_words_one_unit_past_their_relations_are_refused() {
             "word {at} one past {top} passed"
         );
     }
+}
+
+/// Issue 12's columns through the real encoding: three participants prove their words, the
+/// ring sum of their encodings decodes to exact sums, and the moments are within 1e-6 relative
+/// of the truth: a constant wait_seconds of 86399.9 (in [0, 86400]) gets scale 1 and
+/// handle_seconds = 86000 + 0.001·k for k = 0, 1, 2 gets SD 0.001·√(2/3) = 0.000816497.
+#[test]
+fn standardization_through_the_encoding_is_exact_to_the_resolution() {
+    let layout = StandardizationLayout::new(&schema()).unwrap();
+    let phase = standardize();
+    let names = encoded_columns(&schema());
+    let wait = names.iter().position(|c| c == "wait_seconds").unwrap();
+    let handle = names.iter().position(|c| c == "handle_seconds").unwrap();
+    // Participant k holds 100 records with handle_seconds 86000 + 0.001·k.
+    let mut encoded = Vec::new();
+    for k in 0..PARTICIPANTS {
+        let mut record: Vec<f64> = ranges().into_iter().map(|r| r.0).collect();
+        record[wait] = 86399.9;
+        record[handle] = 86000.0 + 0.001 * k as f64;
+        let values = standardization_values(std::iter::repeat_n(&record, 100));
+        let words = phase.words(&values);
+        round_trip(&phase, &words).unwrap();
+        encoded.push(words);
+    }
+    let mut sum = vec![0u64; layout.len()];
+    for words in &encoded {
+        for (s, w) in sum.iter_mut().zip(words) {
+            *s = s.wrapping_add(*w);
+        }
+    }
+    let decoded = phase.encoding.decode(&sum, PARTICIPANTS).unwrap();
+    let sums = layout.from_slice(&decoded).unwrap();
+    assert_eq!(sums.count, 300);
+    let (means, std_devs) = layout.moments(&sums).unwrap();
+    assert_eq!(std_devs[wait], 1.0, "a constant column gets scale 1");
+    assert!((means[wait] - 86399.9).abs() < 1e-9, "{}", means[wait]);
+    let truth = 0.001 * (2.0f64 / 3.0).sqrt();
+    let relative = (std_devs[handle] - truth).abs() / truth;
+    println!(
+        "handle_seconds SD {:.12} (true {truth:.12}, relative error {relative:.2e}); mean {:.9}",
+        std_devs[handle], means[handle]
+    );
+    assert!(relative < 1e-6, "SD {} vs {truth}", std_devs[handle]);
+    assert!(
+        (means[handle] - 86000.001).abs() < 1e-9,
+        "{}",
+        means[handle]
+    );
 }
 
 proptest! {
