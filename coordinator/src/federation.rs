@@ -17,8 +17,11 @@ use crate::mitigation::{MitigationRun, PostprocessingJson};
 use accord_crypto::pki::Role;
 use accord_crypto::secagg::identity::Trust;
 use accord_crypto::secagg::{Context, stage_label};
-use accord_proto::layout::{EvaluationCounts, StandardizationSums, WeightedModel, encoded_columns};
+use accord_proto::layout::{
+    EvaluationCounts, StandardizationLayout, StandardizationSums, WeightedModel, encoded_columns,
+};
 use accord_proto::phase::PhaseVector;
+use accord_proto::standardization::StandardizationError;
 use accord_proto::transport::WireMeter;
 use accord_proto::v1::{
     FederationDefinition, FederationState, GlobalModel, Header, Phase, ProtectedVector,
@@ -842,16 +845,20 @@ impl Federation {
                 "standardization: {contributors} of the {min} participants needed uploaded their sums"
             )));
         }
-        let (sums, extras) = sums.split_at(StandardizationSums::len(d));
-        let sums =
-            StandardizationSums::from_slice(sums, d).expect("aggregated to the layout's length");
+        let layout = StandardizationLayout::new(&schema).map_err(|e| self.fail(e.to_string()))?;
+        let (sums, extras) = sums.split_at(layout.len().min(sums.len()));
+        let sums = layout
+            .from_slice(sums)
+            .map_err(|e| self.fail(format!("standardization: {e}")))?;
+        let standardization = standardization(&layout, &sums)
+            .map_err(|e| self.fail(format!("standardization: {e}")))?;
         {
             let mut state = self.state();
             state
                 .mitigation
-                .absorb_standardization(extras, sums.count)
+                .absorb_standardization(extras, sums.count as f64)
                 .expect("aggregated to the layout's length");
-            state.standardization = Some(standardization(&sums));
+            state.standardization = Some(standardization);
             state.model = Some((vec![0.0; d], 0.0));
         }
         info!(
@@ -1057,14 +1064,17 @@ impl PhaseOutcome {
     }
 }
 
-/// The standardization every participant applies, from the consortium's sums.
-fn standardization(sums: &StandardizationSums) -> Standardization {
-    let (means, std_devs) = sums.moments();
-    Standardization {
+/// The standardization every participant applies, from the consortium's exact sums.
+fn standardization(
+    layout: &StandardizationLayout,
+    sums: &StandardizationSums,
+) -> Result<Standardization, StandardizationError> {
+    let (means, std_devs) = layout.moments(sums)?;
+    Ok(Standardization {
         means,
         std_devs,
-        count: sums.count as u64,
-    }
+        count: sums.count,
+    })
 }
 
 fn summary(r: &RoundRecord) -> RoundSummary {

@@ -16,8 +16,8 @@ use accord_crypto::secagg::validity::{
 };
 use accord_proto::fairness::FairnessLayout;
 use accord_proto::layout::{
-    Bound, EvaluationCounts, MAX_LOG_LOSS_PER_RECORD, Relation, StandardizationSums, WeightedModel,
-    encoded_columns,
+    Bound, EvaluationCounts, MAX_LOG_LOSS_PER_RECORD, Relation, StandardizationLayout,
+    WeightedModel, encoded_columns,
 };
 use accord_proto::mitigation::{EvaluationStatistics, FairFedUpdate};
 use accord_proto::v1::{
@@ -124,11 +124,11 @@ fn columns() -> usize {
 }
 
 fn standardize() -> Phase {
-    let schema = schema();
+    let layout = StandardizationLayout::new(&schema()).unwrap();
     Phase::new(
         "standardize",
-        &StandardizationSums::bounds(&schema, MAX_ROWS).unwrap(),
-        &StandardizationSums::relations(&schema).unwrap(),
+        &layout.bounds(MAX_ROWS).unwrap(),
+        &layout.relations(),
     )
 }
 
@@ -164,26 +164,13 @@ fn round_trip(phase: &Phase, words: &[u64]) -> Result<(), ValidityError> {
     verify(&phase.statement, &wire, BINDING).map(|_| ())
 }
 
-/// A participant's standardization sums over `rows` records, computed as participants do (f64
-/// sums of values and of their squares).
+/// A participant's standardization words over `rows` records, computed as participants do.
 fn standardization_values<'a>(rows: impl IntoIterator<Item = &'a Vec<f64>>) -> Vec<f64> {
-    let columns = columns();
-    let mut sums = vec![0.0; columns];
-    let mut squares = vec![0.0; columns];
-    let mut count = 0.0;
-    for row in rows {
-        count += 1.0;
-        for j in 0..columns {
-            sums[j] += row[j];
-            squares[j] += row[j] * row[j];
-        }
-    }
-    StandardizationSums {
-        count,
-        sums,
-        sums_of_squares: squares,
-    }
-    .to_vec()
+    let layout = StandardizationLayout::new(&schema()).unwrap();
+    let sums = layout
+        .sums(rows.into_iter().map(|r| r.iter().copied()))
+        .unwrap();
+    layout.to_vec(&sums)
 }
 
 /// Each column's (min, max) in the demo schema's encoding.
@@ -209,9 +196,10 @@ fn statements_of_the_demo_phases_have_the_expected_shape() {
     let standardize = standardize();
     let fit = fit();
     let evaluate = evaluate();
-    // Count ≥ 0 and ≤ R, then two relation forms per sum and sum of squares: the relations
-    // imply every other segment bound.
-    assert_eq!(standardize.statement.forms(), 2 + 4 * columns());
+    // Count ≥ 0 and ≤ R, then per column six words (Σq: one 24-bit limb and its top word;
+    // Σq²: three limbs and its top word), each with two forms: its box for a limb, the relation
+    // to the count (which implies the box) for a top word.
+    assert_eq!(standardize.statement.forms(), 2 + 2 * 6 * columns());
     assert_eq!(fit.statement.forms(), 2 + 2 * (columns() + 1));
     assert_eq!(evaluate.statement.forms(), 2 + 2 * (6 + 2 * BINS));
     // Counts fit in 32-bit forms; real sums need 64.
@@ -265,46 +253,90 @@ fn honest_inputs_at_every_bound_pass() {
 }
 
 #[test]
-fn a_range_without_exact_multiples_gets_just_enough_slack() {
-    // [-0.3, 0.7]: k · 0.7 is not exact in f64, so sums of many records can exceed 0.7 k.
-    let schema = Schema {
-        features: vec![Feature {
-            name: "score".into(),
-            kind: Some(Kind::Numeric(Numeric {
-                min: Some(-0.3),
-                max: Some(0.7),
-            })),
-        }],
-        ..Default::default()
-    };
-    let phase = Phase::new(
-        "standardize",
-        &StandardizationSums::bounds(&schema, MAX_ROWS).unwrap(),
-        &StandardizationSums::relations(&schema).unwrap(),
-    );
-    for (value, rows) in [
-        (0.7, 1_000_000),
-        (-0.3, 1_000_000),
-        (0.7, 3),
-        (-0.3, 999_999),
-    ] {
-        let sums = {
-            let (mut sum, mut square) = (0.0f64, 0.0f64);
-            for _ in 0..rows {
-                sum += value;
-                square += value * value;
-            }
-            vec![rows as f64, sum, square]
-        };
-        round_trip(&phase, &phase.words(&sums)).unwrap();
+fn standardization_words_one_unit_past_their_relations_are_refused() {
+    let layout = StandardizationLayout::new(&schema()).unwrap();
+    let phase = standardize();
+    // 1000 records, every column at its maximum: the largest honest words for n = 1000.
+    let record: Vec<f64> = ranges().into_iter().map(|r| r.1).collect();
+    let honest = standardization_values(std::iter::repeat_n(&record, 1000));
+    round_trip(&phase, &phase.words(&honest)).unwrap();
+    let bounds = layout.bounds(MAX_ROWS).unwrap();
+    let relations = layout.relations();
+    // Word 1 is wait_seconds' Σq limb (its 22 bits below the top word: L < 2^47 leaves 25 for
+    // the top), word 2 its top word (at most ceil(L / 2^22) per record).
+    assert_eq!(bounds[1].name, "sum wait_seconds limb 0");
+    assert_eq!(bounds[1].bound, f64::from((1u32 << 22) - 1));
+    assert_eq!(bounds[2].name, "sum wait_seconds top");
+    let per_record = relations
+        .iter()
+        .find(|r| r.values == (2..3))
+        .unwrap()
+        .upper
+        .ceil();
+    // At their bounds they pass; one unit more is refused (the limb's word is forged, since
+    // encoding clips a value past its segment's bound).
+    for (at, top) in [(1, bounds[1].bound), (2, per_record * 1000.0)] {
+        let mut values = honest.clone();
+        values[at] = top;
+        let mut words = phase.words(&values);
+        round_trip(&phase, &words).unwrap_or_else(|e| panic!("word {at} at {top}: {e}"));
+        words[at] += 1;
+        assert!(
+            matches!(
+                round_trip(&phase, &words),
+                Err(ValidityError::Unsatisfied { .. })
+            ),
+            "word {at} one past {top} passed"
+        );
     }
-    // A sum one part in a million above 0.7 · n is still refused.
-    let n = 1000.0;
-    let words = phase.words(&[n, 0.7 * n * (1.0 + 1e-6), 0.49 * n]);
-    assert!(matches!(
-        round_trip(&phase, &words),
-        Err(ValidityError::Unsatisfied { .. })
-    ));
+}
+
+/// Issue 12's columns through the real encoding: three participants prove their words, the
+/// ring sum of their encodings decodes to exact sums, and the moments are within 1e-6 relative
+/// of the truth: a constant wait_seconds of 86399.9 (in [0, 86400]) gets scale 1 and
+/// handle_seconds = 86000 + 0.001·k for k = 0, 1, 2 gets SD 0.001·√(2/3) = 0.000816497.
+#[test]
+fn standardization_through_the_encoding_is_exact_to_the_resolution() {
+    let layout = StandardizationLayout::new(&schema()).unwrap();
+    let phase = standardize();
+    let names = encoded_columns(&schema());
+    let wait = names.iter().position(|c| c == "wait_seconds").unwrap();
+    let handle = names.iter().position(|c| c == "handle_seconds").unwrap();
+    // Participant k holds 100 records with handle_seconds 86000 + 0.001·k.
+    let mut encoded = Vec::new();
+    for k in 0..PARTICIPANTS {
+        let mut record: Vec<f64> = ranges().into_iter().map(|r| r.0).collect();
+        record[wait] = 86399.9;
+        record[handle] = 86000.0 + 0.001 * k as f64;
+        let values = standardization_values(std::iter::repeat_n(&record, 100));
+        let words = phase.words(&values);
+        round_trip(&phase, &words).unwrap();
+        encoded.push(words);
+    }
+    let mut sum = vec![0u64; layout.len()];
+    for words in &encoded {
+        for (s, w) in sum.iter_mut().zip(words) {
+            *s = s.wrapping_add(*w);
+        }
+    }
+    let decoded = phase.encoding.decode(&sum, PARTICIPANTS).unwrap();
+    let sums = layout.from_slice(&decoded).unwrap();
+    assert_eq!(sums.count, 300);
+    let (means, std_devs) = layout.moments(&sums).unwrap();
+    assert_eq!(std_devs[wait], 1.0, "a constant column gets scale 1");
+    assert!((means[wait] - 86399.9).abs() < 1e-9, "{}", means[wait]);
+    let truth = 0.001 * (2.0f64 / 3.0).sqrt();
+    let relative = (std_devs[handle] - truth).abs() / truth;
+    println!(
+        "handle_seconds SD {:.12} (true {truth:.12}, relative error {relative:.2e}); mean {:.9}",
+        std_devs[handle], means[handle]
+    );
+    assert!(relative < 1e-6, "SD {} vs {truth}", std_devs[handle]);
+    assert!(
+        (means[handle] - 86000.001).abs() < 1e-9,
+        "{}",
+        means[handle]
+    );
 }
 
 proptest! {

@@ -4,7 +4,10 @@
 //! Also the local sums a participant contributes (standardization sums, evaluation counts):
 //! everything here turns records into aggregates, so records never need to leave.
 
-use accord_proto::layout::{EvaluationCounts, GroupCounts, StandardizationSums, WeightedModel};
+use accord_proto::layout::{EvaluationCounts, GroupCounts, WeightedModel};
+use accord_proto::standardization::{
+    StandardizationError, StandardizationLayout, StandardizationSums,
+};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -18,13 +21,21 @@ pub struct Standardizer {
 }
 
 impl Standardizer {
-    /// From the consortium-wide sums. A column with no variance keeps scale 1 so it stays finite.
-    pub fn from_sums(sums: &StandardizationSums) -> Self {
-        let (means, std_devs) = sums.moments();
-        Self {
+    /// From the consortium-wide exact sums laid out by `layout`
+    /// ([`StandardizationLayout::moments`], which states the error bound). A column with no
+    /// variance keeps scale 1 so it stays finite.
+    ///
+    /// # Errors
+    /// Sums that no records give, named by column.
+    pub fn from_sums(
+        layout: &StandardizationLayout,
+        sums: &StandardizationSums,
+    ) -> Result<Self, StandardizationError> {
+        let (means, std_devs) = layout.moments(sums)?;
+        Ok(Self {
             means: Array1::from(means),
             std_devs: Array1::from(std_devs),
-        }
+        })
     }
 
     pub fn apply(&self, features: &Array2<f64>) -> Array2<f64> {
@@ -32,13 +43,16 @@ impl Standardizer {
     }
 }
 
-/// The sums of one participant's features for the standardization pass.
-pub fn standardization_sums(features: &Array2<f64>) -> StandardizationSums {
-    StandardizationSums {
-        count: features.nrows() as f64,
-        sums: features.sum_axis(Axis(0)).to_vec(),
-        sums_of_squares: features.mapv(|v| v * v).sum_axis(Axis(0)).to_vec(),
-    }
+/// The exact sums of one participant's features (records × columns) for the standardization
+/// pass, quantized as `layout` says.
+///
+/// # Errors
+/// Features of another width than the layout's; more than 2^28 records.
+pub fn standardization_sums(
+    layout: &StandardizationLayout,
+    features: &Array2<f64>,
+) -> Result<StandardizationSums, StandardizationError> {
+    layout.sums(features.rows().into_iter().map(|r| r.into_iter().copied()))
 }
 
 /// A logistic-regression model over standardized columns.
@@ -409,8 +423,22 @@ mod tests {
 
     #[test]
     fn standardization_from_sums_matches_direct_computation() {
+        use accord_proto::v1::{Feature, Numeric, Schema, feature::Kind};
+        let numeric = |name: &str| Feature {
+            name: name.into(),
+            kind: Some(Kind::Numeric(Numeric {
+                min: Some(0.0),
+                max: Some(10.0),
+            })),
+        };
+        let schema = Schema {
+            features: vec![numeric("a"), numeric("b")],
+            ..Default::default()
+        };
+        let layout = StandardizationLayout::new(&schema).unwrap();
         let x = array![[1.0, 5.0], [3.0, 5.0], [5.0, 5.0]];
-        let s = Standardizer::from_sums(&standardization_sums(&x));
+        let s =
+            Standardizer::from_sums(&layout, &standardization_sums(&layout, &x).unwrap()).unwrap();
         assert_eq!(s.means, array![3.0, 5.0]);
         assert!((s.std_devs[0] - (8.0f64 / 3.0).sqrt()).abs() < 1e-12);
         assert_eq!(s.std_devs[1], 1.0, "a constant column keeps scale 1");

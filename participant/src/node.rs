@@ -23,6 +23,7 @@ use accord_proto::fairness::FairnessLayout;
 use accord_proto::layout::encoded_columns;
 use accord_proto::mitigation::{EvaluationStatistics, active_mitigation, label_counts};
 use accord_proto::phase::PhaseVector;
+use accord_proto::standardization::StandardizationLayout;
 use accord_proto::transport::{WireMeter, channel};
 use accord_proto::v1::federation_client::FederationClient;
 use accord_proto::v1::{
@@ -506,7 +507,11 @@ impl Node {
         let schema = self.federation.schema.clone().unwrap_or_default();
         let mitigation = self.federation.mitigation.clone();
         if phase == Phase::Standardize {
-            let mut values = standardization_sums(&self.data.features).to_vec();
+            let layout = StandardizationLayout::new(&schema)
+                .map_err(|e| ParticipantError::InvalidDefinition(e.to_string()))?;
+            let sums = standardization_sums(&layout, &self.data.features)
+                .map_err(|e| ParticipantError::InvalidDefinition(e.to_string()))?;
+            let mut values = layout.to_vec(&sums);
             if let Some(zeros) = label_counts(&schema, mitigation.as_ref()) {
                 values.extend(mitigation::label_counts(&self.data, zeros).values);
             }

@@ -6,6 +6,8 @@
 use crate::v1::{Schema, feature::Kind};
 use std::fmt;
 
+pub use crate::standardization::{StandardizationLayout, StandardizationSums};
+
 /// The encoded feature columns of a schema, in model order: a numeric or boolean feature is one
 /// column named after it; a categorical feature is one indicator column per category,
 /// "name=category"; a protected attribute marked `use_as_feature` is encoded like a categorical
@@ -193,100 +195,6 @@ pub fn check_len(
             what,
             expected,
             actual: values.len(),
-        })
-    }
-}
-
-/// Standardize phase: `[count, sum_j for each column, sum_of_squares_j for each column]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StandardizationSums {
-    pub count: f64,
-    pub sums: Vec<f64>,
-    pub sums_of_squares: Vec<f64>,
-}
-
-impl StandardizationSums {
-    pub fn len(columns: usize) -> usize {
-        1 + 2 * columns
-    }
-
-    pub fn to_vec(&self) -> Vec<f64> {
-        let mut v = Vec::with_capacity(Self::len(self.sums.len()));
-        v.push(self.count);
-        v.extend_from_slice(&self.sums);
-        v.extend_from_slice(&self.sums_of_squares);
-        v
-    }
-
-    /// Per-column means and (population) standard deviations. A column with no variance gets
-    /// scale 1, so standardized values stay finite.
-    pub fn moments(&self) -> (Vec<f64>, Vec<f64>) {
-        let n = self.count.max(1.0);
-        let means: Vec<f64> = self.sums.iter().map(|s| s / n).collect();
-        let std_devs = self
-            .sums_of_squares
-            .iter()
-            .zip(&means)
-            .map(|(sq, m)| {
-                let var = (sq / n - m * m).max(0.0);
-                if var > 1e-12 { var.sqrt() } else { 1.0 }
-            })
-            .collect();
-        (means, std_devs)
-    }
-
-    /// One participant's bounds with at most `max_rows` records: the count, then per column
-    /// rows × |x|max and rows × |x|max².
-    pub fn bounds(schema: &Schema, max_rows: u64) -> Result<Vec<Bound>, UnboundedFeature> {
-        let rows = max_rows as f64;
-        let columns = encoded_columns(schema);
-        let magnitudes = column_magnitudes(schema)?;
-        let mut bounds = vec![Bound::new("count", 1, rows, true)];
-        for (column, m) in columns.iter().zip(&magnitudes) {
-            bounds.push(Bound::new(&format!("sum {column}"), 1, rows * m, false));
-        }
-        for (column, m) in columns.iter().zip(&magnitudes) {
-            bounds.push(Bound::new(
-                &format!("sum of squares {column}"),
-                1,
-                rows * m * m,
-                false,
-            ));
-        }
-        Ok(bounds)
-    }
-
-    /// What one participant's validity proof shows besides the bounds: the count is
-    /// non-negative and, per column j with range [min_j, max_j] and M_j = max(|min_j|, |max_j|),
-    /// `min_j·count ≤ sum_j ≤ max_j·count` and `m_j²·count ≤ sum of squares_j ≤ M_j²·count`, where
-    /// m_j is the least magnitude in the range (0 if it contains 0). Squares are the f64 products
-    /// participants compute, so a record's square never exceeds the bound's.
-    pub fn relations(schema: &Schema) -> Result<Vec<Relation>, UnboundedFeature> {
-        let ranges = column_ranges(schema)?;
-        let columns = ranges.len();
-        let mut relations = vec![Relation::non_negative(0..1)];
-        for (j, &(min, max)) in ranges.iter().enumerate() {
-            relations.push(Relation::scaled(1 + j..2 + j, 0, min, max));
-        }
-        for (j, &(min, max)) in ranges.iter().enumerate() {
-            let most = min.abs().max(max.abs());
-            let least = if min <= 0.0 && max >= 0.0 {
-                0.0
-            } else {
-                min.abs().min(max.abs())
-            };
-            let at = 1 + columns + j;
-            relations.push(Relation::scaled(at..at + 1, 0, least * least, most * most));
-        }
-        Ok(relations)
-    }
-
-    pub fn from_slice(values: &[f64], columns: usize) -> Result<Self, LengthMismatch> {
-        check_len("standardization", values, Self::len(columns))?;
-        Ok(Self {
-            count: values[0],
-            sums: values[1..=columns].to_vec(),
-            sums_of_squares: values[1 + columns..].to_vec(),
         })
     }
 }
@@ -702,12 +610,6 @@ mod tests {
             "evaluation vector has 11 values, expected 13"
         );
 
-        let s = StandardizationSums {
-            count: 2.0,
-            sums: vec![1.0, 2.0],
-            sums_of_squares: vec![3.0, 4.0],
-        };
-        assert_eq!(StandardizationSums::from_slice(&s.to_vec(), 2).unwrap(), s);
         let w = WeightedModel {
             weighted_weights: vec![1.0],
             weighted_intercept: 2.0,

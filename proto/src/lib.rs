@@ -16,6 +16,7 @@ pub mod layout;
 pub mod mitigation;
 pub mod phase;
 pub mod schema;
+pub mod standardization;
 pub mod transport;
 
 /// Size limits for anything decoded from the wire: a message larger than this is refused

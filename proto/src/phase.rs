@@ -4,10 +4,9 @@
 //! honest one with `max_rows` records could). The participant node, the coordinator and the
 //! simulator all build a phase's vector here, so they cannot disagree about it.
 
-use crate::layout::{
-    Bound, EvaluationCounts, Relation, StandardizationSums, UnboundedFeature, WeightedModel,
-};
+use crate::layout::{Bound, EvaluationCounts, Relation, WeightedModel};
 use crate::mitigation::{EvaluationStatistics, FairFedUpdate, label_counts};
+use crate::standardization::{StandardizationError, StandardizationLayout};
 use crate::v1::{FairnessMitigation, Schema, ThresholdPostprocessing};
 
 /// One phase's vector: per-position bounds (in order) and the relations over positions.
@@ -27,16 +26,19 @@ impl PhaseVector {
         self.len() == 0
     }
 
-    /// Standardize: [`StandardizationSums`], then (reweighing) the label counts per group.
+    /// Standardize: the [`StandardizationLayout`]'s words, then (reweighing) the label counts
+    /// per group.
     ///
-    /// Errors: a numeric feature of `schema` without both `min` and `max`.
+    /// Errors: a numeric feature of `schema` without both `min` and `max`; `max_rows` above
+    /// 2^28.
     pub fn standardize(
         schema: &Schema,
         mitigation: Option<&FairnessMitigation>,
         max_rows: u64,
-    ) -> Result<Self, UnboundedFeature> {
-        let mut bounds = StandardizationSums::bounds(schema, max_rows)?;
-        let mut relations = StandardizationSums::relations(schema)?;
+    ) -> Result<Self, StandardizationError> {
+        let layout = StandardizationLayout::new(schema)?;
+        let mut bounds = layout.bounds(max_rows)?;
+        let mut relations = layout.relations();
         if let Some(counts) = label_counts(schema, mitigation) {
             let start: usize = bounds.iter().map(|b| b.len).sum();
             bounds.extend(counts.bounds(max_rows));

@@ -56,6 +56,33 @@ impl TestFederation {
         &self.layout.dir
     }
 
+    /// Rewrites `column` of every participant's data file: participant p's record r gets
+    /// `value(p, r)`.
+    pub fn set_column(&self, column: &str, value: impl Fn(usize, usize) -> String) {
+        for (p, name) in self.layout.names.iter().enumerate() {
+            let path = self.layout.data_file(name);
+            let mut reader = csv::Reader::from_path(&path).expect("data file");
+            let headers = reader.headers().expect("header").clone();
+            let at = headers
+                .iter()
+                .position(|h| h == column)
+                .unwrap_or_else(|| panic!("no column {column} in {}", path.display()));
+            let records: Vec<csv::StringRecord> =
+                reader.records().map(|r| r.expect("record")).collect();
+            let mut writer = csv::Writer::from_path(&path).expect("data file");
+            writer.write_record(&headers).expect("header");
+            for (r, record) in records.iter().enumerate() {
+                let new = value(p, r);
+                let fields = record
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| if i == at { new.as_str() } else { f });
+                writer.write_record(fields).expect("record");
+            }
+            writer.flush().expect("data file");
+        }
+    }
+
     /// Starts the coordinator in this process; returns its address and the task running it.
     pub async fn start_coordinator(
         &self,

@@ -5,7 +5,7 @@
 
 use accord_coordinator::CoordinatorConfig;
 use accord_crypto::pki::{ConsortiumCa, Role};
-use accord_proto::layout::{StandardizationSums, encoded_columns};
+use accord_proto::layout::StandardizationLayout;
 use accord_proto::v1::federation_client::FederationClient;
 use accord_proto::v1::{
     AwaitRoundRequest, Header, Phase, PlainVector, ProtectedVector, RegisterRequest, StatusRequest,
@@ -243,7 +243,6 @@ async fn the_coordinator_refuses_wrong_federation_round_role_replays_and_strange
         .unwrap();
     let (address, coordinator) = federation.start_coordinator(1, 60).await;
     let config = CoordinatorConfig::load(&federation.dir().join("coordinator.toml")).unwrap();
-    let columns = encoded_columns(&config.schema().unwrap()).len();
     let mut org1 = federation.client("org-1", &address);
 
     // Unregistered: nothing but Register is open.
@@ -332,7 +331,9 @@ async fn the_coordinator_refuses_wrong_federation_round_role_replays_and_strange
         (Phase::Standardize, true)
     );
 
-    let len = StandardizationSums::len(columns);
+    let len = StandardizationLayout::new(&config.schema().unwrap())
+        .unwrap()
+        .len();
     let sums = vec![1.0; len];
     // Wrong round and wrong phase.
     refused(
@@ -573,7 +574,9 @@ async fn participants_refuse_a_definition_their_requirements_do_not_allow() {
     federation
         .coordinator_edits
         .push(("secure_aggregation.threshold", 2.into()));
-    let (address, coordinator) = federation.start_coordinator(1, 5).await;
+    // Stages long enough for three participants' range proofs on two busy cores: this test is
+    // about requirements, not deadlines.
+    let (address, coordinator) = federation.start_coordinator(1, 30).await;
     let definition = federation
         .client("org-1", &address)
         .register(register(0))

@@ -8,6 +8,7 @@ use accord_participant::data::{InvalidRowPolicy, load_csv};
 use accord_participant::model::{
     LogisticModel, Standardizer, TrainingParams, standardization_sums,
 };
+use accord_proto::layout::StandardizationLayout;
 use accord_proto::transport::WireMeter;
 use accord_tests::TestFederation;
 use ndarray::{Array1, Array2, Axis, concatenate};
@@ -54,6 +55,41 @@ async fn run_federation(
     (model, outcomes)
 }
 
+/// Issue 12: a constant wait_seconds of 86399.9 (range [0, 86400]) gets scale 1 in model.json,
+/// and handle_seconds = 86000 + 0.001·k (k = record mod 3) its true SD, 0.000816 for equal
+/// shares, within 1e-6 relative (before: 0.0061 and 0.00544).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_deviations_are_exact_for_constant_and_far_off_columns() {
+    let federation = TestFederation::new(3, 300, 12);
+    federation.set_column("wait_seconds", |_, _| "86399.9".into());
+    federation.set_column("handle_seconds", |_, r| {
+        format!("{:.3}", 86000.0 + 0.001 * (r % 3) as f64)
+    });
+    // The true SD from the k written: 0.001 · SD(k), SD(k) by two passes over small integers.
+    let mut ks = Vec::new();
+    for name in &federation.layout.names {
+        let text = std::fs::read_to_string(federation.layout.data_file(name)).unwrap();
+        ks.extend((0..text.lines().count() - 1).map(|r| (r % 3) as f64));
+    }
+    let n = ks.len() as f64;
+    let mean = ks.iter().sum::<f64>() / n;
+    let truth = 0.001 * (ks.iter().map(|k| (k - mean) * (k - mean)).sum::<f64>() / n).sqrt();
+
+    let (model, _) = run_federation(&federation, WireMeter::new()).await;
+    let column = |name: &str| model.columns.iter().position(|c| c == name).unwrap();
+    let s = &model.standardization;
+    let (wait, handle) = (column("wait_seconds"), column("handle_seconds"));
+    assert_eq!(s.std_devs[wait], 1.0, "a constant column gets scale 1");
+    assert!((s.means[wait] - 86399.9).abs() < 1e-9, "{}", s.means[wait]);
+    let relative = (s.std_devs[handle] - truth).abs() / truth;
+    println!(
+        "model.json handle_seconds SD {:.12} (true {truth:.12}, relative error {relative:.2e}), \
+         {} records",
+        s.std_devs[handle], s.count
+    );
+    assert!(relative < 1e-6, "SD {} vs {truth}", s.std_devs[handle]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_participants_reach_the_accuracy_of_pooled_training() {
     let federation = TestFederation::new(3, 1500, 7);
@@ -78,7 +114,9 @@ async fn three_participants_reach_the_accuracy_of_pooled_training() {
         concatenate(Axis(0), &xs.iter().map(|a| a.view()).collect::<Vec<_>>()).unwrap();
     let y: Array1<f64> =
         concatenate(Axis(0), &ys.iter().map(|a| a.view()).collect::<Vec<_>>()).unwrap();
-    let standardizer = Standardizer::from_sums(&standardization_sums(&x));
+    let layout = StandardizationLayout::new(&schema).unwrap();
+    let sums = standardization_sums(&layout, &x).unwrap();
+    let standardizer = Standardizer::from_sums(&layout, &sums).unwrap();
     let z = standardizer.apply(&x);
     let t = &config.training;
     let params = TrainingParams {

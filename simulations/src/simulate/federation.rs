@@ -16,7 +16,7 @@ use accord_participant::mitigation::{self, FairFedWeight};
 use accord_participant::model::{
     Decision, LogisticModel, Standardizer, TrainingParams, round_seed, standardization_sums,
 };
-use accord_proto::layout::{EvaluationCounts, GroupCounts, StandardizationSums};
+use accord_proto::layout::{EvaluationCounts, GroupCounts, StandardizationLayout};
 use accord_proto::mitigation::EvaluationStatistics;
 use accord_proto::phase::PhaseVector;
 use accord_proto::v1::{
@@ -361,28 +361,31 @@ impl Simulation<'_> {
             evaluation,
         );
         let label_counts = run.label_counts();
+        let layout = StandardizationLayout::new(self.schema).map_err(|e| e.to_string())?;
         let sums: Vec<Vec<f64>> = self
             .members
             .iter()
             .map(|m| {
-                let mut values = standardization_sums(&m.data.features).to_vec();
+                let sums =
+                    standardization_sums(&layout, &m.data.features).map_err(|e| e.to_string())?;
+                let mut values = layout.to_vec(&sums);
                 if let Some(zeros) = &label_counts {
                     values.extend(mitigation::label_counts(&m.data, zeros.clone()).values);
                 }
-                values
+                Ok(values)
             })
-            .collect();
+            .collect::<Result<_, String>>()?;
         let vector = PhaseVector::standardize(self.schema, mitigation_def.as_ref(), rows)
             .map_err(|e| e.to_string())?;
         let standardize = self.aggregate(0, Phase::Standardize, vector, &sums);
         let (sum, _) = standardize
             .sum
             .map_err(|e| format!("standardization aborted: {e}"))?;
-        let (sum, extras) = sum.split_at(StandardizationSums::len(columns));
-        let sums = StandardizationSums::from_slice(sum, columns).map_err(|e| e.to_string())?;
-        run.absorb_standardization(extras, sums.count)
+        let (sum, extras) = sum.split_at(layout.len().min(sum.len()));
+        let sums = layout.from_slice(sum).map_err(|e| e.to_string())?;
+        run.absorb_standardization(extras, sums.count as f64)
             .map_err(|e| e.to_string())?;
-        let standardizer = Standardizer::from_sums(&sums);
+        let standardizer = Standardizer::from_sums(&layout, &sums).map_err(|e| e.to_string())?;
         for member in &mut self.members {
             member.standardized = Some(standardizer.apply(&member.data.features));
         }
@@ -425,7 +428,7 @@ impl Simulation<'_> {
                     );
                     match (fairfed.as_mut(), mitigation) {
                         (Some(weight), Some(d)) => {
-                            weight.settle(&feedback, d.strength, sums.count, rows);
+                            weight.settle(&feedback, d.strength, sums.count as f64, rows);
                             let gaps = (
                                 mitigation::local_gap(
                                     d,
@@ -438,7 +441,7 @@ impl Simulation<'_> {
                                 mitigation::global_gap(d, self.schema, &feedback),
                             );
                             weight
-                                .upload(round, &local, gaps, d.strength, sums.count)
+                                .upload(round, &local, gaps, d.strength, sums.count as f64)
                                 .to_vec()
                         }
                         _ => local.weighted(m.data.len()).to_vec(),
@@ -667,14 +670,20 @@ pub fn centralized_accuracy(
     config: &ExperimentConfig,
     definition: &FederationDefinition,
     datasets: &[&LocalDataset],
-) -> f64 {
+) -> Result<f64, String> {
     let views: Vec<_> = datasets.iter().map(|d| d.features.view()).collect();
     let x = ndarray::concatenate(ndarray::Axis(0), &views).expect("same columns");
     let y: ndarray::Array1<f64> = datasets
         .iter()
         .flat_map(|d| d.labels.iter().copied())
         .collect();
-    let z = Standardizer::from_sums(&standardization_sums(&x)).apply(&x);
+    let layout =
+        StandardizationLayout::new(definition.schema.as_ref().unwrap_or(&Schema::default()))
+            .map_err(|e| e.to_string())?;
+    let sums = standardization_sums(&layout, &x).map_err(|e| e.to_string())?;
+    let z = Standardizer::from_sums(&layout, &sums)
+        .map_err(|e| e.to_string())?
+        .apply(&x);
     let federated = TrainingParams::from(definition.training.unwrap_or_default());
     let params = TrainingParams {
         epochs: federated.epochs * definition.rounds,
@@ -684,7 +693,7 @@ pub fn centralized_accuracy(
     let model = LogisticModel::zeros(x.ncols()).train(z.view(), y.view(), &params, config.seed);
     let threshold = definition.evaluation.unwrap_or_default().decision_threshold;
     let counts = model.evaluate(z.view(), y.view(), 2, threshold);
-    (counts.tp + counts.tn) / counts.n.max(1.0)
+    Ok((counts.tp + counts.tn) / counts.n.max(1.0))
 }
 
 /// The stage at which each of `n` participants stops in the next aggregation (None: it

@@ -218,8 +218,11 @@ fn run_one(
             },
         )?;
     }
-    let centralized =
-        federation::centralized_accuracy(config, &definition, &datasets.iter().collect::<Vec<_>>());
+    let centralized = federation::centralized_accuracy(
+        config,
+        &definition,
+        &datasets.iter().collect::<Vec<_>>(),
+    )?;
     let members: Vec<Member> = datasets
         .into_iter()
         .zip(signers)
