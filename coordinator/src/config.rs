@@ -370,12 +370,16 @@ impl CoordinatorConfig {
         self.federation.check()?;
         self.secure_aggregation
             .check("secure_aggregation", &self.federation.admissible())?;
+        // The standardization sums quantize every numeric feature by its range, and stay exact
+        // only up to a row bound, whichever the aggregation.
+        accord_proto::layout::StandardizationLayout::new(&self.schema()?)
+            .map_err(|e| Invalid::Other(format!("schema: {e}")))?
+            .bounds(self.secure_aggregation.max_rows_per_participant)
+            .map_err(|e| {
+                Invalid::Other(format!("secure_aggregation.max_rows_per_participant: {e}"))
+            })?;
         match self.federation.aggregation.as_str() {
-            crate::aggregation::INSECURE_PLAIN => {}
-            accord_crypto::secagg::SCHEME => {
-                accord_proto::layout::column_magnitudes(&self.schema()?)
-                    .map_err(|e| Invalid::Other(format!("schema: {e}")))?;
-            }
+            crate::aggregation::INSECURE_PLAIN | accord_crypto::secagg::SCHEME => {}
             other => {
                 return Err(Invalid::Other(format!(
                     "federation.aggregation '{other}' is not supported (supported: secagg, insecure-plain)"
