@@ -109,7 +109,11 @@ dropout = {{ masked_input = {p} }}
     let outcome = run_experiment(&path, &[], dir.path(), &mut Quiet).unwrap();
     let (header, rows) = rows(&outcome.rounds_csv);
     let column = |name: &str| header.iter().position(|h| h == name).unwrap();
-    let (completed, dropped, aborted) = (column("completed"), column("dropped"), column("aborted"));
+    let (completed, dropped, aborted) = (
+        column("completed"),
+        column("dropped"),
+        column("fit_aborted"),
+    );
     let mut total_dropped = 0;
     let threshold = n / 2 + 1;
     let mut aborts = 0;
@@ -184,8 +188,8 @@ dropout = { masked_input = 0.2 }
         grpc_rows[0][bytes].parse::<u64>().unwrap() > local_rows[0][bytes].parse::<u64>().unwrap()
     );
     let (a, b) = (
-        grpc.summary[0].final_accuracy,
-        local.summary[0].final_accuracy,
+        grpc.summary[0].final_accuracy.unwrap(),
+        local.summary[0].final_accuracy.unwrap(),
     );
     assert!((a - b).abs() < 0.02, "grpc {a} vs in-process {b}");
 }
