@@ -135,6 +135,16 @@ fn pooled_counts(
     layout.read(&values)
 }
 
+/// What `audit verify --model MODEL --auditor-key KEY --ca CA` checks a report against.
+fn pinned<'a>(model: &'a Path, key: &'a str, ca: &'a Path) -> Against<'a> {
+    Against {
+        model: Some(model),
+        auditor_key: Some(key),
+        ca: Some(ca),
+        recompute: None,
+    }
+}
+
 fn failures(report: &Path, against: &Against<'_>) -> Vec<String> {
     failed(&verify(report, against))
 }
@@ -219,12 +229,7 @@ async fn the_audit_matches_the_pooled_data_finds_the_planted_disparity_and_resis
     // An untampered report verifies against the model, the pinned key and the CA.
     let key = std::fs::read_to_string(auditor.join(keys::VERIFYING_KEY_FILE)).unwrap();
     let ca = federation.layout.pki.join("ca.pem");
-    let against = Against {
-        model: Some(&model_path),
-        auditor_key: Some(key.trim()),
-        ca: Some(&ca),
-        recompute: None,
-    };
+    let against = pinned(&model_path, key.trim(), &ca);
     assert_eq!(failures(&report_path, &against), Vec::<String>::new());
 
     // Without a pinned key (or without the CA) nothing vouches for the signatures: never PASS,
@@ -635,12 +640,7 @@ async fn one_class_gives_an_undefined_auc_that_verify_reads_back() {
 
     let key = std::fs::read_to_string(auditor.join(keys::VERIFYING_KEY_FILE)).unwrap();
     let ca = federation.layout.pki.join("ca.pem");
-    let against = Against {
-        model: Some(&model_path),
-        auditor_key: Some(key.trim()),
-        ca: Some(&ca),
-        recompute: None,
-    };
+    let against = pinned(&model_path, key.trim(), &ca);
     assert_eq!(failures(&report_path, &against), Vec::<String>::new());
 
     let report: FairnessReport =
