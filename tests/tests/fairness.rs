@@ -45,9 +45,14 @@ async fn audited_federation() -> (TestFederation, PathBuf, PathBuf) {
     audited(TestFederation::with_data(&spec)).await
 }
 
+/// One audited federation at a time: two at once (the tests of this file run in parallel) share
+/// two cores for their encrypted phases and miss the stage deadlines.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Runs `federation` with an auditor; returns it, the auditor's directory and the written
 /// report's path.
 async fn audited(mut federation: TestFederation) -> (TestFederation, PathBuf, PathBuf) {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let auditor = federation.dir().join("auditor");
     let generated = AuditorKeys::generate_into(&auditor).unwrap();
     let key = generated.keys.verifying_key_hex();
