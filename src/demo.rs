@@ -375,7 +375,7 @@ fn print_fairness(path: &Path) -> anyhow::Result<()> {
     let report: FairnessReport = serde_json::from_str(
         &fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
     )?;
-    let gap = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
+    let gap = |v: Option<f64>| v.map_or("undef.".into(), |v| format!("{v:.3}"));
     println!(
         "fairness of the final model (decrypted by the auditor from encrypted sums of {} participants):",
         report.participants.len()
@@ -388,7 +388,7 @@ fn print_fairness(path: &Path) -> anyhow::Result<()> {
         let flagged: Vec<&str> = b
             .groups
             .iter()
-            .filter(|g| g.four_fifths_flag)
+            .filter(|g| g.four_fifths_flag == Some(true))
             .map(|g| g.group.as_str())
             .collect();
         let suppressed = b.groups.iter().filter(|g| g.suppressed).count();
@@ -404,6 +404,20 @@ fn print_fairness(path: &Path) -> anyhow::Result<()> {
             } else {
                 flagged.join(", ")
             },
+        );
+    }
+    let undefined = report.metrics.iter().any(|b| {
+        [
+            b.demographic_parity_difference,
+            b.demographic_parity_ratio,
+            b.equal_opportunity_difference,
+            b.equalized_odds_difference,
+        ]
+        .contains(&None)
+    });
+    if undefined {
+        println!(
+            "undef.: undefined; the report's coverage names the groups each comparison covers and why the others are left out"
         );
     }
     Ok(())
@@ -474,16 +488,23 @@ async fn monitor(
         };
         if let Ok(status) = status.map(|r| r.into_inner()) {
             for r in status.history.iter().skip(shown) {
-                say(if r.aborted {
-                    format!(
-                        "round {:>3}: aborted, {} participants (the previous model stays)",
-                        r.round, r.participants
-                    )
-                } else {
-                    format!(
-                        "round {:>3}: accuracy {:.4}  AUC {:.4}  log loss {:.4}  ({} participants, {:.2} s)",
-                        r.round, r.accuracy, r.auc, r.log_loss, r.participants, r.seconds
-                    )
+                say(match (r.aborted, r.accuracy, r.log_loss) {
+                    (true, _, _) => format!(
+                        "round {:>3}: fit aborted, the previous model stays ({})",
+                        r.round, r.abort_reason
+                    ),
+                    (false, Some(accuracy), Some(log_loss)) => format!(
+                        "round {:>3}: accuracy {accuracy:.4}  AUC {}  log loss {log_loss:.4}  ({} participants, {:.2} s)",
+                        r.round,
+                        r.auc
+                            .map_or("undefined (one class)".into(), |auc| format!("{auc:.4}")),
+                        r.participants,
+                        r.seconds
+                    ),
+                    _ => format!(
+                        "round {:>3}: evaluation aborted, the round's model is in force unmeasured ({})",
+                        r.round, r.abort_reason
+                    ),
                 });
             }
             shown = status.history.len();
@@ -510,42 +531,65 @@ async fn monitor(
     Ok(false)
 }
 
-/// Prints rounds.csv as a table, then any participants a round named for deviating.
+/// Prints rounds.csv as a table (a figure the round did not measure as "-", an AUC of one class
+/// as "undefined" with the reason below), then any participants a round named for deviating.
 fn print_rounds(path: &Path) -> anyhow::Result<()> {
     let mut reader =
         csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let header = reader
+        .headers()
+        .with_context(|| format!("{}", path.display()))?
+        .iter()
+        .collect::<Vec<_>>()
+        .join(",");
+    if header != accord_coordinator::artefact::ROUNDS_HEADER {
+        bail!("{}: unexpected header {header:?}", path.display());
+    }
     println!();
     println!(
-        "{:>5} {:>12} {:>9} {:>9} {:>7} {:>10} {:>10} {:>8}",
+        "{:>5} {:>12} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8}",
         "round", "participants", "loss", "accuracy", "AUC", "bytes up", "bytes down", "seconds"
     );
     let mut named = Vec::new();
+    let mut one_class = Vec::new();
     for record in reader.records() {
         let record = record.with_context(|| format!("{}", path.display()))?;
         let field = |i: usize| record.get(i).unwrap_or("");
-        if record.len() != 12 {
-            bail!("{}: unexpected line {:?}", path.display(), record);
-        }
         let short = |v: &str| {
             v.parse::<f64>()
                 .map(|x| format!("{x:.4}"))
                 .unwrap_or_else(|_| "-".into())
         };
+        let auc = if field(5).is_empty() && !field(2).is_empty() {
+            one_class.push(field(0).to_owned());
+            "undefined".to_owned()
+        } else {
+            short(field(5))
+        };
+        let status = match (field(10), field(11)) {
+            ("true", _) => format!("  fit aborted: {}", field(12)),
+            (_, "true") => format!("  evaluation aborted: {}", field(12)),
+            _ => String::new(),
+        };
         println!(
-            "{:>5} {:>12} {:>9} {:>9} {:>7} {:>10} {:>10} {:>8}{}",
+            "{:>5} {:>12} {:>9} {:>9} {auc:>9} {:>10} {:>10} {:>8}{status}",
             field(0),
             field(1),
             short(field(3)),
             short(field(4)),
-            short(field(5)),
             field(7),
             field(8),
             field(9),
-            if field(10) == "true" { "  aborted" } else { "" }
         );
-        if !field(11).is_empty() {
-            named.push(format!("round {}: {}", field(0), field(11)));
+        if !field(13).is_empty() {
+            named.push(format!("round {}: {}", field(0), field(13)));
         }
+    }
+    if !one_class.is_empty() {
+        println!(
+            "AUC undefined in round {}: the evaluated records hold one class only",
+            one_class.join(", ")
+        );
     }
     for line in named {
         println!("named for deviating from the protocol, {line}");

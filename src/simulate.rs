@@ -1,6 +1,7 @@
 //! `accord simulate`: runs an experiment file with a progress bar over runs and rounds, then
 //! prints where the tables and plots are and the summary.
 
+use accord_coordinator::metrics::figure;
 use accord_simulations::simulate::federation::RoundOutcome;
 use accord_simulations::simulate::{Progress, run_experiment};
 use clap::Args;
@@ -39,9 +40,11 @@ impl Progress for Bar {
     fn round(&mut self, run: &str, outcome: &RoundOutcome) {
         if let Some(bar) = &self.0 {
             bar.inc(1);
-            let accuracy = outcome.quality.map_or("aborted".to_owned(), |q| {
-                format!("accuracy {:.4}", q.accuracy)
-            });
+            let accuracy = match (outcome.quality, outcome.aborted) {
+                (Some(q), _) => format!("accuracy {:.4}", q.accuracy),
+                (None, true) => "fit aborted".to_owned(),
+                (None, false) => "evaluation aborted".to_owned(),
+            };
             bar.println(format!(
                 "{run} round {:>3}: {accuracy}, {} completed, {} dropped",
                 outcome.round, outcome.completed, outcome.dropped
@@ -69,14 +72,16 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     );
     for s in &outcome.summary {
         println!(
-            "{:<10} {:>12} {:>8.4} {:>10.4} {:>12.2} {:>8.1} {:>10.0}   {}",
+            "{:<10} {:>12} {:>8} {:>10.4} {:>12} {:>8.1} {:>10}   {}",
             s.run,
             s.aggregation,
-            s.final_accuracy,
+            figure(s.final_accuracy),
             s.centralized_accuracy,
-            s.accuracy_gap_pp(),
+            s.accuracy_gap_pp()
+                .map_or_else(|| "undefined".into(), |pp| format!("{pp:.2}")),
             s.wall_secs,
-            s.peak_rss_mb,
+            s.peak_rss_mb
+                .map_or_else(|| "unknown".into(), |mb| format!("{mb:.0}")),
             s.label()
         );
     }
@@ -87,8 +92,14 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         );
         for p in &outcome.frontier {
             println!(
-                "{:<48} {:>6} {:>10.4} {:>8.4} {:>10.4} {:>8.4}  {}",
-                p.label, p.seeds, p.accuracy, p.accuracy_sd, p.gap, p.gap_sd, p.pareto
+                "{:<48} {:>6} {:>10} {:>8} {:>10} {:>8}  {}",
+                p.label,
+                p.seeds,
+                figure(p.accuracy),
+                figure(p.accuracy_sd),
+                figure(p.gap),
+                figure(p.gap_sd),
+                p.pareto
             );
         }
     }

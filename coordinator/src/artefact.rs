@@ -31,8 +31,9 @@ pub struct ModelArtefact {
     pub aggregation: String,
     pub training: TrainingSection,
     pub evaluation: EvaluationSection,
-    /// The quality of the final model, from the last round's aggregated evaluation (with the
-    /// single decision threshold).
+    /// The quality of the model written (the weights above), from its aggregated evaluation
+    /// with the single decision threshold; `quality.round` is the round that made it. None when
+    /// that model's evaluation aborted: an earlier model's figures are never carried over.
     pub quality: Option<Quality>,
     /// Per-group decision thresholds in force, when the federation post-processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -197,18 +198,25 @@ fn format_sd(sd: f64) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoundRecord {
     pub round: u32,
+    /// Participants whose fit uploads made the round's model (0 when the fit aborted).
     pub participants: u32,
+    /// The quality of this round's model; None when its fit or its evaluation aborted.
     pub quality: Option<Quality>,
     pub bytes_up: u64,
     pub bytes_down: u64,
     pub seconds: f64,
-    pub aborted: bool,
+    /// The fit phase aborted: no new model, the previous global model stays.
+    pub fit_aborted: bool,
+    /// The fit made a new model but its evaluation aborted: the model is in force, unmeasured.
+    pub evaluation_aborted: bool,
+    /// Why the phase that aborted did ("" when none did).
+    pub abort_reason: String,
     /// Participants named in the round's phases for deviating from the protocol, each as
     /// "name (phase, stage): reason".
     pub culprits: Vec<String>,
 }
 
-pub const ROUNDS_HEADER: &str = "round,participants,samples,log_loss,accuracy,auc,brier,bytes_up,bytes_down,seconds,aborted,culprits";
+pub const ROUNDS_HEADER: &str = "round,participants,samples,log_loss,accuracy,auc,brier,bytes_up,bytes_down,seconds,fit_aborted,evaluation_aborted,abort_reason,culprits";
 
 /// A CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break.
 fn csv_field(text: &str) -> String {
@@ -219,30 +227,32 @@ fn csv_field(text: &str) -> String {
     }
 }
 
+/// A figure as a CSV cell: six decimals, or empty when undefined.
+pub fn csv_number(value: Option<f64>) -> String {
+    value.map(|v| format!("{v:.6}")).unwrap_or_default()
+}
+
 pub fn write_rounds_csv(path: &Path, rounds: &[RoundRecord]) -> Result<(), ArtefactError> {
     let mut text = String::from(ROUNDS_HEADER);
     text.push('\n');
     for r in rounds {
         let q = r.quality;
-        let metric = |f: fn(&Quality) -> f64| {
-            q.as_ref()
-                .map(|q| format!("{:.6}", f(q)))
-                .unwrap_or_default()
-        };
         let _ = writeln!(
             text,
-            "{},{},{},{},{},{},{},{},{},{:.3},{},{}",
+            "{},{},{},{},{},{},{},{},{},{:.3},{},{},{},{}",
             r.round,
             r.participants,
             q.map(|q| q.samples.to_string()).unwrap_or_default(),
-            metric(|q| q.log_loss),
-            metric(|q| q.accuracy),
-            metric(|q| q.auc),
-            metric(|q| q.brier),
+            csv_number(q.map(|q| q.log_loss)),
+            csv_number(q.map(|q| q.accuracy)),
+            csv_number(q.and_then(|q| q.auc)),
+            csv_number(q.map(|q| q.brier)),
             r.bytes_up,
             r.bytes_down,
             r.seconds,
-            r.aborted,
+            r.fit_aborted,
+            r.evaluation_aborted,
+            csv_field(&r.abort_reason),
             csv_field(&r.culprits.join("; "))
         );
     }

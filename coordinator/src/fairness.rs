@@ -29,7 +29,7 @@ use accord_proto::fairness::FairnessLayout;
 use accord_proto::phase::PhaseVector;
 use accord_proto::v1::{
     AggregationRecord, FairnessParams, FederationDefinition, Phase, RecordedMessage, Schema,
-    SecAggRelay, SecAggStage,
+    SecAggParams, SecAggRelay, SecAggStage,
 };
 use prost::Message;
 use std::collections::BTreeSet;
@@ -65,6 +65,36 @@ struct Outcome {
     /// Every message the session accepted, in order.
     messages: Vec<RecordedMessage>,
     dropped: Vec<String>,
+    /// The secure-aggregation parameters in force, as the session derived them.
+    in_force: InForce,
+}
+
+/// The secure-aggregation parameters a session derived from the configured ones and the
+/// members that advertised keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct InForce {
+    /// t: the least number of members that had to reach unmasking.
+    threshold: usize,
+    /// Members of the aggregation (those that advertised keys in setup).
+    members: usize,
+    /// Neighbours per member in the SecAgg+ graph (members - 1: the complete graph).
+    degree: usize,
+}
+
+impl InForce {
+    /// The parameters in force in words, with the configured ones they came from (0 meaning
+    /// "more than half" and "the default degree" for the members present).
+    fn describe(self, ring_bits: u32, value_bits: u32, configured: &SecAggParams) -> String {
+        let graph = if self.degree + 1 >= self.members {
+            "the complete graph".to_owned()
+        } else {
+            "a SecAgg+ Harary graph".to_owned()
+        };
+        format!(
+            "Z_2^{ring_bits} masks reduced modulo 2^{value_bits}; in force: threshold t = {} of {} members, {} neighbours each ({graph}); configured: threshold {} (0: more than half), neighbours {} (0: the default for the members present)",
+            self.threshold, self.members, self.degree, configured.threshold, configured.neighbours
+        )
+    }
 }
 
 /// Why a fairness phase could not be recomputed from its record.
@@ -239,6 +269,7 @@ impl FairnessAudit {
             threads,
             messages,
             dropped,
+            in_force,
         } = self
             .outcome
             .lock()
@@ -286,12 +317,10 @@ impl FairnessAudit {
             model_content_hash: model.content_hash.clone(),
             auditor_bundle_sha256: self.params.auditor_bundle_sha256.clone(),
             tfhe_parameters_sha256: accord_crypto::he::parameters_sha256(),
-            secure_aggregation: format!(
-                "Z_2^{} masks reduced modulo 2^{}, threshold {} (0: more than half), neighbours {} (0: complete graph up to 21)",
+            secure_aggregation: in_force.describe(
                 accord_crypto::he::inputs::MASK_RING.bits(),
                 self.params.value_bits,
-                params.threshold,
-                params.neighbours
+                &params,
             ),
             secure_aggregation_sha256: accord_crypto::hash::sha256_hex(&params.encode_to_vec()),
             value_bits: self.params.value_bits,
@@ -402,7 +431,17 @@ impl PhaseAggregator for EncryptedSum {
         Ok(match self.session.close_stage()? {
             StageClosed::Next(_) => Closed::Next,
             StageClosed::Done { sum, contributors } => {
+                let plan = self
+                    .session
+                    .plan_in_force()
+                    .expect("an aggregation that finished has a plan");
+                let in_force = InForce {
+                    threshold: plan.threshold,
+                    members: plan.members.len(),
+                    degree: plan.degree(),
+                };
                 *self.outcome.lock().expect("outcome lock") = Some(Outcome {
+                    in_force,
                     aggregate: sum,
                     selected: self.selected.clone(),
                     threads: self.threads,

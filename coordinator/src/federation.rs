@@ -18,7 +18,7 @@ use accord_crypto::pki::Role;
 use accord_crypto::secagg::identity::Trust;
 use accord_crypto::secagg::{Context, stage_label};
 use accord_proto::layout::{
-    EvaluationCounts, StandardizationLayout, StandardizationSums, WeightedModel, encoded_columns,
+    EvaluationCounts, StandardizationLayout, StandardizationSums, encoded_columns,
 };
 use accord_proto::phase::PhaseVector;
 use accord_proto::standardization::StandardizationError;
@@ -873,7 +873,9 @@ impl Federation {
             .evaluation
             .as_ref()
             .map_or(100, |e| e.histogram_bins) as usize;
-        let mut last_quality = None;
+        // The quality of the model in force (the last one a fit made), measured on that model
+        // only: a new model starts unmeasured, so an aborted evaluation leaves it without one.
+        let mut model_quality: Option<Quality> = None;
         for round in 1..=self.definition.rounds {
             let started = Instant::now();
             let (up, down) = (self.meter.received(), self.meter.sent());
@@ -882,58 +884,88 @@ impl Federation {
             let fit = self.run_phase(round, Phase::Fit, vector).await;
             let mut culprits = std::mem::take(&mut earlier_culprits);
             culprits.extend(fit.culprits);
-            let (sum, fitted) = match fit.result {
-                Ok((sum, contributors)) => (
-                    self.state()
-                        .mitigation
-                        .fitted(round, &sum, d)
-                        .expect("aggregated to the layout's length"),
-                    contributors.len() as u32,
-                ),
-                Err(_) => (
-                    WeightedModel::from_slice(&vec![0.0; WeightedModel::len(d)], d)
-                        .expect("the layout's length"),
-                    0,
-                ),
-            };
+            let fitted =
+                fit.result
+                    .map_err(|r| format!("fit: {r}"))
+                    .and_then(|(sum, contributors)| {
+                        let model = self
+                            .state()
+                            .mitigation
+                            .fitted(round, &sum, d)
+                            .expect("aggregated to the layout's length");
+                        let contributors = contributors.len() as u32;
+                        if contributors < min {
+                            Err(format!(
+                                "fit: {contributors} of the {min} participants needed contributed"
+                            ))
+                        } else if model.samples <= 0.0 {
+                            Err("fit: the contributions hold no samples".to_owned())
+                        } else {
+                            Ok((model, contributors))
+                        }
+                    });
             let mut record = RoundRecord {
                 round,
-                participants: fitted,
+                participants: 0,
                 quality: None,
                 bytes_up: 0,
                 bytes_down: 0,
                 seconds: 0.0,
-                aborted: fitted < min || sum.samples <= 0.0,
+                fit_aborted: false,
+                evaluation_aborted: false,
+                abort_reason: String::new(),
                 culprits: Vec::new(),
             };
-            if record.aborted {
-                warn!(
-                    round,
-                    contributors = fitted,
-                    needed = min,
-                    "round aborted: the previous global model stays"
-                );
-            } else {
-                let weights = sum
-                    .weighted_weights
-                    .iter()
-                    .map(|w| w / sum.samples)
-                    .collect();
-                self.state().model = Some((weights, sum.weighted_intercept / sum.samples));
-                let vector = self.state().mitigation.evaluation_vector(max_rows);
-                let evaluation = self.run_phase(round, Phase::Evaluate, vector).await;
-                culprits.extend(evaluation.culprits);
-                if let Ok((counts, evaluated)) = evaluation.result
-                    && evaluated.len() as u32 >= min
-                {
-                    let (counts, extras) = counts.split_at(EvaluationCounts::len(bins));
-                    self.state()
-                        .mitigation
-                        .absorb_evaluation(extras)
-                        .expect("layout length");
-                    let counts = EvaluationCounts::from_slice(counts, bins).expect("layout length");
-                    record.quality = quality(&counts);
-                    last_quality = record.quality.or(last_quality);
+            match fitted {
+                Err(reason) => {
+                    warn!(round, %reason, "round aborted in its fit: the previous global model stays");
+                    record.fit_aborted = true;
+                    record.abort_reason = reason;
+                }
+                Ok((sum, fitted)) => {
+                    record.participants = fitted;
+                    let weights = sum
+                        .weighted_weights
+                        .iter()
+                        .map(|w| w / sum.samples)
+                        .collect();
+                    {
+                        let mut state = self.state();
+                        state.model = Some((weights, sum.weighted_intercept / sum.samples));
+                        state.mitigation.model_changed();
+                    }
+                    model_quality = None;
+                    let vector = self.state().mitigation.evaluation_vector(max_rows);
+                    let evaluation = self.run_phase(round, Phase::Evaluate, vector).await;
+                    culprits.extend(evaluation.culprits);
+                    let evaluated = evaluation.result.map_err(|r| format!("evaluate: {r}")).and_then(|(counts, evaluated)| {
+                        let evaluated = evaluated.len() as u32;
+                        if evaluated < min {
+                            return Err(format!(
+                                "evaluate: {evaluated} of the {min} participants needed contributed"
+                            ));
+                        }
+                        let (counts, extras) = counts.split_at(EvaluationCounts::len(bins));
+                        self.state()
+                            .mitigation
+                            .absorb_evaluation(extras)
+                            .expect("layout length");
+                        let counts =
+                            EvaluationCounts::from_slice(counts, bins).expect("layout length");
+                        quality(round, &counts)
+                            .ok_or_else(|| "evaluate: no records were evaluated".to_owned())
+                    });
+                    match evaluated {
+                        Ok(q) => {
+                            record.quality = Some(q);
+                            model_quality = Some(q);
+                        }
+                        Err(reason) => {
+                            warn!(round, %reason, "evaluation aborted: the round's model is in force, unmeasured");
+                            record.evaluation_aborted = true;
+                            record.abort_reason = reason;
+                        }
+                    }
                 }
             }
             record.culprits = culprits;
@@ -946,7 +978,7 @@ impl Federation {
                     round,
                     accuracy = q.accuracy,
                     log_loss = q.log_loss,
-                    auc = q.auc,
+                    auc = ?q.auc,
                     mitigated_gap = ?state.mitigation.gap(),
                     "round finished"
                 );
@@ -958,11 +990,23 @@ impl Federation {
         {
             let mut state = self.state();
             state.postprocessing = state.mitigation.choose_thresholds();
-            if let Some(post) = &state.postprocessing {
-                info!(thresholds = %post.describe(), "post-processing: per-group thresholds in force");
+            match &state.postprocessing {
+                Some(post) => {
+                    info!(thresholds = %post.describe(), "post-processing: per-group thresholds in force")
+                }
+                None if accord_proto::mitigation::active_postprocessing(
+                    self.definition.postprocessing.as_ref(),
+                )
+                .is_some() =>
+                {
+                    warn!(
+                        "post-processing: no per-group thresholds, the final model was never evaluated; the single decision threshold stays in force"
+                    )
+                }
+                None => {}
             }
         }
-        let model = self.artefact(last_quality);
+        let model = self.artefact(model_quality);
         let model_path = self.config.out_dir.join("model.json");
         model.write(&model_path)?;
         if let Some(audit) = &self.fairness {
@@ -1033,7 +1077,7 @@ impl Federation {
             weights,
             intercept,
             rounds: self.definition.rounds,
-            rounds_completed: state.history.iter().filter(|r| !r.aborted).count() as u32,
+            rounds_completed: state.history.iter().filter(|r| !r.fit_aborted).count() as u32,
             participants: state.registered.len() as u32,
             aggregation: self.definition.aggregation.clone(),
             training: self.config.training.clone(),
@@ -1082,14 +1126,16 @@ fn summary(r: &RoundRecord) -> RoundSummary {
     RoundSummary {
         round: r.round,
         participants: r.participants,
-        log_loss: q.map_or(f64::NAN, |q| q.log_loss),
-        accuracy: q.map_or(f64::NAN, |q| q.accuracy),
-        auc: q.map_or(f64::NAN, |q| q.auc),
-        brier: q.map_or(f64::NAN, |q| q.brier),
+        log_loss: q.map(|q| q.log_loss),
+        accuracy: q.map(|q| q.accuracy),
+        auc: q.and_then(|q| q.auc),
+        brier: q.map(|q| q.brier),
         bytes_up: r.bytes_up,
         bytes_down: r.bytes_down,
         seconds: r.seconds,
-        aborted: r.aborted,
+        aborted: r.fit_aborted,
         samples: q.map_or(0, |q| q.samples),
+        evaluation_aborted: r.evaluation_aborted,
+        abort_reason: r.abort_reason.clone(),
     }
 }

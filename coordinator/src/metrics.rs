@@ -1,27 +1,39 @@
 //! Model quality from aggregated evaluation counts: accuracy, log loss, Brier score and ROC AUC.
 //! The coordinator never sees a score or a label, only the consortium's counts and histograms.
+//!
+//! A figure that cannot be computed is `None` (JSON `null`, an empty CSV cell), never NaN or a
+//! stand-in: ROC AUC is undefined when the evaluated data hold one class only (see
+//! docs/metrics.md). Every [`Quality`] names the round whose model it measured.
 
 use accord_proto::layout::EvaluationCounts;
 use serde::{Deserialize, Serialize};
 
+/// One model's quality on the consortium's evaluation data.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Quality {
+    /// The round whose global model was evaluated (its fit phase made the model).
+    pub round: u32,
+    /// Records evaluated.
     pub samples: u64,
     pub accuracy: f64,
     pub log_loss: f64,
     pub brier: f64,
-    pub auc: f64,
+    /// ROC AUC; None when the evaluated data hold only one class.
+    pub auc: Option<f64>,
     /// Share of the positive class (e.g. satisfied) in the evaluated data.
     pub positive_rate: f64,
 }
 
-/// Quality of a model from its summed evaluation counts; None when nothing was evaluated.
-pub fn quality(counts: &EvaluationCounts) -> Option<Quality> {
+/// Quality of round `round`'s model from its summed evaluation counts; None when nothing was
+/// evaluated.
+pub fn quality(round: u32, counts: &EvaluationCounts) -> Option<Quality> {
     if counts.n <= 0.0 {
         return None;
     }
     let n = counts.n;
     Some(Quality {
+        round,
         samples: n as u64,
         accuracy: (counts.tp + counts.tn) / n,
         log_loss: counts.log_loss_sum / n,
@@ -31,13 +43,19 @@ pub fn quality(counts: &EvaluationCounts) -> Option<Quality> {
     })
 }
 
+/// A figure for people: four decimals, or "undefined" (the caller states why).
+pub fn figure(value: Option<f64>) -> String {
+    value.map_or_else(|| "undefined".to_owned(), |v| format!("{v:.4}"))
+}
+
 /// ROC AUC from histograms of predicted probability: the probability that a random positive
 /// scores above a random negative, counting pairs in the same bin as ties (one half). Exact up to
-/// the bin width. NaN when either class is absent.
-pub fn roc_auc(positives: &[f64], negatives: &[f64]) -> f64 {
+/// the bin width. None when either class is absent (no pair to compare), as scikit-learn's
+/// `roc_auc_score` refuses one class.
+pub fn roc_auc(positives: &[f64], negatives: &[f64]) -> Option<f64> {
     let (p, n): (f64, f64) = (positives.iter().sum(), negatives.iter().sum());
     if p <= 0.0 || n <= 0.0 {
-        return f64::NAN;
+        return None;
     }
     let mut positives_above = p;
     let mut wins = 0.0;
@@ -45,7 +63,7 @@ pub fn roc_auc(positives: &[f64], negatives: &[f64]) -> f64 {
         positives_above -= pos;
         wins += neg * (positives_above + 0.5 * pos);
     }
-    wins / (p * n)
+    Some(wins / (p * n))
 }
 
 #[cfg(test)]
@@ -54,10 +72,33 @@ mod tests {
 
     #[test]
     fn auc_of_separated_tied_and_reversed_scores() {
-        assert_eq!(roc_auc(&[0.0, 0.0, 5.0], &[3.0, 0.0, 0.0]), 1.0);
-        assert_eq!(roc_auc(&[2.0, 2.0], &[1.0, 1.0]), 0.5);
-        assert_eq!(roc_auc(&[4.0, 0.0], &[0.0, 4.0]), 0.0);
-        assert!(roc_auc(&[0.0, 0.0], &[1.0, 1.0]).is_nan());
+        assert_eq!(roc_auc(&[0.0, 0.0, 5.0], &[3.0, 0.0, 0.0]), Some(1.0));
+        assert_eq!(roc_auc(&[2.0, 2.0], &[1.0, 1.0]), Some(0.5));
+        assert_eq!(roc_auc(&[4.0, 0.0], &[0.0, 4.0]), Some(0.0));
+    }
+
+    #[test]
+    fn auc_of_one_class_is_undefined_and_the_rest_of_the_quality_is_not() {
+        // Every record positive (every csat 5): no negative to rank a positive against.
+        assert_eq!(roc_auc(&[0.0, 0.0], &[1.0, 1.0]), None);
+        assert_eq!(roc_auc(&[3.0, 7.0], &[0.0, 0.0]), None);
+        let counts = EvaluationCounts {
+            n: 10.0,
+            tp: 8.0,
+            fp: 0.0,
+            tn: 0.0,
+            fn_: 2.0,
+            log_loss_sum: 3.0,
+            brier_sum: 1.0,
+            positive_histogram: vec![3.0, 7.0],
+            negative_histogram: vec![0.0, 0.0],
+        };
+        let q = quality(4, &counts).unwrap();
+        assert_eq!(q.auc, None);
+        assert_eq!((q.round, q.accuracy, q.positive_rate), (4, 0.8, 1.0));
+        let json = serde_json::to_string(&q).unwrap();
+        assert!(json.contains("\"auc\":null"), "{json}");
+        assert_eq!(serde_json::from_str::<Quality>(&json).unwrap(), q);
     }
 
     #[test]
@@ -66,7 +107,7 @@ mod tests {
         let pos = [0.0, 1.0, 2.0];
         let neg = [1.0, 1.0, 1.0];
         // pairs (pos bin, neg bin): wins = 1(1>0) + .5(1=1) + 0(1<2) + 2*(1 + 1 + .5) = 6.5 of 9
-        assert!((roc_auc(&pos, &neg) - 6.5 / 9.0).abs() < 1e-12);
+        assert!((roc_auc(&pos, &neg).unwrap() - 6.5 / 9.0).abs() < 1e-12);
     }
 
     #[test]
@@ -82,11 +123,20 @@ mod tests {
             positive_histogram: vec![1.0, 5.0],
             negative_histogram: vec![3.0, 1.0],
         };
-        let q = quality(&counts).unwrap();
+        let q = quality(2, &counts).unwrap();
         assert_eq!(
-            (q.samples, q.accuracy, q.log_loss, q.brier, q.positive_rate),
-            (10, 0.7, 0.5, 0.2, 0.6)
+            (
+                q.round,
+                q.samples,
+                q.accuracy,
+                q.log_loss,
+                q.brier,
+                q.positive_rate
+            ),
+            (2, 10, 0.7, 0.5, 0.2, 0.6)
         );
-        assert!(quality(&EvaluationCounts::zeros(2)).is_none());
+        // Positives in bins 0,1 (1, 5), negatives (3, 1): wins 5*3 + 0.5*(1*3 + 5*1) = 19 of 24.
+        assert_eq!(q.auc, Some(19.0 / 24.0));
+        assert!(quality(2, &EvaluationCounts::zeros(2)).is_none());
     }
 }

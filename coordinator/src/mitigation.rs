@@ -10,6 +10,7 @@
 //! everything it reads is a sum from the federation's aggregation. The simulator runs the same
 //! code.
 
+use crate::metrics::figure;
 use accord_proto::layout::{GroupCounts, LengthMismatch, WeightedModel};
 use accord_proto::mitigation::{
     EvaluationStatistics, FairFedUpdate, GroupHistograms, active_mitigation, active_postprocessing,
@@ -237,11 +238,12 @@ pub struct PostprocessingJson {
     /// Per group (categories, then unknown): positive when the predicted probability is in a bin
     /// at or above `bin`, i.e. at least `threshold` = bin / histogram_bins.
     pub groups: Vec<GroupThresholdJson>,
-    /// On the final evaluation's aggregated histograms: accuracy and the targeted gap with the
-    /// single decision threshold, and with the thresholds in force.
-    pub accuracy_before: f64,
+    /// On the final model's aggregated histograms: accuracy and the targeted gap with the
+    /// single decision threshold, and with the thresholds in force (`null` when undefined: no
+    /// records, or fewer than two groups to compare).
+    pub accuracy_before: Option<f64>,
     pub gap_before: Option<f64>,
-    pub accuracy_after: f64,
+    pub accuracy_after: Option<f64>,
     pub gap_after: Option<f64>,
 }
 
@@ -262,15 +264,15 @@ impl PostprocessingJson {
             .map(|g| format!("{} >= {:.2}", g.group, g.threshold))
             .collect();
         format!(
-            "{} thresholds by {} (strength {}): {}; accuracy {:.4} -> {:.4}, gap {} -> {}",
+            "{} thresholds by {} (strength {}): {}; accuracy {} -> {}, gap {} -> {}",
             self.thresholds,
             self.attribute,
             self.strength,
             groups.join(", "),
-            self.accuracy_before,
-            self.accuracy_after,
-            self.gap_before.map_or("n/a".into(), |g| format!("{g:.4}")),
-            self.gap_after.map_or("n/a".into(), |g| format!("{g:.4}")),
+            figure(self.accuracy_before),
+            figure(self.accuracy_after),
+            figure(self.gap_before),
+            figure(self.gap_after),
         )
     }
 }
@@ -380,6 +382,12 @@ impl MitigationRun {
         )
     }
 
+    /// A fit made a new global model: the score histograms measured the previous one, so no
+    /// thresholds are chosen from them (until the new model's evaluation brings its own).
+    pub fn model_changed(&mut self) {
+        self.histograms = None;
+    }
+
     /// Takes the summed evaluate extras of the latest global model.
     pub fn absorb_evaluation(&mut self, extras: &[f64]) -> Result<(), LengthMismatch> {
         let statistics = self.evaluation_layout().with_values(extras)?;
@@ -404,8 +412,9 @@ impl MitigationRun {
             .gap(0, m.metric(), m.min_group_size as f64)
     }
 
-    /// After the last round: the per-group thresholds from the last evaluation's summed
-    /// histograms, put in force (fed back from now on) and described for model.json.
+    /// After the last round: the per-group thresholds from the final model's summed histograms,
+    /// put in force (fed back from now on) and described for model.json. None without
+    /// post-processing, or when the final model's evaluation aborted (no histograms of it).
     pub fn choose_thresholds(&mut self) -> Option<PostprocessingJson> {
         let p = self.postprocessing.as_ref()?;
         let histograms = self.histograms.as_ref()?;

@@ -797,7 +797,12 @@ impl Node {
                 }),
                 SecAggStage::Done | SecAggStage::Unspecified | SecAggStage::Setup => {
                     if !relay.aborted.is_empty() {
-                        warn!(round, phase = phase.label(), reason = %relay.aborted, "the phase aborted; the previous global model stays");
+                        let consequence = match phase {
+                            Phase::Fit => "the previous global model stays",
+                            Phase::Evaluate => "the round's model stays in force, unmeasured",
+                            _ => "its result is missing",
+                        };
+                        warn!(round, phase = phase.label(), reason = %relay.aborted, "the phase aborted: {consequence}");
                     }
                     return Ok(
                         relay.aborted.is_empty() && session.completed() == SecAggStage::Unmask

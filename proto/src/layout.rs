@@ -444,7 +444,9 @@ impl GroupCounts {
 
     /// Fairlearn's demographic parity difference (max − min selection rate over the groups of
     /// `attribute` with at least `min_size` records) and equal opportunity difference (the same
-    /// over true-positive rates). None where fewer than two groups qualify.
+    /// over true-positive rates). As Fairlearn's `MetricFrame.difference()` skips NaN, a group
+    /// whose rate is undefined (no actual positives, for the true-positive rate) is left out;
+    /// None (undefined) where fewer than two groups have a defined rate (docs/metrics.md).
     pub fn gaps(&self, attribute: usize, min_size: f64) -> (Option<f64>, Option<f64>) {
         let tallies: Vec<GroupTally> = self
             .tallies(attribute)

@@ -322,10 +322,11 @@ pub struct ChosenThresholds {
     /// The threshold bin of each group (categories, then unknown): positive when the predicted
     /// probability's bin is at least this.
     pub bins: Vec<u32>,
-    /// Accuracy and the targeted gap with one threshold for all groups…
-    pub before: (f64, Option<f64>),
+    /// Accuracy and the targeted gap with one threshold for all groups (each None when
+    /// undefined: no records, or fewer than two groups to compare)…
+    pub before: (Option<f64>, Option<f64>),
     /// …and with the chosen thresholds.
-    pub after: (f64, Option<f64>),
+    pub after: (Option<f64>, Option<f64>),
 }
 
 impl GroupHistograms {
@@ -405,8 +406,9 @@ impl GroupHistograms {
         }
     }
 
-    /// Accuracy over all groups with group g deciding positive from bin `thresholds[g]` up.
-    pub fn accuracy_at(&self, thresholds: &[u32]) -> f64 {
+    /// Accuracy over all groups with group g deciding positive from bin `thresholds[g]` up; None
+    /// (undefined) when the histograms hold no record.
+    pub fn accuracy_at(&self, thresholds: &[u32]) -> Option<f64> {
         let (mut correct, mut n) = (0.0, 0.0);
         for (g, &t) in thresholds.iter().enumerate() {
             let (pos, neg) = self.histograms(g);
@@ -414,7 +416,7 @@ impl GroupHistograms {
             correct += pos[t..].iter().sum::<f64>() + neg[..t].iter().sum::<f64>();
             n += pos.iter().sum::<f64>() + neg.iter().sum::<f64>();
         }
-        if n > 0.0 { correct / n } else { f64::NAN }
+        (n > 0.0).then(|| correct / n)
     }
 
     /// Per-group thresholds under `rule`. Every group of at least `min_size` records starts at
@@ -503,7 +505,8 @@ impl GroupHistograms {
             .map(|i| f64::from(i) / 200.0)
             .max_by(|&a, &b| {
                 self.accuracy_at(&choose(a, 1.0))
-                    .total_cmp(&self.accuracy_at(&choose(b, 1.0)))
+                    .partial_cmp(&self.accuracy_at(&choose(b, 1.0)))
+                    .expect("accuracies are finite or undefined")
             })
             .unwrap_or(0.5);
         let bins = if strength == 0.0 {
@@ -754,7 +757,7 @@ mod tests {
         let chosen = h.thresholds(ThresholdRule::EqualOpportunity, 1.0, 5, 1.0);
         assert_eq!(chosen.before.1, Some(0.5));
         assert_eq!(chosen.after.1, Some(0.0));
-        assert!(chosen.after.0 >= chosen.before.0);
+        assert!(chosen.after.0.unwrap() >= chosen.before.0.unwrap());
         assert_eq!(chosen.bins[0], 5);
         assert!(chosen.bins[1] <= 3, "{:?}", chosen.bins);
         let none = h.thresholds(ThresholdRule::EqualOpportunity, 0.0, 5, 1.0);

@@ -109,7 +109,11 @@ dropout = {{ masked_input = {p} }}
     let outcome = run_experiment(&path, &[], dir.path(), &mut Quiet).unwrap();
     let (header, rows) = rows(&outcome.rounds_csv);
     let column = |name: &str| header.iter().position(|h| h == name).unwrap();
-    let (completed, dropped, aborted) = (column("completed"), column("dropped"), column("aborted"));
+    let (completed, dropped, aborted) = (
+        column("completed"),
+        column("dropped"),
+        column("fit_aborted"),
+    );
     let mut total_dropped = 0;
     let threshold = n / 2 + 1;
     let mut aborts = 0;
@@ -190,6 +194,7 @@ dropout = { masked_input = 0.2 }
         assert_eq!(g[accuracy], l[accuracy], "grpc {g:?} vs in-process {l:?}");
     }
     assert_eq!(grpc.summary[0].model, local.summary[0].model);
+    assert!(grpc.summary[0].final_accuracy.is_some());
     assert_eq!(
         grpc.summary[0].final_accuracy,
         local.summary[0].final_accuracy

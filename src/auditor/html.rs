@@ -20,12 +20,51 @@ fn rate(r: &Rate) -> String {
             100.0 * lo,
             100.0 * hi
         ),
-        _ => "–".into(),
+        _ => "undefined (no records to measure it on)".into(),
     }
 }
 
 fn number(v: Option<f64>) -> String {
-    v.map_or("–".into(), |v| format!("{v:.3}"))
+    v.map_or("undefined".into(), |v| format!("{v:.3}"))
+}
+
+/// A difference or ratio, with the reason when undefined.
+fn comparison(v: Option<f64>, undefined: Option<&String>) -> String {
+    match (v, undefined) {
+        (Some(v), _) => format!("{v:.3}"),
+        (None, Some(why)) => format!("undefined ({})", escape(why)),
+        (None, None) => "undefined".into(),
+    }
+}
+
+/// Per compared rate: the groups its figures cover and those left out, with the reasons.
+fn coverage(b: &BreakdownMetrics) -> String {
+    let mut html = String::from("<ul class=coverage>");
+    for c in &b.coverage {
+        let left_out: Vec<String> = c
+            .left_out
+            .iter()
+            .map(|l| format!("{} ({})", escape(&l.group), escape(&l.reason)))
+            .collect();
+        let _ = write!(
+            html,
+            "<li><b>{}</b> (for {}): covers {}; leaves out {}.</li>",
+            escape(&c.rate),
+            escape(&c.used_by.join(", ")),
+            if c.covers.is_empty() {
+                "no group".into()
+            } else {
+                escape(&c.covers.join(", "))
+            },
+            if left_out.is_empty() {
+                "none".into()
+            } else {
+                left_out.join(", ")
+            }
+        );
+    }
+    html.push_str("</ul>");
+    html
 }
 
 /// A horizontal bar chart of one rate per compared group, with its Wilson interval.
@@ -49,7 +88,11 @@ fn bars(title: &str, groups: &[&GroupMetrics], pick: fn(&GroupMetrics) -> &Rate)
             escape(&g.group)
         );
         if let (Some(v), Some(lo), Some(hi)) = (r.value, r.low, r.high) {
-            let class = if g.four_fifths_flag { "flag" } else { "bar" };
+            let class = if g.four_fifths_flag == Some(true) {
+                "flag"
+            } else {
+                "bar"
+            };
             let _ = write!(
                 svg,
                 "<rect class={class} x=\"{label_w}\" y=\"{y}\" width=\"{:.1}\" height=\"15\"/><line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\"/><text x=\"{:.1}\" y=\"{}\">{:.1}%</text>",
@@ -70,17 +113,39 @@ fn bars(title: &str, groups: &[&GroupMetrics], pick: fn(&GroupMetrics) -> &Rate)
 
 fn breakdown_section(b: &BreakdownMetrics) -> String {
     let mut html = format!("<section><h2>{}</h2>", escape(&b.breakdown));
+    let why = |rate: &str| {
+        b.coverage
+            .iter()
+            .find(|c| c.rate == rate)
+            .and_then(|c| c.difference_undefined.as_ref())
+    };
+    let ratio_why = b
+        .coverage
+        .iter()
+        .find(|c| c.rate == "selection_rate")
+        .and_then(|c| c.ratio_undefined.as_ref());
     let _ = write!(
         html,
         "<p class=summary>Demographic parity difference <b>{}</b> (ratio {}), equal opportunity difference <b>{}</b>, equalized odds difference <b>{}</b>, predictive parity difference <b>{}</b>. Most favoured group: {}. Records with an unknown category: <b>{}</b>.</p>",
-        number(b.demographic_parity_difference),
-        number(b.demographic_parity_ratio),
-        number(b.equal_opportunity_difference),
-        number(b.equalized_odds_difference),
-        number(b.predictive_parity_difference),
-        escape(b.most_favoured.as_deref().unwrap_or("–")),
+        comparison(b.demographic_parity_difference, why("selection_rate")),
+        comparison(b.demographic_parity_ratio, ratio_why),
+        comparison(b.equal_opportunity_difference, why("true_positive_rate")),
+        comparison(
+            b.equalized_odds_difference,
+            why("true_positive_rate").or(why("false_positive_rate"))
+        ),
+        comparison(
+            b.predictive_parity_difference,
+            why("positive_predictive_value")
+        ),
+        escape(
+            b.most_favoured
+                .as_deref()
+                .unwrap_or("none (no selection rate defined)")
+        ),
         b.unknown_count
     );
+    html.push_str(&coverage(b));
     html.push_str("<table><tr><th>Group</th><th>n</th><th>Selection rate</th><th>TPR</th><th>FPR</th><th>FNR</th><th>PPV</th><th>Accuracy</th><th>Calibration error</th><th>Impact ratio</th><th>Flags</th></tr>");
     for g in &b.groups {
         let mut flags = Vec::new();
@@ -93,10 +158,10 @@ fn breakdown_section(b: &BreakdownMetrics) -> String {
         if g.unknown {
             flags.push("unknown (not compared)");
         }
-        if g.four_fifths_flag {
+        if g.four_fifths_flag == Some(true) {
             flags.push("below four-fifths");
         }
-        let class = if g.four_fifths_flag {
+        let class = if g.four_fifths_flag == Some(true) {
             " class=flagged"
         } else {
             ""

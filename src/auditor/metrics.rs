@@ -6,6 +6,14 @@
 //! groups, groups with no records and any group with an `unknown` category (whose count is
 //! always reported). Every rate carries a 95% Wilson score interval. Counts may come from a
 //! report anyone handed over, so sums of them saturate rather than overflow.
+//!
+//! Undefined is `None` (JSON `null`) with the reason stated, never NaN or a stand-in. A rate
+//! whose denominator is zero is undefined. Like Fairlearn's `MetricFrame.difference()` and
+//! `ratio()` (pandas `min`/`max` skip NaN), a difference or ratio is taken over the compared
+//! groups whose rate is defined; unlike Fairlearn, which says nothing, each [`Coverage`] names
+//! the groups it covers and every group it leaves out with the reason, and a comparison of
+//! fewer than two groups is undefined (Fairlearn gives 0 for one group), as is a ratio whose
+//! largest rate is 0 (0/0; NaN in Fairlearn).
 
 use accord_proto::fairness::{FairnessLayout, GroupStatistics};
 use accord_proto::layout::UNKNOWN;
@@ -85,10 +93,37 @@ pub struct GroupMetrics {
     pub accuracy: Rate,
     /// Expected calibration error over the score histogram (bin midpoints as predictions).
     pub calibration_error: Option<f64>,
-    /// Selection rate relative to the most favoured compared group.
+    /// Selection rate relative to the most favoured compared group; None when undefined (not
+    /// compared, no selection rate, or the most favoured group's rate is 0).
     pub impact_ratio: Option<f64>,
-    /// The impact ratio is below the four-fifths threshold.
-    pub four_fifths_flag: bool,
+    /// The impact ratio is below the four-fifths threshold; None when the impact ratio is
+    /// undefined (neither flagged nor cleared).
+    pub four_fifths_flag: Option<bool>,
+}
+
+/// A compared group a difference or ratio leaves out, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeftOut {
+    pub group: String,
+    pub reason: String,
+}
+
+/// The groups the differences and ratios of one rate are taken over.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Coverage {
+    /// The rate compared, e.g. "selection_rate".
+    pub rate: String,
+    /// The breakdown's figures taken over this rate's groups.
+    pub used_by: Vec<String>,
+    /// The compared groups whose rate is defined: the figures are taken over these.
+    pub covers: Vec<String>,
+    /// Groups of the breakdown not covered, each with the reason (suppressed, an `unknown`
+    /// category, no records, or the rate's denominator is zero).
+    pub left_out: Vec<LeftOut>,
+    /// Why the difference is undefined (None when it is defined).
+    pub difference_undefined: Option<String>,
+    /// Why the ratio is undefined (None when it is defined; only rates with a ratio).
+    pub ratio_undefined: Option<String>,
 }
 
 /// A breakdown's groups and the disparities between the compared ones.
@@ -96,8 +131,11 @@ pub struct GroupMetrics {
 pub struct BreakdownMetrics {
     pub breakdown: String,
     pub groups: Vec<GroupMetrics>,
-    /// The groups the disparities below are taken over.
+    /// The groups eligible for comparison (not suppressed, no `unknown` category, some
+    /// records); each rate's [`Coverage`] says which of them its figures cover.
     pub compared: Vec<String>,
+    /// Per compared rate: the groups its differences and ratios cover and those left out.
+    pub coverage: Vec<Coverage>,
     /// Records in groups with an `unknown` category.
     pub unknown_count: u64,
     pub most_favoured: Option<String>,
@@ -118,11 +156,11 @@ pub const DEFINITIONS: [(&str, &str); 11] = [
     ("accuracy", "(TP + TN) / n"),
     (
         "calibration_error",
-        "sum over score bins of (bin n / n) * |bin positives / bin n - bin midpoint|",
+        "sum over non-empty score bins of (bin n / n) * |bin positives / bin n - bin midpoint| (an empty bin's calibration is undefined and carries no weight); undefined for a group with no records",
     ),
     (
         "demographic_parity_difference",
-        "Fairlearn: max - min selection rate over compared groups; ratio: min / max",
+        "Fairlearn: max - min selection rate over the compared groups whose rate is defined (coverage names them and those left out); ratio: min / max; undefined with fewer than two such groups, the ratio also when max is 0",
     ),
     (
         "equal_opportunity_difference",
@@ -130,11 +168,11 @@ pub const DEFINITIONS: [(&str, &str); 11] = [
     ),
     (
         "equalized_odds_difference",
-        "Fairlearn: max(TPR difference, FPR difference)",
+        "Fairlearn: max(TPR difference, FPR difference); undefined when either is",
     ),
     (
         "impact_ratio",
-        "selection rate / the most favoured group's selection rate; flagged below four_fifths",
+        "selection rate / the most favoured group's selection rate; flagged below four_fifths; both undefined (null) when the most favoured rate is 0",
     ),
 ];
 
@@ -157,14 +195,109 @@ fn calibration_error(g: &GroupStatistics) -> Option<f64> {
     Some(error)
 }
 
-fn spread(values: impl Iterator<Item = Option<f64>>) -> (Option<f64>, Option<f64>) {
-    let values: Vec<f64> = values.flatten().collect();
-    if values.len() < 2 {
-        return (None, None);
+/// Which compared rate a [`Coverage`] is about: its name, what its denominator counts (for the
+/// reason a group is left out), the figures that use it, and whether a ratio is reported.
+struct Compared {
+    rate: &'static str,
+    denominator: &'static str,
+    used_by: &'static [&'static str],
+    ratio: bool,
+    pick: fn(&GroupMetrics) -> &Rate,
+}
+
+const COMPARED: [Compared; 4] = [
+    Compared {
+        rate: "selection_rate",
+        denominator: "records",
+        used_by: &[
+            "demographic_parity_difference",
+            "demographic_parity_ratio",
+            "impact_ratio",
+        ],
+        ratio: true,
+        pick: |g| &g.selection_rate,
+    },
+    Compared {
+        rate: "true_positive_rate",
+        denominator: "actual positives",
+        used_by: &["equal_opportunity_difference", "equalized_odds_difference"],
+        ratio: false,
+        pick: |g| &g.true_positive_rate,
+    },
+    Compared {
+        rate: "false_positive_rate",
+        denominator: "actual negatives",
+        used_by: &["equalized_odds_difference"],
+        ratio: false,
+        pick: |g| &g.false_positive_rate,
+    },
+    Compared {
+        rate: "positive_predictive_value",
+        denominator: "predicted positives",
+        used_by: &["predictive_parity_difference"],
+        ratio: false,
+        pick: |g| &g.positive_predictive_value,
+    },
+];
+
+/// Why a group is not eligible for comparison at all (None when it is).
+fn not_compared(g: &GroupMetrics) -> Option<&'static str> {
+    if g.suppressed {
+        Some("suppressed by the disclosure policy")
+    } else if g.unknown {
+        Some("an unknown category: reported, not compared")
+    } else if g.n == 0 {
+        Some("no records")
+    } else {
+        None
     }
-    let max = values.iter().cloned().fold(f64::MIN, f64::max);
-    let min = values.iter().cloned().fold(f64::MAX, f64::min);
-    (Some(max - min), (max > 0.0).then(|| min / max))
+}
+
+/// Fairlearn's difference (max − min) and ratio (min / max) of one rate over the eligible
+/// groups whose rate is defined, with the coverage stating them and the groups left out.
+fn compare(groups: &[GroupMetrics], c: &Compared) -> (Option<f64>, Option<f64>, Coverage) {
+    let mut covers = Vec::new();
+    let mut left_out = Vec::new();
+    let mut values = Vec::new();
+    for g in groups {
+        let reason = match (not_compared(g), (c.pick)(g).value) {
+            (Some(reason), _) => reason.to_owned(),
+            (None, None) => format!("{} undefined: no {}", c.rate, c.denominator),
+            (None, Some(v)) => {
+                covers.push(g.group.clone());
+                values.push(v);
+                continue;
+            }
+        };
+        left_out.push(LeftOut {
+            group: g.group.clone(),
+            reason,
+        });
+    }
+    let (difference, ratio, difference_undefined, ratio_undefined) = if values.len() < 2 {
+        let why = format!(
+            "{} group(s) with a defined {}; a comparison needs two",
+            values.len(),
+            c.rate
+        );
+        (None, None, Some(why.clone()), c.ratio.then_some(why))
+    } else {
+        let max = values.iter().copied().fold(f64::MIN, f64::max);
+        let min = values.iter().copied().fold(f64::MAX, f64::min);
+        let ratio = (max > 0.0).then(|| min / max);
+        let ratio_undefined = (c.ratio && ratio.is_none())
+            .then(|| format!("every covered group's {} is 0 (0 / 0)", c.rate));
+        (Some(max - min), ratio, None, ratio_undefined)
+    };
+    let coverage = Coverage {
+        rate: c.rate.to_owned(),
+        used_by: c.used_by.iter().map(|u| (*u).to_owned()).collect(),
+        covers,
+        left_out,
+        difference_undefined,
+        ratio_undefined,
+    };
+    (difference, ratio, coverage)
 }
 
 /// Every breakdown's metrics from the decrypted counts (`None` for a suppressed group).
@@ -210,20 +343,19 @@ pub fn compute(
                         ),
                         calibration_error: calibration_error(&g),
                         impact_ratio: None,
-                        four_fifths_flag: false,
+                        four_fifths_flag: None,
                     }
                 })
                 .collect();
             let compared: Vec<usize> = (0..groups.len())
-                .filter(|&i| !groups[i].suppressed && !groups[i].unknown && groups[i].n > 0)
+                .filter(|&i| not_compared(&groups[i]).is_none())
                 .collect();
-            let rate = |f: fn(&GroupMetrics) -> &Rate| {
-                spread(compared.iter().map(|&i| f(&groups[i]).value))
-            };
-            let (dp_difference, dp_ratio) = rate(|g| &g.selection_rate);
-            let (eo_difference, _) = rate(|g| &g.true_positive_rate);
-            let (fpr_difference, _) = rate(|g| &g.false_positive_rate);
-            let (pp_difference, _) = rate(|g| &g.positive_predictive_value);
+            let [
+                (dp_difference, dp_ratio, dp),
+                (eo_difference, _, eo),
+                (fpr_difference, _, fpr),
+                (pp_difference, _, pp),
+            ] = COMPARED.each_ref().map(|c| compare(&groups, c));
             let favoured = compared
                 .iter()
                 .copied()
@@ -242,12 +374,13 @@ pub fn compute(
                 for &i in &compared {
                     let ratio = groups[i].selection_rate.value.map(|v| v / best);
                     groups[i].impact_ratio = ratio;
-                    groups[i].four_fifths_flag = ratio.is_some_and(|r| r < thresholds.four_fifths);
+                    groups[i].four_fifths_flag = ratio.map(|r| r < thresholds.four_fifths);
                 }
             }
             BreakdownMetrics {
                 breakdown: breakdown.name.clone(),
                 compared: compared.iter().map(|&i| groups[i].group.clone()).collect(),
+                coverage: vec![dp, eo, fpr, pp],
                 unknown_count: (groups.iter().filter(|g| g.unknown))
                     .fold(0, |total, g| total.saturating_add(g.n)),
                 most_favoured: favoured.map(|i| groups[i].group.clone()),
@@ -329,8 +462,21 @@ mod tests {
         assert!(
             (m.predictive_parity_difference.unwrap() - (25.0 / 30.0 - 40.0 / 60.0)).abs() < 1e-12
         );
-        assert!(m.groups[1].four_fifths_flag && !m.groups[0].four_fifths_flag);
+        assert_eq!(
+            (m.groups[0].four_fifths_flag, m.groups[1].four_fifths_flag),
+            (Some(false), Some(true))
+        );
         assert!(m.groups[2].small && m.groups[2].unknown && m.groups[2].impact_ratio.is_none());
+        assert_eq!(m.groups[2].four_fifths_flag, None);
+        let selection = &m.coverage[0];
+        assert_eq!(selection.covers, ["gender=a", "gender=b"]);
+        assert_eq!(
+            selection.left_out,
+            [LeftOut {
+                group: "gender=unknown".into(),
+                reason: "an unknown category: reported, not compared".into()
+            }]
+        );
     }
 
     #[test]
@@ -349,5 +495,94 @@ mod tests {
         assert!(m.groups[0].suppressed);
         assert_eq!(m.compared, ["disability=no"]);
         assert_eq!(m.demographic_parity_difference, None);
+    }
+
+    fn three_groups() -> FairnessLayout {
+        let schema = Schema {
+            protected_attributes: vec![ProtectedAttribute {
+                name: "channel".into(),
+                categories: vec!["phone".into(), "chat".into(), "email".into()],
+                use_as_feature: false,
+            }],
+            ..Default::default()
+        };
+        FairnessLayout::new(&schema, 2).unwrap()
+    }
+
+    #[test]
+    fn a_rate_with_a_zero_denominator_is_undefined_with_no_interval() {
+        let r = Rate::new(0, 0);
+        assert_eq!((r.value, r.low, r.high), (None, None, None));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["value"], serde_json::Value::Null);
+        assert_eq!(serde_json::from_value::<Rate>(json).unwrap(), r);
+    }
+
+    #[test]
+    fn a_difference_covers_the_groups_whose_rate_is_defined_and_names_the_one_left_out() {
+        // email has 40 records and no actual positive: its TPR is undefined (0 / 0).
+        let counts = vec![
+            Some(stats(100, 50, 60, 40)),
+            Some(stats(100, 50, 30, 25)),
+            Some(stats(40, 0, 10, 0)),
+            Some(stats(0, 0, 0, 0)),
+        ];
+        let m = &compute(&three_groups(), &counts, &thresholds())[0];
+        assert_eq!(m.groups[2].true_positive_rate.value, None);
+        // Fairlearn's difference skips the undefined group: TPR 40/50 - 25/50 = 0.3.
+        assert!((m.equal_opportunity_difference.unwrap() - 0.3).abs() < 1e-12);
+        let tpr = &m.coverage[1];
+        assert_eq!(tpr.rate, "true_positive_rate");
+        assert_eq!(tpr.covers, ["channel=phone", "channel=chat"]);
+        assert_eq!(
+            tpr.left_out,
+            [
+                LeftOut {
+                    group: "channel=email".into(),
+                    reason: "true_positive_rate undefined: no actual positives".into()
+                },
+                LeftOut {
+                    group: "channel=unknown".into(),
+                    reason: "an unknown category: reported, not compared".into()
+                },
+            ]
+        );
+        assert_eq!(tpr.difference_undefined, None);
+        // The selection rate is defined for email (10 / 40), so it is covered there:
+        // max 0.6 - min 0.25 = 0.35.
+        assert_eq!(
+            m.coverage[0].covers,
+            ["channel=phone", "channel=chat", "channel=email"]
+        );
+        assert!((m.demographic_parity_difference.unwrap() - 0.35).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_ratio_whose_largest_rate_is_zero_is_undefined_and_nothing_is_flagged() {
+        // Nobody selected in any group: the differences are 0, the ratios 0 / 0.
+        let counts = vec![
+            Some(stats(100, 50, 0, 0)),
+            Some(stats(80, 20, 0, 0)),
+            Some(stats(60, 30, 0, 0)),
+            Some(stats(0, 0, 0, 0)),
+        ];
+        let m = &compute(&three_groups(), &counts, &thresholds())[0];
+        assert_eq!(m.demographic_parity_difference, Some(0.0));
+        assert_eq!(m.demographic_parity_ratio, None);
+        assert_eq!(
+            m.coverage[0].ratio_undefined.as_deref(),
+            Some("every covered group's selection_rate is 0 (0 / 0)")
+        );
+        assert!(
+            m.groups
+                .iter()
+                .all(|g| g.impact_ratio.is_none() && g.four_fifths_flag.is_none())
+        );
+        // No predicted positive anywhere: every PPV is undefined, so is its difference.
+        assert_eq!(m.predictive_parity_difference, None);
+        assert_eq!(
+            m.coverage[3].difference_undefined.as_deref(),
+            Some("0 group(s) with a defined positive_predictive_value; a comparison needs two")
+        );
     }
 }

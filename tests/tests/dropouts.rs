@@ -14,14 +14,16 @@ fn fault(round: i64, phase: &str, stage: &str, action: &str) -> toml::Value {
     toml::Value::Array(vec![toml::Value::Table(table)])
 }
 
-/// Ten participants; `faulty` of them follow `plan`. Returns the coordinator's round records.
+/// Ten participants; `faulty` of them follow `plan`. Returns the coordinator's outcome, how each
+/// participant ended, and the federation (whose folder holds model.json and rounds.csv).
 async fn run(
     faulty: usize,
     plan: toml::Value,
     rounds: u32,
 ) -> (
-    Vec<accord_coordinator::artefact::RoundRecord>,
+    accord_coordinator::federation::Outcome,
     Vec<Result<u32, String>>,
+    TestFederation,
 ) {
     let mut federation = TestFederation::new(10, 150, 21);
     // The demo's config wants every participant; dropout tolerance is the threshold's job.
@@ -60,18 +62,26 @@ async fn run(
         );
     }
     let outcome = coordinator.await.unwrap().expect("the federation finishes");
-    (outcome.rounds, ends)
+    (outcome, ends, federation)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn below_the_threshold_a_round_aborts_and_the_federation_goes_on() {
     // Five of ten withhold their masked input in round 2: t = 6 is not reached.
-    let (rounds, ends) = run(5, fault(2, "fit", "masked-input", "withhold"), 3).await;
-    let summary: Vec<(u32, u32, bool)> = rounds
+    let (outcome, ends, _federation) = run(5, fault(2, "fit", "masked-input", "withhold"), 3).await;
+    let rounds = outcome.rounds;
+    let summary: Vec<(u32, u32, bool, bool)> = rounds
         .iter()
-        .map(|r| (r.round, r.participants, r.aborted))
+        .map(|r| (r.round, r.participants, r.fit_aborted, r.evaluation_aborted))
         .collect();
-    assert_eq!(summary, [(1, 10, false), (2, 0, true), (3, 10, false)]);
+    assert_eq!(
+        summary,
+        [
+            (1, 10, false, false),
+            (2, 0, true, false),
+            (3, 10, false, false)
+        ]
+    );
     assert!(
         rounds[1].quality.is_none(),
         "no evaluation of an aborted round"
@@ -85,10 +95,11 @@ async fn below_the_threshold_a_round_aborts_and_the_federation_goes_on() {
 async fn three_participants_ending_mid_round_leave_a_complete_round() {
     // Three of ten end (as if their processes died) before their masked input in round 1:
     // their pairwise masks are recovered from their neighbours' key shares.
-    let (rounds, ends) = run(3, fault(1, "fit", "masked-input", "exit"), 2).await;
-    let summary: Vec<(u32, u32, bool)> = rounds
+    let (outcome, ends, _federation) = run(3, fault(1, "fit", "masked-input", "exit"), 2).await;
+    let summary: Vec<(u32, u32, bool)> = outcome
+        .rounds
         .iter()
-        .map(|r| (r.round, r.participants, r.aborted))
+        .map(|r| (r.round, r.participants, r.fit_aborted))
         .collect();
     assert_eq!(summary, [(1, 7, false), (2, 7, false)]);
     assert_eq!(ends.iter().filter(|e| e.is_err()).count(), 3, "{ends:?}");
@@ -96,4 +107,62 @@ async fn three_participants_ending_mid_round_leave_a_complete_round() {
         ends.iter().flatten().all(|completed| *completed == 2),
         "{ends:?}"
     );
+}
+
+/// Issue 12, point 4: five of ten withhold their round-3 evaluation (below t = 6), so the
+/// round-3 model is in force but never measured. model.json's quality is absent, never round
+/// 2's figures passed off as the final model's, and rounds.csv says round 3's evaluation (not
+/// its fit) aborted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_last_evaluation_leaves_the_final_model_unmeasured() {
+    let (outcome, ends, _federation) =
+        run(5, fault(3, "evaluate", "masked-input", "withhold"), 3).await;
+    let summary: Vec<(u32, u32, bool, bool, Option<u32>)> = outcome
+        .rounds
+        .iter()
+        .map(|r| {
+            (
+                r.round,
+                r.participants,
+                r.fit_aborted,
+                r.evaluation_aborted,
+                r.quality.map(|q| q.round),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, 10, false, false, Some(1)),
+            (2, 10, false, false, Some(2)),
+            (3, 10, false, true, None)
+        ]
+    );
+    assert!(
+        outcome.rounds[2].abort_reason.starts_with("evaluate: "),
+        "{}",
+        outcome.rounds[2].abort_reason
+    );
+    assert_eq!(outcome.model.rounds_completed, 3);
+    assert_eq!(
+        outcome.model.quality, None,
+        "round 2's figures carried over"
+    );
+    let written = accord_coordinator::artefact::ModelArtefact::load(&outcome.model_path).unwrap();
+    assert_eq!(written.quality, None);
+
+    let csv = std::fs::read_to_string(&outcome.rounds_path).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|c| *c == name).unwrap();
+    let last: Vec<&str> = csv.lines().nth(3).unwrap().split(',').collect();
+    assert_eq!(
+        (
+            last[column("fit_aborted")],
+            last[column("evaluation_aborted")],
+            last[column("accuracy")],
+            last[column("auc")]
+        ),
+        ("false", "true", "", "")
+    );
+    assert!(ends.iter().all(|e| e.is_ok()), "{ends:?}");
 }

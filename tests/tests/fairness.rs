@@ -42,7 +42,17 @@ async fn audited_federation() -> (TestFederation, PathBuf, PathBuf) {
         bias: parse_biases("age_band=60+:wait*3").unwrap(),
         ..SynthSpec::new(3, 700, 5)
     };
-    let mut federation = TestFederation::with_data(&spec);
+    audited(TestFederation::with_data(&spec)).await
+}
+
+/// One audited federation at a time: two at once (the tests of this file run in parallel) share
+/// two cores for their encrypted phases and miss the stage deadlines.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs `federation` with an auditor; returns it, the auditor's directory and the written
+/// report's path.
+async fn audited(mut federation: TestFederation) -> (TestFederation, PathBuf, PathBuf) {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let auditor = federation.dir().join("auditor");
     let generated = AuditorKeys::generate_into(&auditor).unwrap();
     let key = generated.keys.verifying_key_hex();
@@ -130,6 +140,16 @@ fn pooled_counts(
     layout.read(&values)
 }
 
+/// What `audit verify --model MODEL --auditor-key KEY --ca CA` checks a report against.
+fn pinned<'a>(model: &'a Path, key: &'a str, ca: &'a Path) -> Against<'a> {
+    Against {
+        model: Some(model),
+        auditor_key: Some(key),
+        ca: Some(ca),
+        recompute: None,
+    }
+}
+
 fn failures(report: &Path, against: &Against<'_>) -> Vec<String> {
     failed(&verify(report, against))
 }
@@ -195,8 +215,9 @@ async fn the_audit_matches_the_pooled_data_finds_the_planted_disparity_and_resis
         .iter()
         .find(|g| g.group == "age_band=60+")
         .unwrap();
-    assert!(
+    assert_eq!(
         old.four_fifths_flag,
+        Some(true),
         "60+ impact ratio {:?}",
         old.impact_ratio
     );
@@ -213,12 +234,7 @@ async fn the_audit_matches_the_pooled_data_finds_the_planted_disparity_and_resis
     // An untampered report verifies against the model, the pinned key and the CA.
     let key = std::fs::read_to_string(auditor.join(keys::VERIFYING_KEY_FILE)).unwrap();
     let ca = federation.layout.pki.join("ca.pem");
-    let against = Against {
-        model: Some(&model_path),
-        auditor_key: Some(key.trim()),
-        ca: Some(&ca),
-        recompute: None,
-    };
+    let against = pinned(&model_path, key.trim(), &ca);
     assert_eq!(failures(&report_path, &against), Vec::<String>::new());
 
     // Without a pinned key (or without the CA) nothing vouches for the signatures: never PASS,
@@ -579,4 +595,88 @@ fn rebind(transcript: &mut RoundTranscript, label: &str, bytes: &[u8]) {
         .find(|e| e.label == label)
         .unwrap();
     *entry = Entry::of(label, bytes);
+}
+
+/// Sets every record's `csat` to 5 in each participant's CSV: one class only (all satisfied).
+fn every_csat_five(federation: &TestFederation) {
+    for name in &federation.layout.names {
+        let path = federation.layout.data_file(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines = text.lines();
+        let header = lines.next().unwrap();
+        let columns: Vec<&str> = header.split(',').collect();
+        let csat = columns.iter().position(|c| *c == "csat").unwrap();
+        let mut out = format!("{header}\n");
+        for line in lines {
+            let mut cells: Vec<&str> = line.split(',').collect();
+            assert_eq!(cells.len(), columns.len(), "an unquoted row: {line}");
+            cells[csat] = "5";
+            out.push_str(&cells.join(","));
+            out.push('\n');
+        }
+        std::fs::write(&path, out).unwrap();
+    }
+}
+
+/// Issue 12, points 1 and 4: with one class the model's AUC is undefined, written as `null`, and
+/// the untampered model.json is read back by `audit verify --model` (it failed with "invalid
+/// type: null, expected f64"); the report's comparisons name the rate that is undefined for every
+/// group, and its secure-aggregation line states the threshold and degree in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_class_gives_an_undefined_auc_that_verify_reads_back() {
+    let federation = TestFederation::new(3, 300, 12);
+    every_csat_five(&federation);
+    let (federation, auditor, report_path) = audited(federation).await;
+    let model_path = federation.dir().join("model.json");
+    let raw: Value = serde_json::from_slice(&std::fs::read(&model_path).unwrap()).unwrap();
+    assert_eq!(raw["quality"]["auc"], Value::Null, "{}", raw["quality"]);
+    let model = ModelArtefact::load(&model_path).expect("Accord reads its own model.json");
+    let quality = model.quality.expect("the final model was evaluated");
+    assert_eq!(
+        (quality.round, quality.auc, quality.positive_rate),
+        (ROUNDS, None, 1.0)
+    );
+    let rounds = std::fs::read_to_string(federation.dir().join("rounds.csv")).unwrap();
+    let header: Vec<&str> = rounds.lines().next().unwrap().split(',').collect();
+    let auc = header.iter().position(|c| *c == "auc").unwrap();
+    for row in rounds.lines().skip(1) {
+        assert_eq!(row.split(',').nth(auc), Some(""), "AUC undefined: {row}");
+    }
+
+    let key = std::fs::read_to_string(auditor.join(keys::VERIFYING_KEY_FILE)).unwrap();
+    let ca = federation.layout.pki.join("ca.pem");
+    let against = pinned(&model_path, key.trim(), &ca);
+    assert_eq!(failures(&report_path, &against), Vec::<String>::new());
+
+    let report: FairnessReport =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    // Three members, threshold 0 and neighbours 0 configured: t = 2, the complete graph.
+    assert!(
+        report.parameters.secure_aggregation.contains(
+            "in force: threshold t = 2 of 3 members, 2 neighbours each (the complete graph)"
+        ),
+        "{}",
+        report.parameters.secure_aggregation
+    );
+    // No actual negative anywhere: every FPR is undefined, so is equalized odds, and the
+    // coverage says why for each group compared.
+    let gender = report
+        .metrics
+        .iter()
+        .find(|b| b.breakdown == "gender")
+        .unwrap();
+    assert_eq!(gender.equalized_odds_difference, None);
+    let fpr = gender
+        .coverage
+        .iter()
+        .find(|c| c.rate == "false_positive_rate")
+        .unwrap();
+    assert!(fpr.covers.is_empty(), "{fpr:?}");
+    for compared in &gender.compared {
+        let left = fpr.left_out.iter().find(|l| &l.group == compared).unwrap();
+        assert_eq!(
+            left.reason,
+            "false_positive_rate undefined: no actual negatives"
+        );
+    }
 }

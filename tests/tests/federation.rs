@@ -48,7 +48,7 @@ async fn run_federation(
         outcome
             .rounds
             .iter()
-            .all(|r| !r.aborted && r.participants == 3)
+            .all(|r| !r.fit_aborted && !r.evaluation_aborted && r.participants == 3)
     );
     let model = ModelArtefact::load(&outcome.model_path)
         .expect("model.json loads with a valid content hash");

@@ -46,7 +46,7 @@ async fn undecryptable_and_wrong_shares_name_their_sender_and_the_federation_goe
     let summary: Vec<(u32, u32, bool)> = outcome
         .rounds
         .iter()
-        .map(|r| (r.round, r.participants, r.aborted))
+        .map(|r| (r.round, r.participants, r.fit_aborted))
         .collect();
     // Round 1: all five fitted (org-5 cheated only when revealing shares, which were skipped);
     // round 2: org-5 is out; org-4 (accused, not proven) stays in.
@@ -128,7 +128,7 @@ async fn poisoned_or_out_of_range_inputs_never_reach_the_model() {
     let summary: Vec<(u32, u32, bool, bool)> = outcome
         .rounds
         .iter()
-        .map(|r| (r.round, r.participants, r.aborted, r.quality.is_some()))
+        .map(|r| (r.round, r.participants, r.fit_aborted, r.quality.is_some()))
         .collect();
     // Round 1: the fit sum did not match the commitments, so it aborted. Round 2: org-5's
     // forged proof refused (four fitted), the evaluation aborted on org-4's out-of-range input.

@@ -373,6 +373,11 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
         self.threshold
     }
 
+    /// The plan in force (threshold t, members, neighbour degree), once setup has closed.
+    pub fn plan_in_force(&self) -> Option<&Plan> {
+        self.plan.as_ref().map(|(plan, _)| plan)
+    }
+
     /// The aggregation this session runs.
     pub fn context(&self) -> &Context {
         &self.context

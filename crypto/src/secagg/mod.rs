@@ -531,6 +531,12 @@ impl Plan {
         }
     }
 
+    /// Neighbours per member in force: the configured (or default) k rounded up to even, or
+    /// n - 1 for the complete graph.
+    pub fn degree(&self) -> usize {
+        self.degree
+    }
+
     /// A member's Shamir evaluation point: 1 + its position among the sorted members.
     pub fn point(&self, member: &str) -> Option<u32> {
         self.index(member).map(|i| i as u32 + 1)

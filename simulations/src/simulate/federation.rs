@@ -47,8 +47,12 @@ pub struct RoundOutcome {
     pub completed: usize,
     /// Participants that dropped (or missed the deadline) in the fit phase.
     pub dropped: usize,
+    /// The fit aborted: the previous global model stays.
     pub aborted: bool,
+    /// The fit made a new model but its evaluation aborted: the model is in force, unmeasured.
+    pub evaluation_aborted: bool,
     pub abort_reason: String,
+    /// The quality of this round's model; None when its fit or its evaluation aborted.
     pub quality: Option<Quality>,
     /// (attribute, demographic-parity difference, equal-opportunity difference).
     pub gaps: Vec<(String, Option<f64>, Option<f64>)>,
@@ -405,6 +409,8 @@ impl Simulation<'_> {
             })
             .collect();
         let mut global = LogisticModel::zeros(columns);
+        // The round whose fit made `global` (0: the initial zeros).
+        let mut global_round = 0;
         let mut outcomes = Vec::new();
         for round in 1..=self.config.algorithm.rounds {
             let started = Instant::now();
@@ -476,6 +482,8 @@ impl Simulation<'_> {
                 }
                 Ok((model, completed)) => {
                     global = model;
+                    global_round = round;
+                    run.model_changed();
                     outcome.completed = completed;
                     let layout = run.evaluation_layout();
                     let (quality, gaps, extras) = self.evaluate(
@@ -485,6 +493,7 @@ impl Simulation<'_> {
                         &layout,
                         &mut outcome,
                     )?;
+                    outcome.evaluation_aborted = quality.is_none();
                     outcome.quality = quality;
                     outcome.gaps = gaps;
                     if let Some(extras) = extras {
@@ -505,7 +514,6 @@ impl Simulation<'_> {
             // Every participant applies the thresholds in force to its own records.
             let bins_in_force: Vec<u32> = thresholds.groups.iter().map(|g| g.bin).collect();
             let attribute = thresholds.attribute.clone();
-            let rounds = self.config.algorithm.rounds;
             let mut outcome = RoundOutcome::default();
             let groups: Vec<Vec<usize>> = self
                 .members
@@ -513,7 +521,7 @@ impl Simulation<'_> {
                 .map(|m| m.data.groups[&attribute].clone())
                 .collect();
             let (quality, gaps, _) = self.evaluate_each(
-                rounds,
+                global_round,
                 &global,
                 |i| Decision::PerGroup {
                     groups: &groups[i],
@@ -616,8 +624,12 @@ impl Simulation<'_> {
         for (total, secs) in outcome.stage_secs.iter_mut().zip(evaluate.stage_secs) {
             *total += secs;
         }
-        let Ok((sum, _)) = evaluate.sum else {
-            return Ok((None, Vec::new(), None));
+        let (sum, _) = match evaluate.sum {
+            Ok(sum) => sum,
+            Err(reason) => {
+                outcome.abort_reason = format!("evaluate: {reason}");
+                return Ok((None, Vec::new(), None));
+            }
         };
         let split = EvaluationCounts::len(bins);
         let counts =
@@ -634,7 +646,11 @@ impl Simulation<'_> {
                 (a.clone(), dp, eo)
             })
             .collect();
-        Ok((quality(&counts), gaps, Some(sum[extras_at..].to_vec())))
+        Ok((
+            quality(round, &counts),
+            gaps,
+            Some(sum[extras_at..].to_vec()),
+        ))
     }
 }
 

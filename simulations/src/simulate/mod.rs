@@ -254,17 +254,18 @@ fn run_one(
             outcome: o.clone(),
         })
         .collect();
-    let last = outcomes.iter().rev().find(|o| o.quality.is_some());
-    let trained_accuracy = last
-        .and_then(|o| o.quality)
-        .map_or(f64::NAN, |q| q.accuracy);
+    // The final model is the last one a fit made; its figures are that round's evaluation's,
+    // or undefined when it aborted (never an earlier model's).
+    let last = outcomes.iter().rev().find(|o| !o.aborted);
+    let trained_accuracy = last.and_then(|o| o.quality).map(|q| q.accuracy);
     let mut gaps = last.map(|o| o.gaps.clone()).unwrap_or_default();
     let mut final_accuracy = trained_accuracy;
     if let Some(post) = &result.postprocessed {
         // The thresholds in force change the decisions: the final figures are with them.
         final_accuracy = post
             .quality
-            .map_or(post.thresholds.accuracy_after, |q| q.accuracy);
+            .map(|q| q.accuracy)
+            .or(post.thresholds.accuracy_after);
         if !post.gaps.is_empty() {
             gaps = post.gaps.clone();
         }
@@ -277,6 +278,7 @@ fn run_one(
         participants: n,
         rounds: config.algorithm.rounds,
         rounds_aborted: outcomes.iter().filter(|o| o.aborted).count(),
+        model_round: last.map_or(0, |o| o.round),
         final_accuracy,
         accuracy_before_thresholds: trained_accuracy,
         centralized_accuracy: centralized,
@@ -294,8 +296,8 @@ fn run_one(
     Ok((rows, summary))
 }
 
-/// The process's peak resident memory so far (VmHWM), in MiB; NaN where /proc is unavailable.
-pub fn peak_rss_mb() -> f64 {
+/// The process's peak resident memory so far (VmHWM), in MiB; None where /proc is unavailable.
+pub fn peak_rss_mb() -> Option<f64> {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
@@ -305,5 +307,5 @@ pub fn peak_rss_mb() -> f64 {
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+        .map(|kb| kb / 1024.0)
 }

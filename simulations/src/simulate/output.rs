@@ -5,6 +5,7 @@
 
 use super::config::ExperimentConfig;
 use super::federation::RoundOutcome;
+use accord_coordinator::artefact::csv_number;
 use accord_participant::model::LogisticModel;
 use std::path::{Path, PathBuf};
 
@@ -25,10 +26,13 @@ pub struct SummaryRow {
     pub participants: usize,
     pub rounds: u32,
     pub rounds_aborted: usize,
-    /// The final model's accuracy, with the per-group thresholds when they are in force.
-    pub final_accuracy: f64,
-    /// The final model's accuracy with the single decision threshold.
-    pub accuracy_before_thresholds: f64,
+    /// The round whose fit made the final model (0: every fit aborted, the initial model).
+    pub model_round: u32,
+    /// The final model's accuracy, with the per-group thresholds when they are in force; None
+    /// when the final model was never evaluated (its evaluation aborted).
+    pub final_accuracy: Option<f64>,
+    /// The final model's accuracy with the single decision threshold (None as above).
+    pub accuracy_before_thresholds: Option<f64>,
     pub centralized_accuracy: f64,
     /// (attribute, demographic-parity difference, equal-opportunity difference) of the final
     /// model, with the per-group thresholds when they are in force.
@@ -40,14 +44,17 @@ pub struct SummaryRow {
     /// The final global model.
     pub model: LogisticModel,
     pub wall_secs: f64,
-    pub peak_rss_mb: f64,
+    /// None where /proc is unavailable.
+    pub peak_rss_mb: Option<f64>,
     pub bytes_up_per_participant: f64,
 }
 
 impl SummaryRow {
-    /// Federated minus centralized accuracy, in percentage points.
-    pub fn accuracy_gap_pp(&self) -> f64 {
-        (self.final_accuracy - self.centralized_accuracy) * 100.0
+    /// Federated minus centralized accuracy, in percentage points; None when the final
+    /// accuracy is undefined.
+    pub fn accuracy_gap_pp(&self) -> Option<f64> {
+        self.final_accuracy
+            .map(|a| (a - self.centralized_accuracy) * 100.0)
     }
 
     /// A short label of the run's swept values, for plots.
@@ -72,18 +79,6 @@ pub enum OutputError {
     Write { path: PathBuf, message: String },
 }
 
-fn number(value: f64) -> String {
-    if value.is_finite() {
-        format!("{value:.6}")
-    } else {
-        String::new()
-    }
-}
-
-fn optional(value: Option<f64>) -> String {
-    value.map_or(String::new(), number)
-}
-
 /// `fairness_gap_<attribute>` (demographic parity) and `eo_gap_<attribute>` per attribute.
 fn gap_columns(attributes: &[String]) -> Vec<String> {
     attributes
@@ -97,7 +92,10 @@ fn gap_cells(gaps: &[(String, Option<f64>, Option<f64>)], attributes: &[String])
         .iter()
         .flat_map(|a| {
             let g = gaps.iter().find(|(name, _, _)| name == a);
-            [optional(g.and_then(|g| g.1)), optional(g.and_then(|g| g.2))]
+            [
+                csv_number(g.and_then(|g| g.1)),
+                csv_number(g.and_then(|g| g.2)),
+            ]
         })
         .collect()
 }
@@ -116,7 +114,7 @@ fn write(path: &Path, header: Vec<String>, rows: Vec<Vec<String>>) -> Result<(),
 }
 
 /// `rounds.csv`: run, swept parameters, aggregation, round, participants, completed, dropped,
-/// aborted, log_loss, accuracy, auc, per attribute the demographic-parity and equal-opportunity
+/// fit_aborted, evaluation_aborted, abort_reason, log_loss, accuracy, auc, per attribute the demographic-parity and equal-opportunity
 /// gaps, bytes up and down, seconds per stage and per round.
 pub fn write_rounds(
     path: &Path,
@@ -133,7 +131,9 @@ pub fn write_rounds(
             "participants",
             "completed",
             "dropped",
-            "aborted",
+            "fit_aborted",
+            "evaluation_aborted",
+            "abort_reason",
             "log_loss",
             "accuracy",
             "auc",
@@ -167,9 +167,11 @@ pub fn write_rounds(
                 o.completed.to_string(),
                 o.dropped.to_string(),
                 o.aborted.to_string(),
-                optional(o.quality.map(|q| q.log_loss)),
-                optional(o.quality.map(|q| q.accuracy)),
-                optional(o.quality.map(|q| q.auc)),
+                o.evaluation_aborted.to_string(),
+                o.abort_reason.clone(),
+                csv_number(o.quality.map(|q| q.log_loss)),
+                csv_number(o.quality.map(|q| q.accuracy)),
+                csv_number(o.quality.and_then(|q| q.auc)),
             ]);
             row.extend(gap_cells(&o.gaps, attributes));
             row.extend([o.bytes_up.to_string(), o.bytes_down.to_string()]);
@@ -196,6 +198,7 @@ pub fn write_summary(
             "participants",
             "rounds",
             "rounds_aborted",
+            "model_round",
             "mitigation",
             "thresholds",
             "final_accuracy",
@@ -217,17 +220,18 @@ pub fn write_summary(
                 r.participants.to_string(),
                 r.rounds.to_string(),
                 r.rounds_aborted.to_string(),
+                r.model_round.to_string(),
                 r.mitigation.clone(),
                 r.thresholds.clone(),
-                number(r.final_accuracy),
-                number(r.accuracy_before_thresholds),
-                number(r.centralized_accuracy),
-                number(r.accuracy_gap_pp()),
+                csv_number(r.final_accuracy),
+                csv_number(r.accuracy_before_thresholds),
+                csv_number(Some(r.centralized_accuracy)),
+                csv_number(r.accuracy_gap_pp()),
             ]);
             row.extend(gap_cells(&r.gaps, attributes));
             row.extend([
                 format!("{:.3}", r.wall_secs),
-                format!("{:.1}", r.peak_rss_mb),
+                r.peak_rss_mb.map_or(String::new(), |mb| format!("{mb:.1}")),
                 format!("{:.0}", r.bytes_up_per_participant),
             ]);
             row
@@ -293,19 +297,31 @@ pub struct FrontierPoint {
     pub mitigation: String,
     pub thresholds: String,
     pub seeds: usize,
-    pub accuracy: f64,
-    pub accuracy_sd: f64,
-    pub gap: f64,
-    pub gap_sd: f64,
-    /// No other point has both a higher accuracy and a smaller gap.
+    /// Means over the seeds, and sample standard deviations; None when undefined (see
+    /// `mean_sd`).
+    pub accuracy: Option<f64>,
+    pub accuracy_sd: Option<f64>,
+    pub gap: Option<f64>,
+    pub gap_sd: Option<f64>,
+    /// No other point has both a higher accuracy and a smaller gap (false for a point whose
+    /// accuracy or gap is undefined).
     pub pareto: bool,
 }
 
-fn mean_sd(values: &[f64]) -> (f64, f64) {
-    let n = values.len().max(1) as f64;
+/// The mean and sample standard deviation over seeds: the mean undefined when any seed's value
+/// is (an average never quietly drops a seed), the deviation undefined below two seeds.
+fn mean_sd(values: &[Option<f64>]) -> (Option<f64>, Option<f64>) {
+    let Some(values) = values.iter().copied().collect::<Option<Vec<f64>>>() else {
+        return (None, None);
+    };
+    if values.is_empty() {
+        return (None, None);
+    }
+    let n = values.len() as f64;
     let mean = values.iter().sum::<f64>() / n;
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (mean, var.sqrt())
+    let sd = (values.len() >= 2)
+        .then(|| (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+    (Some(mean), sd)
 }
 
 /// The frontier over the runs of a sweep: runs grouped by every swept value but `seed`, in the
@@ -328,11 +344,8 @@ pub fn frontier(rows: &[SummaryRow], target: &FrontierTarget) -> Vec<FrontierPoi
     let mut points: Vec<FrontierPoint> = groups
         .into_iter()
         .map(|(label, members)| {
-            let accuracies: Vec<f64> = members.iter().map(|r| r.final_accuracy).collect();
-            let gaps: Vec<f64> = members
-                .iter()
-                .map(|r| target.gap(r).unwrap_or(f64::NAN))
-                .collect();
+            let accuracies: Vec<Option<f64>> = members.iter().map(|r| r.final_accuracy).collect();
+            let gaps: Vec<Option<f64>> = members.iter().map(|r| target.gap(r)).collect();
             let (accuracy, accuracy_sd) = mean_sd(&accuracies);
             let (gap, gap_sd) = mean_sd(&gaps);
             FrontierPoint {
@@ -357,18 +370,20 @@ pub fn frontier(rows: &[SummaryRow], target: &FrontierTarget) -> Vec<FrontierPoi
             }
         })
         .collect();
-    let dominated: Vec<bool> = points
+    let defined: Vec<Option<(f64, f64)>> = points.iter().map(|p| p.accuracy.zip(p.gap)).collect();
+    let pareto: Vec<bool> = defined
         .iter()
         .map(|p| {
-            points.iter().any(|q| {
-                q.accuracy >= p.accuracy
-                    && q.gap <= p.gap
-                    && (q.accuracy > p.accuracy || q.gap < p.gap)
+            p.is_some_and(|(accuracy, gap)| {
+                !defined
+                    .iter()
+                    .flatten()
+                    .any(|&(a, g)| a >= accuracy && g <= gap && (a > accuracy || g < gap))
             })
         })
         .collect();
-    for (p, dominated) in points.iter_mut().zip(dominated) {
-        p.pareto = !dominated && p.accuracy.is_finite() && p.gap.is_finite();
+    for (p, pareto) in points.iter_mut().zip(pareto) {
+        p.pareto = pareto;
     }
     points
 }
@@ -400,10 +415,10 @@ pub fn write_frontier(
                 p.mitigation.clone(),
                 p.thresholds.clone(),
                 p.seeds.to_string(),
-                number(p.accuracy),
-                number(p.accuracy_sd),
-                number(p.gap),
-                number(p.gap_sd),
+                csv_number(p.accuracy),
+                csv_number(p.accuracy_sd),
+                csv_number(p.gap),
+                csv_number(p.gap_sd),
                 p.pareto.to_string(),
             ]
         })

@@ -217,9 +217,7 @@ pub fn draw(
                         .iter()
                         .find(|g| &g.0 == attribute)
                         .and_then(|g| g.1)?;
-                    s.final_accuracy
-                        .is_finite()
-                        .then(|| (s.label(), gap, s.final_accuracy))
+                    s.final_accuracy.map(|accuracy| (s.label(), gap, accuracy))
                 })
                 .collect();
             if !points.is_empty() {
@@ -250,10 +248,9 @@ pub fn frontier(
     let seeds = points.iter().map(|p| p.seeds).max().unwrap_or(0);
     let labelled: Vec<(String, f64, f64)> = points
         .iter()
-        .filter(|p| p.accuracy.is_finite() && p.gap.is_finite())
-        .map(|p| {
+        .filter_map(|p| {
             let mark = if p.pareto { "*" } else { "" };
-            (format!("{mark}{}", p.label), p.gap, p.accuracy)
+            Some((format!("{mark}{}", p.label), p.gap?, p.accuracy?))
         })
         .collect();
     scatter(
