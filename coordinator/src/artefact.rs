@@ -27,6 +27,8 @@ pub struct ModelArtefact {
     pub intercept: f64,
     pub rounds: u32,
     pub rounds_completed: u32,
+    /// The participants whose fit uploads made these weights (the last round whose fit
+    /// completed); 0 if none did.
     pub participants: u32,
     pub aggregation: String,
     pub training: TrainingSection,

@@ -1078,7 +1078,14 @@ impl Federation {
             intercept,
             rounds: self.definition.rounds,
             rounds_completed: state.history.iter().filter(|r| !r.fit_aborted).count() as u32,
-            participants: state.registered.len() as u32,
+            // Those whose fit uploads made the model written: the last round whose fit
+            // completed (not everyone who registered).
+            participants: state
+                .history
+                .iter()
+                .rev()
+                .find(|r| !r.fit_aborted)
+                .map_or(0, |r| r.participants),
             aggregation: self.definition.aggregation.clone(),
             training: self.config.training.clone(),
             evaluation: self.config.evaluation.clone(),

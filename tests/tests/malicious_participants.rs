@@ -70,6 +70,8 @@ async fn undecryptable_and_wrong_shares_name_their_sender_and_the_federation_goe
     // org-5 was told the phases went on without it after round 1.
     assert!(!logs[1].phases.contains(&(2, Phase::Fit)), "{:?}", logs[1]);
     assert!(outcome.model.weights.iter().all(|w| w.is_finite()));
+    // model.json counts those whose uploads made the final model, not the five registered.
+    assert_eq!(outcome.model.participants, 4);
     let rounds_csv = std::fs::read_to_string(&outcome.rounds_path).unwrap();
     assert!(rounds_csv.lines().next().unwrap().ends_with(",culprits"));
     assert!(rounds_csv.contains("org-5 (fit, unmask)"), "{rounds_csv}");
