@@ -135,6 +135,8 @@ pub struct Recomputed {
     pub participants: Vec<CommitmentRecord>,
     /// Selected participants whose statistics are not in the aggregate.
     pub dropped: Vec<String>,
+    /// The secure-aggregation parameters in force in the replay, in the report's words.
+    pub secure_aggregation: Option<String>,
 }
 
 impl FairnessAudit {
@@ -540,8 +542,24 @@ pub fn recompute(
     let session = audit
         .session(spec, record.threads as usize)
         .map_err(RecomputeError::Session)?;
-    let Replayed { sum, contributors } = replay(session, &record.messages)?;
+    let Replayed {
+        sum,
+        contributors,
+        plan,
+    } = replay(session, &record.messages)?;
+    let in_force = plan.map(|plan| InForce {
+        threshold: plan.threshold,
+        members: plan.members.len(),
+        degree: plan.degree(),
+    });
     Ok(Recomputed {
+        secure_aggregation: in_force.map(|in_force| {
+            in_force.describe(
+                accord_crypto::he::inputs::MASK_RING.bits(),
+                audit.params.value_bits,
+                &secure_aggregation,
+            )
+        }),
         aggregate: sum
             .to_bytes(&definition.federation_id, record.round)
             .map_err(RecomputeError::Aggregate)?,

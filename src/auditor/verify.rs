@@ -512,6 +512,19 @@ fn recompute_aggregate(
         },
     );
     checks.record(
+        "parameters recomputed",
+        match &recomputed.secure_aggregation {
+            Some(replayed) if *replayed == report.parameters.secure_aggregation => Ok(format!(
+                "the replay's secure aggregation ran with the parameters the report states ({replayed})"
+            )),
+            Some(replayed) => Err(format!(
+                "parameters.secure_aggregation: the report states \"{}\", the replay ran with \"{replayed}\"",
+                report.parameters.secure_aggregation
+            )),
+            None => Err("parameters.secure_aggregation: the replay derived no plan".into()),
+        },
+    );
+    checks.record(
         "contributors recomputed",
         if recomputed.participants != report.participants {
             let names = |p: &[transcript::CommitmentRecord]| {

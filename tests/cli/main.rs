@@ -114,6 +114,7 @@ fn demo_trains_writes_the_artefacts_and_prints_the_drivers() {
     assert!(output.status.success(), "{stdout}");
     assert!(stdout.contains("PASS  aggregate recomputed"), "{stdout}");
     assert!(stdout.contains("PASS  contributors recomputed"), "{stdout}");
+    assert!(stdout.contains("PASS  parameters recomputed"), "{stdout}");
     // Every process the demo started has ended.
     assert!(processes_mentioning(out.to_str().unwrap(), std::process::id()).is_empty());
 }

@@ -548,6 +548,23 @@ fn recompute_binds_the_aggregate_to_the_participants_messages(
             .starts_with("aggregate recomputed: aggregate.ciphertext_sha256: the report states"),
         "{failed_checks:?}"
     );
+    // A coordinator stating stronger secure-aggregation parameters than it ran with (a higher
+    // threshold in force): the auditor signs what it is handed, every other check passes, and
+    // the replay's plan contradicts the report.
+    let misstated = forge(out, auditor, "misstated", |transcript, aggregate| {
+        let stated = transcript.secure_aggregation.clone();
+        transcript.secure_aggregation = stated.replacen("threshold t = ", "threshold t = 9", 1);
+        assert_ne!(transcript.secure_aggregation, stated);
+        aggregate.to_vec()
+    });
+    assert_eq!(failures(&misstated, against), Vec::<String>::new());
+    let failed_checks = failed(&recompute(&misstated, &record_path));
+    assert_eq!(failed_checks.len(), 1, "{failed_checks:?}");
+    assert!(
+        failed_checks[0]
+            .starts_with("parameters recomputed: parameters.secure_aggregation: the report states"),
+        "{failed_checks:?}"
+    );
 }
 
 /// What a dishonest coordinator hands the auditor: its transcript and aggregate rewritten by

@@ -50,6 +50,9 @@ pub enum ReplayError {
 pub struct Replayed<S> {
     pub sum: S,
     pub contributors: BTreeSet<String>,
+    /// The plan the replayed session derived (members, threshold, degree), as the original
+    /// run's was.
+    pub plan: Option<super::Plan>,
 }
 
 /// Feeds `messages` into `session` (fresh, built as the recorded one was) and closes its stages
@@ -95,7 +98,12 @@ pub fn replay<I: MaskedInputs>(
     }
     loop {
         if let StageClosed::Done { sum, contributors } = close(&mut session)? {
-            return Ok(Replayed { sum, contributors });
+            let plan = session.plan_in_force().cloned();
+            return Ok(Replayed {
+                sum,
+                contributors,
+                plan,
+            });
         }
     }
 }
