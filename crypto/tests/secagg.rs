@@ -579,7 +579,8 @@ fn forged_unsigned_replayed_and_wrong_round_messages_are_refused_and_change_noth
 }
 
 /// A round at the unmask stage: everyone sent its masked input and signed the survivor set.
-fn at_unmask(n: usize) -> (Round, Vec<String>) {
+/// Everyone's masked input received and that stage closed: the consistency check is open.
+fn at_consistency_check(n: usize) -> (Round, Vec<String>) {
     let (mut round, names) = at_masked_input(n);
     for name in &names {
         let message = masked(&mut round, name);
@@ -589,6 +590,11 @@ fn at_unmask(n: usize) -> (Round, Vec<String>) {
             .unwrap();
     }
     round.coordinator.close_stage().unwrap();
+    (round, names)
+}
+
+fn at_unmask(n: usize) -> (Round, Vec<String>) {
+    let (mut round, names) = at_consistency_check(n);
     for name in &names {
         let relay = round.coordinator.relay_for(name);
         let message = round
@@ -660,15 +666,7 @@ fn participants_reveal_only_after_t_signatures_on_the_survivor_set_they_signed()
 
 #[test]
 fn a_participant_signs_one_survivor_set_that_includes_it_and_reaches_t() {
-    let (mut round, names) = at_masked_input(5);
-    for name in &names {
-        let message = masked(&mut round, name);
-        round
-            .coordinator
-            .receive(name, Round::certificate(name), message)
-            .unwrap();
-    }
-    round.coordinator.close_stage().unwrap();
+    let (mut round, names) = at_consistency_check(5);
     let honest = round.coordinator.relay_for(&names[0]);
     let session = round.participants.get_mut(&names[0]).unwrap();
     let mut without_me = honest.clone();
@@ -702,15 +700,7 @@ fn a_participant_signs_one_survivor_set_that_includes_it_and_reaches_t() {
 /// count towards anyone's t, and the others' signatures complete the stage.
 #[test]
 fn a_survivor_set_signed_under_another_plan_is_refused_and_named() {
-    let (mut round, names) = at_masked_input(5);
-    for name in &names {
-        let message = masked(&mut round, name);
-        round
-            .coordinator
-            .receive(name, Round::certificate(name), message)
-            .unwrap();
-    }
-    round.coordinator.close_stage().unwrap();
+    let (mut round, names) = at_consistency_check(5);
     let relay = round.coordinator.relay_for(&names[0]);
     let signer = (consortium().signers.iter())
         .find(|s| s.name() == names[0])
