@@ -7,10 +7,12 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod contribution;
 pub mod data;
 pub mod mitigation;
 pub mod model;
 pub mod node;
 
 pub use config::ParticipantConfig;
+pub use contribution::{ContributionError, Contributor};
 pub use node::{Outcome, ParticipantError, run};

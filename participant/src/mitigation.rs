@@ -40,23 +40,19 @@ pub fn label_counts(data: &LocalDataset, mut counts: GroupCounts) -> GroupCounts
     counts
 }
 
-/// The statistics this participant appends to its evaluation vector for `model`.
+/// The statistics this participant appends to its evaluation vector for `model` with the
+/// decisions of `decision`: the layout `zeros` (an [`EvaluationStatistics::zeros`]) filled from
+/// its records.
 pub fn evaluation_statistics(
     model: &LogisticModel,
     x: ArrayView2<f64>,
     data: &LocalDataset,
     zeros: EvaluationStatistics,
-    threshold: f64,
+    decision: &Decision,
 ) -> EvaluationStatistics {
     let counts = zeros.counts.map(|counts| {
         let groups = categories(data, &counts.groups[0].0);
-        model.group_counts(
-            x,
-            data.labels.view(),
-            &[groups],
-            &Decision::Threshold(threshold),
-            counts,
-        )
+        model.group_counts(x, data.labels.view(), &[groups], decision, counts)
     });
     let histograms = zeros.histograms.map(|mut histograms| {
         let groups = categories(data, &histograms.attribute).to_vec();
@@ -65,7 +61,19 @@ pub fn evaluation_statistics(
         }
         histograms
     });
-    EvaluationStatistics { counts, histograms }
+    let all_groups = zeros.all_groups.map(|counts| {
+        let groups: Vec<&[usize]> = counts
+            .groups
+            .iter()
+            .map(|(attribute, _)| categories(data, attribute))
+            .collect();
+        model.group_counts(x, data.labels.view(), &groups, decision, counts)
+    });
+    EvaluationStatistics {
+        counts,
+        histograms,
+        all_groups,
+    }
 }
 
 /// The local objective of this round: reweighing weights from the summed group × label cells,
@@ -149,8 +157,13 @@ pub fn local_gap(
     data: &LocalDataset,
     threshold: f64,
 ) -> Option<f64> {
-    let zeros = EvaluationStatistics::zeros(schema, Some(m), None, 2);
-    let counts = evaluation_statistics(model, x, data, zeros, threshold).counts?;
+    let zeros = EvaluationStatistics {
+        counts: GroupCounts::for_attribute(schema, &m.attribute),
+        histograms: None,
+        all_groups: None,
+    };
+    let counts =
+        evaluation_statistics(model, x, data, zeros, &Decision::Threshold(threshold)).counts?;
     counts.gap(0, m.metric(), m.min_group_size as f64)
 }
 

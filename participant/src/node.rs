@@ -5,11 +5,8 @@
 //! leaves. The schema arrives from the coordinator and is checked before any data is read.
 
 use crate::config::{Fault, FaultAction, FaultPhase, FaultStage, ParticipantConfig};
-use crate::data::{DataError, LoadReport, LocalDataset, load_csv};
-use crate::mitigation::{self, FairFedWeight};
-use crate::model::{
-    Decision, LogisticModel, Standardizer, TrainingParams, round_seed, standardization_sums,
-};
+use crate::contribution::Contributor;
+use crate::data::{DataError, LoadReport, load_csv};
 use accord_crypto::crl::CrlWatch;
 use accord_crypto::he::inputs::{MASK_RING, seal};
 use accord_crypto::he::keys::parse_verifying_key;
@@ -20,19 +17,15 @@ use accord_crypto::secagg::validity::Statement;
 use accord_crypto::secagg::{self, Context, Requirements, SecAggError};
 use accord_proto::MAX_MESSAGE_BYTES;
 use accord_proto::fairness::FairnessLayout;
-use accord_proto::layout::encoded_columns;
-use accord_proto::mitigation::{EvaluationStatistics, active_mitigation, label_counts};
 use accord_proto::phase::PhaseVector;
-use accord_proto::standardization::StandardizationLayout;
 use accord_proto::transport::{WireMeter, channel};
 use accord_proto::v1::federation_client::FederationClient;
 use accord_proto::v1::{
     AwaitRoundRequest, EvaluationUpload, FederationDefinition, GlobalModel, GroupThreshold, Header,
-    MitigationFeedback, MitigationKind, ModelRequest, Phase, PlainVector, ProtectedVector,
+    ModelRequest, Phase, PlainVector, ProtectedVector,
     RegisterRequest, SecAggAwaitRequest, SecAggParams, SecAggRelay, SecAggStage,
     SignedStageMessage, UpdateUpload, protected_vector,
 };
-use ndarray::{Array1, Array2};
 use prost::Message;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -78,16 +71,8 @@ pub enum ParticipantError {
     },
     #[error(transparent)]
     TooManyRows(#[from] crate::data::TooManyRows),
-    #[error("the coordinator sent a model with {actual} weights, expected {expected}")]
-    ModelShape { expected: usize, actual: usize },
-    #[error(
-        "the coordinator sent {got} per-group decision thresholds for '{attribute}', which has {expected} groups"
-    )]
-    Thresholds {
-        attribute: String,
-        expected: usize,
-        got: usize,
-    },
+    #[error(transparent)]
+    Contribution(#[from] crate::contribution::ContributionError),
     #[error(transparent)]
     Data(#[from] DataError),
     #[error("fairness audit: {0}")]
@@ -145,11 +130,11 @@ pub async fn run(
     Ok(Outcome {
         name: node.name,
         load: node.load,
-        rows_used: node.data.len(),
+        rows_used: node.contributor.data().len(),
         rounds_completed,
         bytes_sent: meter.sent(),
         bytes_received: meter.received(),
-        thresholds: node.feedback.thresholds,
+        thresholds: node.contributor.thresholds().to_vec(),
     })
 }
 
@@ -182,15 +167,9 @@ struct Node {
     /// The session the coordinator gave this registration, carried in every request.
     session: u64,
     federation: FederationDefinition,
-    seed: u64,
-    data: LocalDataset,
     load: LoadReport,
-    standardized: Option<(Standardizer, Array2<f64>)>,
-    /// What the coordinator fed back with the last global model (mitigation sums, thresholds).
-    feedback: MitigationFeedback,
-    /// The consortium's record count, from the standardization.
-    records: f64,
-    fairfed: Option<FairFedWeight>,
+    /// What this participant computes in each phase (the round plan's participant side).
+    contributor: Contributor,
 }
 
 fn refused(rpc: &'static str) -> impl FnOnce(Status) -> ParticipantError {
@@ -330,10 +309,8 @@ impl Node {
                 warn!(column = %column, rows = count, "skipped rows with a missing or invalid value");
             }
         }
-        let fairfed = active_mitigation(federation.mitigation.as_ref())
-            .filter(|m| m.kind() == MitigationKind::Fairfed)
-            .map(|_| FairFedWeight::new(data.len()));
         Ok(Self {
+            contributor: Contributor::new(federation.clone(), data, config.seed),
             client,
             secagg,
             fairness,
@@ -341,13 +318,7 @@ impl Node {
             name: response.participant_name,
             session: response.session,
             federation,
-            seed: config.seed,
-            fairfed,
-            data,
             load,
-            standardized: None,
-            feedback: MitigationFeedback::default(),
-            records: 0.0,
         })
     }
 
@@ -380,14 +351,21 @@ impl Node {
                 if self.federation.postprocessing.is_some() {
                     // The final model's thresholds, which this participant applies from now on.
                     self.download(next_round).await?;
-                    info!(thresholds = ?self.feedback.thresholds, "per-group decision thresholds in force");
+                    info!(thresholds = ?self.contributor.thresholds(), "per-group decision thresholds in force");
                 }
                 info!(rounds = rounds_completed, "federation finished");
                 return Ok(rounds_completed);
             }
             let audited = phase == Phase::Fairness && self.fairness.is_some();
             if announcement.selected
-                && (audited || matches!(phase, Phase::Standardize | Phase::Fit | Phase::Evaluate))
+                && (audited
+                    || matches!(
+                        phase,
+                        Phase::Standardize
+                            | Phase::Fit
+                            | Phase::Evaluate
+                            | Phase::EvaluateThresholds
+                    ))
             {
                 let summed = self.take_part(next_round, phase).await?;
                 if summed && phase == Phase::Evaluate {
@@ -404,10 +382,9 @@ impl Node {
         }
     }
 
-    async fn download(
-        &mut self,
-        round: u32,
-    ) -> Result<(LogisticModel, Array2<f64>), ParticipantError> {
+    /// Downloads the global model for `round` and hands it to the contributor, which checks
+    /// it against the schema before accepting it.
+    async fn download(&mut self, round: u32) -> Result<(), ParticipantError> {
         let model: GlobalModel = self
             .client
             .download_model(ModelRequest {
@@ -416,211 +393,22 @@ impl Node {
             .await
             .map_err(refused("DownloadModel"))?
             .into_inner();
-        let columns = self.data.features.ncols();
-        let standardization = model.standardization.unwrap_or_default();
-        for actual in [
-            model.weights.len(),
-            standardization.means.len(),
-            standardization.std_devs.len(),
-        ] {
-            if actual != columns {
-                return Err(ParticipantError::ModelShape {
-                    expected: columns,
-                    actual,
-                });
-            }
-        }
-        if let Some(schema) = &self.federation.schema {
-            let expected = encoded_columns(schema);
-            if model.columns != expected {
-                return Err(ParticipantError::InvalidDefinition(
-                    "the model's columns differ from the schema's".into(),
-                ));
-            }
-        }
-        let standardizer = Standardizer {
-            means: Array1::from(standardization.means),
-            std_devs: Array1::from(standardization.std_devs),
-        };
-        if standardizer
-            .std_devs
-            .iter()
-            .any(|s| !(s.is_finite() && *s > 0.0))
-        {
-            return Err(ParticipantError::InvalidDefinition(
-                "a standard deviation is not positive".into(),
-            ));
-        }
-        self.records = standardization.count as f64;
-        let feedback = model.feedback.unwrap_or_default();
-        if let Some(post) = &self.federation.postprocessing
-            && !feedback.thresholds.is_empty()
-        {
-            // One threshold per category and `unknown`; each record's group indexes them.
-            let expected = (self.federation.schema.iter())
-                .flat_map(|s| &s.protected_attributes)
-                .find(|a| a.name == post.attribute)
-                .map_or(0, |a| a.categories.len() + 1);
-            if feedback.thresholds.len() != expected {
-                return Err(ParticipantError::Thresholds {
-                    attribute: post.attribute.clone(),
-                    expected,
-                    got: feedback.thresholds.len(),
-                });
-            }
-        }
-        self.feedback = feedback;
-        if let (Some(fairfed), Some(m)) =
-            (self.fairfed.as_mut(), self.federation.mitigation.as_ref())
-        {
-            let max_rows = self
-                .federation
-                .secure_aggregation
-                .as_ref()
-                .map_or(u64::MAX, |p| p.max_rows_per_participant);
-            fairfed.settle(&self.feedback, m.strength, self.records, max_rows);
-        }
-        let stale = self
-            .standardized
-            .as_ref()
-            .is_none_or(|(s, _)| *s != standardizer);
-        if stale {
-            let x = standardizer.apply(&self.data.features);
-            self.standardized = Some((standardizer, x));
-        }
-        let x = self
-            .standardized
-            .as_ref()
-            .map(|(_, x)| x.clone())
-            .expect("just set");
-        Ok((
-            LogisticModel {
-                weights: Array1::from(model.weights),
-                intercept: model.intercept,
-            },
-            x,
-        ))
+        Ok(self.contributor.accept_model(round, model)?)
     }
 
     /// This participant's vector for a phase: sums over its records, never a record.
     async fn values(&mut self, round: u32, phase: Phase) -> Result<Vec<f64>, ParticipantError> {
-        let schema = self.federation.schema.clone().unwrap_or_default();
-        let mitigation = self.federation.mitigation.clone();
-        if phase == Phase::Standardize {
-            let layout = StandardizationLayout::new(&schema)
-                .map_err(|e| ParticipantError::InvalidDefinition(e.to_string()))?;
-            let sums = standardization_sums(&layout, &self.data.features)
-                .map_err(|e| ParticipantError::InvalidDefinition(e.to_string()))?;
-            let mut values = layout.to_vec(&sums);
-            if let Some(zeros) = label_counts(&schema, mitigation.as_ref()) {
-                values.extend(mitigation::label_counts(&self.data, zeros).values);
-            }
-            return Ok(values);
+        if phase != Phase::Standardize {
+            self.download(round).await?;
         }
-        let (global, x) = self.download(round).await?;
-        if phase == Phase::Fit {
-            let params = TrainingParams::from(self.federation.training.unwrap_or_default());
-            let objective =
-                mitigation::objective(mitigation.as_ref(), &schema, &self.data, &self.feedback);
-            let local = global.fit_local(
-                x.view(),
-                self.data.labels.view(),
-                &params,
-                round_seed(self.seed, round),
-                &objective,
-                self.secagg.as_ref().map(|s| s.params.clip),
-            );
-            if let (Some(fairfed), Some(m)) = (self.fairfed.as_mut(), mitigation.as_ref()) {
-                let threshold = self
-                    .federation
-                    .evaluation
-                    .unwrap_or_default()
-                    .decision_threshold;
-                let gaps = (
-                    mitigation::local_gap(m, &schema, &global, x.view(), &self.data, threshold),
-                    mitigation::global_gap(m, &schema, &self.feedback),
-                );
-                return Ok(fairfed
-                    .upload(round, &local, gaps, m.strength, self.records)
-                    .to_vec());
-            }
-            return Ok(local.weighted(self.data.len()).to_vec());
-        }
-        let e = self.federation.evaluation.unwrap_or_default();
-        let bins = e.histogram_bins as usize;
-        let counts = global.evaluate(
-            x.view(),
-            self.data.labels.view(),
-            bins,
-            e.decision_threshold,
-        );
-        let zeros = EvaluationStatistics::zeros(
-            &schema,
-            mitigation.as_ref(),
-            self.federation.postprocessing.as_ref(),
-            bins,
-        );
-        let statistics = mitigation::evaluation_statistics(
-            &global,
-            x.view(),
-            &self.data,
-            zeros,
-            e.decision_threshold,
-        );
-        let mut values = counts.to_vec();
-        values.extend(statistics.to_vec());
-        Ok(values)
+        Ok(self.contributor.contribute(round, phase)?)
     }
 
     /// This participant's fairness statistics of the final model: counts per group.
     async fn fairness_statistics(&mut self, round: u32) -> Result<Vec<u64>, ParticipantError> {
-        let (global, x) = self.download(round).await?;
+        self.download(round).await?;
         let audit = self.fairness.as_ref().expect("fairness configured");
-        let threshold = self
-            .federation
-            .evaluation
-            .unwrap_or_default()
-            .decision_threshold;
-        let schema = self.federation.schema.clone().unwrap_or_default();
-        let columns: Vec<&Vec<usize>> = schema
-            .protected_attributes
-            .iter()
-            .map(|a| &self.data.groups[&a.name])
-            .collect();
-        // The decisions in force: the per-group thresholds of post-processing, if any.
-        let in_force: Vec<u32> = self.feedback.thresholds.iter().map(|t| t.bin).collect();
-        let decision = match &self.federation.postprocessing {
-            Some(post) if !in_force.is_empty() => Decision::PerGroup {
-                groups: &self.data.groups[&post.attribute],
-                thresholds: &in_force,
-                histogram_bins: self
-                    .federation
-                    .evaluation
-                    .unwrap_or_default()
-                    .histogram_bins as usize,
-            },
-            _ => Decision::Threshold(threshold),
-        };
-        let mut values = vec![0u64; audit.layout.len()];
-        let mut categories = vec![0; columns.len()];
-        for (row, (p, &label)) in global
-            .predict(x.view())
-            .iter()
-            .zip(self.data.labels.iter())
-            .enumerate()
-        {
-            for (slot, column) in categories.iter_mut().zip(&columns) {
-                *slot = column[row];
-            }
-            audit.layout.add(
-                &mut values,
-                &categories,
-                label > 0.5,
-                decision.positive(row, *p),
-                *p,
-            );
-        }
-        Ok(values)
+        Ok(self.contributor.fairness_counts(&audit.layout)?)
     }
 
     /// Contributes to a phase under the federation's scheme; false if the phase aborted or
@@ -664,35 +452,6 @@ impl Node {
         Ok(true)
     }
 
-    /// A phase's vector: its bounds and relations, built as the coordinator builds them.
-    fn vector(&self, phase: Phase, params: &SecAggParams) -> Result<PhaseVector, ParticipantError> {
-        let schema = self.federation.schema.clone().unwrap_or_default();
-        let columns = self.data.features.ncols();
-        let rows = params.max_rows_per_participant;
-        let mitigation = self.federation.mitigation.as_ref();
-        Ok(match phase {
-            Phase::Standardize => PhaseVector::standardize(&schema, mitigation, rows)
-                .map_err(|e| ParticipantError::InvalidDefinition(e.to_string()))?,
-            Phase::Fit => {
-                let fairfed = match (active_mitigation(mitigation), &self.fairfed) {
-                    (Some(m), Some(_)) => Some((m.strength, self.records)),
-                    _ => None,
-                };
-                PhaseVector::fit(columns, params.clip, rows, fairfed)
-            }
-            _ => PhaseVector::evaluate(
-                &schema,
-                mitigation,
-                self.federation.postprocessing.as_ref(),
-                self.federation
-                    .evaluation
-                    .unwrap_or_default()
-                    .histogram_bins as usize,
-                rows,
-            ),
-        })
-    }
-
     /// Secure aggregation: advertise keys, share keys, send the masked vector, sign the survivor
     /// set, help unmask. A refusal (what the coordinator or a peer sent fails a check) is
     /// logged with its reason and the participant sits the phase out: false, never an exit.
@@ -721,7 +480,7 @@ impl Node {
         } else {
             Input::Values(
                 self.values(round, phase).await?,
-                self.vector(phase, &params)?,
+                self.contributor.vector(phase)?,
             )
         };
         let mut selected = 0;
@@ -800,6 +559,9 @@ impl Node {
                         let consequence = match phase {
                             Phase::Fit => "the previous global model stays",
                             Phase::Evaluate => "the round's model stays in force, unmeasured",
+                            Phase::EvaluateThresholds => {
+                                "the thresholds stay in force, unmeasured"
+                            }
                             _ => "its result is missing",
                         };
                         warn!(round, phase = phase.label(), reason = %relay.aborted, "the phase aborted: {consequence}");

@@ -50,6 +50,7 @@ impl v1::Phase {
             v1::Phase::Evaluate => "evaluate",
             v1::Phase::Finished => "finished",
             v1::Phase::Fairness => "fairness",
+            v1::Phase::EvaluateThresholds => "evaluate-thresholds",
         }
     }
 }

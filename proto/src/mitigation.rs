@@ -20,7 +20,7 @@ use crate::layout::{
     Bound, EvaluationCounts, GroupCounts, GroupTally, LengthMismatch, Relation, WeightedModel,
     check_len,
 };
-use crate::v1::{
+use crate::v1::{EvaluationParams, 
     FairnessMetric, FairnessMitigation, MitigationKind, Schema, ThresholdPostprocessing,
     ThresholdRule,
 };
@@ -546,54 +546,78 @@ pub fn label_counts(
         .and_then(|m| GroupCounts::for_attribute(schema, &m.attribute))
 }
 
-/// What a federation that mitigates or post-processes appends to the evaluate vector: the
-/// mitigation's attribute's group counts of the evaluated model, then the post-processed
-/// attribute's group score histograms.
+/// What the evaluate vector carries after the [`EvaluationCounts`]: the mitigation's
+/// attribute's group counts of the evaluated model (when it mitigates), the post-processed
+/// attribute's group score histograms (when it post-processes), then every protected
+/// attribute's group counts (when the evaluation reports group gaps,
+/// `EvaluationParams.group_gaps`). Each part is absent when not asked for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvaluationStatistics {
+    /// The mitigated attribute's [`GroupCounts`], for the mitigation's feedback.
     pub counts: Option<GroupCounts>,
+    /// The post-processed attribute's score histograms, for choosing per-group thresholds.
     pub histograms: Option<GroupHistograms>,
+    /// Every protected attribute's [`GroupCounts`], for the per-round fairness gaps.
+    pub all_groups: Option<GroupCounts>,
 }
 
 impl EvaluationStatistics {
+    /// The layout, zeroed, for a federation's schema, mitigation, post-processing and
+    /// evaluation parameters.
     pub fn zeros(
         schema: &Schema,
         mitigation: Option<&FairnessMitigation>,
         postprocessing: Option<&ThresholdPostprocessing>,
-        bins: usize,
+        evaluation: &EvaluationParams,
     ) -> Self {
         Self {
             counts: active_mitigation(mitigation)
                 .and_then(|m| GroupCounts::for_attribute(schema, &m.attribute)),
-            histograms: active_postprocessing(postprocessing)
-                .and_then(|p| GroupHistograms::for_attribute(schema, &p.attribute, bins)),
+            histograms: active_postprocessing(postprocessing).and_then(|p| {
+                GroupHistograms::for_attribute(
+                    schema,
+                    &p.attribute,
+                    evaluation.histogram_bins as usize,
+                )
+            }),
+            all_groups: evaluation
+                .group_gaps
+                .then(|| GroupCounts::zeros(schema))
+                .filter(|g| !g.is_empty()),
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.counts.as_ref().map_or(0, GroupCounts::len)
-            + self.histograms.as_ref().map_or(0, GroupHistograms::len)
+    fn parts(&self) -> [Option<&[f64]>; 3] {
+        [
+            self.counts.as_ref().map(|c| c.values.as_slice()),
+            self.histograms.as_ref().map(|h| h.values.as_slice()),
+            self.all_groups.as_ref().map(|g| g.values.as_slice()),
+        ]
     }
 
+    /// The number of values, all parts together.
+    pub fn len(&self) -> usize {
+        self.parts().iter().flatten().map(|p| p.len()).sum()
+    }
+
+    /// True when the evaluation carries nothing after its counts.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The values, in layout order.
     pub fn to_vec(&self) -> Vec<f64> {
-        let mut v = self
-            .counts
-            .as_ref()
-            .map_or_else(Vec::new, |c| c.values.clone());
-        if let Some(h) = &self.histograms {
-            v.extend_from_slice(&h.values);
-        }
-        v
+        self.parts().iter().flatten().flat_map(|p| p.iter().copied()).collect()
     }
 
     /// The same layout with `values` (e.g. an aggregated sum).
+    ///
+    /// # Errors
+    /// [`LengthMismatch`] when `values` is not [`Self::len`] long.
     pub fn with_values(&self, values: &[f64]) -> Result<Self, LengthMismatch> {
-        check_len("mitigation statistics", values, self.len())?;
+        check_len("evaluation statistics", values, self.len())?;
         let split = self.counts.as_ref().map_or(0, GroupCounts::len);
+        let split2 = split + self.histograms.as_ref().map_or(0, GroupHistograms::len);
         Ok(Self {
             counts: self
                 .counts
@@ -603,7 +627,12 @@ impl EvaluationStatistics {
             histograms: self
                 .histograms
                 .as_ref()
-                .map(|h| h.with_values(&values[split..]))
+                .map(|h| h.with_values(&values[split..split2]))
+                .transpose()?,
+            all_groups: self
+                .all_groups
+                .as_ref()
+                .map(|g| g.with_values(&values[split2..]))
                 .transpose()?,
         })
     }
@@ -611,17 +640,23 @@ impl EvaluationStatistics {
     /// The relations of the group counts and histograms, for statistics starting at position
     /// `start` of the phase's vector (after [`EvaluationCounts`]).
     pub fn relations(&self, start: usize) -> Vec<Relation> {
-        let mut relations = self
-            .counts
-            .as_ref()
-            .map_or_else(Vec::new, |c| c.relations(start));
+        let mut relations = Vec::new();
+        let mut at = start;
+        if let Some(c) = &self.counts {
+            relations.extend(c.relations(at));
+            at += c.len();
+        }
         if let Some(h) = &self.histograms {
-            let split = self.counts.as_ref().map_or(0, GroupCounts::len);
-            relations.extend(h.relations(start + split));
+            relations.extend(h.relations(at));
+            at += h.len();
+        }
+        if let Some(g) = &self.all_groups {
+            relations.extend(g.relations(at));
         }
         relations
     }
 
+    /// One participant's bounds: every count at most `max_rows`.
     pub fn bounds(&self, max_rows: u64) -> Vec<Bound> {
         let mut bounds = self
             .counts
@@ -630,8 +665,45 @@ impl EvaluationStatistics {
         if let Some(h) = &self.histograms {
             bounds.extend(h.bounds(max_rows));
         }
+        if let Some(g) = &self.all_groups {
+            bounds.extend(g.bounds(max_rows));
+        }
         bounds
     }
+
+    /// The demographic-parity and equal-opportunity gaps of every protected attribute, from
+    /// the summed [`Self::all_groups`] (Fairlearn's differences, groups of at least one record;
+    /// see [`GroupCounts::gaps`]); empty when the evaluation does not report group gaps.
+    pub fn gaps(&self) -> Vec<AttributeGaps> {
+        let Some(groups) = &self.all_groups else {
+            return Vec::new();
+        };
+        groups
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(i, (attribute, _))| {
+                let (demographic_parity, equal_opportunity) = groups.gaps(i, 1.0);
+                AttributeGaps {
+                    attribute: attribute.clone(),
+                    demographic_parity,
+                    equal_opportunity,
+                }
+            })
+            .collect()
+    }
+}
+
+/// One protected attribute's fairness gaps of an evaluated model: None where undefined (fewer
+/// than two groups with a defined rate; docs/metrics.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttributeGaps {
+    /// The protected attribute.
+    pub attribute: String,
+    /// Demographic-parity difference: max − min selection rate over its groups.
+    pub demographic_parity: Option<f64>,
+    /// Equal-opportunity difference: max − min true-positive rate over its groups.
+    pub equal_opportunity: Option<f64>,
 }
 
 /// The threshold bin of a decision threshold on the predicted probability.

@@ -7,7 +7,7 @@
 use crate::layout::{Bound, EvaluationCounts, Relation, WeightedModel};
 use crate::mitigation::{EvaluationStatistics, FairFedUpdate, label_counts};
 use crate::standardization::{StandardizationError, StandardizationLayout};
-use crate::v1::{FairnessMitigation, Schema, ThresholdPostprocessing};
+use crate::v1::{EvaluationParams, FairnessMitigation, Schema, ThresholdPostprocessing};
 
 /// One phase's vector: per-position bounds (in order) and the relations over positions.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,16 +62,17 @@ impl PhaseVector {
         }
     }
 
-    /// Evaluate with `bins` score bins: [`EvaluationCounts`], then the statistics mitigation and
-    /// post-processing need.
+    /// Evaluate: [`EvaluationCounts`] with the evaluation's score bins, then the
+    /// [`EvaluationStatistics`] mitigation, post-processing and group gaps need.
     pub fn evaluate(
         schema: &Schema,
         mitigation: Option<&FairnessMitigation>,
         postprocessing: Option<&ThresholdPostprocessing>,
-        bins: usize,
+        evaluation: &EvaluationParams,
         max_rows: u64,
     ) -> Self {
-        let statistics = EvaluationStatistics::zeros(schema, mitigation, postprocessing, bins);
+        let bins = evaluation.histogram_bins as usize;
+        let statistics = EvaluationStatistics::zeros(schema, mitigation, postprocessing, evaluation);
         let start = EvaluationCounts::len(bins);
         let mut bounds = EvaluationCounts::bounds(bins, max_rows);
         bounds.extend(statistics.bounds(max_rows));
