@@ -16,7 +16,7 @@ use accord_proto::v1::{
     ProtectedVector, SecAggParams, SecAggRelay, SecAggStage, SignedStageMessage,
     protected_vector::Scheme,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A scheme's name as it appears in configs, the federation definition and every output.
 pub const INSECURE_PLAIN: &str = "insecure-plain";
@@ -108,9 +108,9 @@ pub fn start(
     let len = spec.vector.len();
     match scheme {
         INSECURE_PLAIN => Ok(Box::new(PlainSum {
-            sum: vec![0.0; len],
+            len,
+            vectors: BTreeMap::new(),
             expected: spec.selected,
-            contributors: BTreeSet::new(),
         })),
         _ => {
             let encoding =
@@ -187,11 +187,13 @@ impl PhaseAggregator for SecureSum {
     }
 }
 
-/// `insecure-plain`: the coordinator sees each participant's vector.
+/// `insecure-plain`: the coordinator sees each participant's vector. The vectors are kept until
+/// the phase closes and summed in the participants' name order, so the sum (in floating point)
+/// does not depend on the order uploads arrived in: a federation is reproducible.
 struct PlainSum {
-    sum: Vec<f64>,
+    len: usize,
+    vectors: BTreeMap<String, Vec<f64>>,
     expected: BTreeSet<String>,
-    contributors: BTreeSet<String>,
 }
 
 impl PhaseAggregator for PlainSum {
@@ -211,15 +213,15 @@ impl PhaseAggregator for PlainSum {
         let Some(Scheme::Plain(plain)) = vector.scheme else {
             return Err(wrong());
         };
-        if self.contributors.contains(participant) {
+        if self.vectors.contains_key(participant) {
             return Err(AggregationError::Duplicate {
                 participant: participant.into(),
             });
         }
-        if plain.values.len() != self.sum.len() {
+        if plain.values.len() != self.len {
             return Err(AggregationError::Length {
                 participant: participant.into(),
-                expected: self.sum.len(),
+                expected: self.len,
                 actual: plain.values.len(),
             });
         }
@@ -229,10 +231,7 @@ impl PhaseAggregator for PlainSum {
                 index,
             });
         }
-        for (total, value) in self.sum.iter_mut().zip(&plain.values) {
-            *total += value;
-        }
-        self.contributors.insert(participant.to_owned());
+        self.vectors.insert(participant.to_owned(), plain.values);
         Ok(())
     }
 
@@ -245,13 +244,20 @@ impl PhaseAggregator for PlainSum {
     }
 
     fn received(&self) -> BTreeSet<String> {
-        self.contributors.clone()
+        self.vectors.keys().cloned().collect()
     }
 
     fn close_stage(&mut self) -> Result<Closed, AggregationError> {
+        let vectors = std::mem::take(&mut self.vectors);
+        let mut sum = vec![0.0; self.len];
+        for vector in vectors.values() {
+            for (total, value) in sum.iter_mut().zip(vector) {
+                *total += value;
+            }
+        }
         Ok(Closed::Done {
-            sum: std::mem::take(&mut self.sum),
-            contributors: std::mem::take(&mut self.contributors),
+            sum,
+            contributors: vectors.into_keys().collect(),
         })
     }
 

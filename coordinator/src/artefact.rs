@@ -216,6 +216,9 @@ pub struct RoundRecord {
     /// Participants named in the round's phases for deviating from the protocol, each as
     /// "name (phase, stage): reason".
     pub culprits: Vec<String>,
+    /// The fairness gaps of this round's model per protected attribute, when the evaluation
+    /// reports group gaps (`[evaluation] group_gaps`); empty otherwise.
+    pub gaps: Vec<accord_proto::mitigation::AttributeGaps>,
 }
 
 pub const ROUNDS_HEADER: &str = "round,participants,samples,log_loss,accuracy,auc,brier,bytes_up,bytes_down,seconds,fit_aborted,evaluation_aborted,abort_reason,culprits";
@@ -234,12 +237,25 @@ pub fn csv_number(value: Option<f64>) -> String {
     value.map(|v| format!("{v:.6}")).unwrap_or_default()
 }
 
-pub fn write_rounds_csv(path: &Path, rounds: &[RoundRecord]) -> Result<(), ArtefactError> {
+/// Writes rounds.csv: [`ROUNDS_HEADER`], then, when the evaluation reports group gaps,
+/// `dp_gap_<attribute>,eo_gap_<attribute>` per protected attribute (empty cells where a gap is
+/// undefined or the round's model unmeasured); a line per round.
+///
+/// # Errors
+/// [`ArtefactError::Io`] when the file cannot be written.
+pub fn write_rounds_csv(
+    path: &Path,
+    rounds: &[RoundRecord],
+    attributes: &[String],
+) -> Result<(), ArtefactError> {
     let mut text = String::from(ROUNDS_HEADER);
+    for a in attributes {
+        let _ = write!(text, ",dp_gap_{a},eo_gap_{a}");
+    }
     text.push('\n');
     for r in rounds {
         let q = r.quality;
-        let _ = writeln!(
+        let _ = write!(
             text,
             "{},{},{},{},{},{},{},{},{},{:.3},{},{},{},{}",
             r.round,
@@ -257,6 +273,16 @@ pub fn write_rounds_csv(path: &Path, rounds: &[RoundRecord]) -> Result<(), Artef
             csv_field(&r.abort_reason),
             csv_field(&r.culprits.join("; "))
         );
+        for a in attributes {
+            let gap = r.gaps.iter().find(|g| &g.attribute == a);
+            let _ = write!(
+                text,
+                ",{},{}",
+                csv_number(gap.and_then(|g| g.demographic_parity)),
+                csv_number(gap.and_then(|g| g.equal_opportunity))
+            );
+        }
+        text.push('\n');
     }
     write_atomically(path, text.as_bytes())
 }

@@ -227,6 +227,10 @@ impl Default for TrainingSection {
 pub struct EvaluationSection {
     pub histogram_bins: u32,
     pub decision_threshold: f64,
+    /// Participants also sum every protected attribute's per-group counts in each evaluation,
+    /// so rounds.csv states each round's demographic-parity and equal-opportunity gaps; the
+    /// coordinator then learns those consortium-wide group counts (off by default).
+    pub group_gaps: bool,
 }
 
 impl Default for EvaluationSection {
@@ -234,6 +238,7 @@ impl Default for EvaluationSection {
         Self {
             histogram_bins: 100,
             decision_threshold: 0.5,
+            group_gaps: false,
         }
     }
 }
@@ -503,6 +508,7 @@ impl CoordinatorConfig {
         EvaluationParams {
             histogram_bins: self.evaluation.histogram_bins,
             decision_threshold: self.evaluation.decision_threshold,
+            group_gaps: self.evaluation.group_gaps,
         }
     }
 }

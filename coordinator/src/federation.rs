@@ -12,20 +12,18 @@ use crate::artefact::{
     MODEL_FORMAT, ModelArtefact, RoundRecord, StandardizationJson, write_rounds_csv,
 };
 use crate::config::CoordinatorConfig;
-use crate::metrics::{Quality, quality};
-use crate::mitigation::{MitigationRun, PostprocessingJson};
+use crate::plan::{PhaseResult, RoundPlan};
 use accord_crypto::pki::Role;
 use accord_crypto::secagg::identity::Trust;
 use accord_crypto::secagg::{Context, stage_label};
 use accord_proto::layout::{
-    EvaluationCounts, StandardizationLayout, StandardizationSums, encoded_columns,
+    encoded_columns,
 };
 use accord_proto::phase::PhaseVector;
-use accord_proto::standardization::StandardizationError;
 use accord_proto::transport::WireMeter;
 use accord_proto::v1::{
     FederationDefinition, FederationState, GlobalModel, Header, Phase, ProtectedVector,
-    RegisterResponse, RoundAnnouncement, RoundSummary, Standardization, StatusResponse,
+    RegisterResponse, RoundAnnouncement, RoundSummary, StatusResponse,
     UploadReceipt,
 };
 use accord_proto::v1::{SecAggRelay, SecAggStage, SignedStageMessage};
@@ -100,8 +98,9 @@ fn rank(phase: Phase) -> i32 {
         Phase::Standardize => 1,
         Phase::Fit => 2,
         Phase::Evaluate => 3,
-        Phase::Fairness => 4,
-        Phase::Finished => 5,
+        Phase::EvaluateThresholds => 4,
+        Phase::Fairness => 5,
+        Phase::Finished => 6,
     }
 }
 
@@ -116,17 +115,12 @@ struct State {
     deadline: Instant,
     /// Why the last phase that aborted did, for participants still waiting on it.
     aborted: Option<(Task, String)>,
-    standardization: Option<Standardization>,
-    model: Option<(Vec<f64>, f64)>,
-    history: Vec<RoundRecord>,
+    /// The round plan: the standardization, the model in force, the rounds so far.
+    plan: RoundPlan,
     failure: Option<String>,
     told_finished: BTreeSet<String>,
     /// A stage of the open phase is being closed (its aggregator is out of the state).
     closing: bool,
-    /// Fairness-aware training and post-processing: the sums it feeds back.
-    mitigation: MitigationRun,
-    /// The per-group thresholds chosen after the last round.
-    postprocessing: Option<PostprocessingJson>,
     /// Participants whose own signed messages proved a deviation, with the first reason: left
     /// out of every later phase.
     excluded: BTreeMap<String, String>,
@@ -149,6 +143,8 @@ pub struct Federation {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub rounds: Vec<RoundRecord>,
+    /// The final model's evaluation with the per-group thresholds in force (post-processing).
+    pub thresholded: Option<crate::plan::Evaluation>,
     pub model_path: PathBuf,
     pub rounds_path: PathBuf,
     pub model: ModelArtefact,
@@ -212,11 +208,10 @@ impl Federation {
             sha256 = %accord_crypto::hash::sha256_hex(&prost::Message::encode_to_vec(&definition)),
             "federation definition (participants may pin this hash)"
         );
-        let mitigation = MitigationRun::new(
-            definition.schema.as_ref().unwrap_or(&Default::default()),
-            definition.mitigation.as_ref(),
-            definition.postprocessing.as_ref(),
-            config.evaluation_params(),
+        let plan = RoundPlan::new(
+            definition.clone(),
+            columns.clone(),
+            config.secure_aggregation.params(),
         );
         let start = Task {
             round: 0,
@@ -236,14 +231,10 @@ impl Federation {
                 aggregator: None,
                 deadline: Instant::now(),
                 aborted: None,
-                standardization: None,
-                model: None,
-                history: Vec::new(),
+                plan,
                 failure: None,
                 told_finished: BTreeSet::new(),
                 closing: false,
-                mitigation,
-                postprocessing: None,
                 excluded: BTreeMap::new(),
             }),
             task: watch::Sender::new(start),
@@ -440,19 +431,10 @@ impl Federation {
             state.told_finished.insert(name.to_owned());
             self.activity.notify_waiters();
         }
-        let (Some((weights, intercept)), Some(standardization)) =
-            (&state.model, &state.standardization)
-        else {
-            return Err(Refusal::NoModel(state.task.round, state.task.phase.label()));
-        };
-        Ok(GlobalModel {
-            header: Some(Header::new(&self.definition.federation_id, round)),
-            columns: self.columns.clone(),
-            weights: weights.clone(),
-            intercept: *intercept,
-            standardization: Some(standardization.clone()),
-            feedback: state.mitigation.feedback(),
-        })
+        state
+            .plan
+            .global_model(round)
+            .ok_or_else(|| Refusal::NoModel(state.task.round, state.task.phase.label()))
     }
 
     /// Takes a participant's protected vector for the current phase (insecure-plain).
@@ -561,7 +543,7 @@ impl Federation {
                 .aggregator
                 .as_ref()
                 .map_or(0, |a| a.expected().len() as u32),
-            history: state.history.iter().map(summary).collect(),
+            history: state.plan.history().iter().map(summary).collect(),
             message: state.failure.clone().unwrap_or_default(),
         })
     }
@@ -650,7 +632,7 @@ impl Federation {
     /// and who contributed, or the reason the phase aborted; and, either way, the participants
     /// named for deviating (logged; those proven by their own messages are excluded from
     /// every later phase).
-    async fn run_phase(&self, round: u32, phase: Phase, vector: PhaseVector) -> PhaseOutcome {
+    async fn run_phase(&self, round: u32, phase: Phase, vector: PhaseVector) -> PhaseResult {
         let (result, culprits) = self.run_stages(round, phase, vector).await;
         let mut state = self.state();
         for culprit in &culprits {
@@ -662,19 +644,11 @@ impl Federation {
                     .insert(culprit.participant.clone(), culprit.reason.clone());
             }
         }
-        PhaseOutcome {
-            result,
+        PhaseResult {
+            sum: result,
             culprits: culprits
                 .iter()
-                .map(|c| {
-                    format!(
-                        "{} ({}, {}): {}",
-                        c.participant,
-                        phase.label(),
-                        stage_label(c.stage),
-                        c.reason
-                    )
-                })
+                .map(|c| PhaseResult::culprit_line(phase, c))
                 .collect(),
         }
     }
@@ -825,188 +799,40 @@ impl Federation {
             )));
         }
         self.state().lifecycle = FederationState::Running;
-        let d = self.columns.len();
-
-        let schema = self.definition.schema.clone().unwrap_or_default();
-        let max_rows = self.config.secure_aggregation.max_rows_per_participant;
-        let vector =
-            PhaseVector::standardize(&schema, self.definition.mitigation.as_ref(), max_rows)
-                .map_err(|e| self.fail(e.to_string()))?;
-        let standardized = self.run_phase(0, Phase::Standardize, vector).await;
-        let named = standardized.named();
-        // Named in the standardization: reported with the first round.
-        let mut earlier_culprits = standardized.culprits.clone();
-        let (sums, contributors) = standardized
-            .result
-            .map_err(|reason| self.fail(format!("standardization aborted: {reason}{named}")))?;
-        let contributors = contributors.len() as u32;
-        if contributors < min {
-            return Err(self.fail(format!(
-                "standardization: {contributors} of the {min} participants needed uploaded their sums"
-            )));
-        }
-        let layout = StandardizationLayout::new(&schema).map_err(|e| self.fail(e.to_string()))?;
-        let (sums, extras) = sums.split_at(layout.len().min(sums.len()));
-        let sums = layout
-            .from_slice(sums)
-            .map_err(|e| self.fail(format!("standardization: {e}")))?;
-        let standardization = standardization(&layout, &sums)
-            .map_err(|e| self.fail(format!("standardization: {e}")))?;
-        {
-            let mut state = self.state();
-            state
-                .mitigation
-                .absorb_standardization(extras, sums.count as f64)
-                .expect("aggregated to the layout's length");
-            state.standardization = Some(standardization);
-            state.model = Some((vec![0.0; d], 0.0));
-        }
-        info!(
-            samples = sums.count,
-            participants = contributors,
-            "standardization computed from aggregated sums"
-        );
-
         let rounds_path = self.config.out_dir.join("rounds.csv");
-        let bins = self
-            .definition
-            .evaluation
-            .as_ref()
-            .map_or(100, |e| e.histogram_bins) as usize;
-        // The quality of the model in force (the last one a fit made), measured on that model
-        // only: a new model starts unmeasured, so an aborted evaluation leaves it without one.
-        let mut model_quality: Option<Quality> = None;
-        for round in 1..=self.definition.rounds {
+        let attributes = self.gap_attributes();
+        loop {
+            let request = self.state().plan.configure();
+            let Some(request) = request.map_err(|e| self.fail(e.to_string()))? else {
+                break;
+            };
             let started = Instant::now();
             let (up, down) = (self.meter.received(), self.meter.sent());
-            let clip = self.config.secure_aggregation.clip;
-            let vector = self.state().mitigation.fit_vector(d, clip, max_rows);
-            let fit = self.run_phase(round, Phase::Fit, vector).await;
-            let mut culprits = std::mem::take(&mut earlier_culprits);
-            culprits.extend(fit.culprits);
-            let fitted =
-                fit.result
-                    .map_err(|r| format!("fit: {r}"))
-                    .and_then(|(sum, contributors)| {
-                        let model = self
-                            .state()
-                            .mitigation
-                            .fitted(round, &sum, d)
-                            .expect("aggregated to the layout's length");
-                        let contributors = contributors.len() as u32;
-                        if contributors < min {
-                            Err(format!(
-                                "fit: {contributors} of the {min} participants needed contributed"
-                            ))
-                        } else if model.samples <= 0.0 {
-                            Err("fit: the contributions hold no samples".to_owned())
-                        } else {
-                            Ok((model, contributors))
-                        }
-                    });
-            let mut record = RoundRecord {
-                round,
-                participants: 0,
-                quality: None,
-                bytes_up: 0,
-                bytes_down: 0,
-                seconds: 0.0,
-                fit_aborted: false,
-                evaluation_aborted: false,
-                abort_reason: String::new(),
-                culprits: Vec::new(),
-            };
-            match fitted {
-                Err(reason) => {
-                    warn!(round, %reason, "round aborted in its fit: the previous global model stays");
-                    record.fit_aborted = true;
-                    record.abort_reason = reason;
-                }
-                Ok((sum, fitted)) => {
-                    record.participants = fitted;
-                    let weights = sum
-                        .weighted_weights
-                        .iter()
-                        .map(|w| w / sum.samples)
-                        .collect();
-                    {
-                        let mut state = self.state();
-                        state.model = Some((weights, sum.weighted_intercept / sum.samples));
-                        state.mitigation.model_changed();
-                    }
-                    model_quality = None;
-                    let vector = self.state().mitigation.evaluation_vector(max_rows);
-                    let evaluation = self.run_phase(round, Phase::Evaluate, vector).await;
-                    culprits.extend(evaluation.culprits);
-                    let evaluated = evaluation.result.map_err(|r| format!("evaluate: {r}")).and_then(|(counts, evaluated)| {
-                        let evaluated = evaluated.len() as u32;
-                        if evaluated < min {
-                            return Err(format!(
-                                "evaluate: {evaluated} of the {min} participants needed contributed"
-                            ));
-                        }
-                        let (counts, extras) = counts.split_at(EvaluationCounts::len(bins));
-                        self.state()
-                            .mitigation
-                            .absorb_evaluation(extras)
-                            .expect("layout length");
-                        let counts =
-                            EvaluationCounts::from_slice(counts, bins).expect("layout length");
-                        quality(round, &counts)
-                            .ok_or_else(|| "evaluate: no records were evaluated".to_owned())
-                    });
-                    match evaluated {
-                        Ok(q) => {
-                            record.quality = Some(q);
-                            model_quality = Some(q);
-                        }
-                        Err(reason) => {
-                            warn!(round, %reason, "evaluation aborted: the round's model is in force, unmeasured");
-                            record.evaluation_aborted = true;
-                            record.abort_reason = reason;
-                        }
-                    }
-                }
-            }
-            record.culprits = culprits;
-            record.bytes_up = self.meter.received() - up;
-            record.bytes_down = self.meter.sent() - down;
-            record.seconds = started.elapsed().as_secs_f64();
+            let result = self
+                .run_phase(request.round, request.phase, request.vector)
+                .await;
             let mut state = self.state();
-            if let Some(q) = &record.quality {
-                info!(
-                    round,
-                    accuracy = q.accuracy,
-                    log_loss = q.log_loss,
-                    auc = ?q.auc,
-                    mitigated_gap = ?state.mitigation.gap(),
-                    "round finished"
+            let closed = match state.plan.aggregate(result) {
+                Ok(closed) => closed,
+                Err(e) => {
+                    drop(state);
+                    return Err(self.fail(e.to_string()));
+                }
+            };
+            if matches!(request.phase, Phase::Fit | Phase::Evaluate) {
+                state.plan.add_transport(
+                    request.round,
+                self.meter.received() - up,
+                self.meter.sent() - down,
+                    started.elapsed().as_secs_f64(),
                 );
             }
-            state.history.push(record);
-            write_rounds_csv(&rounds_path, &state.history)?;
-        }
-
-        {
-            let mut state = self.state();
-            state.postprocessing = state.mitigation.choose_thresholds();
-            match &state.postprocessing {
-                Some(post) => {
-                    info!(thresholds = %post.describe(), "post-processing: per-group thresholds in force")
-                }
-                None if accord_proto::mitigation::active_postprocessing(
-                    self.definition.postprocessing.as_ref(),
-                )
-                .is_some() =>
-                {
-                    warn!(
-                        "post-processing: no per-group thresholds, the final model was never evaluated; the single decision threshold stays in force"
-                    )
-                }
-                None => {}
+            if closed.is_some() {
+                write_rounds_csv(&rounds_path, state.plan.history(), &attributes)?;
             }
         }
-        let model = self.artefact(model_quality);
+
+        let model = self.artefact();
         let model_path = self.config.out_dir.join("model.json");
         model.write(&model_path)?;
         if let Some(audit) = &self.fairness {
@@ -1017,7 +843,7 @@ impl Federation {
             };
             let audited = self.run_phase(round, Phase::Fairness, empty).await;
             audit.name_culprits(&audited.culprits);
-            match audited.result {
+            match audited.sum {
                 Ok(_) => {
                     let written = audit
                         .write_outcome(&self.definition, round, &model, &self.config.out_dir)
@@ -1029,7 +855,7 @@ impl Federation {
                 }
             }
         }
-        let rounds = {
+        let (rounds, thresholded) = {
             let mut state = self.state();
             state.lifecycle = FederationState::Finished;
             state.task = Task {
@@ -1037,7 +863,7 @@ impl Federation {
                 phase: Phase::Finished,
             };
             state.selected.clear();
-            state.history.clone()
+            (state.plan.history().to_vec(), state.plan.thresholded().cloned())
         };
         self.task.send_replace(Task {
             round: self.definition.rounds,
@@ -1046,6 +872,7 @@ impl Federation {
         info!(path = %model_path.display(), "federation finished; model written");
         Ok(Outcome {
             rounds,
+            thresholded,
             model_path,
             rounds_path,
             model,
@@ -1060,10 +887,21 @@ impl Federation {
         .await;
     }
 
-    fn artefact(&self, quality: Option<Quality>) -> ModelArtefact {
+    /// The protected attributes whose gaps rounds.csv reports (`[evaluation] group_gaps`).
+    fn gap_attributes(&self) -> Vec<String> {
+        let reported = self.definition.evaluation.is_some_and(|e| e.group_gaps);
+        (self.definition.schema.iter())
+            .flat_map(|s| &s.protected_attributes)
+            .filter(|_| reported)
+            .map(|a| a.name.clone())
+            .collect()
+    }
+
+    fn artefact(&self) -> ModelArtefact {
         let state = self.state();
-        let (weights, intercept) = state.model.clone().unwrap_or_default();
-        let standardization = state.standardization.clone().unwrap_or_default();
+        let plan = &state.plan;
+        let (weights, intercept) = plan.model().cloned().unwrap_or_default();
+        let standardization = plan.standardization().cloned().unwrap_or_default();
         ModelArtefact {
             format: MODEL_FORMAT.into(),
             federation_id: self.definition.federation_id.clone(),
@@ -1077,11 +915,11 @@ impl Federation {
             weights,
             intercept,
             rounds: self.definition.rounds,
-            rounds_completed: state.history.iter().filter(|r| !r.fit_aborted).count() as u32,
+            rounds_completed: plan.history().iter().filter(|r| !r.fit_aborted).count() as u32,
             // Those whose fit uploads made the model written: the last round whose fit
             // completed (not everyone who registered).
-            participants: state
-                .history
+            participants: plan
+                .history()
                 .iter()
                 .rev()
                 .find(|r| !r.fit_aborted)
@@ -1089,43 +927,12 @@ impl Federation {
             aggregation: self.definition.aggregation.clone(),
             training: self.config.training.clone(),
             evaluation: self.config.evaluation.clone(),
-            quality,
-            postprocessing: state.postprocessing.clone(),
+            quality: plan.quality(),
+            postprocessing: plan.postprocessing().cloned(),
             content_hash: String::new(),
         }
         .seal()
     }
-}
-
-/// How a phase ended: its sum and contributors, or why it aborted; and who was named.
-struct PhaseOutcome {
-    result: Result<(Vec<f64>, BTreeSet<String>), String>,
-    /// "name (phase, stage): reason" for each participant named for deviating.
-    culprits: Vec<String>,
-}
-
-impl PhaseOutcome {
-    /// The named participants as a clause for a message ("" if none).
-    fn named(&self) -> String {
-        if self.culprits.is_empty() {
-            String::new()
-        } else {
-            format!("; named: {}", self.culprits.join("; "))
-        }
-    }
-}
-
-/// The standardization every participant applies, from the consortium's exact sums.
-fn standardization(
-    layout: &StandardizationLayout,
-    sums: &StandardizationSums,
-) -> Result<Standardization, StandardizationError> {
-    let (means, std_devs) = layout.moments(sums)?;
-    Ok(Standardization {
-        means,
-        std_devs,
-        count: sums.count,
-    })
 }
 
 fn summary(r: &RoundRecord) -> RoundSummary {

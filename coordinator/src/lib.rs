@@ -15,8 +15,10 @@ pub mod fairness;
 pub mod federation;
 pub mod metrics;
 pub mod mitigation;
+pub mod plan;
 pub mod server;
 pub mod service;
 
 pub use config::CoordinatorConfig;
+pub use plan::{PhaseRequest, PhaseResult, PlanError, RoundPlan};
 pub use server::{CoordinatorError, run};

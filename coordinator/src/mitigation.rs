@@ -245,6 +245,10 @@ pub struct PostprocessingJson {
     pub gap_before: Option<f64>,
     pub accuracy_after: Option<f64>,
     pub gap_after: Option<f64>,
+    /// The final model's quality with these thresholds in force, as the participants'
+    /// evaluation with them measured it; `null` when that evaluation aborted.
+    #[serde(default)]
+    pub quality: Option<crate::metrics::Quality>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -350,7 +354,7 @@ impl MitigationRun {
             &self.schema,
             self.mitigation.as_ref(),
             self.postprocessing.as_ref(),
-            self.evaluation.histogram_bins as usize,
+            &self.evaluation,
             max_rows,
         )
     }
@@ -378,7 +382,7 @@ impl MitigationRun {
             &self.schema,
             self.mitigation.as_ref(),
             self.postprocessing.as_ref(),
-            self.evaluation.histogram_bins as usize,
+            &self.evaluation,
         )
     }
 
@@ -450,6 +454,7 @@ impl MitigationRun {
             gap_before: chosen.before.1,
             accuracy_after: chosen.after.0,
             gap_after: chosen.after.1,
+            quality: None,
         })
     }
 }

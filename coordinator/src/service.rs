@@ -137,9 +137,12 @@ impl FederationRpc for FederationService {
         let name = self.caller(&request, "UploadUpdate", &[Role::Participant])?;
         let r = request.into_inner();
         let phase = r.phase();
-        if !matches!(phase, Phase::Standardize | Phase::Fit) {
+        if !matches!(
+            phase,
+            Phase::Standardize | Phase::Fit | Phase::EvaluateThresholds
+        ) {
             return Err(Status::invalid_argument(format!(
-                "UploadUpdate is for the standardize and fit phases, not {}",
+                "UploadUpdate is for the standardize, fit and evaluate-thresholds phases, not {}",
                 phase.label()
             )));
         }

@@ -21,7 +21,7 @@ use accord_proto::layout::{
 };
 use accord_proto::mitigation::{EvaluationStatistics, FairFedUpdate};
 use accord_proto::v1::{
-    Boolean, Categorical, FairnessMitigation, Feature, Intersection, MitigationKind, Numeric,
+    Boolean, Categorical, EvaluationParams, FairnessMitigation, Feature, Intersection, MitigationKind, Numeric,
     ProtectedAttribute, Schema, SecAggParams, ThresholdPostprocessing, ThresholdRule,
     feature::Kind,
 };
@@ -432,8 +432,16 @@ fn mitigation_statistics_and_fairfed_vectors_meet_their_relations() {
         attribute: "age_band".into(),
         ..Default::default()
     };
-    let mut extras =
-        EvaluationStatistics::zeros(&schema, Some(&mitigation), Some(&postprocessing), BINS);
+    let evaluation = EvaluationParams {
+        histogram_bins: BINS as u32,
+        ..Default::default()
+    };
+    let mut extras = EvaluationStatistics::zeros(
+        &schema,
+        Some(&mitigation),
+        Some(&postprocessing),
+        &evaluation,
+    );
     let start = EvaluationCounts::len(BINS);
     let mut bounds = EvaluationCounts::bounds(BINS, MAX_ROWS);
     bounds.extend(extras.bounds(MAX_ROWS));

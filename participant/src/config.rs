@@ -100,6 +100,7 @@ pub enum FaultPhase {
     Standardize,
     Fit,
     Evaluate,
+    EvaluateThresholds,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

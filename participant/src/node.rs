@@ -636,6 +636,7 @@ impl Node {
                     (FaultPhase::Standardize, Phase::Standardize)
                         | (FaultPhase::Fit, Phase::Fit)
                         | (FaultPhase::Evaluate, Phase::Evaluate)
+                        | (FaultPhase::EvaluateThresholds, Phase::EvaluateThresholds)
                 )
                 && matches!(
                     (f.stage, stage),

@@ -331,6 +331,7 @@ mod tests {
             evaluation: Some(EvaluationParams {
                 histogram_bins: 10,
                 decision_threshold: 0.5,
+                group_gaps: false,
             }),
             secure_aggregation: Some(SecAggParams {
                 modulus_bits: 64,

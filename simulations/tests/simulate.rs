@@ -357,3 +357,92 @@ fn a_bad_experiment_is_refused_naming_the_file_and_what_is_wrong() {
         "{message}"
     );
 }
+
+/// The transport's own measures: bytes on the wire (gRPC counts TLS and framing, in-process
+/// the encoded messages) and seconds. Every other column is the round plan's.
+fn transport_column(name: &str) -> bool {
+    name.starts_with("bytes_") || name.starts_with("secs_")
+}
+
+/// Runs `body` in process and over gRPC and checks that rounds.csv agrees in every column but
+/// the transport's measures, to the last digit written, and that the final model, its
+/// figures and the thresholds in force are the same bits.
+fn assert_the_transports_agree(body: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = experiment(dir.path(), body);
+    let local = run_experiment(&path, &[], &dir.path().join("local"), &mut Quiet).unwrap();
+    let grpc = run_experiment(
+        &path,
+        &["transport=\"grpc\"".into()],
+        &dir.path().join("grpc"),
+        &mut Quiet,
+    )
+    .unwrap();
+    let (header, local_rows) = rows(&local.rounds_csv);
+    let (grpc_header, grpc_rows) = rows(&grpc.rounds_csv);
+    assert_eq!(header, grpc_header);
+    assert_eq!(local_rows.len(), grpc_rows.len());
+    let compared: Vec<usize> = (0..header.len())
+        .filter(|&i| !transport_column(&header[i]) && header[i] != "run")
+        .collect();
+    for (l, g) in local_rows.iter().zip(&grpc_rows) {
+        for &i in &compared {
+            assert_eq!(l[i], g[i], "column {}: in-process {l:?}, gRPC {g:?}", header[i]);
+        }
+    }
+    let (l, g) = (&local.summary[0], &grpc.summary[0]);
+    assert_eq!(l.model, g.model);
+    assert_eq!(l.final_accuracy, g.final_accuracy);
+    assert_eq!(l.accuracy_before_thresholds, g.accuracy_before_thresholds);
+    assert_eq!(l.gaps, g.gaps);
+    assert_eq!(l.thresholds, g.thresholds);
+    assert_eq!(l.rounds_aborted, g.rounds_aborted);
+}
+
+/// Secure aggregation with dropouts, FairFed and per-group thresholds: one round plan, so the
+/// same rounds, gaps and thresholds whichever the transport.
+#[test]
+fn in_process_and_grpc_write_the_same_rounds_but_for_the_transport_columns() {
+    assert_the_transports_agree(
+        r#"
+name = "one-plan"
+seed = 9
+[data]
+source = "synthetic"
+participants = 6
+rows = 150
+bias = "age_band=60+:wait*2"
+[algorithm]
+rounds = 3
+[faults]
+dropout = { masked_input = 0.15 }
+[mitigation]
+kind = "fairfed"
+strength = 0.5
+attribute = "age_band"
+[postprocessing]
+thresholds = "equal_opportunity"
+attribute = "age_band"
+"#,
+    );
+}
+
+/// Without secure aggregation the coordinator sums floating-point vectors: in the
+/// participants' name order, so the arrival order over gRPC changes no bit.
+#[test]
+fn a_plain_federation_sums_in_one_order_whichever_the_transport() {
+    assert_the_transports_agree(
+        r#"
+name = "plain"
+seed = 4
+[data]
+source = "synthetic"
+participants = 5
+rows = 150
+[algorithm]
+rounds = 3
+[privacy]
+aggregation = "insecure-plain"
+"#,
+    );
+}

@@ -129,10 +129,13 @@ fn vector(definition: &FederationDefinition, phase: Phase) -> PhaseVector {
     match phase {
         Phase::Standardize => PhaseVector::standardize(&schema, None, rows).unwrap(),
         Phase::Fit => PhaseVector::fit(columns, params.clip, rows, None),
-        _ => {
-            let bins = definition.evaluation.unwrap_or_default().histogram_bins as usize;
-            PhaseVector::evaluate(&schema, None, None, bins, rows)
-        }
+        _ => PhaseVector::evaluate(
+            &schema,
+            None,
+            None,
+            &definition.evaluation.unwrap_or_default(),
+            rows,
+        ),
     }
 }
 

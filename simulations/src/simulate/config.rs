@@ -534,10 +534,8 @@ impl ExperimentConfig {
         // Who takes part: the simulated participants, every one selected for every phase.
         let (n, _) = self.participants();
         let roster: Vec<toml::Value> = (1..=n).map(|i| super::member_name(i).into()).collect();
-        let mut edits: Vec<(&str, toml::Value)> = vec![
-            ("federation.roster", roster.into()),
-            ("federation.min_participants", (n as i64).into()),
-        ];
+        let mut edits: Vec<(&str, toml::Value)> = vec![("federation.roster", roster.into())];
+        edits.extend(self.simulated_federation());
         edits.extend(settings.iter().map(|s| (s.coordinator, s.value.clone())));
         let text =
             crate::local::patch(super::COORDINATOR_EXAMPLE, &edits).map_err(|e| e.to_string())?;
@@ -554,6 +552,18 @@ impl ExperimentConfig {
                 in_experiment_keys(&message, &settings)
             )
         })
+    }
+
+    /// What every simulated federation sets, under either transport: a phase needs more than
+    /// half of the participants (as the default secure-aggregation threshold does), and every
+    /// evaluation reports each protected attribute's gaps (`evaluation.group_gaps`), so each
+    /// round's fairness gaps are figures the federation itself releases.
+    pub fn simulated_federation(&self) -> Vec<(&'static str, toml::Value)> {
+        let (n, _) = self.participants();
+        vec![
+            ("federation.min_participants", ((n / 2 + 1) as i64).into()),
+            ("evaluation.group_gaps", true.into()),
+        ]
     }
 
     /// How many participants the experiment simulates, and what says so (for messages).

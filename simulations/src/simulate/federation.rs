@@ -1,29 +1,30 @@
-//! One simulated federation: the participants' local work through the participant library, each
-//! phase summed through the coordinator's aggregation seam and, with secure aggregation, the
-//! real protocol state machines; only the transport is in-process. Dropouts and stragglers are
-//! drawn from the experiment's seed, so the same config gives the same numbers.
+//! One simulated federation: the coordinator's round plan ([`RoundPlan`]) and every
+//! participant's side of it ([`Contributor`]), each phase summed through the coordinator's
+//! aggregation seam and, with secure aggregation, the real protocol state machines; only the
+//! transport is in-process. Dropouts and stragglers are drawn from the experiment's seed, so
+//! the same config gives the same numbers, and the same numbers as over gRPC.
 
 use super::config::{ExperimentConfig, FaultConfig};
 use accord_coordinator::aggregation::{self, Closed, PhaseSpec, Submission};
-use accord_coordinator::metrics::{Quality, quality};
-use accord_coordinator::mitigation::{MitigationRun, PostprocessingJson};
+use accord_coordinator::metrics::Quality;
+use accord_coordinator::mitigation::PostprocessingJson;
+use accord_coordinator::{PhaseResult, RoundPlan};
 use accord_crypto::secagg::identity::{Signer, Trust};
 use accord_crypto::secagg::participant::ParticipantSession;
 use accord_crypto::secagg::validity::Statement;
 use accord_crypto::secagg::{self, Context, Requirements, SecAggError};
+use accord_participant::Contributor;
 use accord_participant::data::LocalDataset;
-use accord_participant::mitigation::{self, FairFedWeight};
 use accord_participant::model::{
-    Decision, LogisticModel, Standardizer, TrainingParams, round_seed, standardization_sums,
+    LogisticModel, Standardizer, TrainingParams, standardization_sums,
 };
-use accord_proto::layout::{EvaluationCounts, GroupCounts, StandardizationLayout};
-use accord_proto::mitigation::EvaluationStatistics;
+use accord_proto::layout::{StandardizationLayout, encoded_columns};
+use accord_proto::mitigation::AttributeGaps;
 use accord_proto::phase::PhaseVector;
 use accord_proto::v1::{
-    FederationDefinition, MitigationKind, Phase, PlainVector, ProtectedVector, Schema,
+    FederationDefinition, Phase, PlainVector, ProtectedVector, Schema,
     SecAggParams, SecAggRelay, SecAggStage, SignedStageMessage, protected_vector::Scheme,
 };
-use ndarray::Array2;
 use prost::Message;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -31,12 +32,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// A simulated participant: its identity and its data, standardized once the consortium's
-/// moments are known.
+/// A simulated participant: its identity, and its records behind the participant's side of
+/// the round plan.
 pub struct Member {
+    /// Its identity for secure aggregation (certificate and signing key).
     pub signer: Arc<Signer>,
-    pub data: LocalDataset,
-    pub standardized: Option<Array2<f64>>,
+    /// What it computes in each phase, as a node does.
+    pub contributor: Contributor,
 }
 
 /// What one round left behind.
@@ -66,6 +68,8 @@ pub struct RoundOutcome {
 /// The result of one aggregation.
 struct Aggregate {
     sum: Result<(Vec<f64>, BTreeSet<String>), String>,
+    /// Participants named for deviating, as the round's record states them.
+    culprits: Vec<String>,
     dropped: usize,
     bytes_up: u64,
     bytes_down: u64,
@@ -187,6 +191,7 @@ impl<'a> Simulation<'a> {
         };
         let mut result = Aggregate {
             sum: Err(String::new()),
+            culprits: Vec::new(),
             dropped: stops.iter().filter(|s| s.is_some()).count(),
             bytes_up: 0,
             bytes_down: 0,
@@ -246,7 +251,13 @@ impl<'a> Simulation<'a> {
         let mut summands = 0;
         loop {
             let started = Instant::now();
-            match aggregator.close_stage() {
+            let closed = aggregator.close_stage();
+            result.culprits = aggregator
+                .culprits()
+                .iter()
+                .map(|c| PhaseResult::culprit_line(phase, c))
+                .collect();
+            match closed {
                 Ok(Closed::Done { sum, contributors }) => {
                     result.stage_secs[4] += started.elapsed().as_secs_f64();
                     result.sum = Ok((sum, contributors));
@@ -340,326 +351,109 @@ impl<'a> Simulation<'a> {
 }
 
 impl Simulation<'_> {
-    /// Standardization from summed moments; then every round: fit (FedAvg or FedProx, with the
-    /// configured mitigation) and evaluate (quality and per-group counts), each phase through
-    /// the aggregation. With post-processing, the thresholds chosen from the last evaluation are
-    /// applied by every participant in a final evaluation. `on_round` sees each round as it
-    /// finishes.
+    /// The federation's round plan ([`RoundPlan`]) phase by phase: every member contributes
+    /// through its [`accord_participant::Contributor`] from the global model the plan hands
+    /// out, as a node does from the model it downloads; the contributions are summed through
+    /// the aggregation (the transport); the plan takes the sum. `on_round` sees each round as
+    /// it finishes.
     pub fn run(
         &mut self,
         mut on_round: impl FnMut(&RoundOutcome),
     ) -> Result<SimulationResult, String> {
-        let columns = self.members.first().map_or(0, |m| m.data.features.ncols());
-        let rows = self.params.max_rows_per_participant;
-        let mitigation_def = self.definition.mitigation.clone();
-        let postprocessing_def = self.definition.postprocessing.clone();
-        let evaluation = self.definition.evaluation.unwrap_or_default();
-        let (bins, threshold) = (
-            evaluation.histogram_bins as usize,
-            evaluation.decision_threshold,
+        let mut plan = RoundPlan::new(
+            self.definition.clone(),
+            encoded_columns(self.schema),
+            self.params.clone(),
         );
-        let mut run = MitigationRun::new(
-            self.schema,
-            mitigation_def.as_ref(),
-            postprocessing_def.as_ref(),
-            evaluation,
-        );
-        let label_counts = run.label_counts();
-        let layout = StandardizationLayout::new(self.schema).map_err(|e| e.to_string())?;
-        let sums: Vec<Vec<f64>> = self
-            .members
-            .iter()
-            .map(|m| {
-                let sums =
-                    standardization_sums(&layout, &m.data.features).map_err(|e| e.to_string())?;
-                let mut values = layout.to_vec(&sums);
-                if let Some(zeros) = &label_counts {
-                    values.extend(mitigation::label_counts(&m.data, zeros.clone()).values);
-                }
-                Ok(values)
-            })
-            .collect::<Result<_, String>>()?;
-        let vector = PhaseVector::standardize(self.schema, mitigation_def.as_ref(), rows)
-            .map_err(|e| e.to_string())?;
-        let standardize = self.aggregate(0, Phase::Standardize, vector, &sums);
-        let (sum, _) = standardize
-            .sum
-            .map_err(|e| format!("standardization aborted: {e}"))?;
-        let (sum, extras) = sum.split_at(layout.len().min(sum.len()));
-        let sums = layout.from_slice(sum).map_err(|e| e.to_string())?;
-        run.absorb_standardization(extras, sums.count as f64)
-            .map_err(|e| e.to_string())?;
-        let standardizer = Standardizer::from_sums(&layout, &sums).map_err(|e| e.to_string())?;
-        for member in &mut self.members {
-            member.standardized = Some(standardizer.apply(&member.data.features));
-        }
-
-        let params = TrainingParams::from(self.definition.training.unwrap_or_default());
-        let clip = self.params.clip;
-        // Participants clip their updates when the federation bounds them, as nodes do.
-        let bound = self.definition.secure_aggregation.as_ref().map(|p| p.clip);
-        let mitigation = mitigation_def.as_ref();
-        let mut fairfed: Vec<Option<FairFedWeight>> = self
-            .members
-            .iter()
-            .map(|m| {
-                mitigation
-                    .filter(|d| d.kind() == MitigationKind::Fairfed)
-                    .map(|_| FairFedWeight::new(m.data.len()))
-            })
-            .collect();
-        let mut global = LogisticModel::zeros(columns);
-        // The round whose fit made `global` (0: the initial zeros).
-        let mut global_round = 0;
         let mut outcomes = Vec::new();
-        for round in 1..=self.config.algorithm.rounds {
-            let started = Instant::now();
-            let feedback = run.feedback().unwrap_or_default();
-            let updates: Vec<Vec<f64>> = self
+        // What the transport measured for the round under way.
+        let mut transport = RoundOutcome::default();
+        let mut started = Instant::now();
+        while let Some(request) = plan.configure().map_err(|e| e.to_string())? {
+            if request.phase == Phase::Fit {
+                transport = RoundOutcome::default();
+                started = Instant::now();
+            }
+            let model = plan.global_model(request.round);
+            let inputs: Vec<Vec<f64>> = self
                 .members
-                .iter()
-                .zip(&mut fairfed)
-                .enumerate()
-                .map(|(i, (m, fairfed))| {
-                    let x = m.standardized.as_ref().expect("standardized");
-                    let objective =
-                        mitigation::objective(mitigation, self.schema, &m.data, &feedback);
-                    let local = global.fit_local(
-                        x.view(),
-                        m.data.labels.view(),
-                        &params,
-                        round_seed(node_seed(self.config.seed, i), round),
-                        &objective,
-                        bound,
-                    );
-                    match (fairfed.as_mut(), mitigation) {
-                        (Some(weight), Some(d)) => {
-                            weight.settle(&feedback, d.strength, sums.count as f64, rows);
-                            let gaps = (
-                                mitigation::local_gap(
-                                    d,
-                                    self.schema,
-                                    &global,
-                                    x.view(),
-                                    &m.data,
-                                    threshold,
-                                ),
-                                mitigation::global_gap(d, self.schema, &feedback),
-                            );
-                            weight
-                                .upload(round, &local, gaps, d.strength, sums.count as f64)
-                                .to_vec()
-                        }
-                        _ => local.weighted(m.data.len()).to_vec(),
-                    }
+                .iter_mut()
+                .map(|member| {
+                    let contributor = &mut member.contributor;
+                    let contributed = match &model {
+                        Some(model) if request.phase != Phase::Standardize => contributor
+                            .accept_model(request.round, model.clone())
+                            .and_then(|()| contributor.contribute(request.round, request.phase)),
+                        _ => contributor.contribute(request.round, request.phase),
+                    };
+                    contributed.map_err(|e| format!("{}: {e}", member.signer.name()))
                 })
-                .collect();
-            let fit = self.aggregate(
-                round,
-                Phase::Fit,
-                run.fit_vector(columns, clip, rows),
-                &updates,
-            );
-            let mut outcome = RoundOutcome {
-                round,
-                dropped: fit.dropped,
-                bytes_up: fit.bytes_up,
-                bytes_down: fit.bytes_down,
-                stage_secs: fit.stage_secs,
-                ..Default::default()
+                .collect::<Result<_, String>>()?;
+            let aggregate = self.aggregate(request.round, request.phase, request.vector, &inputs);
+            if matches!(request.phase, Phase::Fit | Phase::Evaluate) {
+                transport.bytes_up += aggregate.bytes_up;
+                transport.bytes_down += aggregate.bytes_down;
+                for (total, secs) in transport.stage_secs.iter_mut().zip(aggregate.stage_secs) {
+                    *total += secs;
+                }
+                if request.phase == Phase::Fit {
+                    transport.dropped = aggregate.dropped;
+                }
+            }
+            let result = PhaseResult {
+                sum: aggregate.sum,
+                culprits: aggregate.culprits,
             };
-            let fitted = fit.sum.and_then(|(sum, contributors)| {
-                let weighted = run
-                    .fitted(round, &sum, columns)
-                    .map_err(|e| e.to_string())?;
-                let model = LogisticModel::from_weighted(&weighted).ok_or("no samples")?;
-                Ok((model, contributors.len()))
-            });
-            match fitted {
-                Err(reason) => {
-                    outcome.aborted = true;
-                    outcome.abort_reason = reason;
-                }
-                Ok((model, completed)) => {
-                    global = model;
-                    global_round = round;
-                    run.model_changed();
-                    outcome.completed = completed;
-                    let layout = run.evaluation_layout();
-                    let (quality, gaps, extras) = self.evaluate(
-                        round,
-                        &global,
-                        &Decision::Threshold(threshold),
-                        &layout,
-                        &mut outcome,
-                    )?;
-                    outcome.evaluation_aborted = quality.is_none();
-                    outcome.quality = quality;
-                    outcome.gaps = gaps;
-                    if let Some(extras) = extras {
-                        run.absorb_evaluation(&extras).map_err(|e| e.to_string())?;
-                    }
-                }
+            if let Some(round) = plan.aggregate(result).map_err(|e| e.to_string())? {
+                let record = plan.history().last().expect("the closed round's record");
+                debug_assert_eq!(record.round, round);
+                let outcome = RoundOutcome {
+                    round,
+                    completed: record.participants as usize,
+                    aborted: record.fit_aborted,
+                    evaluation_aborted: record.evaluation_aborted,
+                    abort_reason: record.abort_reason.clone(),
+                    quality: record.quality,
+                    gaps: gap_tuples(&record.gaps),
+                    secs: started.elapsed().as_secs_f64(),
+                    ..std::mem::take(&mut transport)
+                };
+                on_round(&outcome);
+                outcomes.push(outcome);
             }
-            outcome.secs = started.elapsed().as_secs_f64();
-            on_round(&outcome);
-            outcomes.push(outcome);
         }
-        let mut result = SimulationResult {
+        let (weights, intercept) = plan.model().cloned().unwrap_or_default();
+        Ok(SimulationResult {
             rounds: outcomes,
-            model: global.clone(),
-            postprocessed: None,
-        };
-        if let Some(thresholds) = run.choose_thresholds() {
-            // Every participant applies the thresholds in force to its own records.
-            let bins_in_force: Vec<u32> = thresholds.groups.iter().map(|g| g.bin).collect();
-            let attribute = thresholds.attribute.clone();
-            let mut outcome = RoundOutcome::default();
-            let groups: Vec<Vec<usize>> = self
-                .members
-                .iter()
-                .map(|m| m.data.groups[&attribute].clone())
-                .collect();
-            let (quality, gaps, _) = self.evaluate_each(
-                global_round,
-                &global,
-                |i| Decision::PerGroup {
-                    groups: &groups[i],
-                    thresholds: &bins_in_force,
-                    histogram_bins: bins,
-                },
-                &EvaluationStatistics {
-                    counts: None,
-                    histograms: None,
-                },
-                &mut outcome,
-            )?;
-            result.postprocessed = Some(Postprocessed {
-                thresholds,
-                quality,
-                gaps,
-            });
-        }
-        Ok(result)
-    }
-
-    /// The evaluate phase: every member's evaluation counts, group counts for every protected
-    /// attribute and the mitigation's statistics (`layout`) for `model`, summed.
-    fn evaluate(
-        &mut self,
-        round: u32,
-        model: &LogisticModel,
-        decision: &Decision,
-        layout: &EvaluationStatistics,
-        outcome: &mut RoundOutcome,
-    ) -> Result<Evaluated, String> {
-        self.evaluate_each(round, model, |_| *decision, layout, outcome)
-    }
-
-    fn evaluate_each<'d>(
-        &mut self,
-        round: u32,
-        model: &LogisticModel,
-        decision: impl Fn(usize) -> Decision<'d>,
-        layout: &EvaluationStatistics,
-        outcome: &mut RoundOutcome,
-    ) -> Result<Evaluated, String> {
-        let evaluation = self.definition.evaluation.unwrap_or_default();
-        let bins = evaluation.histogram_bins as usize;
-        let attributes: Vec<String> = self
-            .schema
-            .protected_attributes
-            .iter()
-            .map(|a| a.name.clone())
-            .collect();
-        let evaluations: Vec<Vec<f64>> = self
-            .members
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                let x = m.standardized.as_ref().expect("standardized");
-                let decision = decision(i);
-                let mut values = model
-                    .evaluate_with(x.view(), m.data.labels.view(), bins, &decision)
-                    .to_vec();
-                let groups: Vec<&[usize]> = attributes
-                    .iter()
-                    .map(|a| m.data.groups[a].as_slice())
-                    .collect();
-                let counts = model.group_counts(
-                    x.view(),
-                    m.data.labels.view(),
-                    &groups,
-                    &decision,
-                    GroupCounts::zeros(self.schema),
-                );
-                values.extend(counts.values);
-                values.extend(
-                    mitigation::evaluation_statistics(
-                        model,
-                        x.view(),
-                        &m.data,
-                        layout.clone(),
-                        evaluation.decision_threshold,
-                    )
-                    .to_vec(),
-                );
-                values
-            })
-            .collect();
-        let groups = GroupCounts::zeros(self.schema);
-        let rows = self.params.max_rows_per_participant;
-        // The federation's evaluate vector with every protected attribute's group counts
-        // inserted after the evaluation counts (the simulator reports every gap).
-        let mut bounds = EvaluationCounts::bounds(bins, rows);
-        bounds.extend(groups.bounds(rows));
-        bounds.extend(layout.bounds(rows));
-        let mut relations = EvaluationCounts::relations(bins);
-        relations.extend(groups.relations(EvaluationCounts::len(bins)));
-        relations.extend(layout.relations(EvaluationCounts::len(bins) + groups.len()));
-        let vector = PhaseVector { bounds, relations };
-        let evaluate = self.aggregate(round, Phase::Evaluate, vector, &evaluations);
-        outcome.bytes_up += evaluate.bytes_up;
-        outcome.bytes_down += evaluate.bytes_down;
-        for (total, secs) in outcome.stage_secs.iter_mut().zip(evaluate.stage_secs) {
-            *total += secs;
-        }
-        let (sum, _) = match evaluate.sum {
-            Ok(sum) => sum,
-            Err(reason) => {
-                outcome.abort_reason = format!("evaluate: {reason}");
-                return Ok((None, Vec::new(), None));
-            }
-        };
-        let split = EvaluationCounts::len(bins);
-        let counts =
-            EvaluationCounts::from_slice(&sum[..split], bins).map_err(|e| e.to_string())?;
-        let extras_at = split + groups.len();
-        let groups = groups
-            .with_values(&sum[split..extras_at])
-            .map_err(|e| e.to_string())?;
-        let gaps = attributes
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                let (dp, eo) = groups.gaps(i, 1.0);
-                (a.clone(), dp, eo)
-            })
-            .collect();
-        Ok((
-            quality(round, &counts),
-            gaps,
-            Some(sum[extras_at..].to_vec()),
-        ))
+            model: LogisticModel {
+                weights: weights.into(),
+                intercept,
+            },
+            postprocessed: plan.postprocessing().map(|thresholds| {
+                let thresholded = plan.thresholded().cloned().unwrap_or_default();
+                Postprocessed {
+                    thresholds: thresholds.clone(),
+                    quality: thresholded.quality,
+                    gaps: gap_tuples(&thresholded.gaps),
+                }
+            }),
+        })
     }
 }
 
-/// An evaluation's quality, gaps per attribute and the mitigation statistics' sum.
-type Evaluated = (
-    Option<Quality>,
-    Vec<(String, Option<f64>, Option<f64>)>,
-    Option<Vec<f64>>,
-);
+/// Gaps as the simulator's outputs hold them: (attribute, demographic parity, equal
+/// opportunity).
+pub fn gap_tuples(gaps: &[AttributeGaps]) -> Vec<(String, Option<f64>, Option<f64>)> {
+    gaps.iter()
+        .map(|g| {
+            (
+                g.attribute.clone(),
+                g.demographic_parity,
+                g.equal_opportunity,
+            )
+        })
+        .collect()
+}
 
 /// The final model with the per-group thresholds in force, as the participants' own
 /// evaluation with those thresholds measured it.

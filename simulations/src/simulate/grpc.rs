@@ -1,12 +1,13 @@
 //! `transport = "grpc"`: the run as a real federation, the coordinator and every participant
 //! in this process but speaking mutual-TLS gRPC over loopback, with the experiment's dropouts
-//! planted as participant faults. The round records come from the coordinator itself;
-//! fairness gaps are not among them (the coordinator never sees group statistics), and stage
+//! planted as participant faults. The round records come from the coordinator itself (the
+//! same round plan the in-process transport runs: the same figures, gaps included); stage
 //! timings are per round only.
 
 use super::config::ExperimentConfig;
 use super::federation::{
-    Postprocessed, RoundOutcome, SimulationResult, draw_dropouts, fault_rng, node_seed,
+    Postprocessed, RoundOutcome, SimulationResult, draw_dropouts, fault_rng, gap_tuples,
+    node_seed,
 };
 use crate::local::LocalFederation;
 use accord_coordinator::CoordinatorConfig;
@@ -39,8 +40,7 @@ pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, St
     let a = &config.algorithm;
     let p = &config.privacy;
     let deadline = config.faults.deadline_secs.ceil().max(2.0) as i64;
-    let mut coordinator_edits: Vec<(&str, toml::Value)> =
-        vec![("federation.min_participants", ((n / 2 + 1) as i64).into())];
+    let mut coordinator_edits = config.simulated_federation();
     coordinator_edits.extend(
         config
             .coordinator_settings()?
@@ -55,16 +55,22 @@ pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, St
     // Each participant's planned withholdings, drawn as the in-process transport draws them.
     let mut rng = fault_rng(config.seed);
     let mut faults: Vec<Vec<toml::Value>> = vec![Vec::new(); n];
+    // The phases in the order the round plan configures them; the evaluation with thresholds
+    // comes last (and only with post-processing), so drawing for it changes no other phase.
     let phases = std::iter::once((0, "standardize"))
-        .chain((1..=a.rounds).flat_map(|round| [(round, "fit"), (round, "evaluate")]));
+        .chain((1..=a.rounds).flat_map(|round| [(round, "fit"), (round, "evaluate")]))
+        .chain(std::iter::once((a.rounds, "evaluate-thresholds")));
+    // Who the experiment made drop in each round's fit, as the in-process transport counts it.
+    let mut fit_dropped = vec![0; a.rounds as usize + 1];
     for (round, phase) in phases {
+        for (i, stop) in draw_dropouts(&config.faults, n, &mut rng)
+            .into_iter()
+            .enumerate()
         {
-            for (i, stop) in draw_dropouts(&config.faults, n, &mut rng)
-                .into_iter()
-                .enumerate()
-            {
-                if let Some(stage) = stop {
-                    faults[i].push(fault(round, phase, stage));
+            if let Some(stage) = stop {
+                faults[i].push(fault(round, phase, stage));
+                if phase == "fit" {
+                    fit_dropped[round as usize] += 1;
                 }
             }
         }
@@ -120,11 +126,12 @@ pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, St
             .map(|r| RoundOutcome {
                 round: r.round,
                 completed: r.participants as usize,
-                dropped: n - r.participants as usize,
+                dropped: fit_dropped[r.round as usize],
                 aborted: r.fit_aborted,
                 evaluation_aborted: r.evaluation_aborted,
                 abort_reason: r.abort_reason.clone(),
                 quality: r.quality,
+                gaps: gap_tuples(&r.gaps),
                 bytes_up: r.bytes_up,
                 bytes_down: r.bytes_down,
                 secs: r.seconds,
@@ -137,14 +144,14 @@ pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, St
                 weights: outcome.model.weights.iter().copied().collect(),
                 intercept: outcome.model.intercept,
             },
-            postprocessed: outcome
-                .model
-                .postprocessing
-                .map(|thresholds| Postprocessed {
-                    thresholds,
-                    quality: None,
-                    gaps: Vec::new(),
-                }),
+            postprocessed: outcome.model.postprocessing.map(|thresholds| Postprocessed {
+                quality: thresholds.quality,
+                thresholds,
+                gaps: outcome
+                    .thresholded
+                    .as_ref()
+                    .map_or_else(Vec::new, |e| gap_tuples(&e.gaps)),
+            }),
         })
     })
 }

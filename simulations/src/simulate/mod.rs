@@ -19,6 +19,7 @@ use accord_coordinator::CoordinatorConfig;
 use accord_crypto::pki::{ConsortiumCa, Role};
 use accord_crypto::secagg::identity::{Signer, Trust};
 use config::{ExperimentConfig, RunPlan};
+use accord_participant::Contributor;
 use federation::{Member, RoundOutcome, Simulation};
 use output::{FrontierPoint, FrontierTarget, RoundRow, SummaryRow};
 use std::path::{Path, PathBuf};
@@ -226,10 +227,14 @@ fn run_one(
     let members: Vec<Member> = datasets
         .into_iter()
         .zip(signers)
-        .map(|(data, signer)| Member {
+        .enumerate()
+        .map(|(i, (data, signer))| Member {
             signer: signer.clone(),
-            data,
-            standardized: None,
+            contributor: Contributor::new(
+                definition.clone(),
+                data,
+                federation::node_seed(config.seed, i),
+            ),
         })
         .collect();
     let n = members.len();
