@@ -16,15 +16,12 @@ use crate::plan::{PhaseResult, RoundPlan};
 use accord_crypto::pki::Role;
 use accord_crypto::secagg::identity::Trust;
 use accord_crypto::secagg::{Context, stage_label};
-use accord_proto::layout::{
-    encoded_columns,
-};
+use accord_proto::layout::encoded_columns;
 use accord_proto::phase::PhaseVector;
 use accord_proto::transport::WireMeter;
 use accord_proto::v1::{
     FederationDefinition, FederationState, GlobalModel, Header, Phase, ProtectedVector,
-    RegisterResponse, RoundAnnouncement, RoundSummary, StatusResponse,
-    UploadReceipt,
+    RegisterResponse, RoundAnnouncement, RoundSummary, StatusResponse, UploadReceipt,
 };
 use accord_proto::v1::{SecAggRelay, SecAggStage, SignedStageMessage};
 use std::collections::{BTreeMap, BTreeSet};
@@ -822,8 +819,8 @@ impl Federation {
             if matches!(request.phase, Phase::Fit | Phase::Evaluate) {
                 state.plan.add_transport(
                     request.round,
-                self.meter.received() - up,
-                self.meter.sent() - down,
+                    self.meter.received() - up,
+                    self.meter.sent() - down,
                     started.elapsed().as_secs_f64(),
                 );
             }
@@ -863,7 +860,10 @@ impl Federation {
                 phase: Phase::Finished,
             };
             state.selected.clear();
-            (state.plan.history().to_vec(), state.plan.thresholded().cloned())
+            (
+                state.plan.history().to_vec(),
+                state.plan.thresholded().cloned(),
+            )
         };
         self.task.send_replace(Task {
             round: self.definition.rounds,

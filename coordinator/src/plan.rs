@@ -33,9 +33,7 @@ pub enum PlanError {
     #[error("standardization aborted: {0}")]
     StandardizationAborted(String),
     /// Fewer participants than `min_participants` uploaded standardization sums.
-    #[error(
-        "standardization: {contributors} of the {min} participants needed uploaded their sums"
-    )]
+    #[error("standardization: {contributors} of the {min} participants needed uploaded their sums")]
     TooFewStandardized {
         /// Participants whose sums were aggregated.
         contributors: u32,
@@ -145,7 +143,11 @@ impl RoundPlan {
     /// The plan of the federation `definition`, whose schema encodes to `columns`; `params`
     /// bound every phase vector (the coordinator's `[secure_aggregation]`, whichever the
     /// aggregation, so a plain federation's vectors are the ones a secure one would encode).
-    pub fn new(definition: FederationDefinition, columns: Vec<String>, params: SecAggParams) -> Self {
+    pub fn new(
+        definition: FederationDefinition,
+        columns: Vec<String>,
+        params: SecAggParams,
+    ) -> Self {
         let schema = definition.schema.clone().unwrap_or_default();
         let mitigation = MitigationRun::new(
             &schema,
@@ -190,9 +192,11 @@ impl RoundPlan {
                     .fit_vector(self.columns.len(), self.params.clip, rows),
             ),
             Next::Evaluate(round) => (round, Phase::Evaluate, evaluate()),
-            Next::EvaluateThresholds => {
-                (self.definition.rounds, Phase::EvaluateThresholds, evaluate())
-            }
+            Next::EvaluateThresholds => (
+                self.definition.rounds,
+                Phase::EvaluateThresholds,
+                evaluate(),
+            ),
             Next::Done => return Ok(None),
         };
         Ok(Some(PhaseRequest {
@@ -350,7 +354,12 @@ impl RoundPlan {
     }
 
     /// The fit's new global model, in force from now on; Err(reason) when the fit aborted.
-    fn fit(&mut self, round: u32, result: PhaseResult, min: u32) -> Result<Result<u32, String>, PlanError> {
+    fn fit(
+        &mut self,
+        round: u32,
+        result: PhaseResult,
+        min: u32,
+    ) -> Result<Result<u32, String>, PlanError> {
         let (sum, contributors) = match result.sum {
             Ok(sum) => sum,
             Err(reason) => return Ok(Err(format!("fit: {reason}"))),

@@ -21,9 +21,9 @@ use accord_proto::layout::{
 };
 use accord_proto::mitigation::{EvaluationStatistics, FairFedUpdate};
 use accord_proto::v1::{
-    Boolean, Categorical, EvaluationParams, FairnessMitigation, Feature, Intersection, MitigationKind, Numeric,
-    ProtectedAttribute, Schema, SecAggParams, ThresholdPostprocessing, ThresholdRule,
-    feature::Kind,
+    Boolean, Categorical, EvaluationParams, FairnessMitigation, Feature, Intersection,
+    MitigationKind, Numeric, ProtectedAttribute, Schema, SecAggParams, ThresholdPostprocessing,
+    ThresholdRule, feature::Kind,
 };
 use curve25519_dalek::scalar::Scalar;
 use proptest::prelude::*;

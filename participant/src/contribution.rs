@@ -141,7 +141,11 @@ impl Contributor {
     /// [`ContributionError::ModelShape`], [`ContributionError::Columns`],
     /// [`ContributionError::StandardDeviation`], [`ContributionError::Thresholds`]; nothing is
     /// accepted then.
-    pub fn accept_model(&mut self, round: u32, model: GlobalModel) -> Result<(), ContributionError> {
+    pub fn accept_model(
+        &mut self,
+        round: u32,
+        model: GlobalModel,
+    ) -> Result<(), ContributionError> {
         let columns = encoded_columns(&self.schema);
         let standardization = model.standardization.unwrap_or_default();
         for (what, actual) in [
@@ -296,15 +300,21 @@ impl Contributor {
                 let bins = evaluation.histogram_bins as usize;
                 let in_force: Vec<u32> = self.feedback.thresholds.iter().map(|t| t.bin).collect();
                 let decision = self.decision(phase, &in_force);
-                let counts = global.evaluate_with(x.view(), self.data.labels.view(), bins, &decision);
+                let counts =
+                    global.evaluate_with(x.view(), self.data.labels.view(), bins, &decision);
                 let zeros = EvaluationStatistics::zeros(
                     &self.schema,
                     mitigation.as_ref(),
                     self.definition.postprocessing.as_ref(),
                     &evaluation,
                 );
-                let statistics =
-                    mitigation::evaluation_statistics(global, x.view(), &self.data, zeros, &decision);
+                let statistics = mitigation::evaluation_statistics(
+                    global,
+                    x.view(),
+                    &self.data,
+                    zeros,
+                    &decision,
+                );
                 let mut values = counts.to_vec();
                 values.extend(statistics.to_vec());
                 Ok(values)
@@ -349,7 +359,12 @@ impl Contributor {
                     (Some(m), Some(_)) => Some((m.strength, self.records)),
                     _ => None,
                 };
-                PhaseVector::fit(encoded_columns(&self.schema).len(), params.clip, rows, fairfed)
+                PhaseVector::fit(
+                    encoded_columns(&self.schema).len(),
+                    params.clip,
+                    rows,
+                    fairfed,
+                )
             }
             _ => PhaseVector::evaluate(
                 &self.schema,

@@ -22,9 +22,8 @@ use accord_proto::transport::{WireMeter, channel};
 use accord_proto::v1::federation_client::FederationClient;
 use accord_proto::v1::{
     AwaitRoundRequest, EvaluationUpload, FederationDefinition, GlobalModel, GroupThreshold, Header,
-    ModelRequest, Phase, PlainVector, ProtectedVector,
-    RegisterRequest, SecAggAwaitRequest, SecAggParams, SecAggRelay, SecAggStage,
-    SignedStageMessage, UpdateUpload, protected_vector,
+    ModelRequest, Phase, PlainVector, ProtectedVector, RegisterRequest, SecAggAwaitRequest,
+    SecAggParams, SecAggRelay, SecAggStage, SignedStageMessage, UpdateUpload, protected_vector,
 };
 use prost::Message;
 use sha2::{Digest, Sha256};

@@ -20,9 +20,9 @@ use crate::layout::{
     Bound, EvaluationCounts, GroupCounts, GroupTally, LengthMismatch, Relation, WeightedModel,
     check_len,
 };
-use crate::v1::{EvaluationParams, 
-    FairnessMetric, FairnessMitigation, MitigationKind, Schema, ThresholdPostprocessing,
-    ThresholdRule,
+use crate::v1::{
+    EvaluationParams, FairnessMetric, FairnessMitigation, MitigationKind, Schema,
+    ThresholdPostprocessing, ThresholdRule,
 };
 
 impl FairnessMetric {
@@ -607,7 +607,11 @@ impl EvaluationStatistics {
 
     /// The values, in layout order.
     pub fn to_vec(&self) -> Vec<f64> {
-        self.parts().iter().flatten().flat_map(|p| p.iter().copied()).collect()
+        self.parts()
+            .iter()
+            .flatten()
+            .flat_map(|p| p.iter().copied())
+            .collect()
     }
 
     /// The same layout with `values` (e.g. an aggregated sum).

@@ -72,7 +72,8 @@ impl PhaseVector {
         max_rows: u64,
     ) -> Self {
         let bins = evaluation.histogram_bins as usize;
-        let statistics = EvaluationStatistics::zeros(schema, mitigation, postprocessing, evaluation);
+        let statistics =
+            EvaluationStatistics::zeros(schema, mitigation, postprocessing, evaluation);
         let start = EvaluationCounts::len(bins);
         let mut bounds = EvaluationCounts::bounds(bins, max_rows);
         bounds.extend(statistics.bounds(max_rows));

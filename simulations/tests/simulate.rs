@@ -367,7 +367,13 @@ fn transport_column(name: &str) -> bool {
 /// Runs `body` in process and over gRPC and checks that rounds.csv agrees in every column but
 /// the transport's measures, to the last digit written, and that the final model, its
 /// figures and the thresholds in force are the same bits.
-fn assert_the_transports_agree(body: &str) {
+fn assert_the_transports_agree(
+    body: &str,
+) -> (
+    std::path::PathBuf,
+    accord_simulations::simulate::output::SummaryRow,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().unwrap();
     let path = experiment(dir.path(), body);
     let local = run_experiment(&path, &[], &dir.path().join("local"), &mut Quiet).unwrap();
@@ -387,7 +393,11 @@ fn assert_the_transports_agree(body: &str) {
         .collect();
     for (l, g) in local_rows.iter().zip(&grpc_rows) {
         for &i in &compared {
-            assert_eq!(l[i], g[i], "column {}: in-process {l:?}, gRPC {g:?}", header[i]);
+            assert_eq!(
+                l[i], g[i],
+                "column {}: in-process {l:?}, gRPC {g:?}",
+                header[i]
+            );
         }
     }
     let (l, g) = (&local.summary[0], &grpc.summary[0]);
@@ -397,13 +407,33 @@ fn assert_the_transports_agree(body: &str) {
     assert_eq!(l.gaps, g.gaps);
     assert_eq!(l.thresholds, g.thresholds);
     assert_eq!(l.rounds_aborted, g.rounds_aborted);
+    (local.rounds_csv.clone(), l.clone(), dir)
+}
+
+/// The figures compared are there: every round's accuracy and age-band gaps, and thresholds
+/// in force with their measured accuracy.
+fn assert_measured(rounds_csv: &Path, summary: &accord_simulations::simulate::output::SummaryRow) {
+    let (header, rows) = rows(rounds_csv);
+    for name in ["accuracy", "fairness_gap_age_band", "eo_gap_age_band"] {
+        let i = header.iter().position(|h| h == name).unwrap();
+        assert!(
+            rows.iter().all(|r| !r[i].is_empty()),
+            "{name} undefined: {rows:?}"
+        );
+    }
+    assert!(
+        summary.thresholds.starts_with("equal_opportunity"),
+        "{}",
+        summary.thresholds
+    );
+    assert!(summary.final_accuracy.is_some());
 }
 
 /// Secure aggregation with dropouts, FairFed and per-group thresholds: one round plan, so the
 /// same rounds, gaps and thresholds whichever the transport.
 #[test]
 fn in_process_and_grpc_write_the_same_rounds_but_for_the_transport_columns() {
-    assert_the_transports_agree(
+    let (rounds_csv, summary, _dir) = assert_the_transports_agree(
         r#"
 name = "one-plan"
 seed = 9
@@ -425,6 +455,7 @@ thresholds = "equal_opportunity"
 attribute = "age_band"
 "#,
     );
+    assert_measured(&rounds_csv, &summary);
 }
 
 /// Without secure aggregation the coordinator sums floating-point vectors: in the

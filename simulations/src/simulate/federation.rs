@@ -22,8 +22,8 @@ use accord_proto::layout::{StandardizationLayout, encoded_columns};
 use accord_proto::mitigation::AttributeGaps;
 use accord_proto::phase::PhaseVector;
 use accord_proto::v1::{
-    FederationDefinition, Phase, PlainVector, ProtectedVector, Schema,
-    SecAggParams, SecAggRelay, SecAggStage, SignedStageMessage, protected_vector::Scheme,
+    FederationDefinition, Phase, PlainVector, ProtectedVector, Schema, SecAggParams, SecAggRelay,
+    SecAggStage, SignedStageMessage, protected_vector::Scheme,
 };
 use prost::Message;
 use rand::{Rng, SeedableRng};

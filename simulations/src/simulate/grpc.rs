@@ -6,8 +6,7 @@
 
 use super::config::ExperimentConfig;
 use super::federation::{
-    Postprocessed, RoundOutcome, SimulationResult, draw_dropouts, fault_rng, gap_tuples,
-    node_seed,
+    Postprocessed, RoundOutcome, SimulationResult, draw_dropouts, fault_rng, gap_tuples, node_seed,
 };
 use crate::local::LocalFederation;
 use accord_coordinator::CoordinatorConfig;
@@ -144,14 +143,17 @@ pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, St
                 weights: outcome.model.weights.iter().copied().collect(),
                 intercept: outcome.model.intercept,
             },
-            postprocessed: outcome.model.postprocessing.map(|thresholds| Postprocessed {
-                quality: thresholds.quality,
-                thresholds,
-                gaps: outcome
-                    .thresholded
-                    .as_ref()
-                    .map_or_else(Vec::new, |e| gap_tuples(&e.gaps)),
-            }),
+            postprocessed: outcome
+                .model
+                .postprocessing
+                .map(|thresholds| Postprocessed {
+                    quality: thresholds.quality,
+                    thresholds,
+                    gaps: outcome
+                        .thresholded
+                        .as_ref()
+                        .map_or_else(Vec::new, |e| gap_tuples(&e.gaps)),
+                }),
         })
     })
 }
