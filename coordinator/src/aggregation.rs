@@ -12,6 +12,7 @@ use accord_crypto::secagg::identity::Trust;
 use accord_crypto::secagg::validity::Statement;
 use accord_crypto::secagg::{self, Context, Culprit, SecAggError};
 use accord_proto::phase::PhaseVector;
+use accord_proto::scheme::{AggregationScheme, InputValidity};
 use accord_proto::v1::{
     ProtectedVector, SecAggParams, SecAggRelay, SecAggStage, SignedStageMessage,
     protected_vector::Scheme,
@@ -19,7 +20,6 @@ use accord_proto::v1::{
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A scheme's name as it appears in configs, the federation definition and every output.
-pub const INSECURE_PLAIN: &str = "insecure-plain";
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AggregationError {
@@ -28,8 +28,8 @@ pub enum AggregationError {
     )]
     WrongScheme {
         participant: String,
-        got: &'static str,
-        expected: &'static str,
+        got: AggregationScheme,
+        expected: AggregationScheme,
     },
     #[error("participant '{participant}': vector has {actual} values, expected {expected}")]
     Length {
@@ -100,23 +100,23 @@ pub struct PhaseSpec<'a> {
     pub trust: &'a Trust,
 }
 
-/// Starts a phase aggregator under the named scheme.
+/// Starts a phase aggregator under `scheme`.
 pub fn start(
-    scheme: &str,
+    scheme: AggregationScheme,
     spec: PhaseSpec<'_>,
 ) -> Result<Box<dyn PhaseAggregator>, AggregationError> {
     let len = spec.vector.len();
     match scheme {
-        INSECURE_PLAIN => Ok(Box::new(PlainSum {
+        AggregationScheme::InsecurePlain => Ok(Box::new(PlainSum {
             len,
             vectors: BTreeMap::new(),
             expected: spec.selected,
         })),
-        _ => {
+        AggregationScheme::SecAgg => {
             let encoding =
                 secagg::fixed_point(&spec.vector.bounds, spec.params, spec.selected.len())
                     .map_err(SecAggError::from)?;
-            let inputs = if spec.params.input_validity == crate::config::RANGE_PROOFS {
+            let inputs = if spec.params.input_validity == InputValidity::RangeProofs.name() {
                 let statement =
                     Statement::new(&encoding, &spec.vector.relations).map_err(SecAggError::from)?;
                 PlainInputs::proven(encoding, spec.context.clone(), statement)
@@ -152,8 +152,8 @@ impl PhaseAggregator for SecureSum {
         else {
             return Err(AggregationError::WrongScheme {
                 participant: participant.into(),
-                got: INSECURE_PLAIN,
-                expected: secagg::SCHEME,
+                got: AggregationScheme::InsecurePlain,
+                expected: AggregationScheme::SecAgg,
             });
         };
         Ok(self.0.receive(participant, &certificate_der, message)?)
@@ -204,8 +204,8 @@ impl PhaseAggregator for PlainSum {
     ) -> Result<(), AggregationError> {
         let wrong = || AggregationError::WrongScheme {
             participant: participant.into(),
-            got: secagg::SCHEME,
-            expected: INSECURE_PLAIN,
+            got: AggregationScheme::SecAgg,
+            expected: AggregationScheme::InsecurePlain,
         };
         let Submission::Plain(vector) = submission else {
             return Err(wrong());
@@ -300,7 +300,7 @@ mod tests {
             params: &params,
             trust: &trust,
         };
-        let mut agg = start(INSECURE_PLAIN, spec).unwrap();
+        let mut agg = start(AggregationScheme::InsecurePlain, spec).unwrap();
         agg.accept("a", plain(vec![1.0, 2.0])).unwrap();
         assert_eq!(
             agg.accept("a", plain(vec![1.0, 2.0])),

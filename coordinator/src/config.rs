@@ -4,6 +4,7 @@
 
 use crate::mitigation::{MitigationSection, PostprocessingSection};
 use accord_proto::schema::{SchemaError, validate};
+use accord_proto::scheme::{AggregationScheme, InputValidity};
 use accord_proto::v1::{
     Boolean, Categorical, Comparison, EvaluationParams, FairnessMitigation, Feature, LabelRule,
     Numeric, ProtectedAttribute, Schema, SecAggParams, ThresholdPostprocessing, TrainingParams,
@@ -96,7 +97,6 @@ pub struct SecureAggregationSection {
 }
 
 /// Input validity by Bulletproofs range proofs over Pedersen commitments.
-pub const RANGE_PROOFS: &str = "range-proofs";
 
 impl Default for SecureAggregationSection {
     fn default() -> Self {
@@ -107,7 +107,7 @@ impl Default for SecureAggregationSection {
             max_rows_per_participant: 1_000_000,
             threshold: 0,
             neighbours: 0,
-            input_validity: RANGE_PROOFS.into(),
+            input_validity: InputValidity::RangeProofs.name().into(),
         }
     }
 }
@@ -193,7 +193,7 @@ fn default_phase_timeout() -> u64 {
     120
 }
 fn default_aggregation() -> String {
-    accord_crypto::secagg::SCHEME.into()
+    AggregationScheme::SecAgg.name().into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -383,13 +383,11 @@ impl CoordinatorConfig {
             .map_err(|e| {
                 Invalid::Other(format!("secure_aggregation.max_rows_per_participant: {e}"))
             })?;
-        match self.federation.aggregation.as_str() {
-            crate::aggregation::INSECURE_PLAIN | accord_crypto::secagg::SCHEME => {}
-            other => {
-                return Err(Invalid::Other(format!(
-                    "federation.aggregation '{other}' is not supported (supported: secagg, insecure-plain)"
-                )));
-            }
+        if AggregationScheme::from_name(&self.federation.aggregation).is_none() {
+            return Err(Invalid::Other(format!(
+                "federation.aggregation '{}' is not supported (supported: secagg, insecure-plain)",
+                self.federation.aggregation
+            )));
         }
         self.training.check("training")?;
         if let Some(f) = &self.fairness {
@@ -403,7 +401,7 @@ impl CoordinatorConfig {
                 .map_err(|e| Invalid::Other(format!("fairness.{e}")))?;
             accord_crypto::he::keys::parse_verifying_key(&f.auditor_verifying_key)
                 .map_err(|e| Invalid::Other(format!("fairness.auditor_verifying_key: {e}")))?;
-            if self.federation.aggregation != accord_crypto::secagg::SCHEME {
+            if self.aggregation() != AggregationScheme::SecAgg {
                 return Err(Invalid::Other(
                     "fairness needs federation.aggregation = \"secagg\": the encrypted statistics carry secure-aggregation masks".into(),
                 ));
@@ -502,6 +500,12 @@ impl CoordinatorConfig {
         self.postprocessing
             .definition(&self.schema()?, "postprocessing")
             .map_err(|e| Invalid::Other(e.to_string()))
+    }
+
+    /// The federation's aggregation scheme (`federation.aggregation`, checked at load).
+    pub fn aggregation(&self) -> AggregationScheme {
+        AggregationScheme::from_name(&self.federation.aggregation)
+            .expect("federation.aggregation is checked when the configuration loads")
     }
 
     pub fn evaluation_params(&self) -> EvaluationParams {
@@ -691,7 +695,7 @@ impl SecureAggregationSection {
                 "\"z32\" or \"z64\"",
             ));
         }
-        if !matches!(self.input_validity.as_str(), RANGE_PROOFS | "none") {
+        if InputValidity::from_name(&self.input_validity).is_none() {
             return Err(out_of_range(
                 key("input_validity"),
                 &self.input_validity,

@@ -27,6 +27,7 @@ use accord_crypto::secagg::replay::{ReplayError, Replayed, replay};
 use accord_crypto::secagg::validity::Statement;
 use accord_proto::fairness::FairnessLayout;
 use accord_proto::phase::PhaseVector;
+use accord_proto::scheme::InputValidity;
 use accord_proto::v1::{
     AggregationRecord, FairnessParams, FederationDefinition, Phase, RecordedMessage, Schema,
     SecAggParams, SecAggRelay, SecAggStage,
@@ -241,7 +242,7 @@ impl FairnessAudit {
             threads,
         )
         .map_err(|e| AggregationError::Fairness(e.to_string()))?;
-        let inputs = if spec.params.input_validity == crate::config::RANGE_PROOFS {
+        let inputs = if spec.params.input_validity == InputValidity::RangeProofs.name() {
             inputs.proven(self.count_statement()?)
         } else {
             inputs

@@ -18,6 +18,7 @@ use accord_crypto::secagg::identity::Trust;
 use accord_crypto::secagg::{Context, stage_label};
 use accord_proto::layout::encoded_columns;
 use accord_proto::phase::PhaseVector;
+use accord_proto::scheme::AggregationScheme;
 use accord_proto::transport::WireMeter;
 use accord_proto::v1::{
     FederationDefinition, FederationState, GlobalModel, Header, Phase, ProtectedVector,
@@ -172,7 +173,7 @@ pub fn definition(
         rounds: config.federation.rounds,
         aggregation: config.federation.aggregation.clone(),
         min_participants: config.federation.min_participants,
-        secure_aggregation: (config.federation.aggregation == accord_crypto::secagg::SCHEME)
+        secure_aggregation: (config.aggregation() == AggregationScheme::SecAgg)
             .then(|| config.secure_aggregation.params()),
         fairness,
         mitigation: config.mitigation().ok().flatten(),
@@ -687,7 +688,7 @@ impl Federation {
             };
             let started = match (&self.fairness, phase) {
                 (Some(audit), Phase::Fairness) => audit.start(spec),
-                _ => aggregation::start(&self.definition.aggregation, spec),
+                _ => aggregation::start(self.config.aggregation(), spec),
             };
             let aggregator = match started {
                 Ok(aggregator) => aggregator,

@@ -6,13 +6,17 @@
 //! aggregation scheme: no record, identifier or single value leaves this process.
 #![forbid(unsafe_code)]
 
+mod audit;
 pub mod config;
 pub mod contribution;
 pub mod data;
 pub mod mitigation;
 pub mod model;
 pub mod node;
+mod rpc;
 
+pub use audit::AuditError;
 pub use config::ParticipantConfig;
 pub use contribution::{ContributionError, Contributor};
 pub use node::{Outcome, ParticipantError, run};
+pub use rpc::describe_status;

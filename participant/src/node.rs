@@ -4,20 +4,20 @@
 //! model, evaluation counts), passed through the federation's aggregation scheme before it
 //! leaves. The schema arrives from the coordinator and is checked before any data is read.
 
+use crate::audit::{AuditorTrust, auditor_trust};
 use crate::config::{Fault, FaultAction, FaultPhase, FaultStage, ParticipantConfig};
 use crate::contribution::Contributor;
 use crate::data::{DataError, LoadReport, load_csv};
+use crate::rpc::{refused, retry_unavailable};
 use accord_crypto::crl::CrlWatch;
 use accord_crypto::he::inputs::{MASK_RING, seal};
-use accord_crypto::he::keys::parse_verifying_key;
-use accord_crypto::he::{PublicMaterial, check_value_bits};
 use accord_crypto::secagg::identity::{Signer, Trust};
 use accord_crypto::secagg::participant::{Masked, ParticipantSession};
 use accord_crypto::secagg::validity::Statement;
 use accord_crypto::secagg::{self, Context, Requirements, SecAggError};
 use accord_proto::MAX_MESSAGE_BYTES;
-use accord_proto::fairness::FairnessLayout;
 use accord_proto::phase::PhaseVector;
+use accord_proto::scheme::{AggregationScheme, InputValidity};
 use accord_proto::transport::{WireMeter, channel};
 use accord_proto::v1::federation_client::FederationClient;
 use accord_proto::v1::{
@@ -28,21 +28,16 @@ use accord_proto::v1::{
 use prost::Message;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::time::Duration;
+use tonic::Code;
 use tonic::transport::Channel;
-use tonic::{Code, Status};
 use tracing::{info, warn};
-
-/// The plain scheme, which needs this participant's consent.
-pub const INSECURE_PLAIN: &str = "insecure-plain";
-
-/// Input validity by range proofs (the federation definition's `input_validity`).
-pub const RANGE_PROOFS: &str = "range-proofs";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ParticipantError {
     #[error("TLS setup: {0}")]
-    Tls(String),
+    Tls(#[from] accord_crypto::tls::TlsError),
+    #[error("TLS setup: {0}")]
+    Crl(#[from] accord_crypto::crl::CrlError),
     #[error("transport: {0}")]
     Transport(#[from] accord_proto::transport::TransportError),
     #[error("the coordinator refused {rpc}: {message} ({code:?})")]
@@ -52,7 +47,13 @@ pub enum ParticipantError {
         message: String,
     },
     #[error("the coordinator sent an invalid federation definition: {0}")]
-    InvalidDefinition(String),
+    InvalidDefinition(#[from] accord_proto::schema::DefinitionError),
+    #[error("the coordinator sent a federation definition without {0}")]
+    IncompleteDefinition(&'static str),
+    #[error(
+        "the federation's input_validity '{0}' is not one this participant supports (range-proofs, none)"
+    )]
+    UnsupportedInputValidity(String),
     #[error(
         "the federation uses aggregation '{0}', which reveals this participant's own sums to the coordinator; \
          set allow_insecure_plain = true in participant.toml to consent"
@@ -74,8 +75,10 @@ pub enum ParticipantError {
     Contribution(#[from] crate::contribution::ContributionError),
     #[error(transparent)]
     Data(#[from] DataError),
-    #[error("fairness audit: {0}")]
-    Fairness(String),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    #[error("fairness audit: encrypting the counts stopped: {0}")]
+    Sealing(#[from] tokio::task::JoinError),
     #[error(
         "the coordinator's federation definition has SHA-256 {got}, not the {pinned} pinned in \
          [requirements] federation_sha256"
@@ -109,15 +112,13 @@ pub async fn run(
     config: &ParticipantConfig,
     meter: WireMeter,
 ) -> Result<Outcome, ParticipantError> {
-    let crl = CrlWatch::open_if_set(config.tls.crl.as_deref(), &config.tls.ca)
-        .map_err(|e| ParticipantError::Tls(e.to_string()))?;
+    let crl = CrlWatch::open_if_set(config.tls.crl.as_deref(), &config.tls.ca)?;
     let tls = accord_crypto::tls::client_config(
         &config.tls.ca,
         &config.tls.certificate,
         &config.tls.key,
         crl.clone(),
-    )
-    .map_err(|e| ParticipantError::Tls(e.to_string()))?;
+    )?;
     let channel = channel(
         &config.coordinator,
         &config.server_name(),
@@ -146,21 +147,10 @@ struct SecureAggregation {
     requirements: Requirements,
 }
 
-/// What a participant needs for the encrypted fairness audit: the auditor's public key and
-/// proof parameters (checked against the pinned auditor key) and the groups to count.
-struct FairnessAudit {
-    material: Arc<PublicMaterial>,
-    layout: FairnessLayout,
-    value_bits: u32,
-    /// When the federation requires input validity: what this participant's counts are proven
-    /// to meet.
-    statement: Option<Statement>,
-}
-
 struct Node {
     client: FederationClient<Channel>,
     secagg: Option<SecureAggregation>,
-    fairness: Option<FairnessAudit>,
+    fairness: Option<AuditorTrust>,
     faults: Vec<Fault>,
     name: String,
     /// The session the coordinator gave this registration, carried in every request.
@@ -169,39 +159,6 @@ struct Node {
     load: LoadReport,
     /// What this participant computes in each phase (the round plan's participant side).
     contributor: Contributor,
-}
-
-fn refused(rpc: &'static str) -> impl FnOnce(Status) -> ParticipantError {
-    move |status| ParticipantError::Refused {
-        rpc,
-        code: status.code(),
-        message: describe_status(&status),
-    }
-}
-
-/// The status message, or for a failed connection the TLS reason under it (e.g. the
-/// coordinator rejected this participant's certificate, or this participant the coordinator's),
-/// which gRPC reports only as "transport error" or as rustls's debug text.
-pub fn describe_status(status: &Status) -> String {
-    match connection_error(status) {
-        Some(io) => format!(
-            "cannot connect: {}",
-            accord_crypto::tls::describe_handshake_error(io)
-        ),
-        None => status.message().to_owned(),
-    }
-}
-
-/// The I/O error under a failed connection's status, if any.
-fn connection_error(status: &Status) -> Option<&std::io::Error> {
-    let mut source = std::error::Error::source(status);
-    while let Some(error) = source {
-        if let Some(io) = error.downcast_ref::<std::io::Error>() {
-            return Some(io);
-        }
-        source = error.source();
-    }
-    None
 }
 
 impl Node {
@@ -224,9 +181,9 @@ impl Node {
         .await
         .map_err(refused("Register"))?
         .into_inner();
-        let federation = response.federation.ok_or_else(|| {
-            ParticipantError::InvalidDefinition("no federation definition".into())
-        })?;
+        let federation = response
+            .federation
+            .ok_or_else(|| ParticipantError::IncompleteDefinition("a definition"))?;
         let definition_sha256 = hex::encode(Sha256::digest(federation.encode_to_vec()));
         info!(sha256 = %definition_sha256, "federation definition received");
         if let Some(pinned) = &config.requirements.federation_sha256
@@ -237,28 +194,26 @@ impl Node {
                 pinned: pinned.clone(),
             });
         }
-        accord_proto::schema::validate_definition(&federation)
-            .map_err(|e| ParticipantError::InvalidDefinition(e.to_string()))?;
+        accord_proto::schema::validate_definition(&federation)?;
         let schema = federation
             .schema
             .as_ref()
-            .ok_or_else(|| ParticipantError::InvalidDefinition("no schema".into()))?;
-        let secagg = match federation.aggregation.as_str() {
-            INSECURE_PLAIN if config.allow_insecure_plain => None,
-            INSECURE_PLAIN => {
+            .ok_or(ParticipantError::IncompleteDefinition("a schema"))?;
+        let secagg = match AggregationScheme::from_name(&federation.aggregation) {
+            Some(AggregationScheme::InsecurePlain) if config.allow_insecure_plain => None,
+            Some(AggregationScheme::InsecurePlain) => {
                 return Err(ParticipantError::PlainNotAllowed(
                     federation.aggregation.clone(),
                 ));
             }
-            secagg::SCHEME => {
+            Some(AggregationScheme::SecAgg) => {
                 let params = federation.secure_aggregation.clone().ok_or_else(|| {
-                    ParticipantError::InvalidDefinition("no secure-aggregation parameters".into())
+                    ParticipantError::IncompleteDefinition("secure-aggregation parameters")
                 })?;
-                if !matches!(params.input_validity.as_str(), RANGE_PROOFS | "none") {
-                    return Err(ParticipantError::InvalidDefinition(format!(
-                        "input_validity '{}' is not one this participant supports ({RANGE_PROOFS}, none)",
-                        params.input_validity
-                    )));
+                if InputValidity::from_name(&params.input_validity).is_none() {
+                    return Err(ParticipantError::UnsupportedInputValidity(
+                        params.input_validity.clone(),
+                    ));
                 }
                 let floor = config.requirements.min_threshold;
                 if params.threshold != 0 && (params.threshold as usize) < floor {
@@ -282,13 +237,17 @@ impl Node {
                     params,
                 })
             }
-            other => return Err(ParticipantError::UnsupportedAggregation(other.to_owned())),
+            None => {
+                return Err(ParticipantError::UnsupportedAggregation(
+                    federation.aggregation.clone(),
+                ));
+            }
         };
         if response.replaced {
             warn!(name = %response.participant_name, "this registration replaced an earlier one of the same name (a restart of this node, or another process holding its certificate, which the coordinator now refuses)");
         }
         info!(name = %response.participant_name, federation = %federation.federation_id, "registered");
-        let fairness = audit(config, &federation, schema)?;
+        let fairness = auditor_trust(config, &federation, schema)?;
 
         let (data, load) = load_csv(
             &config.data.path,
@@ -509,7 +468,7 @@ impl Node {
                             secagg::fixed_point(&vector.bounds, &params, selected)
                                 .map_err(SecAggError::from)
                                 .and_then(|encoding| {
-                                    let statement = (params.input_validity == RANGE_PROOFS)
+                                    let statement = (params.input_validity == InputValidity::RangeProofs.name())
                                         .then(|| Statement::new(&encoding, &vector.relations))
                                         .transpose()
                                         .map_err(SecAggError::from)?;
@@ -609,8 +568,7 @@ impl Node {
             });
             (session, masked)
         })
-        .await
-        .map_err(|e| ParticipantError::Fairness(e.to_string()))?;
+        .await?;
         if masked.is_ok() {
             info!(
                 round,
@@ -712,94 +670,4 @@ impl Node {
 enum Input {
     Values(Vec<f64>, PhaseVector),
     Counts(Vec<u64>),
-}
-
-/// Checks the participant's auditor configuration against the federation's: the same pinned
-/// auditor key, a bundle it signed, and the same bundle the coordinator verifies with.
-fn audit(
-    config: &ParticipantConfig,
-    federation: &FederationDefinition,
-    schema: &accord_proto::v1::Schema,
-) -> Result<Option<FairnessAudit>, ParticipantError> {
-    let local_floor = config.requirements.min_group_size;
-    let Some(params) = &federation.fairness else {
-        return Ok(None);
-    };
-    let Some(local) = &config.fairness else {
-        warn!(
-            "the federation audits fairness under an auditor's key, but this participant has no [fairness] section: it will sit the audit out"
-        );
-        return Ok(None);
-    };
-    if params.min_group_size < local_floor {
-        warn!(
-            min_group_size = params.min_group_size,
-            required = local_floor,
-            "the federation suppresses only groups smaller than its min_group_size, below this participant's [requirements] min_group_size: it will sit the audit out"
-        );
-        return Ok(None);
-    }
-    let fail = |e: String| ParticipantError::Fairness(e);
-    let pinned =
-        parse_verifying_key(&local.auditor_verifying_key).map_err(|e| fail(e.to_string()))?;
-    if hex::encode(pinned.to_bytes()) != params.auditor_verifying_key.trim() {
-        return Err(fail(format!(
-            "the federation names auditor key {}, this participant trusts {}",
-            params.auditor_verifying_key, local.auditor_verifying_key
-        )));
-    }
-    let material =
-        PublicMaterial::load(&local.auditor_bundle, &pinned).map_err(|e| fail(e.to_string()))?;
-    if material.bundle_sha256 != params.auditor_bundle_sha256 {
-        return Err(fail(format!(
-            "{} (SHA-256 {}) is not the bundle the federation names ({})",
-            local.auditor_bundle.display(),
-            material.bundle_sha256,
-            params.auditor_bundle_sha256
-        )));
-    }
-    let layout = FairnessLayout::new(schema, params.histogram_bins as usize)
-        .map_err(|e| fail(e.to_string()))?;
-    let secagg = federation.secure_aggregation.clone().unwrap_or_default();
-    let statement = (secagg.input_validity == RANGE_PROOFS)
-        .then(|| {
-            Statement::counts(
-                layout.len(),
-                secagg.max_rows_per_participant,
-                &layout.relations(),
-            )
-        })
-        .transpose()
-        .map_err(|e| fail(e.to_string()))?;
-    Ok(Some(FairnessAudit {
-        material: Arc::new(material),
-        statement,
-        layout,
-        value_bits: check_value_bits(params.value_bits).map_err(|e| fail(e.to_string()))?,
-    }))
-}
-
-/// Retries a call while the coordinator is unreachable (it may still be starting), for up to a
-/// minute; not when a certificate was refused at the handshake, which a retry cannot change.
-async fn retry_unavailable<T, F, Fut>(mut call: F) -> Result<T, Status>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Status>>,
-{
-    let mut wait = Duration::from_millis(100);
-    let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        match call().await {
-            Err(status)
-                if status.code() == Code::Unavailable
-                    && !connection_error(&status)
-                        .is_some_and(accord_crypto::tls::is_certificate_refusal)
-                    && tokio::time::Instant::now() < give_up =>
-            {
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(2));
-            }
-            other => return other,
-        }
-    }
 }

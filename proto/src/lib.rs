@@ -16,6 +16,7 @@ pub mod layout;
 pub mod mitigation;
 pub mod phase;
 pub mod schema;
+pub mod scheme;
 pub mod standardization;
 pub mod transport;
 

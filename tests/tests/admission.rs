@@ -186,9 +186,9 @@ async fn each_kind_of_bad_certificate_is_refused_with_one_clear_log_line() {
             "{kind}: {status:?}"
         );
         assert!(
-            accord_participant::node::describe_status(&status).contains("rejected our certificate"),
+            accord_participant::describe_status(&status).contains("rejected our certificate"),
             "{kind}: {}",
-            accord_participant::node::describe_status(&status)
+            accord_participant::describe_status(&status)
         );
         let lines = await_log(&logs, line).await;
         assert_eq!(lines.len(), 1, "{kind}: one line, got {lines:#?}");
@@ -473,7 +473,7 @@ async fn a_member_revoked_while_the_coordinator_runs_is_refused_and_an_unusable_
         .register(register(0))
         .await
         .expect_err("a new connection of org-3 is refused");
-    let reason = accord_participant::node::describe_status(&status);
+    let reason = accord_participant::describe_status(&status);
     assert!(reason.contains("rejected our certificate"), "{reason}");
     let lines = await_lines(&logs, &refused_org3, 1).await;
     assert_eq!(lines.len(), 1, "{lines:#?}");
@@ -497,9 +497,7 @@ async fn a_member_revoked_while_the_coordinator_runs_is_refused_and_an_unusable_
             .register(register(0))
             .await
             .expect_err("org-3 stays revoked");
-        assert!(
-            accord_participant::node::describe_status(&status).contains("rejected our certificate")
-        );
+        assert!(accord_participant::describe_status(&status).contains("rejected our certificate"));
         assert_eq!(
             await_lines(&logs, &refused_org3, attempt).await.len(),
             attempt

@@ -31,9 +31,6 @@ use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 
-/// The scheme's name in configs, the federation definition and every output.
-pub const SCHEME: &str = "secagg";
-
 /// Where one aggregation happens: every signature, key derivation and AEAD tag is bound to it,
 /// so nothing from one federation, round or phase is accepted in another.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,6 +21,7 @@ use accord_participant::model::{
 use accord_proto::layout::{StandardizationLayout, encoded_columns};
 use accord_proto::mitigation::AttributeGaps;
 use accord_proto::phase::PhaseVector;
+use accord_proto::scheme::{AggregationScheme, InputValidity};
 use accord_proto::v1::{
     FederationDefinition, Phase, PlainVector, ProtectedVector, Schema, SecAggParams, SecAggRelay,
     SecAggStage, SignedStageMessage, protected_vector::Scheme,
@@ -151,7 +152,7 @@ impl<'a> Simulation<'a> {
     }
 
     fn secure(&self) -> bool {
-        self.config.privacy.aggregation == secagg::SCHEME
+        self.config.privacy.aggregation == AggregationScheme::SecAgg.name()
     }
 
     fn draw_dropouts(&mut self) -> Vec<Option<SecAggStage>> {
@@ -178,9 +179,9 @@ impl<'a> Simulation<'a> {
             phase,
         };
         let scheme = if self.secure() {
-            secagg::SCHEME
+            AggregationScheme::SecAgg
         } else {
-            aggregation::INSECURE_PLAIN
+            AggregationScheme::InsecurePlain
         };
         let spec = PhaseSpec {
             context: context.clone(),
@@ -292,7 +293,7 @@ impl<'a> Simulation<'a> {
             }
             let encoding = secagg::fixed_point(&vector.bounds, &self.params, summands);
             let statement = match &encoding {
-                Ok(encoding) if self.params.input_validity == "range-proofs" => {
+                Ok(encoding) if self.params.input_validity == InputValidity::RangeProofs.name() => {
                     match Statement::new(encoding, &vector.relations) {
                         Ok(statement) => Some(statement),
                         Err(e) => {

@@ -11,6 +11,7 @@ use super::federation::{
 use crate::local::LocalFederation;
 use accord_coordinator::CoordinatorConfig;
 use accord_participant::model::LogisticModel;
+use accord_proto::scheme::AggregationScheme;
 use accord_proto::transport::WireMeter;
 use accord_proto::v1::SecAggStage;
 use std::path::Path;
@@ -97,7 +98,7 @@ pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, St
                 ("faults", toml::Value::Array(planned)),
                 ("seed", (node_seed(config.seed, i) as i64).into()),
             ];
-            if p.aggregation == "insecure-plain" {
+            if p.aggregation == AggregationScheme::InsecurePlain.name() {
                 edits.push(("allow_insecure_plain", true.into()));
             }
             let path = federation
