@@ -13,6 +13,7 @@ pub mod artefact;
 pub mod config;
 pub mod fairness;
 pub mod federation;
+pub mod listener;
 pub mod metrics;
 pub mod mitigation;
 pub mod plan;

@@ -1,289 +1,72 @@
-//! The coordinator's listener: TCP, then a mutual-TLS handshake in which the client must present
-//! a certificate chaining to the consortium CA (and not revoked). A refused handshake is logged
-//! in one line saying why; an accepted connection carries its holder's identity (name and role
-//! from the certificate) to every request made over it.
-//!
-//! Anyone who can reach the port can open connections, so the listener bounds what they cost:
-//! at most `[connections]` `max_handshakes` handshakes and `max_open` connections at once
-//! (others wait in the kernel's listen backlog, unaccepted), a handshake time limit, and after
-//! a failed `accept` (e.g. no file descriptor left) an exponential pause and rate-limited logs.
+//! The coordinator as a service: loads the TLS material and the CRL, listens
+//! ([`crate::listener`]), serves the `Federation` gRPC service ([`crate::service`]) and drives
+//! the federation's rounds until it ends, then says goodbye to every participant.
 
-use crate::config::{ConnectionsSection, CoordinatorConfig};
+use crate::config::CoordinatorConfig;
 use crate::federation::{Federation, FederationError, Outcome};
+use crate::listener::{accept_loop, listen};
 use crate::service::FederationService;
-use accord_crypto::crl::CrlWatch;
-use accord_crypto::pki::{Identity, Role};
+use accord_crypto::crl::{CrlError, CrlWatch};
+use accord_crypto::secagg::identity::IdentityError;
+use accord_crypto::tls::TlsError;
 use accord_proto::MAX_MESSAGE_BYTES;
-use accord_proto::transport::{MeteredIo, WireMeter};
+use accord_proto::transport::WireMeter;
 use accord_proto::v1::federation_server::FederationServer;
 use std::io;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio::time::Instant;
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::Connected;
-use tracing::{info, warn};
+use tracing::info;
 
-/// The authenticated client of a connection, available to every request made over it.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    pub identity: Identity,
-    pub address: SocketAddr,
-    /// The DER certificate the client authenticated with: its key verifies the client's
-    /// signed protocol messages.
-    pub certificate: std::sync::Arc<Vec<u8>>,
-}
-
-/// An accepted mutual-TLS connection with its client's identity.
-pub struct AuthenticatedConnection {
-    io: MeteredIo<TlsStream<TcpStream>>,
-    peer: Peer,
-    /// Its place among the `max_open` connections, given back when the connection is dropped.
-    _open: OwnedSemaphorePermit,
-}
-
-impl Connected for AuthenticatedConnection {
-    type ConnectInfo = Peer;
-
-    fn connect_info(&self) -> Peer {
-        self.peer.clone()
-    }
-}
-
-impl AsyncRead for AuthenticatedConnection {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for AuthenticatedConnection {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
+/// Why the coordinator stopped before its federation finished, or how the federation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
+    /// The coordinator's certificate, key or CA cannot be used for TLS.
     #[error("TLS setup: {0}")]
-    Tls(String),
+    Tls(#[from] TlsError),
+    /// The certificate revocation list cannot be read or is not the CA's.
+    #[error("TLS setup: {0}")]
+    Crl(#[from] CrlError),
+    /// The CA cannot be loaded to check participants' signed messages.
+    #[error("TLS setup: {0}")]
+    Trust(#[from] IdentityError),
+    /// The listening address is taken or invalid.
     #[error("cannot listen on {address}: {source}")]
-    Listen { address: String, source: io::Error },
-    #[error("{path}: cannot write the listening address: {source}")]
-    AddressFile {
-        path: std::path::PathBuf,
+    Listen {
+        /// The configured `listen` address.
+        address: String,
+        /// Why it cannot be listened on.
         source: io::Error,
     },
+    /// The file the listening address is written to (`address_file`) cannot be written.
+    #[error("{path}: cannot write the listening address: {source}")]
+    AddressFile {
+        /// The configured `address_file`.
+        path: std::path::PathBuf,
+        /// Why it cannot be written.
+        source: io::Error,
+    },
+    /// The federation failed (registration, a round, the artefacts).
     #[error(transparent)]
     Federation(#[from] FederationError),
+    /// The gRPC server could not be built.
     #[error("gRPC server: {0}")]
     Server(#[from] tonic::transport::Error),
-}
-
-/// After a failed `accept`: pauses that double from [`AcceptBackoff::FIRST`] to
-/// [`AcceptBackoff::LONGEST`] (back to the first after a success), and at most one log line per
-/// [`AcceptBackoff::LONGEST`], counting the failures not logged. Without it a listener out of
-/// file descriptors retries at once and writes a log line per retry.
-#[derive(Debug)]
-struct AcceptBackoff {
-    pause: Duration,
-    last_logged: Option<Instant>,
-    unlogged: u64,
-}
-
-impl AcceptBackoff {
-    const FIRST: Duration = Duration::from_millis(10);
-    const LONGEST: Duration = Duration::from_secs(1);
-
-    fn new() -> Self {
-        Self {
-            pause: Self::FIRST,
-            last_logged: None,
-            unlogged: 0,
-        }
-    }
-
-    /// Records a failed accept at `now`; how long to pause before the next.
-    fn failed(&mut self, error: &io::Error, now: Instant) -> Duration {
-        let pause = self.pause;
-        self.pause = (self.pause * 2).min(Self::LONGEST);
-        if self
-            .last_logged
-            .is_none_or(|last| now.duration_since(last) >= Self::LONGEST)
-        {
-            warn!(
-                "accept failed: {error} ({} more failures since the last such line); pausing {} ms",
-                self.unlogged,
-                pause.as_millis()
-            );
-            self.last_logged = Some(now);
-            self.unlogged = 0;
-        } else {
-            self.unlogged += 1;
-        }
-        pause
-    }
-
-    fn succeeded(&mut self) {
-        self.pause = Self::FIRST;
-    }
-}
-
-/// Accepts TCP connections, runs the TLS handshake (in its own task, with a time limit, so a
-/// slow client cannot hold up others) and passes on authenticated connections. A connection is
-/// accepted only when a handshake slot and an open-connection slot are free.
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    limits: ConnectionsSection,
-    participants: WireMeter,
-    connections: mpsc::Sender<io::Result<AuthenticatedConnection>>,
-) {
-    let handshakes = Arc::new(Semaphore::new(limits.max_handshakes as usize));
-    let open = Arc::new(Semaphore::new(limits.max_open as usize));
-    let timeout = Duration::from_secs(limits.handshake_timeout_secs);
-    let mut backoff = AcceptBackoff::new();
-    loop {
-        // The semaphores are never closed, so acquiring fails only if that changes.
-        let (Ok(open_slot), Ok(handshake_slot)) = (
-            open.clone().acquire_owned().await,
-            handshakes.clone().acquire_owned().await,
-        ) else {
-            return;
-        };
-        let (tcp, address) = match listener.accept().await {
-            Ok(accepted) => {
-                backoff.succeeded();
-                accepted
-            }
-            Err(e) => {
-                tokio::time::sleep(backoff.failed(&e, Instant::now())).await;
-                continue;
-            }
-        };
-        let (acceptor, participants, connections) =
-            (acceptor.clone(), participants.clone(), connections.clone());
-        tokio::spawn(async move {
-            let _ = tcp.set_nodelay(true);
-            let handshake = tokio::time::timeout(timeout, acceptor.accept(tcp)).await;
-            drop(handshake_slot);
-            let tls = match handshake {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    warn!(
-                        "refused connection from {address}: {}",
-                        accord_crypto::tls::describe_handshake_error(&e)
-                    );
-                    return;
-                }
-                Err(_) => {
-                    warn!(
-                        "refused connection from {address}: TLS handshake did not finish within {} s",
-                        timeout.as_secs()
-                    );
-                    return;
-                }
-            };
-            let identity = match accord_crypto::tls::peer_identity(tls.get_ref().1) {
-                Ok(identity) => identity,
-                Err(e) => {
-                    warn!("refused connection from {address}: {e}");
-                    return;
-                }
-            };
-            let certificate = std::sync::Arc::new(
-                tls.get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|chain| chain.first())
-                    .map(|cert| cert.to_vec())
-                    .unwrap_or_default(),
-            );
-            info!(name = %identity.name, role = %identity.role, %address, "client authenticated");
-            // Participants' traffic is what rounds report; observers' status polls are not.
-            let meter = if identity.role == Role::Participant {
-                participants
-            } else {
-                WireMeter::new()
-            };
-            let connection = AuthenticatedConnection {
-                io: meter.wrap(tls),
-                peer: Peer {
-                    identity,
-                    address,
-                    certificate,
-                },
-                _open: open_slot,
-            };
-            let _ = connections.send(Ok(connection)).await;
-        });
-    }
-}
-
-/// Connections the kernel completes and queues for `accept` while every handshake or
-/// open-connection slot is taken (capped by the system's `somaxconn`). Tokio's default, 128,
-/// would make clients beyond it retry their TCP handshake for seconds.
-const LISTEN_BACKLOG: u32 = 1024;
-
-/// A listener on the first address `address` ("host:port") resolves to that can be bound.
-async fn listen(address: &str) -> io::Result<TcpListener> {
-    let mut failure = None;
-    for address in tokio::net::lookup_host(address).await? {
-        let socket = if address.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        match socket.bind(address) {
-            Ok(()) => return socket.listen(LISTEN_BACKLOG),
-            Err(e) => failure = Some(e),
-        }
-    }
-    Err(failure.unwrap_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::AddrNotAvailable,
-            "the name resolves to no address",
-        )
-    }))
 }
 
 /// Serves the federation described by `config` until it has finished (or failed), then returns
 /// how it ended.
 pub async fn run(config: CoordinatorConfig) -> Result<Outcome, CoordinatorError> {
     // One view of the CRL for the handshakes, the signed messages and every request.
-    let crl = CrlWatch::open_if_set(config.tls.crl.as_deref(), &config.tls.ca)
-        .map_err(|e| CoordinatorError::Tls(e.to_string()))?;
+    let crl = CrlWatch::open_if_set(config.tls.crl.as_deref(), &config.tls.ca)?;
     let tls = accord_crypto::tls::server_config(
         &config.tls.ca,
         &config.tls.certificate,
         &config.tls.key,
         crl.clone(),
-    )
-    .map_err(|e| CoordinatorError::Tls(e.to_string()))?;
+    )?;
     let listener = listen(&config.listen)
         .await
         .map_err(|source| CoordinatorError::Listen {
@@ -308,8 +91,7 @@ pub async fn run(config: CoordinatorConfig) -> Result<Outcome, CoordinatorError>
     info!(address = %local, federation = %config.federation_id, "coordinator listening (mutual TLS)");
 
     let meter = WireMeter::new();
-    let mut trust = accord_crypto::secagg::identity::Trust::load(&config.tls.ca)
-        .map_err(|e| CoordinatorError::Tls(e.to_string()))?;
+    let mut trust = accord_crypto::secagg::identity::Trust::load(&config.tls.ca)?;
     if let Some(crl) = &crl {
         trust = trust.with_crl(crl.clone());
     }

@@ -4,7 +4,7 @@
 //! [`Federation`].
 
 use crate::federation::{Federation, Refusal};
-use crate::server::Peer;
+use crate::listener::Peer;
 use accord_crypto::crl::CrlWatch;
 use accord_crypto::pki::Role;
 use accord_proto::v1::federation_server::Federation as FederationRpc;
