@@ -11,7 +11,6 @@
 //! aggregate byte for byte, with the server key alone.
 
 use crate::aggregation::{AggregationError, Closed, PhaseAggregator, PhaseSpec, Submission};
-use crate::artefact::ModelArtefact;
 use crate::config::{CoordinatorConfig, FairnessSection};
 use crate::federation::FederationError;
 use accord_crypto::he::inputs::{Commitment, EncryptedAggregate};
@@ -25,6 +24,7 @@ use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
 use accord_crypto::secagg::identity::Trust;
 use accord_crypto::secagg::replay::{ReplayError, Replayed, replay};
 use accord_crypto::secagg::validity::Statement;
+use accord_proto::artefact::ModelArtefact;
 use accord_proto::fairness::FairnessLayout;
 use accord_proto::phase::PhaseVector;
 use accord_proto::v1::{
@@ -370,7 +370,7 @@ impl FairnessAudit {
     }
 }
 
-fn describe_mitigation(m: &crate::mitigation::MitigationSection) -> String {
+fn describe_mitigation(m: &accord_proto::sections::MitigationSection) -> String {
     if m.kind == "none" {
         return "none".into();
     }

@@ -8,15 +8,16 @@
 //! contributions aborts its round: the previous global model stays.
 
 use crate::aggregation::{self, AggregationError, Closed, PhaseAggregator, PhaseSpec, Submission};
-use crate::artefact::{
-    MODEL_FORMAT, ModelArtefact, RoundRecord, StandardizationJson, write_rounds_csv,
-};
+use crate::artefact::{RoundRecord, write_rounds_csv};
 use crate::config::CoordinatorConfig;
-use crate::metrics::{Quality, quality};
-use crate::mitigation::{MitigationRun, PostprocessingJson};
+use crate::metrics::quality;
+use crate::mitigation::MitigationRun;
 use accord_crypto::pki::Role;
 use accord_crypto::secagg::identity::Trust;
 use accord_crypto::secagg::{Context, stage_label};
+use accord_proto::artefact::{
+    MODEL_FORMAT, ModelArtefact, PostprocessingJson, Quality, StandardizationJson,
+};
 use accord_proto::layout::{
     EvaluationCounts, StandardizationLayout, StandardizationSums, encoded_columns,
 };

@@ -16,7 +16,6 @@ use super::report::{
     FairnessReport, MAX_REPORT_BYTES, REPORT_FORMAT, commitment_verifies, fairness_context,
     layout_of, sections, sections_digest,
 };
-use accord_coordinator::artefact::ModelArtefact;
 use accord_coordinator::fairness::{Recomputed, read_record, recompute};
 use accord_crypto::file::read_text_limited;
 use accord_crypto::hash::sha256_hex;
@@ -24,6 +23,7 @@ use accord_crypto::he::ServerMaterial;
 use accord_crypto::he::keys::{parse_verifying_key, verify_auditor_signature};
 use accord_crypto::he::transcript::{self, Entry};
 use accord_crypto::secagg::identity::Trust;
+use accord_proto::artefact::ModelArtefact;
 use accord_proto::fairness::GroupStatistics;
 use serde_json::Value;
 use std::path::Path;

@@ -5,8 +5,8 @@
 
 use super::config::{ExperimentConfig, FaultConfig};
 use accord_coordinator::aggregation::{self, Closed, PhaseSpec, Submission};
-use accord_coordinator::metrics::{Quality, quality};
-use accord_coordinator::mitigation::{MitigationRun, PostprocessingJson};
+use accord_coordinator::metrics::quality;
+use accord_coordinator::mitigation::MitigationRun;
 use accord_crypto::secagg::identity::{Signer, Trust};
 use accord_crypto::secagg::participant::ParticipantSession;
 use accord_crypto::secagg::validity::Statement;
@@ -16,6 +16,7 @@ use accord_participant::mitigation::{self, FairFedWeight};
 use accord_participant::model::{
     Decision, LogisticModel, Standardizer, TrainingParams, round_seed, standardization_sums,
 };
+use accord_proto::artefact::{PostprocessingJson, Quality};
 use accord_proto::layout::{EvaluationCounts, GroupCounts, StandardizationLayout};
 use accord_proto::mitigation::EvaluationStatistics;
 use accord_proto::phase::PhaseVector;
