@@ -518,7 +518,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 report
                     .parent()
                     .unwrap_or(Path::new("."))
-                    .join(accord_coordinator::fairness::RECORD_FILE)
+                    .join(accord_crypto::he::handoff::RECORD_FILE)
             });
             let checks = verify::verify(
                 &report,

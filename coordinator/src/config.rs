@@ -97,7 +97,7 @@ pub struct SecureAggregationSection {
 }
 
 /// Input validity by Bulletproofs range proofs over Pedersen commitments.
-pub const RANGE_PROOFS: &str = "range-proofs";
+pub use accord_crypto::secagg::validity::RANGE_PROOFS;
 
 impl Default for SecureAggregationSection {
     fn default() -> Self {

@@ -9,9 +9,9 @@ pub mod metrics;
 pub mod report;
 pub mod verify;
 
-use accord_coordinator::fairness::{AGGREGATE_FILE, TRANSCRIPT_FILE};
 use accord_crypto::file::{read_limited, read_text_limited};
 use accord_crypto::he;
+use accord_crypto::he::handoff::{AGGREGATE_FILE, TRANSCRIPT_FILE};
 use accord_crypto::he::keys::{self, AuditorKeys};
 use accord_crypto::he::transcript::{MAX_TRANSCRIPT_BYTES, RoundTranscript};
 use anyhow::Context as _;

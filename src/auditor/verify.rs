@@ -16,10 +16,10 @@ use super::report::{
     FairnessReport, MAX_REPORT_BYTES, REPORT_FORMAT, commitment_verifies, fairness_context,
     layout_of, sections, sections_digest,
 };
-use accord_coordinator::fairness::{Recomputed, read_record, recompute};
 use accord_crypto::file::read_text_limited;
 use accord_crypto::hash::sha256_hex;
 use accord_crypto::he::ServerMaterial;
+use accord_crypto::he::handoff::{Recomputed, read_record, recompute};
 use accord_crypto::he::keys::{parse_verifying_key, verify_auditor_signature};
 use accord_crypto::he::transcript::{self, Entry};
 use accord_crypto::secagg::identity::Trust;

@@ -16,7 +16,7 @@ use accord::auditor::report::{FairnessReport, layout_of};
 use accord::auditor::verify::{Against, Check, Recompute, Verdict, conclusion, verify};
 use accord::auditor::{REPORT_JSON, write_report};
 use accord_coordinator::CoordinatorConfig;
-use accord_coordinator::fairness::{AGGREGATE_FILE, RECORD_FILE, TRANSCRIPT_FILE};
+use accord_crypto::he::handoff::{AGGREGATE_FILE, RECORD_FILE, TRANSCRIPT_FILE};
 use accord_crypto::he::keys::{self, AuditorKeys};
 use accord_crypto::he::transcript::{self, Entry, RoundTranscript};
 use accord_participant::data::{InvalidRowPolicy, load_csv};

@@ -45,6 +45,10 @@ use rand::RngCore;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+/// The federation definition's `input_validity` when participants prove their inputs with these
+/// range proofs; the other accepted value is "none".
+pub const RANGE_PROOFS: &str = "range-proofs";
+
 /// Bytes of a compressed Ristretto point.
 const POINT_BYTES: usize = 32;
 
