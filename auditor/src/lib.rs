@@ -141,3 +141,75 @@ pub fn write_report(
     })?;
     Ok((json, html))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use accord_crypto::he::transcript::CommitmentRecord;
+
+    /// A coordinator's output folder with a transcript of `text` and no aggregate.
+    fn from_dir(text: &[u8]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(TRANSCRIPT_FILE), text).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_coordinators_files_are_named_by_concern_before_the_keys_are_loaded() {
+        // No keys anywhere: every error below comes before they are needed.
+        let keys = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let report = |from: &Path| write_report(keys.path(), from, out.path(), 30).unwrap_err();
+
+        let empty = tempfile::tempdir().unwrap();
+        let error = report(empty.path());
+        assert!(
+            matches!(&error, AuditorError::CoordinatorFile(_)),
+            "{error:?}"
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with(&empty.path().join(TRANSCRIPT_FILE).display().to_string()),
+            "{error}"
+        );
+
+        let garbage = from_dir(b"{\"format\": 1}");
+        let error = report(garbage.path());
+        let AuditorError::TranscriptJson { path, .. } = &error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(path, &garbage.path().join(TRANSCRIPT_FILE));
+        assert_eq!(
+            error.to_string(),
+            format!("{}: not a fairness transcript", path.display())
+        );
+        // The cause is kept as the source, for "{:#}" to print.
+        assert!(std::error::Error::source(&error).is_some());
+        // Nothing was written.
+        assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_malformed_commitment_is_named_with_its_field_and_cause() {
+        let record = CommitmentRecord {
+            participant: "org-a".into(),
+            certificate_der: "zz".into(),
+            ciphertext_sha256: String::new(),
+            signature: String::new(),
+        };
+        let error = commitment_verifies(&fairness_context("fed", 1), &record).unwrap_err();
+        assert!(
+            matches!(error, CommitmentError::CertificateHex(_)),
+            "{error:?}"
+        );
+        let error = TranscriptError::Commitment {
+            participant: record.participant.clone(),
+            source: error,
+        };
+        assert_eq!(
+            error::chain(&error),
+            "commitment of 'org-a': certificate is not hex: Invalid character 'z' at position 0"
+        );
+    }
+}

@@ -148,15 +148,15 @@ pub struct AuditorSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Section {
-    /// "field", "field.key" or "field[index]".
+    /// `field`, `field.key` or `field[index]`.
     pub path: String,
     /// SHA-256 (hex) of the section's JSON.
     pub sha256: String,
 }
 
 /// The sections of a report's JSON (without `signed_sections` and `signature`), in order: a
-/// top-level field, or one entry of a non-empty object or list at the top level ("model.content_hash",
-/// "participants[2]"), each with the SHA-256 (hex) of its JSON.
+/// top-level field, or one entry of a non-empty object or list at the top level (`model.content_hash`,
+/// `participants[2]`), each with the SHA-256 (hex) of its JSON.
 pub fn sections(report: &Value) -> Vec<Section> {
     let digest = |v: &Value| hex::encode(Sha256::digest(serde_json::to_vec(v).expect("JSON")));
     let mut out = Vec::new();

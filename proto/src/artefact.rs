@@ -385,3 +385,121 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ArtefactError> 
     std::fs::write(&tmp, bytes).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sections::{FeatureEntry, FeatureType};
+
+    fn model() -> ModelArtefact {
+        ModelArtefact {
+            format: MODEL_FORMAT.into(),
+            federation_id: "fed".into(),
+            schema: SchemaSection {
+                label: "csat >= 4".into(),
+                positive_name: "satisfied".into(),
+                label_range: Some([1.0, 5.0]),
+                features: vec![FeatureEntry {
+                    name: "wait_seconds".into(),
+                    kind: FeatureType::Numeric,
+                    categories: vec![],
+                    min: Some(0.0),
+                    max: Some(86400.0),
+                }],
+                protected: vec![],
+                intersections: vec![],
+            },
+            columns: vec!["wait_seconds".into()],
+            standardization: StandardizationJson {
+                count: 10,
+                means: vec![300.0],
+                std_devs: vec![461.0],
+            },
+            weights: vec![-0.64],
+            intercept: 0.5,
+            rounds: 2,
+            rounds_completed: 2,
+            participants: 3,
+            aggregation: "secagg".into(),
+            training: TrainingSection::default(),
+            evaluation: EvaluationSection::default(),
+            quality: None,
+            postprocessing: None,
+            content_hash: String::new(),
+        }
+        .seal()
+    }
+
+    #[test]
+    fn a_sealed_model_loads_back_and_any_edit_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.json");
+        let sealed = model();
+        assert!(sealed.content_hash.starts_with("sha256:"));
+        sealed.write(&path).unwrap();
+        assert_eq!(ModelArtefact::load(&path).unwrap(), sealed);
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("0.5", "0.75")).unwrap();
+        let error = ModelArtefact::load(&path).unwrap_err();
+        assert!(
+            matches!(error, ArtefactError::HashMismatch { .. }),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().starts_with(&format!(
+                "{}: content hash mismatch: the file says {}",
+                path.display(),
+                sealed.content_hash
+            )),
+            "{error}"
+        );
+
+        let other = ModelArtefact {
+            format: "accord.model.v0".into(),
+            ..sealed.clone()
+        };
+        other.write(&path).unwrap();
+        assert_eq!(
+            ModelArtefact::load(&path).unwrap_err().to_string(),
+            format!(
+                "{}: not an Accord model: format 'accord.model.v0', expected 'accord.model.v1'",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_model_over_the_limit_is_refused_with_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.json");
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(MAX_MODEL_BYTES + 1)
+            .unwrap();
+        assert_eq!(
+            ModelArtefact::load(&path).unwrap_err().to_string(),
+            format!(
+                "{}: 67108865 bytes, more than the 67108864 bytes accepted for a model",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn drivers_are_ordered_by_strength_and_read_in_words() {
+        let mut m = model();
+        m.columns = vec!["sentiment".into(), "channel=chat".into()];
+        m.weights = vec![0.2, -1.2];
+        m.standardization.std_devs = vec![0.465, 0.3];
+        let drivers = m.drivers();
+        assert_eq!(drivers[0].column, "channel=chat");
+        assert_eq!(
+            drivers[0].sentence(),
+            "- channel is chat                    strongly lowers the odds (-1.20 log-odds, -70%; 1 SD = 0.300)"
+        );
+        assert_eq!(drivers[1].column, "sentiment");
+        assert_eq!(figure(None), "undefined");
+        assert_eq!(figure(Some(0.123456)), "0.1235");
+    }
+}

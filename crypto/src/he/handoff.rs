@@ -344,3 +344,106 @@ pub fn recompute(
         dropped: selected.difference(&contributors).cloned().collect(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> Context {
+        Context {
+            federation: "fed".into(),
+            round: 3,
+            phase: Phase::Fairness,
+        }
+    }
+
+    #[test]
+    fn a_record_is_read_with_the_sha256_of_its_bytes_and_a_bad_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(RECORD_FILE);
+        let record = AggregationRecord {
+            round: 3,
+            phase: Phase::Fairness as i32,
+            selected: vec!["org-a".into(), "org-b".into()],
+            threads: 2,
+            ..Default::default()
+        };
+        let bytes = record.encode_to_vec();
+        std::fs::write(&path, &bytes).unwrap();
+        let (read, sha256) = read_record(&path).unwrap();
+        assert_eq!(read, record);
+        assert_eq!(sha256, crate::hash::sha256_hex(&bytes));
+
+        // Not protobuf (a truncated field): refused with the path.
+        std::fs::write(&path, [0x0a, 0xff]).unwrap();
+        let error = read_record(&path).unwrap_err();
+        assert!(matches!(error, RecomputeError::Decode { .. }), "{error:?}");
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("{}: not an aggregation record: ", path.display())),
+            "{error}"
+        );
+
+        let missing = dir.path().join("missing.bin");
+        let error = read_record(&missing).unwrap_err();
+        assert!(matches!(error, RecomputeError::File { .. }), "{error:?}");
+        assert!(
+            error
+                .to_string()
+                .starts_with(&missing.display().to_string()),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_record_over_the_limit_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(RECORD_FILE);
+        // Sparse: no disk is used for the 2 GiB.
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(MAX_RECORD_BYTES + 1)
+            .unwrap();
+        let error = read_record(&path).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{}: 2147483649 bytes, more than the 2147483648 a record may hold",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn the_parameters_in_force_name_the_graph_and_the_configured_values() {
+        let members: Vec<String> = (0..5).map(|i| format!("org-{i}")).collect();
+        let configured = SecAggParams {
+            threshold: 0,
+            neighbours: 0,
+            ..Default::default()
+        };
+        let complete = InForce::of(&Plan::new(&context(), &members, 3, 4));
+        assert_eq!(
+            complete,
+            InForce {
+                threshold: 3,
+                members: 5,
+                degree: 4
+            }
+        );
+        assert_eq!(
+            complete.describe(16, &configured),
+            "Z_2^32 masks reduced modulo 2^16; in force: threshold t = 3 of 5 members, 4 neighbours each (the complete graph); configured: threshold 0 (0: more than half), neighbours 0 (0: the default for the members present)"
+        );
+        let sparse = InForce::of(&Plan::new(&context(), &members, 3, 2));
+        assert_eq!(sparse.degree, 2);
+        assert!(
+            sparse
+                .describe(16, &configured)
+                .contains("2 neighbours each (a SecAgg+ Harary graph)"),
+            "{}",
+            sparse.describe(16, &configured)
+        );
+    }
+}
