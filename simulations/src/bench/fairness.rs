@@ -20,7 +20,7 @@ use accord_crypto::secagg::identity::{IdentityError, Signer, Trust};
 use accord_crypto::secagg::participant::ParticipantSession;
 use accord_crypto::secagg::{Context, Requirements, SecAggError};
 use accord_proto::fairness::{FairnessLayout, FairnessLayoutError, GroupStatistics};
-use accord_proto::v1::{Phase, ProtectedAttribute, Schema, SignedStageMessage};
+use accord_proto::v1::{Phase, ProtectedAttribute, Schema, SecAggRelay, SignedStageMessage};
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -171,6 +171,52 @@ fn statistics(layout: &FairnessLayout, rng: &mut impl Rng) -> Vec<u64> {
         .collect()
 }
 
+/// Hands each participant's message of a stage to the coordinator; returns the seconds it took.
+fn deliver(
+    coordinator: &mut CoordinatorSession<EncryptedInputs>,
+    signers: &[Arc<Signer>],
+    messages: Vec<SignedStageMessage>,
+) -> Result<f64, FairnessBenchError> {
+    let t = Instant::now();
+    for (signer, message) in signers.iter().zip(messages) {
+        coordinator
+            .receive(signer.name(), signer.certificate_der(), message)
+            .map_err(FairnessBenchError::Protocol)?;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Closes a stage that must lead to another.
+fn close(coordinator: &mut CoordinatorSession<EncryptedInputs>) -> Result<(), FairnessBenchError> {
+    match coordinator
+        .close_stage()
+        .map_err(FairnessBenchError::Protocol)?
+    {
+        StageClosed::Next(_) => Ok(()),
+        StageClosed::Done { .. } => Err(FairnessBenchError::WrongResult(
+            "the aggregation ended early",
+        )),
+    }
+}
+
+/// One stage in which every participant answers the coordinator's relay: the answers delivered
+/// (timed) and the stage closed. Returns the coordinator's seconds.
+fn exchange(
+    coordinator: &mut CoordinatorSession<EncryptedInputs>,
+    signers: &[Arc<Signer>],
+    sessions: &mut [ParticipantSession],
+    answer: impl Fn(&mut ParticipantSession, &SecAggRelay) -> Result<SignedStageMessage, SecAggError>,
+) -> Result<f64, FairnessBenchError> {
+    let messages = sessions
+        .iter_mut()
+        .map(|s| answer(s, &coordinator.relay_for(s.name())))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(FairnessBenchError::Protocol)?;
+    let secs = deliver(coordinator, signers, messages)?;
+    close(coordinator)?;
+    Ok(secs)
+}
+
 /// Runs the benchmark; `progress` hears each step.
 ///
 /// # Errors
@@ -247,40 +293,11 @@ pub fn run(
         sessions.push(session);
         messages.push(message);
     }
-    let deliver = |coordinator: &mut CoordinatorSession<EncryptedInputs>,
-                   messages: Vec<SignedStageMessage>|
-     -> Result<f64, FairnessBenchError> {
-        let t = Instant::now();
-        for (signer, message) in signers.iter().zip(messages) {
-            coordinator
-                .receive(signer.name(), signer.certificate_der(), message)
-                .map_err(FairnessBenchError::Protocol)?;
-        }
-        Ok(t.elapsed().as_secs_f64())
-    };
-    coordinator_secs += deliver(&mut coordinator, messages)?;
-    let expect_next = |closed: StageClosed<_>| match closed {
-        StageClosed::Next(_) => Ok(()),
-        StageClosed::Done { .. } => Err(FairnessBenchError::WrongResult(
-            "the aggregation ended early",
-        )),
-    };
-    expect_next(
-        coordinator
-            .close_stage()
-            .map_err(FairnessBenchError::Protocol)?,
-    )?;
-    let messages = sessions
-        .iter_mut()
-        .map(|s| s.share_keys(&coordinator.relay_for(s.name()), &mut rand::rng()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(FairnessBenchError::Protocol)?;
-    coordinator_secs += deliver(&mut coordinator, messages)?;
-    expect_next(
-        coordinator
-            .close_stage()
-            .map_err(FairnessBenchError::Protocol)?,
-    )?;
+    coordinator_secs += deliver(&mut coordinator, &signers, messages)?;
+    close(&mut coordinator)?;
+    coordinator_secs += exchange(&mut coordinator, &signers, &mut sessions, |s, relay| {
+        s.share_keys(relay, &mut rand::rng())
+    })?;
 
     progress("participants mask, encrypt and prove their statistics");
     let relays: Vec<_> = sessions
@@ -309,32 +326,21 @@ pub fn run(
     let ciphertext_bytes_per_participant = sealed.iter().map(|s| s.2).sum::<usize>() / n;
 
     progress("the coordinator verifies, sums and applies the disclosure policy");
-    coordinator_secs += deliver(&mut coordinator, sealed.into_iter().map(|s| s.0).collect())?;
+    let sealed = sealed.into_iter().map(|s| s.0).collect();
+    coordinator_secs += deliver(&mut coordinator, &signers, sealed)?;
     // Closing the masked-input stage verifies the proofs, expands and sums the lists.
     let t = Instant::now();
-    expect_next(
-        coordinator
-            .close_stage()
-            .map_err(FairnessBenchError::Protocol)?,
-    )?;
+    close(&mut coordinator)?;
     coordinator_secs += t.elapsed().as_secs_f64();
-    let messages = sessions
-        .iter_mut()
-        .map(|s| s.consistency_check(&coordinator.relay_for(s.name())))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(FairnessBenchError::Protocol)?;
-    coordinator_secs += deliver(&mut coordinator, messages)?;
-    expect_next(
-        coordinator
-            .close_stage()
-            .map_err(FairnessBenchError::Protocol)?,
-    )?;
+    coordinator_secs += exchange(&mut coordinator, &signers, &mut sessions, |s, relay| {
+        s.consistency_check(relay)
+    })?;
     let messages = sessions
         .iter_mut()
         .map(|s| s.unmask(&coordinator.relay_for(s.name())))
         .collect::<Result<Vec<_>, _>>()
         .map_err(FairnessBenchError::Protocol)?;
-    coordinator_secs += deliver(&mut coordinator, messages)?;
+    coordinator_secs += deliver(&mut coordinator, &signers, messages)?;
     let t = Instant::now();
     let StageClosed::Done { sum, .. } = coordinator
         .close_stage()
