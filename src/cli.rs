@@ -467,13 +467,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Fairness(args)) => {
-            let spec = crate::auditor::bench::FairnessBench {
+            let spec = accord_simulations::bench::fairness::FairnessBench {
                 participants: args.participants,
                 groups: args.groups,
                 value_bits: args.value_bits,
                 seed: args.seed,
             };
-            let report = crate::auditor::bench::run(&spec, |line| eprintln!("{line}"))?;
+            let report =
+                accord_simulations::bench::fairness::run(&spec, |line| eprintln!("{line}"))?;
             if args.json {
                 println!("{}", report.to_json());
             } else {
@@ -482,7 +483,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Auditor(AuditorCommand::Keygen { out }) => {
-            println!("{}", crate::auditor::keygen(&out)?);
+            println!("{}", accord_auditor::keygen(&out)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Auditor(AuditorCommand::Report {
@@ -492,7 +493,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             small_group_size,
         }) => {
             let out = out.unwrap_or_else(|| from.clone());
-            let (json, html) = crate::auditor::write_report(&keys, &from, &out, small_group_size)?;
+            let (json, html) = accord_auditor::write_report(&keys, &from, &out, small_group_size)?;
             println!(
                 "fairness report written to {} and {}",
                 json.display(),
@@ -509,7 +510,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             server_bundle,
             record,
         }) => {
-            use crate::auditor::verify::{self, Against, Recompute};
+            use accord_auditor::{Against, Recompute};
             let key = auditor_key.map(|k| match std::fs::read_to_string(&k) {
                 Ok(text) => text.trim().to_owned(),
                 Err(_) => k,
@@ -518,9 +519,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 report
                     .parent()
                     .unwrap_or(Path::new("."))
-                    .join(accord_coordinator::fairness::RECORD_FILE)
+                    .join(accord_crypto::he::handoff::RECORD_FILE)
             });
-            let checks = verify::verify(
+            let checks = accord_auditor::verify(
                 &report,
                 &Against {
                     model: model.as_deref(),
@@ -537,7 +538,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             for check in &checks {
                 println!("{check}");
             }
-            let (verified, last_line) = verify::conclusion(&checks, recompute);
+            let (verified, last_line) = accord_auditor::conclusion(&checks, recompute);
             println!("{last_line}");
             Ok(if verified {
                 ExitCode::SUCCESS

@@ -9,12 +9,11 @@
 //! round as it finishes, then the round table, the drivers of satisfaction and the fairness
 //! findings. Every process it started is stopped when it ends, fails or is interrupted.
 
-use crate::auditor::report::FairnessReport;
-use crate::auditor::{REPORT_HTML, REPORT_JSON};
 use crate::cli::SynthArgs;
-use accord_coordinator::artefact::ModelArtefact;
+use accord_auditor::{FairnessReport, REPORT_HTML, REPORT_JSON};
 use accord_crypto::crl::CrlWatch;
 use accord_crypto::he::keys;
+use accord_proto::artefact::ModelArtefact;
 use accord_proto::transport::{WireMeter, channel};
 use accord_proto::v1::federation_client::FederationClient;
 use accord_proto::v1::{FederationState, Header, StatusRequest};

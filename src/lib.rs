@@ -1,9 +1,8 @@
 //! The `accord` command-line tool: thin commands over the role libraries (`accord-coordinator`,
-//! `accord-participant`, `accord-crypto`, `accord-simulations`) and the demo that starts a whole
-//! federation as separate processes on this machine.
+//! `accord-participant`, `accord-auditor`, `accord-crypto`, `accord-simulations`) and the demo
+//! that starts a whole federation as separate processes on this machine.
 #![forbid(unsafe_code)]
 
-pub mod auditor;
 pub mod cli;
 pub mod demo;
 pub mod simulate;

@@ -1,7 +1,7 @@
 //! `accord simulate`: runs an experiment file with a progress bar over runs and rounds, then
 //! prints where the tables and plots are and the summary.
 
-use accord_coordinator::metrics::figure;
+use accord_proto::artefact::figure;
 use accord_simulations::simulate::federation::RoundOutcome;
 use accord_simulations::simulate::{Progress, run_experiment};
 use clap::Args;

@@ -2,9 +2,10 @@
 //! parameters, who may join) and the coordinator's own files. Relative paths are taken from the
 //! file's folder. The schema defined here is what every participant receives.
 
-use crate::mitigation::{MitigationSection, PostprocessingSection};
+use crate::mitigation::{PostprocessingSection, mitigation_definition};
 use accord_proto::schema::{SchemaError, validate};
 use accord_proto::scheme::{AggregationScheme, InputValidity};
+use accord_proto::sections::{EvaluationSection, FeatureType, SchemaSection, TrainingSection};
 use accord_proto::v1::{
     Boolean, Categorical, Comparison, EvaluationParams, FairnessMitigation, Feature, LabelRule,
     Numeric, ProtectedAttribute, Schema, SecAggParams, ThresholdPostprocessing, TrainingParams,
@@ -95,8 +96,6 @@ pub struct SecureAggregationSection {
     /// "range-proofs" (each input proven within its bounds and relations) or "none".
     pub input_validity: String,
 }
-
-/// Input validity by Bulletproofs range proofs over Pedersen commitments.
 
 impl Default for SecureAggregationSection {
     fn default() -> Self {
@@ -196,108 +195,6 @@ fn default_aggregation() -> String {
     AggregationScheme::SecAgg.name().into()
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainingSection {
-    pub local_epochs: u32,
-    pub learning_rate: f64,
-    pub l2: f64,
-    pub batch_size: u32,
-    pub fedprox_mu: f64,
-    /// `[training.mitigation]`: fairness-aware training (written to model.json when in force).
-    #[serde(skip_serializing_if = "MitigationSection::is_none")]
-    pub mitigation: MitigationSection,
-}
-
-impl Default for TrainingSection {
-    fn default() -> Self {
-        Self {
-            local_epochs: 2,
-            learning_rate: 0.1,
-            l2: 1e-3,
-            batch_size: 32,
-            fedprox_mu: 0.0,
-            mitigation: MitigationSection::default(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EvaluationSection {
-    pub histogram_bins: u32,
-    pub decision_threshold: f64,
-    /// Participants also sum every protected attribute's per-group counts in each evaluation,
-    /// so rounds.csv states each round's demographic-parity and equal-opportunity gaps; the
-    /// coordinator then learns those consortium-wide group counts (off by default).
-    pub group_gaps: bool,
-}
-
-impl Default for EvaluationSection {
-    fn default() -> Self {
-        Self {
-            histogram_bins: 100,
-            decision_threshold: 0.5,
-            group_gaps: false,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SchemaSection {
-    /// The label rule, "<column> <comparison> <number>", e.g. "csat >= 4".
-    pub label: String,
-    #[serde(default = "default_positive_name")]
-    pub positive_name: String,
-    /// The label column's valid range, e.g. [1, 5] for CSAT.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label_range: Option<[f64; 2]>,
-    pub features: Vec<FeatureEntry>,
-    #[serde(default)]
-    pub protected: Vec<ProtectedEntry>,
-    /// Intersections of protected attributes that fairness reports break down, e.g.
-    /// `[["gender", "age_band"]]`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub intersections: Vec<Vec<String>>,
-}
-
-fn default_positive_name() -> String {
-    "satisfied".into()
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeatureEntry {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: FeatureType,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub categories: Vec<String>,
-    /// A numeric feature's valid range (either bound optional).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max: Option<f64>,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum FeatureType {
-    Numeric,
-    Boolean,
-    Categorical,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProtectedEntry {
-    pub name: String,
-    pub categories: Vec<String>,
-    #[serde(default)]
-    pub use_as_feature: bool,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]
@@ -389,7 +286,7 @@ impl CoordinatorConfig {
                 self.federation.aggregation
             )));
         }
-        self.training.check("training")?;
+        check_training(&self.training, "training")?;
         if let Some(f) = &self.fairness {
             if f.histogram_bins < 2 || f.histogram_bins > 100 {
                 return Err(Invalid::Other(format!(
@@ -411,7 +308,7 @@ impl CoordinatorConfig {
         }
         self.mitigation()?;
         self.postprocessing()?;
-        self.evaluation.check("evaluation")?;
+        check_evaluation(&self.evaluation, "evaluation")?;
         Ok(())
     }
 
@@ -489,10 +386,12 @@ impl CoordinatorConfig {
 
     /// The mitigation in force (None for kind "none"), checked against the schema.
     pub fn mitigation(&self) -> Result<Option<FairnessMitigation>, Invalid> {
-        self.training
-            .mitigation
-            .definition(&self.schema()?, "training.mitigation")
-            .map_err(|e| Invalid::Other(e.to_string()))
+        mitigation_definition(
+            &self.training.mitigation,
+            &self.schema()?,
+            "training.mitigation",
+        )
+        .map_err(|e| Invalid::Other(e.to_string()))
     }
 
     /// The post-processing in force (None for thresholds "none"), checked against the schema.
@@ -749,53 +648,49 @@ impl SecureAggregationSection {
     }
 }
 
-impl TrainingSection {
-    /// Positive epochs, batch size and learning rate; finite, non-negative L2 and FedProx μ.
-    pub fn check(&self, section: &str) -> Result<(), SettingError> {
-        let key = |name: &str| format!("{section}.{name}");
-        at_least_one(
-            section,
-            &[
-                ("local_epochs", u64::from(self.local_epochs)),
-                ("batch_size", u64::from(self.batch_size)),
-            ],
-        )?;
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return Err(out_of_range(
-                key("learning_rate"),
-                self.learning_rate,
-                "positive and finite",
-            ));
-        }
-        for (name, value) in [("l2", self.l2), ("fedprox_mu", self.fedprox_mu)] {
-            if !(value.is_finite() && value >= 0.0) {
-                return Err(out_of_range(key(name), value, "finite and not negative"));
-            }
-        }
-        Ok(())
+/// Positive epochs, batch size and learning rate; finite, non-negative L2 and FedProx μ.
+pub fn check_training(training: &TrainingSection, section: &str) -> Result<(), SettingError> {
+    let key = |name: &str| format!("{section}.{name}");
+    at_least_one(
+        section,
+        &[
+            ("local_epochs", u64::from(training.local_epochs)),
+            ("batch_size", u64::from(training.batch_size)),
+        ],
+    )?;
+    if !(training.learning_rate.is_finite() && training.learning_rate > 0.0) {
+        return Err(out_of_range(
+            key("learning_rate"),
+            training.learning_rate,
+            "positive and finite",
+        ));
     }
+    for (name, value) in [("l2", training.l2), ("fedprox_mu", training.fedprox_mu)] {
+        if !(value.is_finite() && value >= 0.0) {
+            return Err(out_of_range(key(name), value, "finite and not negative"));
+        }
+    }
+    Ok(())
 }
 
-impl EvaluationSection {
-    /// 2 to 10000 histogram bins and a decision threshold in (0, 1).
-    pub fn check(&self, section: &str) -> Result<(), SettingError> {
-        if !(2..=accord_proto::schema::MAX_EVALUATION_BINS).contains(&self.histogram_bins) {
-            return Err(out_of_range(
-                format!("{section}.histogram_bins"),
-                self.histogram_bins,
-                "in 2..=10000",
-            ));
-        }
-        let t = self.decision_threshold;
-        if !(t > 0.0 && t < 1.0) {
-            return Err(out_of_range(
-                format!("{section}.decision_threshold"),
-                t,
-                "in (0, 1)",
-            ));
-        }
-        Ok(())
+/// 2 to 10000 histogram bins and a decision threshold in (0, 1).
+pub fn check_evaluation(evaluation: &EvaluationSection, section: &str) -> Result<(), SettingError> {
+    if !(2..=accord_proto::schema::MAX_EVALUATION_BINS).contains(&evaluation.histogram_bins) {
+        return Err(out_of_range(
+            format!("{section}.histogram_bins"),
+            evaluation.histogram_bins,
+            "in 2..=10000",
+        ));
     }
+    let t = evaluation.decision_threshold;
+    if !(t > 0.0 && t < 1.0) {
+        return Err(out_of_range(
+            format!("{section}.decision_threshold"),
+            t,
+            "in (0, 1)",
+        ));
+    }
+    Ok(())
 }
 
 /// Parses "<column> <comparison> <number>", e.g. "csat >= 4".

@@ -6,46 +6,37 @@
 //! It never holds a key that decrypts anything.
 //!
 //! Nobody has to trust that aggregate: the coordinator also writes every message it accepted
-//! (`fairness-record.bin`, bound by the transcript), and [`recompute`] replays them through a
-//! fresh session built the same way, which checks every signature again and computes the
-//! aggregate byte for byte, with the server key alone.
+//! (`fairness-record.bin`, bound by the transcript), and [`accord_crypto::he::handoff::recompute`] replays them
+//! through a fresh session built the same way ([`FairnessPhase::session`]), which checks every
+//! signature again and computes the aggregate byte for byte, with the server key alone. The
+//! files and the replay are defined once, for coordinator and auditor, in
+//! [`accord_crypto::he::handoff`].
 
 use crate::aggregation::{AggregationError, Closed, PhaseAggregator, PhaseSpec, Submission};
-use crate::artefact::ModelArtefact;
 use crate::config::{CoordinatorConfig, FairnessSection};
 use crate::federation::FederationError;
-use accord_crypto::he::inputs::{Commitment, EncryptedAggregate};
+use accord_crypto::he::handoff::{
+    AGGREGATE_FILE, FairnessPhase, InForce, RECORD_FILE, SessionError, TRANSCRIPT_FILE,
+    commitment_record,
+};
+use accord_crypto::he::inputs::EncryptedAggregate;
 use accord_crypto::he::transcript::{
     self, CommitmentRecord, Entry, GroupsRecord, RoundTranscript, TRANSCRIPT_FORMAT,
 };
-use accord_crypto::he::{EncryptedInputs, FairnessPolicy, HeError, ServerMaterial, keys};
-use accord_crypto::secagg::Context;
+use accord_crypto::he::{EncryptedInputs, ServerMaterial, keys};
 use accord_crypto::secagg::Culprit;
 use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
-use accord_crypto::secagg::identity::Trust;
-use accord_crypto::secagg::replay::{ReplayError, Replayed, replay};
 use accord_crypto::secagg::validity::Statement;
+use accord_proto::artefact::ModelArtefact;
 use accord_proto::fairness::FairnessLayout;
-use accord_proto::phase::PhaseVector;
-use accord_proto::scheme::InputValidity;
 use accord_proto::v1::{
     AggregationRecord, FairnessParams, FederationDefinition, Phase, RecordedMessage, Schema,
-    SecAggParams, SecAggRelay, SecAggStage,
+    SecAggRelay, SecAggStage,
 };
 use prost::Message;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-
-/// File names the coordinator writes for the auditor.
-pub const AGGREGATE_FILE: &str = "fairness-aggregate.bin";
-pub const TRANSCRIPT_FILE: &str = "fairness-transcript.json";
-/// The record of the fairness phase (`accord.v1.AggregationRecord`).
-pub const RECORD_FILE: &str = "fairness-record.bin";
-
-/// The largest record [`read_record`] reads: 2 GiB, room for thousands of participants'
-/// encrypted statistics (a few hundred kilobytes each) and every other message of the phase.
-pub const MAX_RECORD_BYTES: u64 = 2 << 30;
 
 /// The fairness audit a federation was configured with.
 pub struct FairnessAudit {
@@ -68,76 +59,6 @@ struct Outcome {
     dropped: Vec<String>,
     /// The secure-aggregation parameters in force, as the session derived them.
     in_force: InForce,
-}
-
-/// The secure-aggregation parameters a session derived from the configured ones and the
-/// members that advertised keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct InForce {
-    /// t: the least number of members that had to reach unmasking.
-    threshold: usize,
-    /// Members of the aggregation (those that advertised keys in setup).
-    members: usize,
-    /// Neighbours per member in the SecAgg+ graph (members - 1: the complete graph).
-    degree: usize,
-}
-
-impl InForce {
-    /// The parameters in force in words, with the configured ones they came from (0 meaning
-    /// "more than half" and "the default degree" for the members present).
-    fn describe(self, ring_bits: u32, value_bits: u32, configured: &SecAggParams) -> String {
-        let graph = if self.degree + 1 >= self.members {
-            "the complete graph".to_owned()
-        } else {
-            "a SecAgg+ Harary graph".to_owned()
-        };
-        format!(
-            "Z_2^{ring_bits} masks reduced modulo 2^{value_bits}; in force: threshold t = {} of {} members, {} neighbours each ({graph}); configured: threshold {} (0: more than half), neighbours {} (0: the default for the members present)",
-            self.threshold, self.members, self.degree, configured.threshold, configured.neighbours
-        )
-    }
-}
-
-/// Why a fairness phase could not be recomputed from its record.
-#[derive(Debug, thiserror::Error)]
-pub enum RecomputeError {
-    #[error("{path}: {reason}")]
-    File { path: String, reason: String },
-    #[error("{path}: {size} bytes, more than the {MAX_RECORD_BYTES} a record may hold")]
-    TooLarge { path: String, size: u64 },
-    #[error("{path}: not an aggregation record: {source}")]
-    Decode {
-        path: String,
-        #[source]
-        source: prost::DecodeError,
-    },
-    #[error("the record's federation definition: {0}")]
-    Definition(String),
-    #[error("the record is of the {0} phase, not the fairness phase")]
-    Phase(&'static str),
-    #[error(
-        "the record's federation used the auditor bundle {recorded}, the server bundle given goes with {given}"
-    )]
-    Bundle { recorded: String, given: String },
-    #[error("the replay's session: {0}")]
-    Session(#[source] AggregationError),
-    #[error(transparent)]
-    Replay(#[from] ReplayError),
-    #[error("the recomputed aggregate: {0}")]
-    Aggregate(#[source] HeError),
-}
-
-/// What a replay of the fairness phase computes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Recomputed {
-    /// The encrypted aggregate file's bytes, as the coordinator should have written them.
-    pub aggregate: Vec<u8>,
-    /// The contributors' commitments, as the transcript should list them.
-    pub participants: Vec<CommitmentRecord>,
-    /// Selected participants whose statistics are not in the aggregate.
-    pub dropped: Vec<String>,
-    /// The secure-aggregation parameters in force in the replay, in the report's words.
-    pub secure_aggregation: Option<String>,
 }
 
 impl FairnessAudit {
@@ -210,10 +131,21 @@ impl FairnessAudit {
         }))
     }
 
+    /// The phase's settings, as [`accord_crypto::he::handoff`] builds its sessions from them.
+    fn phase(&self) -> FairnessPhase<'_> {
+        FairnessPhase {
+            params: &self.params,
+            material: &self.material,
+            layout: &self.layout,
+            max_rows: self.max_rows,
+        }
+    }
+
     /// What each participant's counts must be proven to meet: every count in [0, max_rows] and
     /// the fairness layout's relations (e.g. true positives at most positives at most n).
     pub fn count_statement(&self) -> Result<Statement, AggregationError> {
-        Statement::counts(self.layout.len(), self.max_rows, &self.layout.relations())
+        self.phase()
+            .count_statement()
             .map_err(|e| AggregationError::Fairness(e.to_string()))
     }
 
@@ -222,39 +154,25 @@ impl FairnessAudit {
         *self.culprits.lock().expect("culprits lock") = culprits.to_vec();
     }
 
-    /// A fresh session of the fairness phase: encrypted statistics in this audit's layout,
-    /// summed on `threads` threads, under its disclosure policy. The phase and its replay
-    /// ([`recompute`]) both start here.
+    /// A fresh session of the fairness phase, built as its replay builds one
+    /// ([`FairnessPhase::session`]).
     fn session(
         &self,
         spec: PhaseSpec<'_>,
         threads: usize,
     ) -> Result<CoordinatorSession<EncryptedInputs>, AggregationError> {
-        let inputs = EncryptedInputs::new(
-            spec.context.clone(),
-            self.material.clone(),
-            self.layout.len(),
-            self.params.value_bits,
-            FairnessPolicy {
-                fields: self.layout.fields(),
-                min_group_size: self.params.min_group_size,
-            },
-            threads,
-        )
-        .map_err(|e| AggregationError::Fairness(e.to_string()))?;
-        let inputs = if spec.params.input_validity == InputValidity::RangeProofs.name() {
-            inputs.proven(self.count_statement()?)
-        } else {
-            inputs
-        };
-        Ok(CoordinatorSession::with_inputs(
-            spec.context,
-            spec.trust.clone(),
-            inputs,
-            spec.selected,
-            spec.params.threshold as usize,
-            spec.params.neighbours as usize,
-        )?)
+        self.phase()
+            .session(
+                spec.context,
+                spec.trust,
+                spec.params,
+                spec.selected,
+                threads,
+            )
+            .map_err(|e| match e {
+                SessionError::SecAgg(e) => AggregationError::SecAgg(e),
+                other => AggregationError::Fairness(other.to_string()),
+            })
     }
 
     /// Writes the encrypted aggregate, the record and the transcript into `out_dir`; returns the
@@ -320,11 +238,7 @@ impl FairnessAudit {
             model_content_hash: model.content_hash.clone(),
             auditor_bundle_sha256: self.params.auditor_bundle_sha256.clone(),
             tfhe_parameters_sha256: accord_crypto::he::parameters_sha256(),
-            secure_aggregation: in_force.describe(
-                accord_crypto::he::inputs::MASK_RING.bits(),
-                self.params.value_bits,
-                &params,
-            ),
+            secure_aggregation: in_force.describe(self.params.value_bits, &params),
             secure_aggregation_sha256: accord_crypto::hash::sha256_hex(&params.encode_to_vec()),
             value_bits: self.params.value_bits,
             min_group_size: self.params.min_group_size,
@@ -371,7 +285,7 @@ impl FairnessAudit {
     }
 }
 
-fn describe_mitigation(m: &crate::mitigation::MitigationSection) -> String {
+fn describe_mitigation(m: &accord_proto::sections::MitigationSection) -> String {
     if m.kind == "none" {
         return "none".into();
     }
@@ -379,15 +293,6 @@ fn describe_mitigation(m: &crate::mitigation::MitigationSection) -> String {
         "{} (strength {}, targeting {} over {}, groups of at least {} records)",
         m.kind, m.strength, m.metric, m.attribute, m.min_group_size
     )
-}
-
-fn commitment_record(c: &Commitment) -> CommitmentRecord {
-    CommitmentRecord {
-        participant: c.participant.clone(),
-        certificate_der: hex::encode(&c.certificate_der),
-        ciphertext_sha256: hex::encode(c.ciphertext_sha256),
-        signature: hex::encode(&c.signature),
-    }
 }
 
 /// Secure aggregation of encrypted statistics, recording every accepted message.
@@ -438,11 +343,7 @@ impl PhaseAggregator for EncryptedSum {
                     .session
                     .plan_in_force()
                     .expect("an aggregation that finished has a plan");
-                let in_force = InForce {
-                    threshold: plan.threshold,
-                    members: plan.members.len(),
-                    degree: plan.degree(),
-                };
+                let in_force = InForce::of(plan);
                 *self.outcome.lock().expect("outcome lock") = Some(Outcome {
                     in_force,
                     aggregate: sum,
@@ -466,105 +367,4 @@ impl PhaseAggregator for EncryptedSum {
     fn culprits(&self) -> Vec<Culprit> {
         self.session.culprits().to_vec()
     }
-}
-
-/// Reads a record written by the coordinator ([`RECORD_FILE`]), refusing one larger than
-/// [`MAX_RECORD_BYTES`]; returns it with the SHA-256 (hex) of its bytes, which the transcript binds.
-pub fn read_record(path: &Path) -> Result<(AggregationRecord, String), RecomputeError> {
-    let file_error = |e: std::io::Error| RecomputeError::File {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    };
-    let size = std::fs::metadata(path).map_err(file_error)?.len();
-    if size > MAX_RECORD_BYTES {
-        return Err(RecomputeError::TooLarge {
-            path: path.display().to_string(),
-            size,
-        });
-    }
-    let bytes = std::fs::read(path).map_err(file_error)?;
-    let record =
-        AggregationRecord::decode(bytes.as_slice()).map_err(|source| RecomputeError::Decode {
-            path: path.display().to_string(),
-            source,
-        })?;
-    Ok((record, accord_crypto::hash::sha256_hex(&bytes)))
-}
-
-/// Replays a fairness phase from its `record`: a fresh session built from the recorded
-/// federation definition with `material` (the auditor's server bundle, checked by the caller
-/// against the pinned auditor key) checks every message's certificate against `trust` and its
-/// signature, proofs and commitments, and computes the aggregate. Slow: as long as the
-/// coordinator's own fairness phase.
-pub fn recompute(
-    record: &AggregationRecord,
-    trust: &Trust,
-    material: Arc<ServerMaterial>,
-) -> Result<Recomputed, RecomputeError> {
-    let definition = FederationDefinition::decode(record.federation_definition.as_slice())
-        .map_err(|e| RecomputeError::Definition(e.to_string()))?;
-    if record.phase() != Phase::Fairness {
-        return Err(RecomputeError::Phase(record.phase().label()));
-    }
-    let params = definition
-        .fairness
-        .clone()
-        .ok_or_else(|| RecomputeError::Definition("it has no fairness audit".into()))?;
-    if params.auditor_bundle_sha256 != material.public.bundle_sha256 {
-        return Err(RecomputeError::Bundle {
-            recorded: params.auditor_bundle_sha256,
-            given: material.public.bundle_sha256.clone(),
-        });
-    }
-    let secure_aggregation = definition.secure_aggregation.unwrap_or_default();
-    let schema = definition.schema.unwrap_or_default();
-    let audit = FairnessAudit::new(
-        params,
-        material,
-        &schema,
-        secure_aggregation.max_rows_per_participant,
-    )
-    .map_err(RecomputeError::Definition)?;
-    let selected: BTreeSet<String> = record.selected.iter().cloned().collect();
-    let spec = PhaseSpec {
-        context: Context {
-            federation: definition.federation_id.clone(),
-            round: record.round,
-            phase: Phase::Fairness,
-        },
-        vector: PhaseVector {
-            bounds: Vec::new(),
-            relations: Vec::new(),
-        },
-        selected: selected.clone(),
-        params: &secure_aggregation,
-        trust,
-    };
-    let session = audit
-        .session(spec, record.threads as usize)
-        .map_err(RecomputeError::Session)?;
-    let Replayed {
-        sum,
-        contributors,
-        plan,
-    } = replay(session, &record.messages)?;
-    let in_force = plan.map(|plan| InForce {
-        threshold: plan.threshold,
-        members: plan.members.len(),
-        degree: plan.degree(),
-    });
-    Ok(Recomputed {
-        secure_aggregation: in_force.map(|in_force| {
-            in_force.describe(
-                accord_crypto::he::inputs::MASK_RING.bits(),
-                audit.params.value_bits,
-                &secure_aggregation,
-            )
-        }),
-        aggregate: sum
-            .to_bytes(&definition.federation_id, record.round)
-            .map_err(RecomputeError::Aggregate)?,
-        participants: sum.commitments.iter().map(commitment_record).collect(),
-        dropped: selected.difference(&contributors).cloned().collect(),
-    })
 }

@@ -5,25 +5,8 @@
 //! stand-in: ROC AUC is undefined when the evaluated data hold one class only (see
 //! docs/metrics.md). Every [`Quality`] names the round whose model it measured.
 
+use accord_proto::artefact::Quality;
 use accord_proto::layout::EvaluationCounts;
-use serde::{Deserialize, Serialize};
-
-/// One model's quality on the consortium's evaluation data.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Quality {
-    /// The round whose global model was evaluated (its fit phase made the model).
-    pub round: u32,
-    /// Records evaluated.
-    pub samples: u64,
-    pub accuracy: f64,
-    pub log_loss: f64,
-    pub brier: f64,
-    /// ROC AUC; None when the evaluated data hold only one class.
-    pub auc: Option<f64>,
-    /// Share of the positive class (e.g. satisfied) in the evaluated data.
-    pub positive_rate: f64,
-}
 
 /// Quality of round `round`'s model from its summed evaluation counts; None when nothing was
 /// evaluated.
@@ -41,11 +24,6 @@ pub fn quality(round: u32, counts: &EvaluationCounts) -> Option<Quality> {
         auc: roc_auc(&counts.positive_histogram, &counts.negative_histogram),
         positive_rate: (counts.tp + counts.fn_) / n,
     })
-}
-
-/// A figure for people: four decimals, or "undefined" (the caller states why).
-pub fn figure(value: Option<f64>) -> String {
-    value.map_or_else(|| "undefined".to_owned(), |v| format!("{v:.4}"))
 }
 
 /// ROC AUC from histograms of predicted probability: the probability that a random positive

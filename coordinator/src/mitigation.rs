@@ -10,46 +10,19 @@
 //! everything it reads is a sum from the federation's aggregation. The simulator runs the same
 //! code.
 
-use crate::metrics::figure;
+use accord_proto::artefact::{GroupThresholdJson, PostprocessingJson};
 use accord_proto::layout::{GroupCounts, LengthMismatch, WeightedModel};
 use accord_proto::mitigation::{
     EvaluationStatistics, FairFedUpdate, GroupHistograms, active_mitigation, active_postprocessing,
     label_counts, threshold_bin,
 };
 use accord_proto::phase::PhaseVector;
+use accord_proto::sections::MitigationSection;
 use accord_proto::v1::{
     EvaluationParams, FairnessMetric, FairnessMitigation, GroupThreshold, MitigationFeedback,
     MitigationKind, Schema, ThresholdPostprocessing, ThresholdRule,
 };
 use serde::{Deserialize, Serialize};
-
-/// `[training.mitigation]`: fairness-aware training.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MitigationSection {
-    /// "none", "fairfed", "regularizer" or "reweighing".
-    pub kind: String,
-    /// FairFed β, the penalty's λ, or the reweighing interpolation in [0, 1]; 0 is plain FedAvg.
-    pub strength: f64,
-    /// "demographic_parity" or "equal_opportunity".
-    pub metric: String,
-    /// The protected attribute whose groups are compared.
-    pub attribute: String,
-    /// Groups with fewer records are left out of rates and gaps.
-    pub min_group_size: u64,
-}
-
-impl Default for MitigationSection {
-    fn default() -> Self {
-        Self {
-            kind: "none".into(),
-            strength: 1.0,
-            metric: "demographic_parity".into(),
-            attribute: String::new(),
-            min_group_size: 30,
-        }
-    }
-}
 
 /// `[postprocessing]`: per-group decision thresholds chosen after the last round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,47 +118,42 @@ fn check_groups(
     Ok(())
 }
 
-impl MitigationSection {
-    pub fn is_none(&self) -> bool {
-        self.kind == "none"
-    }
-
-    /// The mitigation as it goes on the wire, after checking it against `schema`; `section`
-    /// names the table in errors (e.g. "training.mitigation"). None for kind "none".
-    pub fn definition(
-        &self,
-        schema: &Schema,
-        section: &str,
-    ) -> Result<Option<FairnessMitigation>, MitigationConfigError> {
-        let kind =
-            MitigationKind::from_config(&self.kind).ok_or_else(|| MitigationConfigError::Kind {
-                section: section.into(),
-                value: self.kind.clone(),
-            })?;
-        let metric = FairnessMetric::from_config(&self.metric).ok_or_else(|| {
-            MitigationConfigError::Metric {
-                section: section.into(),
-                value: self.metric.clone(),
-            }
-        })?;
-        if kind == MitigationKind::None {
-            return Ok(None);
+/// `[training.mitigation]` as it goes on the wire, after checking it against `schema`;
+/// `section` names the table in errors (e.g. "training.mitigation"). None for kind "none".
+pub fn mitigation_definition(
+    mitigation: &MitigationSection,
+    schema: &Schema,
+    section: &str,
+) -> Result<Option<FairnessMitigation>, MitigationConfigError> {
+    let kind = MitigationKind::from_config(&mitigation.kind).ok_or_else(|| {
+        MitigationConfigError::Kind {
+            section: section.into(),
+            value: mitigation.kind.clone(),
         }
-        check_groups(
-            schema,
-            section,
-            &self.attribute,
-            (self.strength, kind == MitigationKind::Reweighing),
-            self.min_group_size,
-        )?;
-        Ok(Some(FairnessMitigation {
-            kind: kind as i32,
-            strength: self.strength,
-            metric: metric as i32,
-            attribute: self.attribute.clone(),
-            min_group_size: self.min_group_size,
-        }))
+    })?;
+    let metric = FairnessMetric::from_config(&mitigation.metric).ok_or_else(|| {
+        MitigationConfigError::Metric {
+            section: section.into(),
+            value: mitigation.metric.clone(),
+        }
+    })?;
+    if kind == MitigationKind::None {
+        return Ok(None);
     }
+    check_groups(
+        schema,
+        section,
+        &mitigation.attribute,
+        (mitigation.strength, kind == MitigationKind::Reweighing),
+        mitigation.min_group_size,
+    )?;
+    Ok(Some(FairnessMitigation {
+        kind: kind as i32,
+        strength: mitigation.strength,
+        metric: metric as i32,
+        attribute: mitigation.attribute.clone(),
+        min_group_size: mitigation.min_group_size,
+    }))
 }
 
 impl PostprocessingSection {
@@ -221,63 +189,6 @@ impl PostprocessingSection {
             strength: self.strength,
             min_group_size: self.min_group_size,
         }))
-    }
-}
-
-/// The thresholds in force, as model.json records them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostprocessingJson {
-    /// "equal_opportunity" or "demographic_parity".
-    pub thresholds: String,
-    pub attribute: String,
-    pub strength: f64,
-    pub min_group_size: u64,
-    /// The bins of the score histograms the thresholds sit on the edges of.
-    pub histogram_bins: u32,
-    /// Per group (categories, then unknown): positive when the predicted probability is in a bin
-    /// at or above `bin`, i.e. at least `threshold` = bin / histogram_bins.
-    pub groups: Vec<GroupThresholdJson>,
-    /// On the final model's aggregated histograms: accuracy and the targeted gap with the
-    /// single decision threshold, and with the thresholds in force (`null` when undefined: no
-    /// records, or fewer than two groups to compare).
-    pub accuracy_before: Option<f64>,
-    pub gap_before: Option<f64>,
-    pub accuracy_after: Option<f64>,
-    pub gap_after: Option<f64>,
-    /// The final model's quality with these thresholds in force, as the participants'
-    /// evaluation with them measured it; `null` when that evaluation aborted.
-    #[serde(default)]
-    pub quality: Option<crate::metrics::Quality>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GroupThresholdJson {
-    pub group: String,
-    pub bin: u32,
-    pub threshold: f64,
-}
-
-impl PostprocessingJson {
-    /// A line per group, for logs and reports.
-    pub fn describe(&self) -> String {
-        let groups: Vec<String> = self
-            .groups
-            .iter()
-            .map(|g| format!("{} >= {:.2}", g.group, g.threshold))
-            .collect();
-        format!(
-            "{} thresholds by {} (strength {}): {}; accuracy {} -> {}, gap {} -> {}",
-            self.thresholds,
-            self.attribute,
-            self.strength,
-            groups.join(", "),
-            figure(self.accuracy_before),
-            figure(self.accuracy_after),
-            figure(self.gap_before),
-            figure(self.gap_after),
-        )
     }
 }
 
@@ -478,14 +389,17 @@ mod tests {
     #[test]
     fn bad_settings_are_refused_naming_the_key() {
         let section = |kind: &str, metric: &str, attribute: &str, strength: f64| {
-            MitigationSection {
-                kind: kind.into(),
-                metric: metric.into(),
-                attribute: attribute.into(),
-                strength,
-                ..Default::default()
-            }
-            .definition(&schema(), "training.mitigation")
+            mitigation_definition(
+                &MitigationSection {
+                    kind: kind.into(),
+                    metric: metric.into(),
+                    attribute: attribute.into(),
+                    strength,
+                    ..Default::default()
+                },
+                &schema(),
+                "training.mitigation",
+            )
             .map_err(|e| e.to_string())
         };
         assert_eq!(section("none", "demographic_parity", "", 1.0), Ok(None));

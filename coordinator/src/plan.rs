@@ -12,9 +12,10 @@
 //! leaves the previous model in force, an evaluation leaves the new model unmeasured.
 
 use crate::artefact::RoundRecord;
-use crate::metrics::{Quality, quality};
-use crate::mitigation::{MitigationRun, PostprocessingJson};
+use crate::metrics::quality;
+use crate::mitigation::MitigationRun;
 use accord_crypto::secagg::{Culprit, stage_label};
+use accord_proto::artefact::{PostprocessingJson, Quality};
 use accord_proto::layout::{EvaluationCounts, LengthMismatch, UnboundedFeature};
 use accord_proto::mitigation::{AttributeGaps, active_postprocessing};
 use accord_proto::phase::PhaseVector;

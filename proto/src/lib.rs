@@ -11,12 +11,14 @@ pub mod v1 {
     tonic::include_proto!("accord.v1");
 }
 
+pub mod artefact;
 pub mod fairness;
 pub mod layout;
 pub mod mitigation;
 pub mod phase;
 pub mod schema;
 pub mod scheme;
+pub mod sections;
 pub mod standardization;
 pub mod transport;
 

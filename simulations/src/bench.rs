@@ -15,6 +15,11 @@
 //!
 //! Every round's decoded sum is checked against the plain sum of the inputs, so a benchmark
 //! can never report the speed of a broken protocol.
+//!
+//! [`fairness`] times the encrypted fairness path the same way, from the participants'
+//! encryption to the auditor's metrics (`accord bench fairness`).
+
+pub mod fairness;
 
 use accord_crypto::pki::{ConsortiumCa, PkiError, Role};
 use accord_crypto::secagg::coordinator::{CoordinatorSession, PlainInputs, StageClosed};

@@ -240,10 +240,9 @@ fn impossible_settings_end_the_process_at_start_naming_the_key() {
 /// fresh key, which the report names. Without a pinned key the signature is NOT CHECKED (never
 /// PASS) and `audit verify` exits non-zero; with the auditor's pinned key it fails.
 fn a_forged_report_is_never_verified(demo: &Path, report: &serde_json::Value) {
-    use accord::auditor::report::{sections, sections_digest};
+    use accord_auditor::{sections, sections_digest};
     use ed25519_dalek::Signer as _;
-    let mut other =
-        accord_coordinator::artefact::ModelArtefact::load(&demo.join("model.json")).unwrap();
+    let mut other = accord_proto::artefact::ModelArtefact::load(&demo.join("model.json")).unwrap();
     other.intercept += 0.5;
     let other = other.seal();
     let other_path = demo.join("other-model.json");

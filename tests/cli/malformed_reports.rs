@@ -5,13 +5,12 @@
 //! says PASS or FAIL; a file over its size limit is refused with its size named; groups whose
 //! intersection would need billions of entries are refused before anything is built.
 
-use accord::auditor::metrics::{self, Thresholds};
-use accord::auditor::report::{
-    AggregateGroup, AggregateSection, AuditorSection, FairnessReport, MAX_REPORT_BYTES,
-    ModelSection, ParametersSection, REPORT_FORMAT, TranscriptSection, layout_of, sections,
-    sections_digest,
+use accord_auditor::metrics::{self, Thresholds};
+use accord_auditor::{
+    Against, AggregateGroup, AggregateSection, AuditorSection, Check, FairnessReport,
+    MAX_REPORT_BYTES, ModelSection, ParametersSection, REPORT_FORMAT, TranscriptSection, Verdict,
+    layout_of, sections, sections_digest, verify,
 };
-use accord::auditor::verify::{Against, Check, Verdict, verify};
 use accord_crypto::he::transcript::{self, Entry, GroupsRecord, MAX_TRANSCRIPT_BYTES};
 use accord_proto::fairness::GroupStatistics;
 use ed25519_dalek::{Signer as _, SigningKey};
@@ -328,7 +327,7 @@ fn files_over_their_size_limit_are_refused_with_their_size() {
         .unwrap()
         .set_len(MAX_TRANSCRIPT_BYTES + 1)
         .unwrap();
-    let error = accord::auditor::write_report(dir.path(), from.path(), dir.path(), 30)
+    let error = accord_auditor::write_report(dir.path(), from.path(), dir.path(), 30)
         .unwrap_err()
         .to_string();
     assert!(
@@ -348,7 +347,7 @@ proptest! {
         // A transcript of random bytes is refused before the auditor's keys are needed.
         let from = tempfile::tempdir().unwrap();
         std::fs::write(from.path().join("fairness-transcript.json"), &bytes).unwrap();
-        let error = accord::auditor::write_report(dir.path(), from.path(), dir.path(), 30)
+        let error = accord_auditor::write_report(dir.path(), from.path(), dir.path(), 30)
             .unwrap_err()
             .to_string();
         prop_assert!(

@@ -148,7 +148,7 @@ async fn an_aborted_last_evaluation_leaves_the_final_model_unmeasured() {
         outcome.model.quality, None,
         "round 2's figures carried over"
     );
-    let written = accord_coordinator::artefact::ModelArtefact::load(&outcome.model_path).unwrap();
+    let written = accord_proto::artefact::ModelArtefact::load(&outcome.model_path).unwrap();
     assert_eq!(written.quality, None);
 
     let csv = std::fs::read_to_string(&outcome.rounds_path).unwrap();

@@ -11,17 +11,18 @@
 //! bit; an aggregate the coordinator substituted, or a recorded message it altered, fails it
 //! even when the real auditor signed the report, naming the aggregate or the message.
 
-use accord::auditor::metrics::{self, Thresholds};
-use accord::auditor::report::{FairnessReport, layout_of};
-use accord::auditor::verify::{Against, Check, Recompute, Verdict, conclusion, verify};
-use accord::auditor::{REPORT_JSON, write_report};
+use accord_auditor::metrics::{self, Thresholds};
+use accord_auditor::{
+    Against, Check, FairnessReport, REPORT_JSON, Recompute, Verdict, conclusion, layout_of, verify,
+    write_report,
+};
 use accord_coordinator::CoordinatorConfig;
-use accord_coordinator::artefact::ModelArtefact;
-use accord_coordinator::fairness::{AGGREGATE_FILE, RECORD_FILE, TRANSCRIPT_FILE};
+use accord_crypto::he::handoff::{AGGREGATE_FILE, RECORD_FILE, TRANSCRIPT_FILE};
 use accord_crypto::he::keys::{self, AuditorKeys};
 use accord_crypto::he::transcript::{self, Entry, RoundTranscript};
 use accord_participant::data::{InvalidRowPolicy, load_csv};
 use accord_participant::model::{LogisticModel, Standardizer};
+use accord_proto::artefact::ModelArtefact;
 use accord_proto::fairness::GroupStatistics;
 use accord_proto::transport::WireMeter;
 use accord_proto::v1::AggregationRecord;
@@ -326,7 +327,7 @@ async fn the_audit_matches_the_pooled_data_finds_the_planted_disparity_and_resis
     let mut value = original.clone();
     value["generated_at"] = "2020-01-01T00:00:00Z".into();
     let stated: FairnessReport = serde_json::from_value(value.clone()).unwrap();
-    value["signed_sections"] = serde_json::to_value(accord::auditor::report::sections(
+    value["signed_sections"] = serde_json::to_value(accord_auditor::sections(
         &serde_json::to_value(&stated).unwrap(),
     ))
     .unwrap();

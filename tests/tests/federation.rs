@@ -3,11 +3,11 @@
 //! participant.
 
 use accord_coordinator::CoordinatorConfig;
-use accord_coordinator::artefact::ModelArtefact;
 use accord_participant::data::{InvalidRowPolicy, load_csv};
 use accord_participant::model::{
     LogisticModel, Standardizer, TrainingParams, standardization_sums,
 };
+use accord_proto::artefact::ModelArtefact;
 use accord_proto::layout::StandardizationLayout;
 use accord_proto::transport::WireMeter;
 use accord_tests::TestFederation;

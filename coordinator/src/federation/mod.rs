@@ -8,14 +8,13 @@
 //! contributions aborts its round: the previous global model stays.
 
 use crate::aggregation::{self, AggregationError, Closed, PhaseAggregator, PhaseSpec, Submission};
-use crate::artefact::{
-    MODEL_FORMAT, ModelArtefact, RoundRecord, StandardizationJson, write_rounds_csv,
-};
+use crate::artefact::{RoundRecord, write_rounds_csv};
 use crate::config::CoordinatorConfig;
 use crate::plan::{PhaseResult, RoundPlan};
 use accord_crypto::pki::Role;
 use accord_crypto::secagg::identity::Trust;
 use accord_crypto::secagg::{Context, stage_label};
+use accord_proto::artefact::{MODEL_FORMAT, ModelArtefact, StandardizationJson};
 use accord_proto::layout::encoded_columns;
 use accord_proto::phase::PhaseVector;
 use accord_proto::scheme::AggregationScheme;

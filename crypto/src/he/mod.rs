@@ -18,6 +18,7 @@
 //! boundaries through tfhe's versioned, size-limited safe serialization; ciphertexts through
 //! size-limited bincode and tfhe's conformance checks.
 
+pub mod handoff;
 pub mod inputs;
 pub mod keys;
 pub mod transcript;

@@ -3,8 +3,9 @@
 
 use accord_coordinator::CoordinatorConfig;
 use accord_coordinator::config::ConfigError;
-use accord_coordinator::mitigation::{MitigationSection, PostprocessingSection};
+use accord_coordinator::mitigation::PostprocessingSection;
 use accord_participant::data::InvalidRowPolicy;
+use accord_proto::sections::MitigationSection;
 use accord_proto::v1::FederationDefinition;
 use serde::Deserialize;
 use std::collections::BTreeMap;

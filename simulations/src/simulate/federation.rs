@@ -6,8 +6,6 @@
 
 use super::config::{ExperimentConfig, FaultConfig};
 use accord_coordinator::aggregation::{self, Closed, PhaseSpec, Submission};
-use accord_coordinator::metrics::Quality;
-use accord_coordinator::mitigation::PostprocessingJson;
 use accord_coordinator::{PhaseResult, RoundPlan};
 use accord_crypto::secagg::identity::{Signer, Trust};
 use accord_crypto::secagg::participant::ParticipantSession;
@@ -18,6 +16,7 @@ use accord_participant::data::LocalDataset;
 use accord_participant::model::{
     LogisticModel, Standardizer, TrainingParams, standardization_sums,
 };
+use accord_proto::artefact::{PostprocessingJson, Quality};
 use accord_proto::layout::{StandardizationLayout, encoded_columns};
 use accord_proto::mitigation::AttributeGaps;
 use accord_proto::phase::PhaseVector;

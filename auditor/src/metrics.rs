@@ -32,6 +32,7 @@ pub struct Thresholds {
     pub decision_threshold: f64,
     /// Confidence level of the Wilson intervals.
     pub confidence: f64,
+    /// Bins of the score histogram each group's counts carry.
     pub histogram_bins: usize,
 }
 
@@ -41,14 +42,20 @@ const Z_95: f64 = 1.959_963_984_540_054;
 /// A proportion with its Wilson score interval; all None when the denominator is zero.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rate {
+    /// Records counted (e.g. predicted positives).
     pub numerator: u64,
+    /// Records counted over (e.g. n).
     pub denominator: u64,
+    /// numerator / denominator.
     pub value: Option<f64>,
+    /// The Wilson interval's lower end (95%).
     pub low: Option<f64>,
+    /// The Wilson interval's upper end (95%).
     pub high: Option<f64>,
 }
 
 impl Rate {
+    /// numerator / denominator with its 95% Wilson score interval (Newcombe 1998, method 3).
     pub fn new(numerator: u64, denominator: u64) -> Self {
         if denominator == 0 {
             return Self {
@@ -77,6 +84,7 @@ impl Rate {
 /// One group's counts and metrics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupMetrics {
+    /// The group's label ("age_band=60+").
     pub group: String,
     /// Suppressed by the disclosure policy: its counts were zeroed on ciphertexts.
     pub suppressed: bool,
@@ -84,12 +92,19 @@ pub struct GroupMetrics {
     pub small: bool,
     /// Has an `unknown` category: reported, not compared.
     pub unknown: bool,
+    /// Records in the group.
     pub n: u64,
+    /// Predicted positives / n.
     pub selection_rate: Rate,
+    /// TP / actual positives.
     pub true_positive_rate: Rate,
+    /// FP / actual negatives.
     pub false_positive_rate: Rate,
+    /// FN / actual positives.
     pub false_negative_rate: Rate,
+    /// TP / predicted positives.
     pub positive_predictive_value: Rate,
+    /// (TP + TN) / n.
     pub accuracy: Rate,
     /// Expected calibration error over the score histogram (bin midpoints as predictions).
     pub calibration_error: Option<f64>,
@@ -104,7 +119,9 @@ pub struct GroupMetrics {
 /// A compared group a difference or ratio leaves out, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeftOut {
+    /// The group's label.
     pub group: String,
+    /// Why it is left out.
     pub reason: String,
 }
 
@@ -129,7 +146,9 @@ pub struct Coverage {
 /// A breakdown's groups and the disparities between the compared ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BreakdownMetrics {
+    /// The attribute, or the intersection ("gender × age_band").
     pub breakdown: String,
+    /// Every group of the breakdown, suppressed and `unknown` ones included.
     pub groups: Vec<GroupMetrics>,
     /// The groups eligible for comparison (not suppressed, no `unknown` category, some
     /// records); each rate's [`Coverage`] says which of them its figures cover.
@@ -138,11 +157,17 @@ pub struct BreakdownMetrics {
     pub coverage: Vec<Coverage>,
     /// Records in groups with an `unknown` category.
     pub unknown_count: u64,
+    /// The compared group with the highest selection rate.
     pub most_favoured: Option<String>,
+    /// Max - min selection rate over the covered groups.
     pub demographic_parity_difference: Option<f64>,
+    /// Min / max selection rate over the covered groups.
     pub demographic_parity_ratio: Option<f64>,
+    /// Max - min true positive rate over the covered groups.
     pub equal_opportunity_difference: Option<f64>,
+    /// The larger of the TPR and FPR differences.
     pub equalized_odds_difference: Option<f64>,
+    /// Max - min positive predictive value over the covered groups.
     pub predictive_parity_difference: Option<f64>,
 }
 

@@ -6,14 +6,14 @@
 //! digest mismatch can name the altered field, and one that finds the table altered sees the
 //! signature fail.
 
-use super::metrics::{self, BreakdownMetrics, DEFINITIONS, Thresholds};
+use crate::error::{AuditorError, CommitmentError, TranscriptError};
+use crate::metrics::{self, BreakdownMetrics, DEFINITIONS, Thresholds};
 use accord_crypto::he::inputs::OpenedAggregate;
 use accord_crypto::he::keys::AuditorKeys;
 use accord_crypto::he::transcript::{self, CommitmentRecord, Entry, GroupsRecord, RoundTranscript};
 use accord_crypto::secagg::Context;
-use accord_proto::fairness::{FairnessLayout, GroupStatistics};
+use accord_proto::fairness::{FairnessLayout, FairnessLayoutError, GroupStatistics};
 use accord_proto::v1::{Intersection, Phase, ProtectedAttribute, Schema};
-use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -25,36 +25,51 @@ pub const REPORT_FORMAT: &str = "accord.fairness-report.v1";
 /// The largest report `audit verify` reads (a report of thousands of groups is a few MiB).
 pub const MAX_REPORT_BYTES: u64 = 64 << 20;
 
+/// `fairness-report.json`: what the auditor signs about one federation's final model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FairnessReport {
+    /// [`REPORT_FORMAT`].
     pub format: String,
+    /// The federation whose model was audited.
     pub federation_id: String,
+    /// The round of the fairness phase (after the last training round).
     pub round: u32,
     /// When the auditor wrote the report (RFC 3339, UTC).
     pub generated_at: String,
+    /// The model whose decisions were counted.
     pub model: ModelSection,
+    /// The cryptographic parameters in force.
     pub parameters: ParametersSection,
+    /// The policy thresholds the metrics apply.
     pub thresholds: Thresholds,
+    /// The protected attributes, their categories, intersections and histogram bins.
     pub groups: GroupsRecord,
     /// Each contributor with its signed commitment to the ciphertext it submitted.
     pub participants: Vec<CommitmentRecord>,
+    /// Selected participants whose statistics are not in the aggregate.
     pub dropped: Vec<String>,
     /// Participants the coordinator named for deviating from the protocol in the fairness
     /// phase ("name (phase, stage): reason"), from the transcript.
     #[serde(default)]
     pub culprits: Vec<String>,
+    /// The coordinator's transcript of the phase, as a hash chain.
     pub transcript: TranscriptSection,
+    /// The decrypted aggregate, per group.
     pub aggregate: AggregateSection,
     /// The metric names used below and their definitions.
     pub definitions: BTreeMap<String, String>,
+    /// The metrics per breakdown (each protected attribute, then each intersection).
     pub metrics: Vec<BreakdownMetrics>,
+    /// Who signed.
     pub auditor: AuditorSection,
+    /// The digest of every other section ([`sections`]), which the signature covers.
     pub signed_sections: Vec<Section>,
     /// Ed25519 (hex) over [`sections_digest`] of `signed_sections`.
     pub signature: String,
 }
 
+/// The model a report is about.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
@@ -67,32 +82,45 @@ pub struct ModelSection {
     pub thresholds_in_force: String,
 }
 
+/// The cryptographic parameters the fairness phase ran with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParametersSection {
+    /// The tfhe parameter sets, in words.
     pub tfhe: String,
+    /// SHA-256 of the tfhe parameters the coordinator used (from the transcript).
     pub tfhe_sha256: String,
+    /// SHA-256 of the auditor's public bundle the participants encrypted under.
     pub auditor_bundle_sha256: String,
+    /// The secure-aggregation parameters in force, in words
+    /// ([`accord_crypto::he::handoff::InForce::describe`]).
     pub secure_aggregation: String,
+    /// SHA-256 of the configured secure-aggregation parameters (protobuf).
     pub secure_aggregation_sha256: String,
+    /// Counts are summed modulo 2^`value_bits`.
     pub value_bits: u32,
     /// Whether the participants' counts were proven within their bounds, and what was checked.
     #[serde(default)]
     pub input_validity: String,
 }
 
+/// The coordinator's transcript as the report carries it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TranscriptSection {
+    /// Every entry of the chain, in order.
     pub entries: Vec<Entry>,
+    /// The chain's head ([`accord_crypto::he::transcript::head`]).
     pub head: String,
 }
 
+/// The decrypted aggregate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AggregateSection {
     /// SHA-256 of the encrypted aggregate the coordinator handed over (the transcript's last entry).
     pub ciphertext_sha256: String,
+    /// Per group, in the layout's order.
     pub groups: Vec<AggregateGroup>,
 }
 
@@ -100,11 +128,15 @@ pub struct AggregateSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AggregateGroup {
+    /// The group's label ("gender=female", "gender=female × age_band=60+").
     pub group: String,
+    /// The group had fewer than `min_group_size` records and was zeroed before decryption.
     pub suppressed: bool,
+    /// The group's counts; None when suppressed.
     pub counts: Option<GroupStatistics>,
 }
 
+/// The auditor that signed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditorSection {
@@ -116,11 +148,15 @@ pub struct AuditorSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Section {
+    /// `field`, `field.key` or `field[index]`.
     pub path: String,
+    /// SHA-256 (hex) of the section's JSON.
     pub sha256: String,
 }
 
-/// The sections of a report's JSON (without `signed_sections` and `signature`), in order.
+/// The sections of a report's JSON (without `signed_sections` and `signature`), in order: a
+/// top-level field, or one entry of a non-empty object or list at the top level (`model.content_hash`,
+/// `participants[2]`), each with the SHA-256 (hex) of its JSON.
 pub fn sections(report: &Value) -> Vec<Section> {
     let digest = |v: &Value| hex::encode(Sha256::digest(serde_json::to_vec(v).expect("JSON")));
     let mut out = Vec::new();
@@ -153,7 +189,8 @@ pub fn sections(report: &Value) -> Vec<Section> {
     out
 }
 
-/// What the auditor signs: SHA-256 of a domain tag and the sections table.
+/// What the auditor signs: SHA-256 of the domain tag `accord/fairness-report/v1` and the
+/// sections table's JSON.
 pub fn sections_digest(sections: &[Section]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(b"accord/fairness-report/v1");
@@ -161,8 +198,12 @@ pub fn sections_digest(sections: &[Section]) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-/// The schema subset a report's groups record stands for.
-pub fn layout_of(groups: &GroupsRecord) -> anyhow::Result<FairnessLayout> {
+/// The fairness layout of the schema subset a report's groups record stands for.
+///
+/// # Errors
+/// [`FairnessLayoutError`] when the record names an intersection of unknown attributes or
+/// fewer than 2 bins.
+pub fn layout_of(groups: &GroupsRecord) -> Result<FairnessLayout, FairnessLayoutError> {
     let schema = Schema {
         protected_attributes: groups
             .attributes
@@ -182,10 +223,7 @@ pub fn layout_of(groups: &GroupsRecord) -> anyhow::Result<FairnessLayout> {
             .collect(),
         ..Default::default()
     };
-    Ok(FairnessLayout::new(
-        &schema,
-        groups.histogram_bins as usize,
-    )?)
+    FairnessLayout::new(&schema, groups.histogram_bins as usize)
 }
 
 /// The context a fairness round's commitments were signed in.
@@ -197,9 +235,17 @@ pub fn fairness_context(federation_id: &str, round: u32) -> Context {
     }
 }
 
-/// Checks a commitment's signature against its certificate's key.
-pub fn commitment_verifies(context: &Context, record: &CommitmentRecord) -> anyhow::Result<()> {
-    let certificate = hex::decode(&record.certificate_der).context("certificate is not hex")?;
+/// Checks a commitment's signature (Ed25519, in `context`) against the key of the certificate
+/// it carries. Whether that certificate belongs to the consortium is the caller's check.
+///
+/// # Errors
+/// [`CommitmentError`] naming the malformed field, or a signature that does not verify.
+pub fn commitment_verifies(
+    context: &Context,
+    record: &CommitmentRecord,
+) -> Result<(), CommitmentError> {
+    let certificate =
+        hex::decode(&record.certificate_der).map_err(CommitmentError::CertificateHex)?;
     let key = accord_crypto::pki::ed25519_public_key(&certificate)?;
     let key = ed25519_dalek::VerifyingKey::from_bytes(&key)?;
     let commitment = accord_crypto::he::inputs::Commitment {
@@ -208,68 +254,77 @@ pub fn commitment_verifies(context: &Context, record: &CommitmentRecord) -> anyh
         ciphertext_sha256: hex::decode(&record.ciphertext_sha256)
             .ok()
             .and_then(|b| b.try_into().ok())
-            .context("ciphertext_sha256 is not 32 bytes of hex")?,
-        signature: hex::decode(&record.signature).context("signature is not hex")?,
+            .ok_or(CommitmentError::Digest)?,
+        signature: hex::decode(&record.signature).map_err(CommitmentError::SignatureHex)?,
     };
     if !accord_crypto::he::inputs::verify_commitment(context, &commitment, &key) {
-        bail!("the signature does not verify with the certificate's key");
+        return Err(CommitmentError::BadSignature);
     }
     Ok(())
 }
 
-/// Builds and signs the report from the coordinator's transcript and encrypted aggregate.
+/// Builds and signs the report (generated at `generated_at`, RFC 3339) from the coordinator's
+/// transcript and encrypted aggregate, flagging groups under `small_group_size` records.
+///
+/// # Errors
+/// [`AuditorError::Transcript`] when the transcript, a commitment or the aggregate's place in it
+/// does not hold; [`AuditorError::Aggregate`] for an aggregate that does not decode;
+/// [`AuditorError::ProvenCounts`] when the decrypted counts are not what the participants
+/// proved. Nothing is decrypted before the transcript holds.
 pub fn build(
     keys: &AuditorKeys,
     transcript: &RoundTranscript,
     aggregate_bytes: &[u8],
     small_group_size: u64,
     generated_at: String,
-) -> anyhow::Result<FairnessReport> {
+) -> Result<FairnessReport, AuditorError> {
     if transcript.format != transcript::TRANSCRIPT_FORMAT {
-        bail!(
-            "transcript format '{}', expected '{}'",
-            transcript.format,
-            transcript::TRANSCRIPT_FORMAT
-        );
+        return Err(TranscriptError::Format {
+            found: transcript.format.clone(),
+            expected: transcript::TRANSCRIPT_FORMAT,
+        }
+        .into());
     }
     if transcript::head(&transcript.entries) != transcript.head {
-        bail!("the transcript's hash chain does not lead to its stated head");
+        return Err(TranscriptError::Head.into());
     }
     let aggregate_sha256 = hex::encode(Sha256::digest(aggregate_bytes));
     match transcript.entries.last() {
         Some(e) if e.label == transcript::AGGREGATE_LABEL && e.sha256 == aggregate_sha256 => {}
-        _ => bail!("the aggregate file is not the one the transcript's last entry records"),
+        _ => return Err(TranscriptError::AggregateNotLast.into()),
     }
     let context = fairness_context(&transcript.federation_id, transcript.round);
     for record in &transcript.participants {
-        commitment_verifies(&context, record)
-            .with_context(|| format!("commitment of '{}'", record.participant))?;
+        commitment_verifies(&context, record).map_err(|source| TranscriptError::Commitment {
+            participant: record.participant.clone(),
+            source,
+        })?;
         if !transcript.entries.contains(&record.entry()) {
-            bail!(
-                "the commitment of '{}' is not in the transcript",
-                record.participant
-            );
+            return Err(TranscriptError::CommitmentNotInTranscript {
+                participant: record.participant.clone(),
+            }
+            .into());
         }
     }
-    let opened = OpenedAggregate::from_bytes(aggregate_bytes)?;
+    let opened = OpenedAggregate::from_bytes(aggregate_bytes).map_err(AuditorError::Aggregate)?;
     if opened.federation_id != transcript.federation_id || opened.round != transcript.round {
-        bail!(
-            "the aggregate is for federation '{}' round {}, the transcript for '{}' round {}",
-            opened.federation_id,
-            opened.round,
-            transcript.federation_id,
-            transcript.round
-        );
+        return Err(TranscriptError::OtherRound {
+            aggregate_federation: opened.federation_id,
+            aggregate_round: opened.round,
+            transcript_federation: transcript.federation_id.clone(),
+            transcript_round: transcript.round,
+        }
+        .into());
     }
-    let layout = layout_of(&transcript.groups)?;
+    let layout = layout_of(&transcript.groups).map_err(TranscriptError::Groups)?;
     if opened.values.len() != layout.len() || opened.kept.len() != layout.groups() {
-        bail!(
-            "the aggregate holds {} values and {} flags; the groups need {} and {}",
-            opened.values.len(),
-            opened.kept.len(),
-            layout.len(),
-            layout.groups()
-        );
+        return Err(TranscriptError::Size {
+            values: opened.values.len(),
+            flags: opened.kept.len(),
+            expected_values: layout.len(),
+            expected_flags: layout.groups(),
+        }
+        .into());
     }
     let (values, kept) = keys.decrypt(&opened.values, &opened.kept);
     // With proven inputs, every disclosed count must be the sum of what the contributors
@@ -285,7 +340,7 @@ pub fn build(
                 .map(|(i, &v)| (i, v))
                 .collect();
             sum.open(keys.count_opening_key(), &disclosed, blindings)
-                .context("the decrypted aggregate is not the sum of the participants' proven counts; no report is written")?;
+                .map_err(AuditorError::ProvenCounts)?;
             format!(
                 "range proofs: every participant's counts proven in [0, max_rows] with the layout's relations; the {} disclosed counts checked against the sum of their commitments",
                 disclosed.len()
@@ -359,7 +414,7 @@ pub fn build(
         signed_sections: vec![],
         signature: String::new(),
     };
-    report.signed_sections = sections(&serde_json::to_value(&report)?);
+    report.signed_sections = sections(&serde_json::to_value(&report).expect("a report serializes"));
     report.signature = hex::encode(keys.sign(&sections_digest(&report.signed_sections)));
     Ok(report)
 }

@@ -10,18 +10,17 @@
 //! against the plain sum, so the benchmark never times a broken path. Key generation is timed
 //! apart.
 
-use super::metrics::{self, Thresholds};
+use accord_auditor::metrics::{self, Thresholds};
 use accord_crypto::he::inputs::{MASK_RING, seal};
 use accord_crypto::he::keys::AuditorKeys;
-use accord_crypto::he::{EncryptedInputs, FairnessPolicy};
-use accord_crypto::pki::{ConsortiumCa, Role};
+use accord_crypto::he::{EncryptedInputs, FairnessPolicy, HeError};
+use accord_crypto::pki::{ConsortiumCa, PkiError, Role};
 use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
-use accord_crypto::secagg::identity::{Signer, Trust};
+use accord_crypto::secagg::identity::{IdentityError, Signer, Trust};
 use accord_crypto::secagg::participant::ParticipantSession;
 use accord_crypto::secagg::{Context, Requirements, SecAggError};
-use accord_proto::fairness::{FairnessLayout, GroupStatistics};
-use accord_proto::v1::{Phase, ProtectedAttribute, Schema, SignedStageMessage};
-use anyhow::{Context as _, bail};
+use accord_proto::fairness::{FairnessLayout, FairnessLayoutError, GroupStatistics};
+use accord_proto::v1::{Phase, ProtectedAttribute, Schema, SecAggRelay, SignedStageMessage};
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -90,9 +89,46 @@ impl FairnessBenchReport {
     }
 }
 
+/// Why the fairness benchmark did not produce a figure. The message is what failed; the cause
+/// is its source.
+#[derive(Debug, thiserror::Error)]
+pub enum FairnessBenchError {
+    /// Fewer than 2 participants or 2 groups.
+    #[error("at least 2 participants and 2 groups are needed")]
+    TooSmall,
+    /// The groups give no fairness layout.
+    #[error("the benchmark's groups")]
+    Layout(#[source] FairnessLayoutError),
+    /// The temporary folder for the benchmark's certificates.
+    #[error("temporary directory for the benchmark's certificates")]
+    Io(#[source] std::io::Error),
+    /// The benchmark's consortium CA or a participant certificate.
+    #[error("benchmark certificates")]
+    Pki(#[source] PkiError),
+    /// A participant's signing identity or the CA's trust anchor.
+    #[error("benchmark identity")]
+    Identity(#[source] IdentityError),
+    /// Keys, encryption or the aggregate's file form (`step` says which).
+    #[error("{step}")]
+    Encrypted {
+        /// What was being done.
+        step: &'static str,
+        /// What tfhe or the file form refused.
+        #[source]
+        source: HeError,
+    },
+    /// A secure-aggregation stage failed.
+    #[error("fairness phase")]
+    Protocol(#[source] SecAggError),
+    /// The aggregation ended at the wrong stage, or the decrypted aggregate is not the plain
+    /// sum: the benchmark never times a broken path.
+    #[error("{0}")]
+    WrongResult(&'static str),
+}
+
 /// A layout with exactly `groups` groups: one protected attribute with groups − 1 categories
 /// (plus `unknown`).
-fn layout(groups: usize) -> anyhow::Result<FairnessLayout> {
+fn layout(groups: usize) -> Result<FairnessLayout, FairnessBenchError> {
     let schema = Schema {
         protected_attributes: vec![ProtectedAttribute {
             name: "segment".into(),
@@ -101,7 +137,7 @@ fn layout(groups: usize) -> anyhow::Result<FairnessLayout> {
         }],
         ..Default::default()
     };
-    Ok(FairnessLayout::new(&schema, BINS)?)
+    FairnessLayout::new(&schema, BINS).map_err(FairnessBenchError::Layout)
 }
 
 /// Random but consistent statistics for each group: the last group stays tiny so the policy
@@ -135,34 +171,89 @@ fn statistics(layout: &FairnessLayout, rng: &mut impl Rng) -> Vec<u64> {
         .collect()
 }
 
-fn protocol(source: SecAggError) -> anyhow::Error {
-    anyhow::anyhow!("fairness phase: {source}")
+/// Hands each participant's message of a stage to the coordinator; returns the seconds it took.
+fn deliver(
+    coordinator: &mut CoordinatorSession<EncryptedInputs>,
+    signers: &[Arc<Signer>],
+    messages: Vec<SignedStageMessage>,
+) -> Result<f64, FairnessBenchError> {
+    let t = Instant::now();
+    for (signer, message) in signers.iter().zip(messages) {
+        coordinator
+            .receive(signer.name(), signer.certificate_der(), message)
+            .map_err(FairnessBenchError::Protocol)?;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Closes a stage that must lead to another.
+fn close(coordinator: &mut CoordinatorSession<EncryptedInputs>) -> Result<(), FairnessBenchError> {
+    match coordinator
+        .close_stage()
+        .map_err(FairnessBenchError::Protocol)?
+    {
+        StageClosed::Next(_) => Ok(()),
+        StageClosed::Done { .. } => Err(FairnessBenchError::WrongResult(
+            "the aggregation ended early",
+        )),
+    }
+}
+
+/// One stage in which every participant answers the coordinator's relay: the answers delivered
+/// (timed) and the stage closed. Returns the coordinator's seconds.
+fn exchange(
+    coordinator: &mut CoordinatorSession<EncryptedInputs>,
+    signers: &[Arc<Signer>],
+    sessions: &mut [ParticipantSession],
+    answer: impl Fn(&mut ParticipantSession, &SecAggRelay) -> Result<SignedStageMessage, SecAggError>,
+) -> Result<f64, FairnessBenchError> {
+    let messages = sessions
+        .iter_mut()
+        .map(|s| answer(s, &coordinator.relay_for(s.name())))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(FairnessBenchError::Protocol)?;
+    let secs = deliver(coordinator, signers, messages)?;
+    close(coordinator)?;
+    Ok(secs)
 }
 
 /// Runs the benchmark; `progress` hears each step.
-pub fn run(spec: &FairnessBench, progress: impl Fn(&str)) -> anyhow::Result<FairnessBenchReport> {
+///
+/// # Errors
+/// [`FairnessBenchError`] naming the step that failed, or a decrypted aggregate that differs
+/// from the plain sum.
+pub fn run(
+    spec: &FairnessBench,
+    progress: impl Fn(&str),
+) -> Result<FairnessBenchReport, FairnessBenchError> {
     let n = spec.participants;
     if n < 2 || spec.groups < 2 {
-        bail!("at least 2 participants and 2 groups are needed");
+        return Err(FairnessBenchError::TooSmall);
     }
     let layout = layout(spec.groups)?;
     let min_group_size = 20;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(spec.seed);
     let inputs: Vec<Vec<u64>> = (0..n).map(|_| statistics(&layout, &mut rng)).collect();
 
-    let pki = tempfile::tempdir()?;
-    let ca = ConsortiumCa::init(pki.path(), "Accord Fairness Benchmark")?;
+    let pki = tempfile::tempdir().map_err(FairnessBenchError::Io)?;
+    let ca = ConsortiumCa::init(pki.path(), "Accord Fairness Benchmark")
+        .map_err(FairnessBenchError::Pki)?;
     let signers = (0..n)
         .map(|i| {
-            let files = ca.issue(pki.path(), &format!("org-{i:02}"), Role::Participant, &[])?;
-            Ok(Arc::new(Signer::load(&files.cert, &files.key)?))
+            let files = ca
+                .issue(pki.path(), &format!("org-{i:02}"), Role::Participant, &[])
+                .map_err(FairnessBenchError::Pki)?;
+            let signer =
+                Signer::load(&files.cert, &files.key).map_err(FairnessBenchError::Identity)?;
+            Ok(Arc::new(signer))
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let trust = Trust::load(&ca.ca_cert_path())?;
+        .collect::<Result<Vec<_>, FairnessBenchError>>()?;
+    let trust = Trust::load(&ca.ca_cert_path()).map_err(FairnessBenchError::Identity)?;
+    let encrypted = |step| move |source| FairnessBenchError::Encrypted { step, source };
 
     progress("generating the auditor's keys");
     let keygen = Instant::now();
-    let generated = AuditorKeys::generate()?;
+    let generated = AuditorKeys::generate().map_err(encrypted("the auditor's keys"))?;
     let keygen_secs = keygen.elapsed().as_secs_f64();
     let (keys, public, server) = (generated.keys, generated.public, generated.server);
 
@@ -184,10 +275,11 @@ pub fn run(spec: &FairnessBench, progress: impl Fn(&str)) -> anyhow::Result<Fair
             min_group_size,
         },
         accord_crypto::he::inputs::default_threads(),
-    )?;
+    )
+    .map_err(encrypted("the coordinator's encrypted inputs"))?;
     let mut coordinator =
         CoordinatorSession::with_inputs(context.clone(), trust.clone(), inputs_sum, names, 0, 0)
-            .map_err(protocol)?;
+            .map_err(FairnessBenchError::Protocol)?;
     let mut sessions = Vec::new();
     let mut messages: Vec<SignedStageMessage> = Vec::new();
     for signer in &signers {
@@ -201,30 +293,11 @@ pub fn run(spec: &FairnessBench, progress: impl Fn(&str)) -> anyhow::Result<Fair
         sessions.push(session);
         messages.push(message);
     }
-    let deliver = |coordinator: &mut CoordinatorSession<EncryptedInputs>,
-                   messages: Vec<SignedStageMessage>|
-     -> anyhow::Result<f64> {
-        let t = Instant::now();
-        for (signer, message) in signers.iter().zip(messages) {
-            coordinator
-                .receive(signer.name(), signer.certificate_der(), message)
-                .map_err(protocol)?;
-        }
-        Ok(t.elapsed().as_secs_f64())
-    };
-    coordinator_secs += deliver(&mut coordinator, messages)?;
-    let expect_next = |closed: StageClosed<_>| match closed {
-        StageClosed::Next(_) => Ok(()),
-        StageClosed::Done { .. } => Err(anyhow::anyhow!("the aggregation ended early")),
-    };
-    expect_next(coordinator.close_stage().map_err(protocol)?)?;
-    let messages = sessions
-        .iter_mut()
-        .map(|s| s.share_keys(&coordinator.relay_for(s.name()), &mut rand::rng()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(protocol)?;
-    coordinator_secs += deliver(&mut coordinator, messages)?;
-    expect_next(coordinator.close_stage().map_err(protocol)?)?;
+    coordinator_secs += deliver(&mut coordinator, &signers, messages)?;
+    close(&mut coordinator)?;
+    coordinator_secs += exchange(&mut coordinator, &signers, &mut sessions, |s, relay| {
+        s.share_keys(relay, &mut rand::rng())
+    })?;
 
     progress("participants mask, encrypt and prove their statistics");
     let relays: Vec<_> = sessions
@@ -248,37 +321,41 @@ pub fn run(spec: &FairnessBench, progress: impl Fn(&str)) -> anyhow::Result<Fair
             Ok((masked.message, t.elapsed().as_secs_f64(), bytes))
         })
         .collect::<Result<_, SecAggError>>()
-        .map_err(protocol)?;
+        .map_err(FairnessBenchError::Protocol)?;
     let encrypt_secs_per_participant = sealed.iter().map(|s| s.1).sum::<f64>() / n as f64;
     let ciphertext_bytes_per_participant = sealed.iter().map(|s| s.2).sum::<usize>() / n;
 
     progress("the coordinator verifies, sums and applies the disclosure policy");
-    coordinator_secs += deliver(&mut coordinator, sealed.into_iter().map(|s| s.0).collect())?;
+    let sealed = sealed.into_iter().map(|s| s.0).collect();
+    coordinator_secs += deliver(&mut coordinator, &signers, sealed)?;
     // Closing the masked-input stage verifies the proofs, expands and sums the lists.
     let t = Instant::now();
-    expect_next(coordinator.close_stage().map_err(protocol)?)?;
+    close(&mut coordinator)?;
     coordinator_secs += t.elapsed().as_secs_f64();
-    let messages = sessions
-        .iter_mut()
-        .map(|s| s.consistency_check(&coordinator.relay_for(s.name())))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(protocol)?;
-    coordinator_secs += deliver(&mut coordinator, messages)?;
-    expect_next(coordinator.close_stage().map_err(protocol)?)?;
+    coordinator_secs += exchange(&mut coordinator, &signers, &mut sessions, |s, relay| {
+        s.consistency_check(relay)
+    })?;
     let messages = sessions
         .iter_mut()
         .map(|s| s.unmask(&coordinator.relay_for(s.name())))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(protocol)?;
-    coordinator_secs += deliver(&mut coordinator, messages)?;
+        .map_err(FairnessBenchError::Protocol)?;
+    coordinator_secs += deliver(&mut coordinator, &signers, messages)?;
     let t = Instant::now();
-    let StageClosed::Done { sum, .. } = coordinator.close_stage().map_err(protocol)? else {
-        bail!("the aggregation did not finish after unmasking");
+    let StageClosed::Done { sum, .. } = coordinator
+        .close_stage()
+        .map_err(FairnessBenchError::Protocol)?
+    else {
+        return Err(FairnessBenchError::WrongResult(
+            "the aggregation did not finish after unmasking",
+        ));
     };
     coordinator_secs += t.elapsed().as_secs_f64();
-    let bytes = sum.to_bytes(&context.federation, context.round)?;
+    let bytes = sum
+        .to_bytes(&context.federation, context.round)
+        .map_err(encrypted("the aggregate file"))?;
     let aggregate = accord_crypto::he::inputs::OpenedAggregate::from_bytes(&bytes)
-        .context("the aggregate file")?;
+        .map_err(encrypted("the aggregate file"))?;
 
     progress("the auditor decrypts and computes the metrics");
     let t = Instant::now();
@@ -313,7 +390,9 @@ pub fn run(spec: &FairnessBench, progress: impl Fn(&str)) -> anyhow::Result<Fair
     let suppressed_groups = counts.iter().filter(|c| c.is_none()).count();
     let correct = counts == expected && computed.len() == layout.breakdowns.len();
     if !correct {
-        bail!("the decrypted aggregate differs from the plain sum");
+        return Err(FairnessBenchError::WrongResult(
+            "the decrypted aggregate differs from the plain sum",
+        ));
     }
     Ok(FairnessBenchReport {
         participants: n,

@@ -11,19 +11,20 @@
 //! A check that lacks its anchor is NOT CHECKED, never PASS, and the report is then not
 //! verified: anyone can re-sign a forged report with a fresh key and put that key in it.
 
-use super::metrics;
-use super::report::{
-    FairnessReport, MAX_REPORT_BYTES, REPORT_FORMAT, commitment_verifies, fairness_context,
-    layout_of, sections, sections_digest,
+use crate::error::chain;
+use crate::metrics;
+use crate::report::{
+    FairnessReport, MAX_REPORT_BYTES, REPORT_FORMAT, Section, commitment_verifies,
+    fairness_context, layout_of, sections, sections_digest,
 };
-use accord_coordinator::artefact::ModelArtefact;
-use accord_coordinator::fairness::{Recomputed, read_record, recompute};
 use accord_crypto::file::read_text_limited;
 use accord_crypto::hash::sha256_hex;
 use accord_crypto::he::ServerMaterial;
+use accord_crypto::he::handoff::{Recomputed, read_record, recompute};
 use accord_crypto::he::keys::{parse_verifying_key, verify_auditor_signature};
 use accord_crypto::he::transcript::{self, Entry};
 use accord_crypto::secagg::identity::Trust;
+use accord_proto::artefact::ModelArtefact;
 use accord_proto::fairness::GroupStatistics;
 use serde_json::Value;
 use std::path::Path;
@@ -33,7 +34,9 @@ use std::time::Instant;
 /// What a check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
+    /// The check ran and holds.
     Pass,
+    /// The check ran and does not hold; the detail names the field.
     Fail,
     /// What the check needs was not given (a pinned key, the CA): the report is not verified.
     NotChecked,
@@ -42,8 +45,11 @@ pub enum Verdict {
 /// One check's outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Check {
+    /// What was checked ("auditor signature", "commitment of org-a").
     pub name: String,
+    /// What the check found.
     pub verdict: Verdict,
+    /// What holds, or which field does not and why.
     pub detail: String,
 }
 
@@ -58,8 +64,9 @@ impl std::fmt::Display for Check {
     }
 }
 
-/// What to check the report against.
-#[derive(Default, Clone, Copy)]
+/// What to check the report against: each anchor left out makes the checks that need it
+/// NOT CHECKED.
+#[derive(Debug, Default, Clone, Copy)]
 pub struct Against<'a> {
     /// The model.json the report is about.
     pub model: Option<&'a Path>,
@@ -72,7 +79,7 @@ pub struct Against<'a> {
 }
 
 /// What `--recompute` replays the fairness phase from.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct Recompute<'a> {
     /// The auditor's server bundle (`auditor-server.bundle`), checked against the pinned key.
     pub server_bundle: &'a Path,
@@ -81,7 +88,7 @@ pub struct Recompute<'a> {
 }
 
 /// The last line `accord audit verify` prints, and whether the report is verified: only if
-/// every check ran and passed.
+/// every check ran and passed. `recomputed` says whether the aggregate was replayed.
 pub fn conclusion(checks: &[Check], recomputed: bool) -> (bool, String) {
     let count = |v: Verdict| checks.iter().filter(|c| c.verdict == v).count();
     let (failed, unchecked) = (count(Verdict::Fail), count(Verdict::NotChecked));
@@ -178,7 +185,11 @@ fn first_difference(path: &str, stated: &Value, recomputed: &Value) -> Option<St
     }
 }
 
-/// Runs every check on the report at `path`.
+/// Runs every check on the report at `path` against what the caller pins, in order: the file,
+/// the signed sections, the format, the auditor's signature, the transcript's hash chain, the
+/// aggregate's place in it, each participant's commitment, the model file, the metrics and,
+/// with [`Against::recompute`], the replay. A report that cannot be read or parsed gives one
+/// failed check naming why; nothing here panics on what the report holds.
 pub fn verify(path: &Path, against: &Against<'_>) -> Vec<Check> {
     let mut checks = Checks(Vec::new());
     let text = match read_text_limited(path, "a fairness report", MAX_REPORT_BYTES) {
@@ -197,7 +208,7 @@ pub fn verify(path: &Path, against: &Against<'_>) -> Vec<Check> {
     };
 
     // Signed sections first: they name any altered field even when it no longer parses.
-    let stated: Vec<super::report::Section> = value
+    let stated: Vec<Section> = value
         .get("signed_sections")
         .cloned()
         .and_then(|v| serde_json::from_value(v).ok())
@@ -291,7 +302,13 @@ pub fn verify(path: &Path, against: &Against<'_>) -> Vec<Check> {
     for (i, record) in report.participants.iter().enumerate() {
         let name = format!("commitment of {}", record.participant);
         let result = commitment_verifies(&context, record)
-            .map_err(|e| format!("participants[{i}] ('{}'): {e:#}", record.participant))
+            .map_err(|e| {
+                format!(
+                    "participants[{i}] ('{}'): {}",
+                    record.participant,
+                    chain(&e)
+                )
+            })
             .and_then(|()| {
                 if report.transcript.entries.contains(&record.entry()) {
                     Ok(format!(
@@ -445,7 +462,7 @@ fn recompute_aggregate(
     };
     let (record, sha256) = match read_record(from.record) {
         Ok(read) => read,
-        Err(e) => return checks.record("aggregation record", Err(format!("{e:#}"))),
+        Err(e) => return checks.record("aggregation record", Err(e.to_string())),
     };
     let entries = &report.transcript.entries;
     let bound = entries
@@ -489,7 +506,7 @@ fn recompute_aggregate(
         let material = ServerMaterial::load(from.server_bundle, &pinned)
             .map_err(|e| format!("--server-bundle: {e}"))?;
         let trust = Trust::load(ca).map_err(|e| format!("--ca: {e}"))?;
-        recompute(&record, &trust, Arc::new(material)).map_err(|e| format!("{e:#}"))
+        recompute(&record, &trust, Arc::new(material)).map_err(|e| e.to_string())
     })();
     let recomputed = match recomputed {
         Ok(r) => r,
