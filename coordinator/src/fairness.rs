@@ -21,10 +21,10 @@ use accord_crypto::he::transcript::{
 use accord_crypto::he::{EncryptedInputs, FairnessPolicy, HeError, ServerMaterial, keys};
 use accord_crypto::secagg::Context;
 use accord_crypto::secagg::Culprit;
-use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
-use accord_crypto::secagg::identity::Trust;
-use accord_crypto::secagg::replay::{ReplayError, Replayed, replay};
+use accord_crypto::secagg::Trust;
 use accord_crypto::secagg::validity::Statement;
+use accord_crypto::secagg::{CoordinatorSession, StageClosed};
+use accord_crypto::secagg::{ReplayError, Replayed, replay};
 use accord_proto::fairness::FairnessLayout;
 use accord_proto::phase::PhaseVector;
 use accord_proto::v1::{

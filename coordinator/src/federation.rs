@@ -15,7 +15,7 @@ use crate::config::CoordinatorConfig;
 use crate::metrics::{Quality, quality};
 use crate::mitigation::{MitigationRun, PostprocessingJson};
 use accord_crypto::pki::Role;
-use accord_crypto::secagg::identity::Trust;
+use accord_crypto::secagg::Trust;
 use accord_crypto::secagg::{Context, stage_label};
 use accord_proto::layout::{
     EvaluationCounts, StandardizationLayout, StandardizationSums, encoded_columns,

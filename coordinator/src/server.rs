@@ -308,7 +308,7 @@ pub async fn run(config: CoordinatorConfig) -> Result<Outcome, CoordinatorError>
     info!(address = %local, federation = %config.federation_id, "coordinator listening (mutual TLS)");
 
     let meter = WireMeter::new();
-    let mut trust = accord_crypto::secagg::identity::Trust::load(&config.tls.ca)
+    let mut trust = accord_crypto::secagg::Trust::load(&config.tls.ca)
         .map_err(|e| CoordinatorError::Tls(e.to_string()))?;
     if let Some(crl) = &crl {
         trust = trust.with_crl(crl.clone());

@@ -2,7 +2,7 @@
 //!
 //! Both ends check revocation: the coordinator its clients, participants and auditors the
 //! coordinator ([`crate::tls`]), and everyone the member certificates relayed with signed
-//! protocol messages ([`crate::secagg::identity::Trust`]). A [`CrlWatch`] holds the list read
+//! protocol messages ([`crate::secagg::Trust`]). A [`CrlWatch`] holds the list read
 //! from one PEM file, every CRL in it checked against the consortium CA (RFC 5280 §6.3.3: a CRL
 //! counts only if the CA signed it), and rereads the file whenever its modification time or
 //! length changes, so `accord pki revoke` takes effect without a restart. A file that changes

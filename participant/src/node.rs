@@ -14,10 +14,10 @@ use accord_crypto::crl::CrlWatch;
 use accord_crypto::he::inputs::{MASK_RING, seal};
 use accord_crypto::he::keys::parse_verifying_key;
 use accord_crypto::he::{PublicMaterial, check_value_bits};
-use accord_crypto::secagg::identity::{Signer, Trust};
-use accord_crypto::secagg::participant::{Masked, ParticipantSession};
 use accord_crypto::secagg::validity::Statement;
 use accord_crypto::secagg::{self, Context, Requirements, SecAggError};
+use accord_crypto::secagg::{Masked, ParticipantSession};
+use accord_crypto::secagg::{Signer, Trust};
 use accord_proto::MAX_MESSAGE_BYTES;
 use accord_proto::fairness::FairnessLayout;
 use accord_proto::layout::encoded_columns;
@@ -69,7 +69,7 @@ pub enum ParticipantError {
     #[error("the federation uses aggregation '{0}', which this participant does not support")]
     UnsupportedAggregation(String),
     #[error("identity for secure aggregation: {0}")]
-    Identity(#[from] accord_crypto::secagg::identity::IdentityError),
+    Identity(#[from] accord_crypto::secagg::IdentityError),
     #[error("fault injection: exited before sending the {stage} message of round {round} {phase}")]
     FaultExit {
         round: u32,

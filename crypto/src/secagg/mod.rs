@@ -10,21 +10,33 @@
 //! honest participant reveals at most one of the two for anyone, so the coordinator never gets
 //! both for the same participant.
 //!
-//! [`participant::ParticipantSession`] and [`coordinator::CoordinatorSession`] are I/O-free state
-//! machines over the `accord.v1` wire messages: tests drive them in-process, the nodes drive
-//! them over gRPC. Primitives come from well-kept crates: X25519 (`x25519-dalek`), HKDF-SHA256
-//! (`hkdf`), the ChaCha20 keystream for masks ([`mask`]), ChaCha20-Poly1305 for the shares the
-//! coordinator relays, Ed25519 (`ed25519-dalek`) on every message ([`identity`]), Shamir over a
-//! 257-bit prime field ([`shamir`]), fixed-point encoding with headroom ([`encoding`]).
+//! [`ParticipantSession`] and [`CoordinatorSession`] are I/O-free state machines over the
+//! `accord.v1` wire messages: tests drive them in-process, the nodes drive them over gRPC.
+//! Primitives come from well-kept crates: X25519 (`x25519-dalek`), HKDF-SHA256 (`hkdf`), the
+//! ChaCha20 keystream for masks ([`mask`]), ChaCha20-Poly1305 for the shares the coordinator
+//! relays, Ed25519 (`ed25519-dalek`) on every message ([`Signer`], [`Trust`]), Shamir over a
+//! 257-bit prime field ([`shamir`]), fixed-point encoding with headroom ([`FixedPoint`]).
+//! Input bounds are proven, not trusted ([`validity`]), and a recorded aggregation can be
+//! checked after the fact ([`replay`]).
+//!
+//! The state machines, the encoding, message signing and the replay are implementation
+//! modules behind the `pub use` list below; [`mask`], [`shamir`] and [`validity`] are public
+//! layers, usable alone.
 
-pub mod coordinator;
-pub mod encoding;
-pub mod identity;
+mod coordinator;
+mod encoding;
+mod identity;
 pub mod mask;
-pub mod participant;
-pub mod replay;
+mod participant;
+mod replay;
 pub mod shamir;
 pub mod validity;
+
+pub use coordinator::{CoordinatorSession, Correction, MaskedInputs, PlainInputs, StageClosed};
+pub use encoding::{Encoded, EncodingError, FixedPoint, Modulus, Segment, SegmentCode};
+pub use identity::{IdentityError, Signer, Trust, verify, verify_digest};
+pub use participant::{MaskSeeds, Masked, ParticipantSession, SealInput, pairwise_seed, subtracts};
+pub use replay::{ReplayError, Replayed, replay};
 
 use accord_proto::v1::{Phase, SecAggStage};
 use hkdf::Hkdf;

@@ -33,7 +33,6 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use curve25519_dalek::scalar::Scalar;
 use ed25519_dalek::VerifyingKey;
 use prost::Message;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -920,9 +919,4 @@ impl ParticipantSession {
     pub fn withheld(&self) -> &[(String, String)] {
         &self.withheld
     }
-}
-
-/// SHA-256 of a byte string (for tests and logs that name a ciphertext).
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
 }
