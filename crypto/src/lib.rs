@@ -21,7 +21,7 @@
 //!    ciphertexts, and the transcript that lets an auditor replay that sum.
 //!
 //! Small helpers shared by the layers: [`hash`] (content hashes of artefacts), [`pem`] (PEM
-//! files with errors naming the file) and [`file`] (reading another party's file under a size
+//! files with errors naming the file) and [`file`](mod@file) (reading another party's file under a size
 //! limit).
 //!
 //! Peer input is never trusted: everything decoded from the wire or from another party's file
