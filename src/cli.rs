@@ -166,7 +166,7 @@ struct SecAggBenchArgs {
     warmup: usize,
     /// The ring: z32 or z64.
     #[arg(long, default_value = "z64")]
-    modulus: accord_crypto::secagg::encoding::Modulus,
+    modulus: accord_crypto::secagg::Modulus,
     /// "range-proofs": every input carries a proof that each value is within its bound, as in
     /// a federation's default; "none": no proofs.
     #[arg(long, default_value = "none", value_parser = ["none", "range-proofs"])]

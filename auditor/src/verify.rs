@@ -23,7 +23,7 @@ use accord_crypto::he::ServerMaterial;
 use accord_crypto::he::handoff::{Recomputed, read_record, recompute};
 use accord_crypto::he::keys::{parse_verifying_key, verify_auditor_signature};
 use accord_crypto::he::transcript::{self, Entry};
-use accord_crypto::secagg::identity::Trust;
+use accord_crypto::secagg::Trust;
 use accord_proto::artefact::ModelArtefact;
 use accord_proto::fairness::GroupStatistics;
 use serde_json::Value;

@@ -7,10 +7,10 @@
 //! [`accord_crypto::secagg`]; `insecure-plain` takes plain vectors in one stage, for
 //! simulations and benchmarks, and only with each participant's consent.
 
-use accord_crypto::secagg::coordinator::{CoordinatorSession, PlainInputs, StageClosed};
-use accord_crypto::secagg::identity::Trust;
+use accord_crypto::secagg::Trust;
 use accord_crypto::secagg::validity::Statement;
 use accord_crypto::secagg::{self, Context, Culprit, SecAggError};
+use accord_crypto::secagg::{CoordinatorSession, PlainInputs, StageClosed};
 use accord_proto::phase::PhaseVector;
 use accord_proto::scheme::{AggregationScheme, InputValidity};
 use accord_proto::v1::{

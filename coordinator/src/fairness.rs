@@ -25,8 +25,8 @@ use accord_crypto::he::transcript::{
 };
 use accord_crypto::he::{EncryptedInputs, ServerMaterial, keys};
 use accord_crypto::secagg::Culprit;
-use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
 use accord_crypto::secagg::validity::Statement;
+use accord_crypto::secagg::{CoordinatorSession, StageClosed};
 use accord_proto::artefact::ModelArtefact;
 use accord_proto::fairness::FairnessLayout;
 use accord_proto::v1::{

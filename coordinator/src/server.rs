@@ -7,7 +7,7 @@ use crate::federation::{Federation, FederationError, Outcome};
 use crate::listener::{accept_loop, listen};
 use crate::service::FederationService;
 use accord_crypto::crl::{CrlError, CrlWatch};
-use accord_crypto::secagg::identity::IdentityError;
+use accord_crypto::secagg::IdentityError;
 use accord_crypto::tls::TlsError;
 use accord_proto::MAX_MESSAGE_BYTES;
 use accord_proto::transport::WireMeter;
@@ -91,7 +91,7 @@ pub async fn run(config: CoordinatorConfig) -> Result<Outcome, CoordinatorError>
     info!(address = %local, federation = %config.federation_id, "coordinator listening (mutual TLS)");
 
     let meter = WireMeter::new();
-    let mut trust = accord_crypto::secagg::identity::Trust::load(&config.tls.ca)?;
+    let mut trust = accord_crypto::secagg::Trust::load(&config.tls.ca)?;
     if let Some(crl) = &crl {
         trust = trust.with_crl(crl.clone());
     }

@@ -2,7 +2,7 @@
 //!
 //! Both ends check revocation: the coordinator its clients, participants and auditors the
 //! coordinator ([`crate::tls`]), and everyone the member certificates relayed with signed
-//! protocol messages ([`crate::secagg::identity::Trust`]). A [`CrlWatch`] holds the list read
+//! protocol messages ([`crate::secagg::Trust`]). A [`CrlWatch`] holds the list read
 //! from one PEM file, every CRL in it checked against the consortium CA (RFC 5280 §6.3.3: a CRL
 //! counts only if the CA signed it), and rereads the file whenever its modification time or
 //! length changes, so `accord pki revoke` takes effect without a restart. A file that changes
@@ -29,21 +29,29 @@ pub enum CrlError {
     /// A certificate of the CA file does not parse.
     #[error("{path} is not a valid X.509 certificate: {source}")]
     Certificate {
+        /// The CA file.
         path: PathBuf,
+        /// The X.509 parser's error.
         source: x509_parser::nom::Err<X509Error>,
     },
     /// The `index`-th CRL of the file (from 1) does not parse.
     #[error("{path}: CRL {index} is not a valid certificate revocation list: {source}")]
     Parse {
+        /// The CRL file.
         path: PathBuf,
+        /// Which CRL of the file, from 1.
         index: usize,
+        /// The X.509 parser's error.
         source: x509_parser::nom::Err<X509Error>,
     },
     /// The `index`-th CRL of the file (from 1) was not issued and signed by the consortium CA.
     #[error("{path}: CRL {index} was not signed by the consortium CA '{ca}'")]
     NotFromCa {
+        /// The CRL file.
         path: PathBuf,
+        /// Which CRL of the file, from 1.
         index: usize,
+        /// The consortium CA's subject.
         ca: String,
     },
 }

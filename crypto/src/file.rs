@@ -10,13 +10,22 @@ use std::path::Path;
 pub enum ReadError {
     /// The file cannot be opened or read (missing, permissions, not UTF-8 where text is due).
     #[error("{path}: {reason}")]
-    Io { path: String, reason: String },
+    Io {
+        /// The file, as the caller named it.
+        path: String,
+        /// What the operating system (or the UTF-8 check) said.
+        reason: String,
+    },
     /// The file is larger than what is accepted for its kind.
     #[error("{path}: {size} bytes, more than the {limit} bytes accepted for {what}")]
     TooLarge {
+        /// The file, as the caller named it.
         path: String,
+        /// The kind of file (e.g. "auditor bundle").
         what: &'static str,
+        /// The file's size in bytes.
         size: u64,
+        /// The most bytes accepted for its kind.
         limit: u64,
     },
 }

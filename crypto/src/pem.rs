@@ -11,13 +11,28 @@ use rustls_pki_types::pem::{self, PemObject};
 pub enum PemFileError {
     /// The file cannot be read (missing, permissions).
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    Read {
+        /// The file concerned.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
     /// The file is not well-formed PEM.
     #[error("{path} is not valid PEM: {source}")]
-    Pem { path: PathBuf, source: pem::Error },
+    Pem {
+        /// The file concerned.
+        path: PathBuf,
+        /// The PEM parser's error.
+        source: pem::Error,
+    },
     /// The file holds no PEM section of the kind needed, `what` (e.g. "certificate").
     #[error("{path} contains no PEM {what}")]
-    Empty { path: PathBuf, what: &'static str },
+    Empty {
+        /// The file concerned.
+        path: PathBuf,
+        /// The kind of section needed (e.g. "certificate").
+        what: &'static str,
+    },
 }
 
 /// Every section of type `T` in the PEM file `path`, in order (sections of other types are

@@ -72,170 +72,350 @@ const COORDINATOR_LOOPBACK_SANS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 /// What went wrong in the PKI, naming the file or certificate concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
+    /// A member name outside 1 to 64 of `A-Za-z0-9._-`.
     #[error(
         "invalid name '{name}': a name is 1 to {MAX_NAME_LEN} characters of A-Z, a-z, 0-9, '.', '_' and '-'"
     )]
-    InvalidName { name: String },
+    InvalidName {
+        /// The name given.
+        name: String,
+    },
+    /// A member name that would collide with the CA's own files (`ca`, `crl`).
     #[error("the name '{name}' is reserved: {name}.pem is one of the CA's own files")]
-    ReservedName { name: String },
+    ReservedName {
+        /// The name given.
+        name: String,
+    },
+    /// A consortium name that is empty, too long or has control characters.
     #[error(
         "invalid consortium name '{name}': it must be 1 to {MAX_NAME_LEN} characters without control characters"
     )]
-    InvalidConsortium { name: String },
+    InvalidConsortium {
+        /// The name given.
+        name: String,
+    },
+    /// A role other than participant, coordinator or auditor.
     #[error("unknown role '{value}': expected participant, coordinator or auditor")]
-    UnknownRole { value: String },
+    UnknownRole {
+        /// The role given.
+        value: String,
+    },
+    /// A subject alternative name that is neither a DNS name nor an IP address.
     #[error("invalid subject alternative name '{value}': expected a DNS name or an IP address")]
-    InvalidSubjectAltName { value: String },
+    InvalidSubjectAltName {
+        /// The name given.
+        value: String,
+    },
+    /// A file that would be overwritten: keys and certificates are never replaced.
     #[error("refusing to overwrite {path}: it already exists")]
-    AlreadyExists { path: PathBuf },
+    AlreadyExists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A directory without a consortium CA.
     #[error("no consortium CA in {dir}: {path} does not exist")]
-    CaNotFound { dir: PathBuf, path: PathBuf },
+    CaNotFound {
+        /// The directory.
+        dir: PathBuf,
+        /// The CA certificate file it lacks.
+        path: PathBuf,
+    },
+    /// A CA certificate whose basic constraints do not allow issuing.
     #[error("{path} is not a CA certificate (its basic constraints do not allow issuing)")]
-    NotACa { path: PathBuf },
+    NotACa {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A CA key that is not the CA certificate's.
     #[error("the CA key {key} does not belong to the CA certificate {cert}")]
-    KeyMismatch { cert: PathBuf, key: PathBuf },
+    KeyMismatch {
+        /// The CA certificate file.
+        cert: PathBuf,
+        /// The CA key file.
+        key: PathBuf,
+    },
+    /// A directory that cannot be created.
     #[error("cannot create directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: io::Error },
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// A file that cannot be read.
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
     /// A member's file (its certificate request) unreadable or larger than accepted.
     #[error(transparent)]
     MemberFile(#[from] crate::file::ReadError),
+    /// A file that cannot be written.
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// A file that is not well-formed PEM.
     #[error("{path} is not valid PEM: {source}")]
     Pem {
+        /// The file.
         path: PathBuf,
+        /// The PEM parser's error.
         source: rustls_pki_types::pem::Error,
     },
+    /// A certificate file whose certificate does not parse.
     #[error("{path} is not a valid X.509 certificate: {source}")]
     CertificateFile {
+        /// The file.
         path: PathBuf,
+        /// The X.509 parser's error.
         source: x509_parser::nom::Err<X509Error>,
     },
+    /// A CRL file whose CRL does not parse.
     #[error("{path} is not a valid certificate revocation list: {source}")]
     CrlFile {
+        /// The file.
         path: PathBuf,
+        /// The X.509 parser's error.
         source: x509_parser::nom::Err<X509Error>,
     },
+    /// A CRL the consortium CA did not sign.
     #[error("the certificate revocation list {path} was not signed by the consortium CA '{ca}'")]
-    ForeignCrl { path: PathBuf, ca: String },
+    ForeignCrl {
+        /// The CRL file.
+        path: PathBuf,
+        /// The consortium CA's name.
+        ca: String,
+    },
+    /// A key file that is not an Ed25519 PKCS#8 key.
     #[error("{path} is not an Ed25519 PKCS#8 private key: {source}")]
-    KeyFile { path: PathBuf, source: rcgen::Error },
+    KeyFile {
+        /// The file.
+        path: PathBuf,
+        /// rcgen's error.
+        source: rcgen::Error,
+    },
+    /// A key, certificate or CRL rcgen could not make.
     #[error("cannot generate {what}: {source}")]
-    Generate { what: String, source: rcgen::Error },
+    Generate {
+        /// What was being made.
+        what: String,
+        /// rcgen's error.
+        source: rcgen::Error,
+    },
+    /// A name this CA never certified.
     #[error("'{name}' was never issued in {dir}: {path} does not exist")]
     NotIssued {
+        /// The name.
         name: String,
+        /// The CA's directory.
         dir: PathBuf,
+        /// The certificate file it lacks.
         path: PathBuf,
     },
+    /// A certificate another CA issued.
     #[error("{path} was not issued by the consortium CA '{ca}'")]
-    ForeignCertificate { path: PathBuf, ca: String },
+    ForeignCertificate {
+        /// The file.
+        path: PathBuf,
+        /// The consortium CA's name.
+        ca: String,
+    },
+    /// Certificate bytes (not from a file) that do not parse.
     #[error("not a valid X.509 certificate: {source}")]
     Certificate {
+        /// The X.509 parser's error.
         source: x509_parser::nom::Err<X509Error>,
     },
+    /// A subject without an attribute Accord needs (CN or OU).
     #[error("subject '{subject}' has no {field}")]
     MissingSubjectField {
+        /// The certificate's subject.
         subject: String,
+        /// The subject attribute (e.g. "CN").
         field: &'static str,
     },
+    /// A subject with an attribute twice.
     #[error("subject '{subject}' has more than one {field}")]
     RepeatedSubjectField {
+        /// The certificate's subject.
         subject: String,
+        /// The subject attribute (e.g. "CN").
         field: &'static str,
     },
+    /// A subject attribute that is not a readable string.
     #[error("subject '{subject}' has a {field} that is not a readable string")]
     UnreadableSubjectField {
+        /// The certificate's subject.
         subject: String,
+        /// The subject attribute (e.g. "CN").
         field: &'static str,
     },
+    /// A certificate whose OU is not an Accord role.
     #[error(
         "certificate '{subject}' has role '{value}' (subject OU), expected participant, coordinator or auditor"
     )]
-    CertificateRole { subject: String, value: String },
+    CertificateRole {
+        /// The certificate's subject.
+        subject: String,
+        /// The OU it carries.
+        value: String,
+    },
+    /// A certificate whose CN is not a valid member name.
     #[error("certificate '{subject}' names an invalid holder '{name}' (subject CN)")]
-    CertificateName { subject: String, name: String },
+    CertificateName {
+        /// The certificate's subject.
+        subject: String,
+        /// The CN it carries.
+        name: String,
+    },
+    /// A certificate the consortium CA did not issue.
     #[error("certificate '{subject}' was not issued by the consortium CA '{ca}'")]
-    UntrustedCertificate { subject: String, ca: String },
+    UntrustedCertificate {
+        /// The certificate's subject.
+        subject: String,
+        /// The consortium CA's name.
+        ca: String,
+    },
+    /// A certificate not valid now.
     #[error("certificate '{subject}' is not valid now (valid {not_before} to {not_after})")]
     OutsideValidity {
+        /// The certificate's subject.
         subject: String,
+        /// The start of its validity.
         not_before: String,
+        /// The end of its validity.
         not_after: String,
     },
+    /// A certificate whose key is not Ed25519.
     #[error("certificate '{subject}' does not hold an Ed25519 key")]
-    NotEd25519 { subject: String },
+    NotEd25519 {
+        /// The certificate's subject.
+        subject: String,
+    },
     /// `pki request` pointed at a CA directory, where a member's key must never be.
     #[error(
         "refusing to make a member's key in {dir}: it holds a consortium CA, and the CA must never hold a member's private key; run `accord pki request` on the member's machine"
     )]
-    RequestInCaDirectory { dir: PathBuf },
+    RequestInCaDirectory {
+        /// The directory given.
+        dir: PathBuf,
+    },
     /// The request file is not DER-encoded PKCS#10.
     #[error("{path} is not a valid PKCS#10 certificate request: {source}")]
     RequestFile {
+        /// The request file.
         path: PathBuf,
+        /// The X.509 parser's error.
         source: x509_parser::nom::Err<X509Error>,
     },
     /// Bytes follow the request inside its PEM block.
     #[error("{path} has {bytes} bytes after its certificate request")]
-    RequestTrailingData { path: PathBuf, bytes: usize },
+    RequestTrailingData {
+        /// The request file.
+        path: PathBuf,
+        /// How many bytes follow.
+        bytes: usize,
+    },
     /// The requested key is not Ed25519, which Accord identities are.
     #[error(
         "{path} requests a certificate for a key of type {algorithm}; Accord identities are Ed25519 keys"
     )]
-    RequestKeyNotEd25519 { path: PathBuf, algorithm: String },
+    RequestKeyNotEd25519 {
+        /// The request file.
+        path: PathBuf,
+        /// The requested key's algorithm.
+        algorithm: String,
+    },
     /// The request's signature does not verify with the key it carries.
     #[error(
         "the signature of {path} does not verify with the key it requests a certificate for: the request was altered or signed by another key"
     )]
-    RequestSignature { path: PathBuf },
+    RequestSignature {
+        /// The request file.
+        path: PathBuf,
+    },
     /// The requested key is a point of small order, for which anyone can make signatures.
     #[error(
         "{path} requests a certificate for a weak Ed25519 key (a point of small order), for which anyone can forge signatures"
     )]
-    WeakRequestKey { path: PathBuf },
+    WeakRequestKey {
+        /// The request file.
+        path: PathBuf,
+    },
     /// The request's subject carries an attribute other than CN (name) and OU (role).
     #[error(
         "{path} asks for the subject attribute {attribute}; Accord certificates carry only CN (the name) and OU (the role)"
     )]
-    RequestSubjectAttribute { path: PathBuf, attribute: String },
+    RequestSubjectAttribute {
+        /// The request file.
+        path: PathBuf,
+        /// The attribute asked for.
+        attribute: String,
+    },
     /// A requested extension that cannot be read, or an alternative name that is neither a
     /// DNS name nor an IP address.
     #[error("{path} requests an unusable extension: {detail}")]
-    RequestExtension { path: PathBuf, detail: String },
+    RequestExtension {
+        /// The request file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The name, role or alternative names in the request are not acceptable.
     #[error("certificate request {path}: {source}")]
     RequestContent {
+        /// The request file.
         path: PathBuf,
+        /// Why the content is refused.
         source: Box<PkiError>,
     },
     /// The request disagrees with what the CA operator stated.
     #[error("{path} asks for {field} '{requested}', but the CA operator stated '{stated}'")]
     RequestMismatch {
+        /// The request file.
         path: PathBuf,
+        /// What disagrees (name or role).
         field: &'static str,
+        /// What the request asks for.
         requested: String,
+        /// What the operator stated.
         stated: String,
     },
     /// The name holds a certificate from this CA that has not been revoked.
     #[error(
         "'{name}' already holds a certificate that is not revoked ({path}); revoke it first with `accord pki revoke`"
     )]
-    AlreadyIssued { name: String, path: PathBuf },
+    AlreadyIssued {
+        /// The name.
+        name: String,
+        /// Its current certificate.
+        path: PathBuf,
+    },
     /// A revoked certificate's key asked to be certified again under its name.
     #[error(
         "{path} requests a certificate for the key of '{name}' that was revoked ({revoked}); the member must make a new key"
     )]
     RevokedKeyReused {
+        /// The request file.
         path: PathBuf,
+        /// The name.
         name: String,
+        /// The revoked certificate with that key.
         revoked: PathBuf,
     },
     /// A certificate must be valid for at least a day.
     #[error("invalid validity of {days} days: a certificate must be valid for at least 1 day")]
-    InvalidValidity { days: u32 },
+    InvalidValidity {
+        /// The days asked for.
+        days: u32,
+    },
 }
 
 /// What a node does in the consortium; written as the subject OU of its certificate.
@@ -283,7 +463,9 @@ impl FromStr for Role {
 /// Who a certificate says its holder is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
+    /// The holder's name (subject CN).
     pub name: String,
+    /// The holder's role (subject OU).
     pub role: Role,
 }
 

@@ -44,38 +44,61 @@ const ALPN_H2: &[u8] = b"h2";
 /// Why a TLS configuration could not be built, or a peer's identity read.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// A CA, certificate, key or CRL file that cannot be read or holds nothing of its kind.
     #[error(transparent)]
     File(#[from] PemFileError),
+    /// A certificate file whose certificate does not parse.
     #[error("{path} is not a valid X.509 certificate: {source}")]
     Certificate {
+        /// The file.
         path: PathBuf,
+        /// The X.509 parser's error.
         source: x509_parser::nom::Err<x509_parser::error::X509Error>,
     },
+    /// A CA certificate rustls cannot use as a trust anchor.
     #[error("the CA certificate in {path} cannot be a trust anchor: {source}")]
     TrustAnchor {
+        /// The CA file.
         path: PathBuf,
+        /// rustls's error.
         source: rustls::Error,
     },
+    /// A CRL rustls cannot use.
     #[error("the certificate revocation list {path} is unusable: {source}")]
     Crl {
+        /// The CRL file.
         path: PathBuf,
+        /// rustls's error.
         source: rustls::Error,
     },
+    /// A certificate verifier rustls cannot build for the CA.
     #[error("cannot build a certificate verifier for the CA in {ca}: {source}")]
     Verifier {
+        /// The CA file.
         ca: PathBuf,
+        /// rustls's error.
         source: VerifierBuilderError,
     },
+    /// A certificate and key that do not belong together, or a key rustls cannot use.
     #[error("the certificate {cert} and the key {key} cannot be used together: {source}")]
     CertificateKey {
+        /// The certificate file.
         cert: PathBuf,
+        /// The key file.
         key: PathBuf,
+        /// rustls's error.
         source: rustls::Error,
     },
+    /// The ring provider without TLS 1.3 (never with the rustls this crate is built with).
     #[error("the ring crypto provider cannot do TLS 1.3: {source}")]
-    Provider { source: rustls::Error },
+    Provider {
+        /// rustls's error.
+        source: rustls::Error,
+    },
+    /// A connection whose peer presented no certificate.
     #[error("the peer presented no certificate")]
     NoPeerCertificate,
+    /// A peer certificate that carries no Accord identity (name and role).
     #[error("cannot read the peer's identity: {0}")]
     PeerIdentity(#[from] PkiError),
 }
@@ -83,7 +106,9 @@ pub enum TlsError {
 /// Which end of the handshake presented a certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Peer {
+    /// The client (a participant, auditor or observer).
     Client,
+    /// The server (the coordinator).
     Server,
 }
 
@@ -100,15 +125,26 @@ impl fmt::Display for Peer {
 /// distinguished names, e.g. `CN=alice, OU=participant, O=Acme`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CertRejection {
+    /// A self-signed certificate.
     #[error("{peer} certificate '{subject}' is self-signed")]
-    SelfSigned { peer: Peer, subject: String },
+    SelfSigned {
+        /// Which end presented it.
+        peer: Peer,
+        /// The certificate's subject.
+        subject: String,
+    },
+    /// A certificate from another CA.
     #[error(
         "{peer} certificate '{subject}' was issued by '{issuer}', not by the consortium CA '{expected}'"
     )]
     UnknownIssuer {
+        /// Which end presented it.
         peer: Peer,
+        /// The certificate's subject.
         subject: String,
+        /// Its issuer's name.
         issuer: String,
+        /// The consortium CA's name.
         expected: String,
     },
     /// The issuer name is the consortium CA's, but the signature is not from its key.
@@ -116,29 +152,49 @@ pub enum CertRejection {
         "{peer} certificate '{subject}' names the consortium CA '{issuer}' as issuer but is not signed by that CA's key"
     )]
     ForgedIssuer {
+        /// Which end presented it.
         peer: Peer,
+        /// The certificate's subject.
         subject: String,
+        /// The consortium CA's name, as the certificate claims it.
         issuer: String,
     },
+    /// A certificate the consortium's CRL revokes.
     #[error("{peer} certificate '{subject}' (serial {serial}) is revoked")]
     Revoked {
+        /// Which end presented it.
         peer: Peer,
+        /// The certificate's subject.
         subject: String,
+        /// Its serial number (hex).
         serial: String,
     },
+    /// A certificate past its validity.
     #[error("{peer} certificate '{subject}' has expired (it was valid until {not_after})")]
     Expired {
+        /// Which end presented it.
         peer: Peer,
+        /// The certificate's subject.
         subject: String,
+        /// The end of its validity.
         not_after: String,
     },
+    /// A server certificate whose role is not coordinator.
     #[error("server certificate '{subject}' is not a coordinator certificate ({})", describe_role(.role))]
-    NotCoordinator { subject: String, role: Option<Role> },
+    NotCoordinator {
+        /// The certificate's subject.
+        subject: String,
+        /// The role it carries, if any.
+        role: Option<Role>,
+    },
     /// Any other reason; `reason` completes the sentence "certificate 'X' ...".
     #[error("{peer} certificate '{subject}' {reason}")]
     Other {
+        /// Which end presented it.
         peer: Peer,
+        /// The certificate's subject.
         subject: String,
+        /// The rest of the sentence (e.g. "is not a well-formed X.509 certificate").
         reason: String,
     },
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use accord_crypto::crl::{CrlError, CrlWatch};
 use accord_crypto::pem::PemFileError;
 use accord_crypto::pki::{ConsortiumCa, IssuedFiles, Role};
-use accord_crypto::secagg::identity::Trust;
+use accord_crypto::secagg::Trust;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 

@@ -11,13 +11,13 @@ use accord_crypto::he::inputs::{EncryptedAggregate, MASK_RING, seal};
 use accord_crypto::he::keys::{AuditorKeys, GeneratedKeys};
 use accord_crypto::he::{EncryptedInputs, FairnessPolicy};
 use accord_crypto::pki::{ConsortiumCa, Role};
-use accord_crypto::secagg::coordinator::MaskedInputs as _;
-use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
-use accord_crypto::secagg::identity::{Signer, Trust};
-use accord_crypto::secagg::participant::{ParticipantSession, SealInput};
-use accord_crypto::secagg::replay::{ReplayError, replay};
+use accord_crypto::secagg::MaskedInputs as _;
 use accord_crypto::secagg::validity::Statement;
 use accord_crypto::secagg::{Context, Requirements, SecAggError};
+use accord_crypto::secagg::{CoordinatorSession, StageClosed};
+use accord_crypto::secagg::{ParticipantSession, SealInput};
+use accord_crypto::secagg::{ReplayError, replay};
+use accord_crypto::secagg::{Signer, Trust};
 use accord_proto::v1::{
     EncryptedStatistics, Phase, RecordedMessage, SecAggStage, SignedStageMessage,
 };
@@ -415,7 +415,7 @@ fn a_ciphertext_other_than_the_committed_one_is_refused() {
 
 #[test]
 fn a_proof_made_for_another_sender_does_not_verify() {
-    use accord_crypto::secagg::coordinator::MaskedInputs;
+    use accord_crypto::secagg::MaskedInputs;
     use sha2::Digest;
     let s = setup();
     let mut inputs = inputs();

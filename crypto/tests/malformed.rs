@@ -32,12 +32,12 @@
 use accord_crypto::he::inputs::OpenedAggregate;
 use accord_crypto::he::{self, HeError, PublicMaterial};
 use accord_crypto::pki::{ConsortiumCa, Role};
-use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
-use accord_crypto::secagg::encoding::{FixedPoint, Modulus, Segment};
-use accord_crypto::secagg::identity::{Signer, Trust};
-use accord_crypto::secagg::participant::ParticipantSession;
+use accord_crypto::secagg::ParticipantSession;
 use accord_crypto::secagg::shamir::Share;
 use accord_crypto::secagg::{Context, Requirements, SecAggError, words_from_bytes};
+use accord_crypto::secagg::{CoordinatorSession, StageClosed};
+use accord_crypto::secagg::{FixedPoint, Modulus, Segment};
+use accord_crypto::secagg::{Signer, Trust};
 use accord_proto::v1::*;
 use ed25519_dalek::Signer as _;
 use proptest::prelude::*;

@@ -9,7 +9,7 @@ use accord_crypto::pki::{
     ConsortiumCa, Identity, PkiError, RequestFiles, Role, SignOptions, create_request,
     ed25519_public_key, identity_from_der, verify_issued,
 };
-use accord_crypto::secagg::identity::Signer;
+use accord_crypto::secagg::Signer;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 use x509_parser::extensions::GeneralName;

@@ -3,11 +3,11 @@
 //! input, and refusals of forged, unsigned, replayed, misdirected and over-revealing messages.
 
 use accord_crypto::pki::{ConsortiumCa, Role};
-use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
-use accord_crypto::secagg::encoding::{FixedPoint, Modulus, Segment};
-use accord_crypto::secagg::identity::{Signer, Trust};
-use accord_crypto::secagg::participant::ParticipantSession;
+use accord_crypto::secagg::ParticipantSession;
 use accord_crypto::secagg::{Context, Requirements, SecAggError, words_from_bytes};
+use accord_crypto::secagg::{CoordinatorSession, StageClosed};
+use accord_crypto::secagg::{FixedPoint, Modulus, Segment};
+use accord_crypto::secagg::{Signer, Trust};
 use accord_proto::v1::{
     MaskedInput, MaskedInputEnvelope, Phase, SecAggRelay, SecAggStage, SignedStageMessage,
 };

@@ -5,7 +5,6 @@
 //! the committed inputs with blindings that follow the masks. The same for the fairness counts
 //! committed under the auditor's key, which the auditor opens against the decrypted aggregate.
 
-use accord_crypto::secagg::encoding::{FixedPoint, Modulus};
 use accord_crypto::secagg::fixed_point;
 use accord_crypto::secagg::mask::{add_blindings, apply_mask};
 use accord_crypto::secagg::validity::counts::{
@@ -14,6 +13,7 @@ use accord_crypto::secagg::validity::counts::{
 use accord_crypto::secagg::validity::{
     CommitmentSum, Statement, ValidityError, ValidityProof, prove, verify,
 };
+use accord_crypto::secagg::{FixedPoint, Modulus};
 use accord_proto::fairness::FairnessLayout;
 use accord_proto::layout::{
     Bound, EvaluationCounts, MAX_LOG_LOSS_PER_RECORD, Relation, StandardizationLayout,

@@ -11,10 +11,9 @@ use crate::data::{DataError, LoadReport, load_csv};
 use crate::rpc::{refused, retry_unavailable};
 use accord_crypto::crl::CrlWatch;
 use accord_crypto::he::inputs::{MASK_RING, seal};
-use accord_crypto::secagg::identity::{Signer, Trust};
-use accord_crypto::secagg::participant::{Masked, ParticipantSession};
 use accord_crypto::secagg::validity::Statement;
 use accord_crypto::secagg::{self, Context, Requirements, SecAggError};
+use accord_crypto::secagg::{Masked, ParticipantSession, Signer, Trust};
 use accord_proto::MAX_MESSAGE_BYTES;
 use accord_proto::phase::PhaseVector;
 use accord_proto::scheme::{AggregationScheme, InputValidity};
@@ -62,7 +61,7 @@ pub enum ParticipantError {
     #[error("the federation uses aggregation '{0}', which this participant does not support")]
     UnsupportedAggregation(String),
     #[error("identity for secure aggregation: {0}")]
-    Identity(#[from] accord_crypto::secagg::identity::IdentityError),
+    Identity(#[from] accord_crypto::secagg::IdentityError),
     #[error("fault injection: exited before sending the {stage} message of round {round} {phase}")]
     FaultExit {
         round: u32,

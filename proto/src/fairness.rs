@@ -23,17 +23,25 @@ pub const MAX_VALUES: usize = 1 << 16;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FairnessLayoutError {
     #[error("intersection {0:?} names '{1}', which is not a protected attribute")]
+    /// An intersection (its attribute names, then the offending one) names an attribute the
+    /// schema does not protect.
     UnknownAttribute(Vec<String>, String),
     #[error("intersection {0:?} must name at least two distinct protected attributes")]
+    /// An intersection (its attribute names) crosses fewer than two distinct attributes.
     TooNarrow(Vec<String>),
     #[error("the fairness histogram needs at least 2 bins, got {0}")]
+    /// The score histogram has fewer than 2 bins (the number asked for).
     Bins(usize),
     #[error(
         "the fairness breakdowns need at least {values} values ({groups} groups of {fields}), more than the {MAX_VALUES} allowed"
     )]
+    /// The statistics vector (or the histogram alone) would exceed [`MAX_VALUES`] values.
     TooLarge {
+        /// Groups over all breakdowns.
         groups: usize,
+        /// Counts per group ([`FairnessLayout::fields`]).
         fields: usize,
+        /// `groups × fields`, the values the vector would need.
         values: usize,
     },
 }
@@ -42,8 +50,11 @@ pub enum FairnessLayoutError {
 /// attributes) and its groups, each the category index per crossed attribute.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Breakdown {
+    /// The breakdown's name: the attribute's, or the crossed attributes' joined by `×`.
     pub name: String,
+    /// Indexes into [`FairnessLayout::attributes`] of the attributes crossed.
     pub attributes: Vec<usize>,
+    /// Each group as one category index per crossed attribute, in `attributes` order.
     pub groups: Vec<Vec<usize>>,
 }
 
@@ -52,16 +63,22 @@ pub struct Breakdown {
 pub struct FairnessLayout {
     /// Each protected attribute with its categories, `unknown` last.
     pub attributes: Vec<(String, Vec<String>)>,
+    /// The breakdowns in schema order: each protected attribute, then each intersection.
     pub breakdowns: Vec<Breakdown>,
+    /// Bins of the score histograms (at least 2).
     pub bins: usize,
 }
 
 /// One group's counts, as summed over participants.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct GroupStatistics {
+    /// Records in the group.
     pub n: u64,
+    /// Records whose label is positive.
     pub positives: u64,
+    /// Records the model's decision marks positive (at the decision threshold in force).
     pub predicted_positives: u64,
+    /// Records both labelled and predicted positive.
     pub true_positives: u64,
     /// Records per bin of predicted probability (bin i covers [i/bins, (i+1)/bins)).
     pub bin_counts: Vec<u64>,
@@ -70,14 +87,18 @@ pub struct GroupStatistics {
 }
 
 impl GroupStatistics {
+    /// FP = predicted positives − TP (saturating, so inconsistent counts from a
+    /// deviating party give 0 rather than a panic).
     pub fn false_positives(&self) -> u64 {
         self.predicted_positives.saturating_sub(self.true_positives)
     }
 
+    /// FN = positives − TP (saturating).
     pub fn false_negatives(&self) -> u64 {
         self.positives.saturating_sub(self.true_positives)
     }
 
+    /// TN = n − positives − FP (saturating).
     pub fn true_negatives(&self) -> u64 {
         self.n
             .saturating_sub(self.positives)
@@ -202,6 +223,7 @@ impl FairnessLayout {
         STATISTICS.len() + 2 * self.bins
     }
 
+    /// Groups over all breakdowns.
     pub fn groups(&self) -> usize {
         self.breakdowns.iter().map(|b| b.groups.len()).sum()
     }
@@ -211,6 +233,7 @@ impl FairnessLayout {
         self.groups() * self.fields()
     }
 
+    /// Whether the vector has no values (a schema without protected attributes).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

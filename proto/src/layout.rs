@@ -50,7 +50,9 @@ pub const MAX_LOG_LOSS_PER_RECORD: f64 = 28.0;
 /// aggregation encodes against these bounds so that a sum over participants can never wrap.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bound {
+    /// What the run holds, as errors and logs name it (e.g. `"samples"`).
     pub name: String,
+    /// Positions in the run.
     pub len: usize,
     /// Every value lies in [-bound, bound].
     pub bound: f64,
@@ -59,6 +61,8 @@ pub struct Bound {
 }
 
 impl Bound {
+    /// A run of `len` positions named `name`, each within [-`bound`, `bound`]; `integer`
+    /// marks counts.
     pub fn new(name: &str, len: usize, bound: f64, integer: bool) -> Self {
         Self {
             name: name.to_owned(),
@@ -80,9 +84,14 @@ impl Bound {
 /// global weights within `clip` whatever one participant sends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Relation {
+    /// The positions constrained, `v[i]` for `i` in this range.
     pub values: std::ops::Range<usize>,
+    /// The count position the range is scaled by; `None` bounds each value by
+    /// `lower ≤ v[i] ≤ upper` alone.
     pub count: Option<usize>,
+    /// The lower factor (may be −∞: no lower constraint beyond the segment's bound).
     pub lower: f64,
+    /// The upper factor (may be +∞).
     pub upper: f64,
 }
 
@@ -165,8 +174,11 @@ pub fn column_magnitudes(schema: &Schema) -> Result<Vec<f64>, UnboundedFeature> 
 /// A vector whose length does not match its phase's layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LengthMismatch {
+    /// The phase or vector concerned (e.g. `"fit"`).
     pub what: &'static str,
+    /// The length its layout gives.
     pub expected: usize,
+    /// The length received.
     pub actual: usize,
 }
 
@@ -203,16 +215,21 @@ pub fn check_len(
 /// n is the sample-weighted FedAvg model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WeightedModel {
+    /// `n·w_j` for each standardized column `j`.
     pub weighted_weights: Vec<f64>,
+    /// `n·b`.
     pub weighted_intercept: f64,
+    /// `n`, the participant's training records.
     pub samples: f64,
 }
 
 impl WeightedModel {
+    /// The vector's length for a model of `columns` features: `columns + 2`.
     pub fn len(columns: usize) -> usize {
         columns + 2
     }
 
+    /// The vector in wire order: weights, intercept, samples.
     pub fn to_vec(&self) -> Vec<f64> {
         let mut v = self.weighted_weights.clone();
         v.push(self.weighted_intercept);
@@ -240,6 +257,7 @@ impl WeightedModel {
         ]
     }
 
+    /// Reads a vector in wire order; errs if it is not `columns + 2` long.
     pub fn from_slice(values: &[f64], columns: usize) -> Result<Self, LengthMismatch> {
         check_len("fit", values, Self::len(columns))?;
         Ok(Self {
@@ -254,18 +272,28 @@ impl WeightedModel {
 /// predicted probability (bin i covers [i/bins, (i+1)/bins)) for positives and negatives.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvaluationCounts {
+    /// Records evaluated.
     pub n: f64,
+    /// True positives at the decision threshold.
     pub tp: f64,
+    /// False positives.
     pub fp: f64,
+    /// True negatives.
     pub tn: f64,
+    /// False negatives.
     pub fn_: f64,
+    /// Σ log loss over records, each at most [`MAX_LOG_LOSS_PER_RECORD`].
     pub log_loss_sum: f64,
+    /// Σ Brier score (squared error of the probability) over records.
     pub brier_sum: f64,
+    /// Actual positives per bin of predicted probability.
     pub positive_histogram: Vec<f64>,
+    /// Actual negatives per bin of predicted probability.
     pub negative_histogram: Vec<f64>,
 }
 
 impl EvaluationCounts {
+    /// All counts zero, with `bins` histogram bins.
     pub fn zeros(bins: usize) -> Self {
         Self {
             n: 0.0,
@@ -280,6 +308,7 @@ impl EvaluationCounts {
         }
     }
 
+    /// The vector's length with `bins` histogram bins: `7 + 2·bins`.
     pub fn len(bins: usize) -> usize {
         7 + 2 * bins
     }
@@ -313,6 +342,8 @@ impl EvaluationCounts {
         ((probability * bins as f64) as usize).min(bins - 1)
     }
 
+    /// The vector in wire order: the seven counts and sums, then the positive and the negative
+    /// histogram.
     pub fn to_vec(&self) -> Vec<f64> {
         let mut v = vec![
             self.n,
@@ -328,6 +359,7 @@ impl EvaluationCounts {
         v
     }
 
+    /// Reads a vector in wire order; errs if it is not `7 + 2·bins` long.
     pub fn from_slice(values: &[f64], bins: usize) -> Result<Self, LengthMismatch> {
         check_len("evaluation", values, Self::len(bins))?;
         Ok(Self {
@@ -351,6 +383,7 @@ impl EvaluationCounts {
 pub struct GroupCounts {
     /// (attribute, its categories with `unknown` last).
     pub groups: Vec<(String, Vec<String>)>,
+    /// [`GROUP_FIELDS`] counts per group, groups in `groups` order.
     pub values: Vec<f64>,
 }
 
@@ -360,9 +393,13 @@ pub const GROUP_FIELDS: usize = 4;
 /// One group's counts.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct GroupTally {
+    /// Records in the group.
     pub n: f64,
+    /// Records whose label is positive.
     pub positives: f64,
+    /// Records the model's decision marks positive.
     pub predicted_positives: f64,
+    /// Records both labelled and predicted positive.
     pub true_positives: f64,
 }
 
@@ -397,10 +434,12 @@ impl GroupCounts {
         }
     }
 
+    /// Positions in the vector: [`GROUP_FIELDS`] per group.
     pub fn len(&self) -> usize {
         self.values.len()
     }
 
+    /// Whether there are no groups (a schema without protected attributes).
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }

@@ -35,6 +35,8 @@ impl FairnessMetric {
         }
     }
 
+    /// The metric a config names (`demographic_parity` or `equal_opportunity`); `None` for
+    /// any other name.
     pub fn from_config(name: &str) -> Option<Self> {
         match name {
             "demographic_parity" => Some(FairnessMetric::DemographicParity),
@@ -45,6 +47,7 @@ impl FairnessMetric {
 }
 
 impl MitigationKind {
+    /// The name used in configs and outputs.
     pub fn config_name(self) -> &'static str {
         match self {
             MitigationKind::None => "none",
@@ -54,6 +57,8 @@ impl MitigationKind {
         }
     }
 
+    /// The kind a config names (the inverse of [`MitigationKind::config_name`]); `None` for
+    /// an unknown name.
     pub fn from_config(name: &str) -> Option<Self> {
         [
             MitigationKind::None,
@@ -67,6 +72,7 @@ impl MitigationKind {
 }
 
 impl ThresholdRule {
+    /// The name used in configs and outputs.
     pub fn config_name(self) -> &'static str {
         match self {
             ThresholdRule::None => "none",
@@ -75,6 +81,8 @@ impl ThresholdRule {
         }
     }
 
+    /// The rule a config names (the inverse of [`ThresholdRule::config_name`]); `None` for
+    /// an unknown name.
     pub fn from_config(name: &str) -> Option<Self> {
         [
             ThresholdRule::None,
@@ -215,18 +223,23 @@ pub fn reweighing_weights(counts: &GroupCounts, strength: f64) -> Vec<[f64; 2]> 
 pub struct FairFedUpdate {
     /// ω'·[weights, intercept].
     pub weighted_model: Vec<f64>,
+    /// ω'_k, the participant's adjusted aggregation weight in records.
     pub weight: f64,
     /// d·[weights, intercept].
     pub model: Vec<f64>,
+    /// d_k: 1 when the participant's local gap is defined, else 0.
     pub defined: f64,
+    /// d_k·Δ_k, the distance of its local gap from the global one (0 when undefined).
     pub gap: f64,
 }
 
 impl FairFedUpdate {
+    /// The vector's length for `columns` features: `2·(columns + 1) + 3`.
     pub fn len(columns: usize) -> usize {
         2 * (columns + 1) + 3
     }
 
+    /// The vector in wire order: `[ω'·model, ω', d·model, d, d·Δ]`.
     pub fn to_vec(&self) -> Vec<f64> {
         let mut v = self.weighted_model.clone();
         v.push(self.weight);
@@ -236,6 +249,7 @@ impl FairFedUpdate {
         v
     }
 
+    /// Reads a vector in wire order; errs if it is not [`FairFedUpdate::len`] long.
     pub fn from_slice(values: &[f64], columns: usize) -> Result<Self, LengthMismatch> {
         check_len("FairFed fit", values, Self::len(columns))?;
         let m = columns + 1;
@@ -309,10 +323,13 @@ impl FairFedUpdate {
 /// group's confusion counts at any threshold on a bin edge.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupHistograms {
+    /// The protected attribute the histograms break down.
     pub attribute: String,
     /// The attribute's categories with `unknown` last.
     pub categories: Vec<String>,
+    /// Bins per histogram.
     pub bins: usize,
+    /// `2·bins` counts per category (positives per bin, then negatives per bin).
     pub values: Vec<f64>,
 }
 
@@ -330,6 +347,7 @@ pub struct ChosenThresholds {
 }
 
 impl GroupHistograms {
+    /// Zeros for `attribute` with `bins` bins; `None` when the schema does not protect it.
     pub fn for_attribute(schema: &Schema, attribute: &str, bins: usize) -> Option<Self> {
         let counts = GroupCounts::for_attribute(schema, attribute)?;
         let (attribute, categories) = counts.groups.into_iter().next()?;
@@ -342,14 +360,17 @@ impl GroupHistograms {
         })
     }
 
+    /// Positions in the vector: `2·bins` per category.
     pub fn len(&self) -> usize {
         self.values.len()
     }
 
+    /// Whether there are no positions.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
 
+    /// The same layout holding `values` (e.g. an aggregated sum); errs on another length.
     pub fn with_values(&self, values: &[f64]) -> Result<Self, LengthMismatch> {
         check_len("group histograms", values, self.len())?;
         Ok(Self {

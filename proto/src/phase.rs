@@ -12,7 +12,9 @@ use crate::v1::{EvaluationParams, FairnessMitigation, Schema, ThresholdPostproce
 /// One phase's vector: per-position bounds (in order) and the relations over positions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PhaseVector {
+    /// Runs of positions in order, each with the bound one participant's values keep.
     pub bounds: Vec<Bound>,
+    /// Relations between positions that one participant's validity proof shows.
     pub relations: Vec<Relation>,
 }
 
@@ -22,6 +24,7 @@ impl PhaseVector {
         self.bounds.iter().map(|b| b.len).sum()
     }
 
+    /// Whether the vector has no values.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -11,34 +11,65 @@ use std::collections::HashSet;
 /// participant's evaluation vector).
 pub const MAX_EVALUATION_BINS: u32 = 10_000;
 
+/// Why a schema is not well formed; each variant names the feature or attribute concerned.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SchemaError {
+    /// No features: there would be nothing to train on.
     #[error("the schema has no features")]
     NoFeatures,
+    /// A name (given) used twice among features, label and protected attributes.
     #[error(
         "the name '{0}' is used twice in the schema (features, label and protected attributes need distinct names)"
     )]
     DuplicateName(String),
+    /// A feature (named) with neither a numeric nor a categorical type.
     #[error("feature '{0}' has no type")]
     MissingType(String),
     #[error("categorical '{name}' lists no categories")]
-    NoCategories { name: String },
+    /// A categorical feature or attribute with no categories.
+    NoCategories {
+        /// The feature or attribute.
+        name: String,
+    },
     #[error("categorical '{name}' lists category '{category}' twice")]
-    DuplicateCategory { name: String, category: String },
+    /// A category listed twice.
+    DuplicateCategory {
+        /// The feature or attribute.
+        name: String,
+        /// The repeated category.
+        category: String,
+    },
     #[error(
         "protected attribute '{name}' lists '{UNKNOWN}', which every protected attribute has implicitly"
     )]
-    ExplicitUnknown { name: String },
+    /// A protected attribute listing `unknown`, which every attribute has implicitly.
+    ExplicitUnknown {
+        /// The attribute.
+        name: String,
+    },
+    /// No label rule: nothing says which records are positive.
     #[error("the schema has no label rule")]
     NoLabel,
+    /// A label rule without the column it compares.
     #[error("the label rule has no column")]
     LabelWithoutColumn,
+    /// A label rule (on the named column) without a comparison.
     #[error("the label rule on '{0}' has no comparison")]
     LabelWithoutComparison(String),
+    /// A label rule (on the named column) whose threshold is NaN or infinite.
     #[error("the label rule on '{0}' has a threshold that is not a finite number")]
     LabelThresholdNotFinite(String),
     #[error("'{name}' has an invalid range [{min}, {max}]: bounds must be finite and min <= max")]
-    InvalidRange { name: String, min: f64, max: f64 },
+    /// A numeric feature whose range is not finite or has `min > max`.
+    InvalidRange {
+        /// The feature.
+        name: String,
+        /// The range's lower end as given.
+        min: f64,
+        /// The range's upper end as given.
+        max: f64,
+    },
+    /// A name (given) that is empty or has characters outside letters, digits, `_-.+`.
     #[error("name '{0}' is empty or has characters other than letters, digits, '_', '-', '.', '+'")]
     InvalidName(String),
 }
@@ -86,19 +117,28 @@ fn check_range(name: &str, min: Option<f64>, max: Option<f64>) -> Result<(), Sch
 /// Why a federation definition a participant received is unusable.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DefinitionError {
+    /// The definition carries no schema.
     #[error("no schema")]
     NoSchema,
+    /// The schema is not well formed.
     #[error(transparent)]
     Schema(#[from] SchemaError),
     #[error("{what} is {got}; it must be {allowed}")]
+    /// A parameter outside what a participant can honour.
     OutOfRange {
+        /// The parameter's config key (e.g. `"evaluation.histogram_bins"`).
         what: &'static str,
+        /// The value received.
         got: String,
+        /// The values allowed, in words.
         allowed: &'static str,
     },
     #[error("{what} names '{attribute}', which is not a protected attribute of the schema")]
+    /// A mitigation or post-processing that targets an attribute the schema does not protect.
     UnknownAttribute {
+        /// The setting that names it.
         what: &'static str,
+        /// The attribute named.
         attribute: String,
     },
 }
@@ -259,6 +299,7 @@ impl Comparison {
         }
     }
 
+    /// The comparison as written in a label rule (`>=`, `>`, `<=`, `<`, `==`; `?` unspecified).
     pub fn symbol(self) -> &'static str {
         match self {
             Comparison::Ge => ">=",
@@ -270,6 +311,7 @@ impl Comparison {
         }
     }
 
+    /// The comparison a label rule writes (`=` accepted for `==`); `None` for anything else.
     pub fn from_symbol(symbol: &str) -> Option<Self> {
         Some(match symbol {
             ">=" => Comparison::Ge,

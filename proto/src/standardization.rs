@@ -53,12 +53,18 @@ pub enum StandardizationError {
         "{rows} records per participant: the standardization sums stay exact for at most 2^28 \
          (268435456)"
     )]
-    TooManyRows { rows: u64 },
+    TooManyRows {
+        /// The records concerned (one participant's limit, or a summed count).
+        rows: u64,
+    },
     /// A record with a different number of columns than the layout.
     #[error("record {record} has {got} columns, expected {expected}")]
     RecordWidth {
+        /// The record's index (0-based).
         record: usize,
+        /// The layout's columns.
         expected: usize,
+        /// The record's columns.
         got: usize,
     },
     /// A word of a (summed) vector that no sum of honest words is: not a whole number in
@@ -68,8 +74,11 @@ pub enum StandardizationError {
          a sum of honest words, or more than 2^28 records in all"
     )]
     NotWhole {
+        /// The word's position in the vector.
         index: usize,
+        /// What the word holds (column, sum and limb).
         word: String,
+        /// The value received.
         value: f64,
     },
     /// Sums that no records give: Σq² < (Σq)²/n (a negative variance), or beyond 128 bits.
@@ -78,7 +87,12 @@ pub enum StandardizationError {
         "column '{column}': the summed squares are below what the summed values imply for \
          {count} records; some participant's input does not come from records"
     )]
-    Inconsistent { column: String, count: u64 },
+    Inconsistent {
+        /// The column.
+        column: String,
+        /// The summed record count n.
+        count: u64,
+    },
 }
 
 /// How one sum (S1 or S2 of a column) is split into words: limbs of the low `shift` bits, then
@@ -145,9 +159,11 @@ impl Split {
 /// [0, levels].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnScale {
+    /// The column's name in the schema.
     pub name: String,
     /// The schema's min.
     pub origin: f64,
+    /// f: the column is quantized in steps of 2^−f.
     pub fractional_bits: i32,
     /// The largest q: ceil((max − min) · 2^fractional_bits) ≤ 2^47.
     pub levels: u64,
@@ -211,8 +227,11 @@ impl ColumnScale {
 /// S1 = Σq and S2 = Σq² of the quantized values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StandardizationSums {
+    /// n, the records summed.
     pub count: u64,
+    /// S1 = Σq per column.
     pub sums: Vec<u128>,
+    /// S2 = Σq² per column.
     pub sums_of_squares: Vec<u128>,
 }
 
@@ -250,6 +269,7 @@ impl StandardizationLayout {
         1 + self.columns.iter().map(ColumnScale::words).sum::<usize>()
     }
 
+    /// Whether the vector has no words (a schema without numeric features).
     pub fn is_empty(&self) -> bool {
         false
     }

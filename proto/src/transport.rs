@@ -31,6 +31,7 @@ struct MeterInner {
 }
 
 impl WireMeter {
+    /// A meter at zero that counts but keeps nothing.
     pub fn new() -> Self {
         Self::default()
     }
@@ -45,10 +46,12 @@ impl WireMeter {
         }
     }
 
+    /// Application bytes sent so far (HTTP/2 frames, before TLS encryption).
     pub fn sent(&self) -> u64 {
         self.inner.sent.load(Ordering::Relaxed)
     }
 
+    /// Application bytes received so far (after TLS decryption).
     pub fn received(&self) -> u64 {
         self.inner.received.load(Ordering::Relaxed)
     }
@@ -78,6 +81,7 @@ pub struct MeteredIo<T> {
 }
 
 impl<T> MeteredIo<T> {
+    /// The wrapped connection (e.g. to read the TLS session's peer certificate).
     pub fn get_ref(&self) -> &T {
         &self.io
     }
@@ -162,10 +166,14 @@ pub fn channel(
     Ok(endpoint.connect_with_connector_lazy(connect))
 }
 
+/// Why a channel to the coordinator cannot be opened; nothing was connected yet.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     #[error("'{0}' is not a valid TLS server name")]
+    /// The name (given) to verify the coordinator's certificate for is not a DNS name or IP
+    /// address.
     InvalidServerName(String),
     #[error("'{0}' is not a valid coordinator address: {1}")]
+    /// The coordinator's address (given, then the parser's reason) is not `host:port`.
     InvalidAddress(String, String),
 }

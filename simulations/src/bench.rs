@@ -22,15 +22,15 @@
 pub mod fairness;
 
 use accord_crypto::pki::{ConsortiumCa, PkiError, Role};
-use accord_crypto::secagg::coordinator::{CoordinatorSession, PlainInputs, StageClosed};
-use accord_crypto::secagg::encoding::{EncodingError, FixedPoint, Modulus, Segment};
-use accord_crypto::secagg::identity::{IdentityError, Signer, Trust};
-use accord_crypto::secagg::participant::ParticipantSession;
+use accord_crypto::secagg::ParticipantSession;
 use accord_crypto::secagg::validity::Statement;
 use accord_crypto::secagg::{
     Context, Plan, Requirements, SecAggError, default_neighbours, mask, minimum_threshold,
     stage_label,
 };
+use accord_crypto::secagg::{CoordinatorSession, PlainInputs, StageClosed};
+use accord_crypto::secagg::{EncodingError, FixedPoint, Modulus, Segment};
+use accord_crypto::secagg::{IdentityError, Signer, Trust};
 use accord_proto::v1::{Phase, SecAggRelay, SecAggStage, SignedStageMessage};
 use prost::Message;
 use rand::seq::SliceRandom;

@@ -4,10 +4,10 @@
 //! participant with no records) except where its script tells it to cheat, and then alters its
 //! own messages and re-signs them with its own key, as a malicious organization could.
 
-use accord_crypto::secagg::identity::{Signer, Trust};
-use accord_crypto::secagg::participant::ParticipantSession;
+use accord_crypto::secagg::ParticipantSession;
 use accord_crypto::secagg::validity::{self, Statement};
 use accord_crypto::secagg::{self, Context, Requirements};
+use accord_crypto::secagg::{Signer, Trust};
 use accord_proto::phase::PhaseVector;
 use accord_proto::v1::federation_client::FederationClient;
 use accord_proto::v1::{

@@ -12,7 +12,7 @@ use crate::artefact::{RoundRecord, write_rounds_csv};
 use crate::config::CoordinatorConfig;
 use crate::plan::{PhaseResult, RoundPlan};
 use accord_crypto::pki::Role;
-use accord_crypto::secagg::identity::Trust;
+use accord_crypto::secagg::Trust;
 use accord_crypto::secagg::{Context, stage_label};
 use accord_proto::artefact::{MODEL_FORMAT, ModelArtefact, StandardizationJson};
 use accord_proto::layout::encoded_columns;

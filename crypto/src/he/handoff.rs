@@ -11,9 +11,9 @@
 use super::inputs::{Commitment, EncryptedInputs, MASK_RING};
 use super::transcript::CommitmentRecord;
 use super::{FairnessPolicy, HeError, ServerMaterial};
-use crate::secagg::coordinator::CoordinatorSession;
-use crate::secagg::identity::Trust;
-use crate::secagg::replay::{ReplayError, Replayed, replay};
+use crate::secagg::Trust;
+use crate::secagg::CoordinatorSession;
+use crate::secagg::{ReplayError, Replayed, replay};
 use crate::secagg::validity::{Statement, ValidityError};
 use crate::secagg::{Context, Plan, SecAggError};
 use accord_proto::fairness::{FairnessLayout, FairnessLayoutError};

@@ -15,14 +15,12 @@
 
 use super::keys::{AuditorKeys, PublicMaterial, ServerMaterial};
 use super::{BLOCK_BITS, HeError, check_value_bits, decode, encode};
-use crate::secagg::coordinator::{Correction, MaskedInputs};
-use crate::secagg::encoding::Modulus;
-use crate::secagg::participant::SealInput;
 use crate::secagg::validity::Statement;
 use crate::secagg::validity::counts::{
     CountCommitments, CountProof, CountSum, prove_counts, verify_counts,
 };
 use crate::secagg::{Context, SecAggError};
+use crate::secagg::{Correction, MaskedInputs, Modulus, SealInput};
 use accord_proto::v1::EncryptedStatistics;
 use curve25519_dalek::scalar::Scalar;
 use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
@@ -46,9 +44,13 @@ pub const MASK_RING: Modulus = Modulus::Z32;
 /// One participant's signed commitment to the ciphertext it submitted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Commitment {
+    /// The participant, by the name in its certificate.
     pub participant: String,
+    /// Its certificate (DER), to check the signature against the consortium CA.
     pub certificate_der: Vec<u8>,
+    /// SHA-256 of the proven ciphertext list it submitted.
     pub ciphertext_sha256: [u8; 32],
+    /// Its Ed25519 signature over the commitment, bound to federation, round and phase.
     pub signature: Vec<u8>,
 }
 
@@ -160,9 +162,12 @@ type Opened = (Commitment, Vec<RadixCiphertext>, Option<CountCommitments>);
 
 /// The aggregate the auditor receives: masks removed, policy applied, still encrypted.
 pub struct EncryptedAggregate {
+    /// The summed counts in the layout's order, each an encrypted `bits`-bit integer (zero
+    /// where the group was suppressed).
     pub values: Vec<RadixCiphertext>,
     /// Per group: encrypts true if the group was kept, false if suppressed.
     pub kept: Vec<BooleanBlock>,
+    /// The width of each value: counts are summed modulo 2^bits.
     pub bits: u32,
     /// The contributors' commitments, by participant name.
     pub commitments: Vec<Commitment>,
@@ -524,9 +529,13 @@ impl EncryptedAggregate {
 
 /// An aggregate read back by the auditor.
 pub struct OpenedAggregate {
+    /// The federation the aggregate belongs to, as the file states it.
     pub federation_id: String,
+    /// The round whose fairness phase produced it.
     pub round: u32,
+    /// The summed counts, as in [`EncryptedAggregate::values`].
     pub values: Vec<RadixCiphertext>,
+    /// Per group: encrypts true if the group was kept, false if suppressed.
     pub kept: Vec<BooleanBlock>,
     /// When counts were proven: the commitment sums and blinding sums to open the disclosed
     /// counts against ([`CountSum::open`]).

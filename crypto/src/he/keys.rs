@@ -26,10 +26,15 @@ use zeroize::Zeroizing;
 pub const BUNDLE_FORMAT: &str = "accord.auditor-keys.v1";
 /// File names in the auditor's directory.
 pub const CLIENT_KEY_FILE: &str = "client-key.bin";
+/// The auditor's Ed25519 signing key (hex), in its directory; never leaves it.
 pub const SIGNING_KEY_FILE: &str = "signing-key.hex";
+/// The opening key of the count commitments (hex), in the auditor's directory.
 pub const COUNT_OPENING_KEY_FILE: &str = "count-opening-key.hex";
+/// The signed bundle participants encrypt with ([`PublicMaterial`]).
 pub const PUBLIC_BUNDLE_FILE: &str = "auditor-public.bundle";
+/// The signed bundle the coordinator computes with ([`ServerMaterial`]).
 pub const SERVER_BUNDLE_FILE: &str = "auditor-server.bundle";
+/// The auditor's Ed25519 verifying key (hex), which every party pins.
 pub const VERIFYING_KEY_FILE: &str = "auditor.pub";
 
 const PUBLIC: &str = "public";
@@ -56,6 +61,7 @@ pub struct PublicMaterial {
 
 /// What the coordinator verifies and computes with.
 pub struct ServerMaterial {
+    /// The public material, which the coordinator also verifies proofs with.
     pub public: PublicMaterial,
     pub(crate) server_key: tfhe::integer::ServerKey,
     /// Keyswitch from the compact public key's secret to the computation key.
@@ -99,13 +105,17 @@ fn config() -> tfhe::Config {
 
 /// Everything `keygen` made, in memory.
 pub struct GeneratedKeys {
+    /// The auditor's private keys (tfhe client key, signing key, count opening key).
     pub keys: AuditorKeys,
     /// The client key as written to `client-key.bin`.
     client_key_file: Zeroizing<Vec<u8>>,
+    /// What participants encrypt with (the content of `public_bundle`).
     pub public: PublicMaterial,
+    /// What the coordinator computes with (the content of `server_bundle`).
     pub server: std::sync::Arc<ServerMaterial>,
-    /// The bundle files' bytes.
+    /// The public bundle file's bytes.
     pub public_bundle: Vec<u8>,
+    /// The server bundle file's bytes.
     pub server_bundle: Vec<u8>,
 }
 
@@ -273,10 +283,12 @@ impl AuditorKeys {
         })
     }
 
+    /// The auditor's Ed25519 verifying key, which parties pin to check its signatures.
     pub fn verifying_key(&self) -> VerifyingKey {
         self.signing.verifying_key()
     }
 
+    /// The verifying key as lowercase hex, as written to [`VERIFYING_KEY_FILE`].
     pub fn verifying_key_hex(&self) -> String {
         hex::encode(self.verifying_key().to_bytes())
     }

@@ -55,27 +55,59 @@ pub const SIZE_LIMIT: u64 = 1 << 30;
 /// Why keys, ciphertexts or an aggregate were refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum HeError {
+    /// A key file or directory that cannot be read or written.
     #[error("{path}: {reason}")]
-    File { path: String, reason: String },
+    File {
+        /// The file.
+        path: String,
+        /// What the operating system said.
+        reason: String,
+    },
+    /// Another party's file, unreadable or over its size limit.
     #[error(transparent)]
     Read(#[from] crate::file::ReadError),
+    /// Bytes that do not decode as what they should be (a bundle, key, ciphertext list or
+    /// aggregate).
     #[error("{what}: {reason}")]
-    Malformed { what: &'static str, reason: String },
+    Malformed {
+        /// What was being decoded.
+        what: &'static str,
+        /// Why it does not decode.
+        reason: String,
+    },
+    /// A bundle or aggregate whose auditor signature does not verify with the pinned key.
     #[error("{what}: the auditor's signature does not verify with the pinned key {key}")]
-    BadSignature { what: String, key: String },
+    BadSignature {
+        /// What was signed.
+        what: String,
+        /// The pinned verifying key (hex).
+        key: String,
+    },
+    /// Material made for other tfhe parameters than this party uses.
     #[error(
         "{what}: made for tfhe parameters {got}, but this party uses {expected} ({})",
         describe_parameters()
     )]
     Parameters {
+        /// The material.
         what: String,
+        /// SHA-256 (hex) of the parameters it was made for.
         got: String,
+        /// SHA-256 (hex) of this party's parameters ([`parameters_sha256`]).
         expected: String,
     },
+    /// A value width (given) that is odd, below 2 or above 32.
     #[error("value_bits must be even and between 2 and 32, got {0}")]
     ValueBits(u32),
+    /// A thread pool for the homomorphic computation that cannot be built.
     #[error("cannot compute on {threads} threads: {reason}")]
-    Threads { threads: usize, reason: String },
+    Threads {
+        /// The threads asked for.
+        threads: usize,
+        /// Why the pool cannot be built.
+        reason: String,
+    },
+    /// tfhe refused to make keys, encrypt or prove (its message).
     #[error("encryption failed: {0}")]
     Encryption(String),
 }

@@ -15,7 +15,9 @@ const DOMAIN: &[u8] = b"accord/fairness-transcript/v1";
 /// One link: what it is and the SHA-256 (hex) of its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
+    /// What the link records (e.g. `commitment:NAME`).
     pub label: String,
+    /// SHA-256 (hex) of its bytes.
     pub sha256: String,
 }
 
@@ -67,9 +69,13 @@ pub const TRANSCRIPT_FORMAT: &str = "accord.fairness-transcript.v1";
 /// A participant's commitment as the transcript and the report carry it (hex).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitmentRecord {
+    /// The participant, by the name in its certificate.
     pub participant: String,
+    /// Its certificate (DER, hex).
     pub certificate_der: String,
+    /// SHA-256 (hex) of the proven ciphertext list it submitted.
     pub ciphertext_sha256: String,
+    /// Its Ed25519 signature over the commitment (hex).
     pub signature: String,
 }
 
@@ -88,31 +94,45 @@ impl CommitmentRecord {
 pub struct GroupsRecord {
     /// Protected attributes with their categories (`unknown` implied).
     pub attributes: Vec<(String, Vec<String>)>,
+    /// Intersections, each the attributes it crosses.
     pub intersections: Vec<Vec<String>>,
+    /// Bins of the score histograms.
     pub histogram_bins: u32,
 }
 
 /// What the coordinator writes beside the encrypted aggregate for the auditor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoundTranscript {
+    /// [`TRANSCRIPT_FORMAT`].
     pub format: String,
+    /// The federation.
     pub federation_id: String,
+    /// The round whose fairness phase this records.
     pub round: u32,
     /// model.json's content hash: the model whose decisions were counted.
     pub model_content_hash: String,
+    /// SHA-256 (hex) of the auditor's public bundle the participants encrypted with.
     pub auditor_bundle_sha256: String,
+    /// SHA-256 (hex) of the tfhe parameters ([`super::parameters_sha256`]).
     pub tfhe_parameters_sha256: String,
-    /// The secure-aggregation parameters in words, and SHA-256 of their protobuf encoding.
+    /// The secure-aggregation parameters in force, in words.
     pub secure_aggregation: String,
+    /// SHA-256 (hex) of the secure-aggregation parameters' protobuf encoding.
     pub secure_aggregation_sha256: String,
+    /// The width of each count: sums are modulo 2^value_bits.
     pub value_bits: u32,
+    /// Groups smaller than this were suppressed under encryption.
     pub min_group_size: u64,
+    /// The model's decision threshold for all groups (unless `thresholds_in_force` says
+    /// otherwise).
     pub decision_threshold: f64,
     /// The fairness-aware training the model was trained with, in words ("none" if plain).
     pub mitigation: String,
     /// The per-group decision thresholds in force, in words ("none": `decision_threshold` for all).
     pub thresholds_in_force: String,
+    /// The groups reported on.
     pub groups: GroupsRecord,
+    /// The contributors' commitments.
     pub participants: Vec<CommitmentRecord>,
     /// Selected participants whose statistics are not in the aggregate.
     pub dropped: Vec<String>,
@@ -120,7 +140,10 @@ pub struct RoundTranscript {
     /// "name (phase, stage): reason".
     #[serde(default)]
     pub culprits: Vec<String>,
+    /// The chain's links in order: every accepted signed message, every commitment and the
+    /// aggregate.
     pub entries: Vec<Entry>,
+    /// The chain's [`head`] over `entries`, which the auditor signs.
     pub head: String,
 }
 

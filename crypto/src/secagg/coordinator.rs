@@ -41,7 +41,9 @@ pub enum StageClosed<S = Vec<f64>> {
     Next(SecAggStage),
     /// The sum over `contributors` (the survivors, whose masked inputs were summed).
     Done {
+        /// The unmasked sum of the survivors' inputs, decoded by the [`MaskedInputs`] in use.
         sum: S,
+        /// The survivors whose masked inputs make up `sum`.
         contributors: BTreeSet<String>,
     },
 }
@@ -259,6 +261,12 @@ struct Masking {
     excluded: Vec<(String, String)>,
 }
 
+/// The coordinator's side of one aggregation: an I/O-free state machine that takes the
+/// participants' signed stage messages ([`CoordinatorSession::receive`]), closes each stage
+/// ([`CoordinatorSession::close_stage`]) and builds each participant's relay
+/// ([`CoordinatorSession::relay_for`]). It checks every signature and never sees an input
+/// unmasked: at unmask it learns only the survivors' sum, through `I` ([`PlainInputs`] for
+/// vectors, the encrypted inputs of [`crate::he`] for fairness statistics).
 pub struct CoordinatorSession<I: MaskedInputs = PlainInputs> {
     context: Context,
     trust: Trust,
@@ -365,10 +373,13 @@ impl<I: MaskedInputs> CoordinatorSession<I> {
         self.record.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
+    /// The stage now open.
     pub fn stage(&self) -> SecAggStage {
         self.stage
     }
 
+    /// t: the fewest participants a stage may close with (0 asked at creation gives the minimum,
+    /// more than half of those selected).
     pub fn threshold(&self) -> usize {
         self.threshold
     }

@@ -77,54 +77,98 @@ impl FromStr for Modulus {
 /// encoded with 0 fractional bits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Segment {
+    /// What the run holds, as errors name it.
     pub name: String,
+    /// Values in the run.
     pub len: usize,
+    /// Every value is clipped to [-bound, bound].
     pub bound: f64,
+    /// Counts: whole numbers, encoded with 0 fractional bits and summed exactly.
     pub integer: bool,
 }
 
 /// Why an encoding could not be set up, or a vector encoded or a sum decoded.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EncodingError {
+    /// A modulus name other than `z32` or `z64`.
     #[error("unknown modulus '{given}': expected 'z32' or 'z64'")]
-    UnknownModulus { given: String },
+    UnknownModulus {
+        /// The name given.
+        given: String,
+    },
+    /// A segment bound that is not finite or not above 0.
     #[error("segment '{segment}': the bound must be finite and greater than 0, got {bound}")]
-    InvalidBound { segment: String, bound: f64 },
+    InvalidBound {
+        /// The segment's name.
+        segment: String,
+        /// The bound given.
+        bound: f64,
+    },
+    /// A code for sums of no vectors.
     #[error("max_summands must be at least 1")]
     ZeroSummands,
+    /// More fractional bits asked for than an f64 holds.
     #[error("precision of {precision_bits} fractional bits requested, at most {max} possible")]
-    PrecisionTooHigh { precision_bits: u32, max: u32 },
+    PrecisionTooHigh {
+        /// The bits asked for.
+        precision_bits: u32,
+        /// The most possible (52).
+        max: u32,
+    },
+    /// A segment whose sum over `max_summands` vectors would wrap the ring even at integer precision.
     #[error(
         "segment '{segment}': {max_summands} values of magnitude up to {bound} can add up past \
          the range of {modulus}, even with 0 fractional bits; use z64 or a smaller bound"
     )]
     NoHeadroom {
+        /// The segment's name.
         segment: String,
+        /// The segment's bound.
         bound: f64,
+        /// The most vectors summed.
         max_summands: usize,
+        /// The ring.
         modulus: Modulus,
     },
+    /// A vector of another length than the code.
     #[error("expected {expected} values, got {got}")]
-    LengthMismatch { expected: usize, got: usize },
+    LengthMismatch {
+        /// The code's length.
+        expected: usize,
+        /// The vector's length.
+        got: usize,
+    },
+    /// A value that is NaN or infinite.
     #[error("value {index} (segment '{segment}') is {value}, not a finite number")]
     NonFinite {
+        /// Its position in the vector.
         index: usize,
+        /// The segment it lies in.
         segment: String,
+        /// The value.
         value: f64,
     },
+    /// A sum said to be of 0 vectors or of more than the code allows.
     #[error("a sum of {summands} vectors cannot be decoded: between 1 and {max_summands} allowed")]
     SummandsOutOfRange {
+        /// The vectors said to be summed.
         summands: usize,
+        /// The most the code allows.
         max_summands: usize,
     },
+    /// A word of a sum above what the declared number of honest encodings can reach.
     #[error(
         "word {index} (segment '{segment}') of the sum is {value}, above {limit}, the most a sum \
          of the declared number of encoded vectors can reach: not a sum of that many encodings"
     )]
     OutOfRange {
+        /// Its position in the vector.
         index: usize,
+        /// The segment it lies in.
         segment: String,
+        /// The word.
         value: u64,
+        /// The most an honest sum reaches.
         limit: u64,
     },
 }
@@ -132,7 +176,9 @@ pub enum EncodingError {
 /// An encoded vector: ring words (each below 2^bits) and how many values were clipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoded {
+    /// The ring words, each below 2^bits of the modulus.
     pub words: Vec<u64>,
+    /// How many values were clipped to their segment's bound.
     pub clipped: usize,
 }
 
@@ -150,9 +196,13 @@ pub struct FixedPoint {
 /// 0; every word of the segment lies in [0, 2B]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SegmentCode<'a> {
+    /// The segment.
     pub segment: &'a Segment,
+    /// Its first position in the vector.
     pub start: usize,
+    /// f: values are scaled by 2^f.
     pub fractional_bits: u32,
+    /// B: the word of 0, so every word of the segment lies in [0, 2B].
     pub offset: u64,
 }
 
@@ -237,10 +287,12 @@ impl FixedPoint {
         self.len
     }
 
+    /// Whether the code has no positions.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// The ring the words live in.
     pub fn modulus(&self) -> Modulus {
         self.modulus
     }

@@ -20,12 +20,24 @@ pub struct Signer {
     key: SigningKey,
 }
 
+/// What went wrong loading a signing identity or the CA it is checked against; the file is named.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
+    /// A key, certificate or CA file that cannot be read or parsed.
     #[error("{path}: {reason}")]
-    File { path: String, reason: String },
+    File {
+        /// The file.
+        path: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// A private key that is not the key of the certificate it was given with.
     #[error("{path}: the key does not belong to the certificate")]
-    KeyMismatch { path: String },
+    KeyMismatch {
+        /// The key file.
+        path: String,
+    },
+    /// A certificate that does not parse or carries no Accord identity.
     #[error("certificate: {0}")]
     Certificate(#[from] pki::PkiError),
 }
@@ -65,10 +77,12 @@ impl Signer {
         })
     }
 
+    /// The member's name, from its certificate's subject CN.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The certificate (DER), sent with signed messages so peers can check it against the CA.
     pub fn certificate_der(&self) -> &[u8] {
         &self.certificate_der
     }
@@ -99,6 +113,8 @@ pub struct Trust {
 }
 
 impl Trust {
+    /// Trusts member certificates that the CA certificate `ca_der` (DER) issued; no revocation
+    /// checked until [`Trust::with_crl`].
     pub fn new(ca_der: Vec<u8>) -> Self {
         Self { ca_der, crl: None }
     }
@@ -111,6 +127,7 @@ impl Trust {
         }
     }
 
+    /// Trusts the CA certificate in the PEM file `ca`; errs naming the file if it is unusable.
     pub fn load(ca: &Path) -> Result<Self, IdentityError> {
         let cert = CertificateDer::from_pem_file(ca).map_err(|e| IdentityError::File {
             path: ca.display().to_string(),

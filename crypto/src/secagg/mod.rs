@@ -10,21 +10,33 @@
 //! honest participant reveals at most one of the two for anyone, so the coordinator never gets
 //! both for the same participant.
 //!
-//! [`participant::ParticipantSession`] and [`coordinator::CoordinatorSession`] are I/O-free state
-//! machines over the `accord.v1` wire messages: tests drive them in-process, the nodes drive
-//! them over gRPC. Primitives come from well-kept crates: X25519 (`x25519-dalek`), HKDF-SHA256
-//! (`hkdf`), the ChaCha20 keystream for masks ([`mask`]), ChaCha20-Poly1305 for the shares the
-//! coordinator relays, Ed25519 (`ed25519-dalek`) on every message ([`identity`]), Shamir over a
-//! 257-bit prime field ([`shamir`]), fixed-point encoding with headroom ([`encoding`]).
+//! [`ParticipantSession`] and [`CoordinatorSession`] are I/O-free state machines over the
+//! `accord.v1` wire messages: tests drive them in-process, the nodes drive them over gRPC.
+//! Primitives come from well-kept crates: X25519 (`x25519-dalek`), HKDF-SHA256 (`hkdf`), the
+//! ChaCha20 keystream for masks ([`mask`]), ChaCha20-Poly1305 for the shares the coordinator
+//! relays, Ed25519 (`ed25519-dalek`) on every message ([`Signer`], [`Trust`]), Shamir over a
+//! 257-bit prime field ([`shamir`]), fixed-point encoding with headroom ([`FixedPoint`]).
+//! Input bounds are proven, not trusted ([`validity`]), and a recorded aggregation can be
+//! checked after the fact ([`replay`]).
+//!
+//! The state machines, the encoding, message signing and the replay are implementation
+//! modules behind the `pub use` list below; [`mask`], [`shamir`] and [`validity`] are public
+//! layers, usable alone.
 
-pub mod coordinator;
-pub mod encoding;
-pub mod identity;
+mod coordinator;
+mod encoding;
+mod identity;
 pub mod mask;
-pub mod participant;
-pub mod replay;
+mod participant;
+mod replay;
 pub mod shamir;
 pub mod validity;
+
+pub use coordinator::{CoordinatorSession, Correction, MaskedInputs, PlainInputs, StageClosed};
+pub use encoding::{Encoded, EncodingError, FixedPoint, Modulus, Segment, SegmentCode};
+pub use identity::{IdentityError, Signer, Trust, verify, verify_digest};
+pub use participant::{MaskSeeds, Masked, ParticipantSession, SealInput, pairwise_seed, subtracts};
+pub use replay::{ReplayError, Replayed, replay};
 
 use accord_proto::v1::{Phase, SecAggStage};
 use hkdf::Hkdf;
@@ -35,8 +47,11 @@ use std::collections::BTreeSet;
 /// so nothing from one federation, round or phase is accepted in another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Context {
+    /// The federation id.
     pub federation: String,
+    /// The round.
     pub round: u32,
+    /// The phase aggregated.
     pub phase: Phase,
 }
 
@@ -271,97 +286,167 @@ pub fn stage_label(stage: SecAggStage) -> &'static str {
 /// Why a secure-aggregation message or request was refused, or a phase could not finish.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SecAggError {
+    /// A message bound to another federation, round or phase.
     #[error("message for {got}, but this aggregation is {expected}")]
-    WrongContext { got: String, expected: String },
+    WrongContext {
+        /// The context the message is bound to.
+        got: String,
+        /// This aggregation's context.
+        expected: String,
+    },
+    /// A message for another stage than the one open.
     #[error("message for stage '{got}', but the aggregation is at stage '{expected}'")]
     WrongStage {
+        /// The message's stage.
         got: &'static str,
+        /// The stage open.
         expected: &'static str,
     },
+    /// A message (from the named sender) that carries no signature.
     #[error("the message from '{0}' is not signed")]
     Unsigned(String),
+    /// A signature (of the named sender) that does not verify: forged or altered.
     #[error("the signature of '{0}' does not verify: forged or altered")]
     BadSignature(String),
+    /// A sender's certificate that the consortium CA did not issue, is revoked or names someone
+    /// else.
     #[error("certificate of '{name}': {reason}")]
-    Certificate { name: String, reason: String },
-    #[error("'{0}' already sent its message for this stage (a replay is refused)")]
-    Duplicate(String),
-    #[error("'{0}' is not taking part in this stage")]
-    NotExpected(String),
-    #[error("malformed {what} from '{from}': {reason}")]
-    Malformed {
-        from: String,
-        what: &'static str,
+    Certificate {
+        /// The sender.
+        name: String,
+        /// Why the certificate is refused.
         reason: String,
     },
+    /// A second message from the named sender for the same stage (a replay).
+    #[error("'{0}' already sent its message for this stage (a replay is refused)")]
+    Duplicate(String),
+    /// A message from the named sender, who is not taking part in this stage.
+    #[error("'{0}' is not taking part in this stage")]
+    NotExpected(String),
+    /// A message body that does not decode or does not fit the aggregation.
+    #[error("malformed {what} from '{from}': {reason}")]
+    Malformed {
+        /// The sender.
+        from: String,
+        /// What was malformed (e.g. "share bundle").
+        what: &'static str,
+        /// How.
+        reason: String,
+    },
+    /// A threshold t at or below half of those selected, which would let two disjoint survivor
+    /// sets both unmask.
     #[error(
         "threshold {threshold} is too low for {selected} selected participants (at least {minimum})"
     )]
     ThresholdTooLow {
+        /// The threshold asked for.
         threshold: usize,
+        /// The participants selected.
         selected: usize,
+        /// The lowest threshold allowed ([`minimum_threshold`]).
         minimum: usize,
     },
+    /// Fewer than t participants reached a stage: the phase aborts.
     #[error("only {have} participants reached {stage}, fewer than the threshold {threshold}")]
     BelowThreshold {
+        /// The stage.
         stage: &'static str,
+        /// The participants that reached it.
         have: usize,
+        /// t.
         threshold: usize,
     },
+    /// An unmask request that would reveal both secrets of the named participant: refused.
     #[error(
         "refused: the unmask request would reveal both the self-mask share and the key share of '{0}'"
     )]
     BothShares(String),
+    /// An unmask request that contradicts what this participant saw (why given): refused.
     #[error("refused: the unmask request is inconsistent: {0}")]
     InconsistentUnmask(String),
+    /// A relayed parameter that differs from what the signed federation definition gives.
     #[error(
         "the coordinator relayed {what} = {relayed}, but the federation definition gives {derived}"
     )]
     ParameterMismatch {
+        /// The parameter (threshold or degree).
         what: &'static str,
+        /// The value the coordinator relayed.
         relayed: usize,
+        /// The value derived from the definition.
         derived: usize,
     },
+    /// A parameter below this participant's own minimum ([`Requirements`]).
     #[error("{what} is {got}, below this participant's minimum of {minimum}")]
     BelowRequirement {
+        /// The parameter.
         what: &'static str,
+        /// Its value.
         got: usize,
+        /// The participant's minimum.
         minimum: usize,
     },
+    /// Too few valid shares from neighbours to keep the input hidden: the input is not sent.
     #[error(
         "refused to send the masked input: valid shares from {have} neighbours, fewer than the {need} \
          needed to keep it hidden; left out: {}",
         describe_exclusions(.excluded)
     )]
     TooFewShares {
+        /// Neighbours whose shares are valid.
         have: usize,
+        /// The fewest needed.
         need: usize,
+        /// The neighbours left out, each with why.
         excluded: Vec<(String, String)>,
     },
+    /// A survivor set refused at the consistency check (why given).
     #[error("refused the survivor set: {0}")]
     SurvivorSet(String),
+    /// A survivor set signed by fewer than t of its survivors.
     #[error(
         "the survivor set carries {valid} valid signatures of survivors, fewer than the threshold {threshold}"
     )]
-    TooFewSignatures { valid: usize, threshold: usize },
+    TooFewSignatures {
+        /// The valid signatures.
+        valid: usize,
+        /// t.
+        threshold: usize,
+    },
+    /// Shares that do not rebuild the secret their dealer committed to.
     #[error("'{owner}' dealt shares that do not rebuild {what} it committed to")]
-    BadDealing { owner: String, what: &'static str },
+    BadDealing {
+        /// The dealer.
+        owner: String,
+        /// Which secret (self-mask seed or mask key).
+        what: &'static str,
+    },
+    /// A survivor's masked input that differs from the input it proved valid (the sum check
+    /// failed); the survivor cannot be named.
     #[error(
         "input validity: {0} (a survivor's masked input differs from the input it proved; it \
          cannot be identified without revealing the others' inputs)"
     )]
     InputMismatch(validity::ValidityError),
+    /// An input-validity proof refused, or a statement that cannot be built.
     #[error("input validity: {0}")]
     Validity(#[from] validity::ValidityError),
+    /// Too few shares revealed to remove a participant's mask.
     #[error("cannot recover {what} of '{owner}': {have} shares, {need} needed")]
     Unrecoverable {
+        /// Which secret.
         what: &'static str,
+        /// Whose.
         owner: String,
+        /// The shares revealed.
         have: usize,
+        /// The shares needed.
         need: usize,
     },
+    /// A vector that cannot be encoded, or a sum that cannot be decoded.
     #[error("{0}")]
     Encoding(#[from] encoding::EncodingError),
+    /// A secret that cannot be split or rebuilt, or a share that does not decode.
     #[error("Shamir: {0}")]
     Shamir(#[from] shamir::ShamirError),
 }
@@ -410,9 +495,13 @@ impl ShareKind {
 /// participant's signed accusation (e.g. its shares did not decrypt), which names both.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Culprit {
+    /// The participant, by the name in its certificate.
     pub participant: String,
+    /// The stage in which it deviated.
     pub stage: SecAggStage,
+    /// What it did.
     pub reason: String,
+    /// Whether its own signed messages prove it (rather than another's accusation).
     pub proven: bool,
 }
 

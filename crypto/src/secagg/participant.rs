@@ -33,7 +33,6 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use curve25519_dalek::scalar::Scalar;
 use ed25519_dalek::VerifyingKey;
 use prost::Message;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -109,7 +108,9 @@ pub fn subtracts(me: &str, other: &str) -> bool {
 /// (commitment blindings): the self-mask seed (added) and one seed per neighbour masked with,
 /// with whether its mask is subtracted.
 pub struct MaskSeeds {
+    /// The self-mask seed `b`.
     pub self_seed: Zeroizing<[u8; 32]>,
+    /// Per neighbour masked with, its pairwise seed and whether its mask is subtracted.
     pub pairwise: Vec<(Zeroizing<[u8; 32]>, bool)>,
 }
 
@@ -130,15 +131,22 @@ impl MaskSeeds {
 /// What sealing a masked input is given: the masked words, the unmasked ones (for a proof
 /// about the input), the seeds of the masks, and the participant's signer.
 pub struct SealInput<'a> {
+    /// The masked words to send.
     pub masked: &'a [u64],
+    /// The encoded input before masking, which the validity proof speaks about.
     pub unmasked: &'a [u64],
+    /// The seeds of the masks added, so commitments mirror them.
     pub seeds: &'a MaskSeeds,
+    /// The participant's signing identity.
     pub signer: &'a Signer,
 }
 
 /// A masked-input message and the neighbours left out of the masks, with why.
 pub struct Masked {
+    /// The signed masked-input message.
     pub message: SignedStageMessage,
+    /// The neighbours left out of the masks (name, why): their shares did not arrive, came twice
+    /// or did not open.
     pub excluded: Vec<(String, String)>,
 }
 
@@ -154,6 +162,12 @@ struct Neighbourhood {
     peers: BTreeMap<String, (PeerKeys, VerifyingKey)>,
 }
 
+/// A participant's side of one aggregation: an I/O-free state machine that makes each signed
+/// stage message from the coordinator's relay of the previous stage. It derives the neighbour
+/// graph and threshold itself from the plan (refusing too few neighbours or a threshold below
+/// its [`Requirements`]), checks every relayed signature and commitment, and at unmask reveals
+/// for anyone at most one of its two secrets, after a consistency check over the signed survivor
+/// set. Every refusal is a [`SecAggError`] naming the reason.
 pub struct ParticipantSession {
     signer: Arc<Signer>,
     trust: Trust,
@@ -227,6 +241,7 @@ impl ParticipantSession {
         (session, message)
     }
 
+    /// The participant's name, from its certificate.
     pub fn name(&self) -> &str {
         self.signer.name()
     }
@@ -920,9 +935,4 @@ impl ParticipantSession {
     pub fn withheld(&self) -> &[(String, String)] {
         &self.withheld
     }
-}
-
-/// SHA-256 of a byte string (for tests and logs that name a ciphertext).
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
 }

@@ -18,29 +18,43 @@ use std::collections::BTreeSet;
 pub enum ReplayError {
     /// A recorded entry has no signed message.
     #[error("recorded message {index} (from '{sender}') holds no signed message")]
-    Empty { index: usize, sender: String },
+    Empty {
+        /// Which message of the record, from 0.
+        index: usize,
+        /// The sender's name.
+        sender: String,
+    },
     /// A message for a stage the replay had already closed, or for no stage at all.
     #[error(
         "recorded message {index} ({stage} from '{sender}') is out of order: the replay had closed that stage or never opens it"
     )]
     OutOfOrder {
+        /// Which message of the record, from 0.
         index: usize,
+        /// The stage (as logs name it).
         stage: &'static str,
+        /// The sender's name.
         sender: String,
     },
     /// The fresh session refused a recorded message.
     #[error("recorded message {index} ({stage} from '{sender}') is refused: {source}")]
     Refused {
+        /// Which message of the record, from 0.
         index: usize,
+        /// The stage (as logs name it).
         stage: &'static str,
+        /// The sender's name.
         sender: String,
+        /// Why the session refused it.
         #[source]
         source: SecAggError,
     },
     /// Closing a stage failed (e.g. below the threshold), so the recorded run had no result.
     #[error("the replay aborts when closing the {stage} stage: {source}")]
     Aborted {
+        /// The stage whose closing failed.
         stage: &'static str,
+        /// Why it could not close.
         #[source]
         source: SecAggError,
     },
@@ -48,7 +62,9 @@ pub enum ReplayError {
 
 /// The result of a replay: the unmasked sum and who contributed to it.
 pub struct Replayed<S> {
+    /// The unmasked sum of the contributors' inputs.
     pub sum: S,
+    /// The survivors whose inputs make up `sum`.
     pub contributors: BTreeSet<String>,
     /// The plan the replayed session derived (members, threshold, degree), as the original
     /// run's was.

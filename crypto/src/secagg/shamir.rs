@@ -87,22 +87,51 @@ impl Share {
 /// Why a secret could not be split or reconstructed, or a share could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ShamirError {
+    /// A threshold of 0: any secret would be readable from no share.
     #[error("the threshold must be at least 1")]
     ZeroThreshold,
+    /// More shares needed than there are holders: the secret could never be rebuilt.
     #[error("threshold {threshold} exceeds the number of share holders ({holders})")]
-    ThresholdAboveHolders { threshold: usize, holders: usize },
+    ThresholdAboveHolders {
+        /// The threshold asked for.
+        threshold: usize,
+        /// The share holders.
+        holders: usize,
+    },
+    /// A holder at evaluation point 0, whose share would be the secret.
     #[error("evaluation point 0 is the secret itself: share holders need nonzero points")]
     ZeroPoint,
+    /// Two holders, or two shares, at the same evaluation point.
     #[error("evaluation point {x} appears more than once")]
-    DuplicatePoint { x: u32 },
+    DuplicatePoint {
+        /// The point.
+        x: u32,
+    },
+    /// Fewer shares than the threshold.
     #[error("too few shares to reconstruct: have {have}, need {need}")]
-    TooFewShares { have: usize, need: usize },
+    TooFewShares {
+        /// The shares given.
+        have: usize,
+        /// The threshold.
+        need: usize,
+    },
+    /// A share whose value is not below the field prime p.
     #[error("the share for point {x} is not a field element (y >= p)")]
-    NotAFieldElement { x: u32 },
+    NotAFieldElement {
+        /// The share's evaluation point.
+        x: u32,
+    },
+    /// Shares that interpolate to no 256-bit secret: at least one is wrong.
     #[error("inconsistent shares: they interpolate to a value that is not a 256-bit secret")]
     Inconsistent,
+    /// An encoded share of the wrong length.
     #[error("an encoded share is {expected} bytes, got {got}")]
-    BadLength { got: usize, expected: usize },
+    BadLength {
+        /// Its length in bytes.
+        got: usize,
+        /// The length of an encoded share in bytes.
+        expected: usize,
+    },
 }
 
 /// Splits `secret` (a big-endian 256-bit integer) into one share per holder, in the order of

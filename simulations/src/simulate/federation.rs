@@ -7,10 +7,10 @@
 use super::config::{ExperimentConfig, FaultConfig};
 use accord_coordinator::aggregation::{self, Closed, PhaseSpec, Submission};
 use accord_coordinator::{PhaseResult, RoundPlan};
-use accord_crypto::secagg::identity::{Signer, Trust};
-use accord_crypto::secagg::participant::ParticipantSession;
+use accord_crypto::secagg::ParticipantSession;
 use accord_crypto::secagg::validity::Statement;
 use accord_crypto::secagg::{self, Context, Requirements, SecAggError};
+use accord_crypto::secagg::{Signer, Trust};
 use accord_participant::Contributor;
 use accord_participant::data::LocalDataset;
 use accord_participant::model::{

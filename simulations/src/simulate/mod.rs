@@ -17,7 +17,7 @@ pub mod plot;
 
 use accord_coordinator::CoordinatorConfig;
 use accord_crypto::pki::{ConsortiumCa, Role};
-use accord_crypto::secagg::identity::{Signer, Trust};
+use accord_crypto::secagg::{Signer, Trust};
 use accord_participant::Contributor;
 use config::{ExperimentConfig, RunPlan};
 use federation::{Member, RoundOutcome, Simulation};

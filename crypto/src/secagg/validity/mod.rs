@@ -53,39 +53,63 @@ const POINT_BYTES: usize = 32;
 pub enum ValidityError {
     /// A relation does not fit the vector or the encoding.
     #[error("relation {index}: {reason}")]
-    BadRelation { index: usize, reason: String },
+    BadRelation {
+        /// Which relation of the statement, from 0.
+        index: usize,
+        /// What does not fit.
+        reason: String,
+    },
     /// The bounds and relations together admit no input.
     #[error("the statement admits no input: {0}")]
     Infeasible(String),
     /// A form's honest values do not fit in 64 bits.
     #[error("{form}: needs a range proof wider than 64 bits; use fewer precision bits")]
-    TooWide { form: String },
+    TooWide {
+        /// The form, as the statement writes it.
+        form: String,
+    },
     /// A vector, list or byte string of the wrong length.
     #[error("expected {expected} {what}, got {got}")]
     Length {
+        /// What was counted (e.g. "commitments").
         what: &'static str,
+        /// The length the statement needs.
         expected: usize,
+        /// The length given.
         got: usize,
     },
     /// The prover's input breaks a form: it is out of its bounds or relations.
     #[error("the input breaks its statement: {form}")]
-    Unsatisfied { form: String },
+    Unsatisfied {
+        /// The form broken, as the statement writes it.
+        form: String,
+    },
     /// A proof's bytes are not a range proof.
     #[error("malformed validity proof: {0}")]
     Malformed(String),
     /// A point that does not decode as a canonical Ristretto encoding.
     #[error("{what} {index} is not a canonical Ristretto point")]
-    NonCanonical { what: &'static str, index: usize },
+    NonCanonical {
+        /// What the point is (e.g. "commitment").
+        what: &'static str,
+        /// Its position, from 0.
+        index: usize,
+    },
     /// A range proof over forms of one width does not verify.
     #[error("a range proof over {bits}-bit forms does not verify")]
     Invalid {
+        /// The width of the forms the proof covers.
         bits: u32,
+        /// bulletproofs' error.
         #[source]
         source: ProofError,
     },
     /// The unmasked sum is not the sum of the committed inputs (or it wrapped).
     #[error("the unmasked sum differs from the sum of the committed inputs at position {index}")]
-    SumMismatch { index: usize },
+    SumMismatch {
+        /// The first word position where they differ.
+        index: usize,
+    },
     /// bulletproofs refused to prove (never for a statement this module built).
     #[error("the range proof could not be made")]
     Proving(#[source] ProofError),
@@ -108,6 +132,7 @@ impl Commitments {
         self.0.len()
     }
 
+    /// Whether there are no commitments.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

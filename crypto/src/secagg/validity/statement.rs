@@ -188,6 +188,7 @@ impl Statement {
         self.variables.len()
     }
 
+    /// Whether the statement constrains no words.
     pub fn is_empty(&self) -> bool {
         self.variables.is_empty()
     }

@@ -6,14 +6,14 @@
 //! survivors' sum from an honest aggregation, so its failures are the protocol's doing.
 
 use accord_crypto::pki::{ConsortiumCa, Role};
-use accord_crypto::secagg::coordinator::{CoordinatorSession, StageClosed};
-use accord_crypto::secagg::encoding::{FixedPoint, Modulus, Segment};
-use accord_crypto::secagg::identity::{Signer, Trust};
-use accord_crypto::secagg::participant::{ParticipantSession, pairwise_seed, subtracts};
 use accord_crypto::secagg::shamir::{self, Share};
 use accord_crypto::secagg::{
     Context, Plan, Requirements, SecAggError, default_neighbours, mask, words_from_bytes,
 };
+use accord_crypto::secagg::{CoordinatorSession, StageClosed};
+use accord_crypto::secagg::{FixedPoint, Modulus, Segment};
+use accord_crypto::secagg::{ParticipantSession, pairwise_seed, subtracts};
+use accord_crypto::secagg::{Signer, Trust};
 use accord_proto::v1::{
     AdvertiseKeys, MaskedInput, MaskedInputEnvelope, Phase, SecAggRelay, SecAggStage,
     SignedStageMessage, UnmaskShares,

@@ -4,7 +4,7 @@
 //! without the culprit's deviation, the culprit is named in rounds.csv, and a participant whose
 //! own messages prove the deviation is left out of the rest of the federation.
 
-use accord_crypto::secagg::identity::{Signer, Trust};
+use accord_crypto::secagg::{Signer, Trust};
 use accord_proto::transport::WireMeter;
 use accord_proto::v1::Phase;
 use accord_tests::TestFederation;
