@@ -79,7 +79,18 @@ pub async fn run(config: CoordinatorConfig) -> Result<Outcome, CoordinatorError>
             address: config.listen.clone(),
             source,
         })?;
-    if let Some(path) = &config.address_file {
+    let meter = WireMeter::new();
+    let mut trust = accord_crypto::secagg::Trust::load(&config.tls.ca)?;
+    if let Some(crl) = &crl {
+        trust = trust.with_crl(crl.clone());
+    }
+    let limits = config.connections.clone();
+    let (address_file, federation_id) = (config.address_file.clone(), config.federation_id.clone());
+    // Bound first (a taken port is refused at once), but the address is published and
+    // connections accepted only once the federation is ready: loading the auditor's server key
+    // takes seconds, and a participant's handshake would time out meanwhile.
+    let federation = Arc::new(Federation::new(config, meter.clone(), trust)?);
+    if let Some(path) = &address_file {
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, local.to_string())
             .and_then(|()| std::fs::rename(&tmp, path))
@@ -88,15 +99,8 @@ pub async fn run(config: CoordinatorConfig) -> Result<Outcome, CoordinatorError>
                 source,
             })?;
     }
-    info!(address = %local, federation = %config.federation_id, "coordinator listening (mutual TLS)");
+    info!(address = %local, federation = %federation_id, "coordinator listening (mutual TLS)");
 
-    let meter = WireMeter::new();
-    let mut trust = accord_crypto::secagg::Trust::load(&config.tls.ca)?;
-    if let Some(crl) = &crl {
-        trust = trust.with_crl(crl.clone());
-    }
-    let limits = config.connections.clone();
-    let federation = Arc::new(Federation::new(config, meter.clone(), trust)?);
     let (sender, receiver) = mpsc::channel(64);
     let acceptor = tokio::spawn(accept_loop(
         listener,

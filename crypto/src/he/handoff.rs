@@ -11,11 +11,11 @@
 use super::inputs::{Commitment, EncryptedInputs, MASK_RING};
 use super::transcript::CommitmentRecord;
 use super::{FairnessPolicy, HeError, ServerMaterial};
-use crate::secagg::Trust;
 use crate::secagg::CoordinatorSession;
-use crate::secagg::{ReplayError, Replayed, replay};
+use crate::secagg::Trust;
 use crate::secagg::validity::{Statement, ValidityError};
 use crate::secagg::{Context, Plan, SecAggError};
+use crate::secagg::{ReplayError, Replayed, replay};
 use accord_proto::fairness::{FairnessLayout, FairnessLayoutError};
 use accord_proto::scheme::InputValidity;
 use accord_proto::v1::{
