@@ -491,3 +491,172 @@ impl RoundPlan {
         self.thresholded.as_ref()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CoordinatorConfig;
+    use crate::federation::definition;
+    use accord_proto::layout::{StandardizationSums, WeightedModel};
+    use std::path::Path;
+
+    const EXAMPLE: &str = include_str!("../../examples/coordinator.toml");
+
+    /// The example federation with `rounds` rounds, at least `min` participants and `extra`
+    /// TOML appended (e.g. a `[postprocessing]` table).
+    fn plan(rounds: u32, min: u32, extra: &str) -> RoundPlan {
+        let text = EXAMPLE
+            .replace("\nrounds = 10", &format!("\nrounds = {rounds}"))
+            .replace(
+                "\nmin_participants = 3",
+                &format!("\nmin_participants = {min}"),
+            )
+            + extra;
+        let config = CoordinatorConfig::parse(&text, Path::new("coordinator.toml")).unwrap();
+        let definition = definition(&config, None);
+        assert_eq!(
+            (definition.rounds, definition.min_participants),
+            (rounds, min)
+        );
+        let columns = accord_proto::layout::encoded_columns(definition.schema.as_ref().unwrap());
+        RoundPlan::new(definition, columns, config.secure_aggregation.params())
+    }
+
+    fn names(n: usize) -> BTreeSet<String> {
+        (1..=n).map(|i| format!("org-{i}")).collect()
+    }
+
+    fn done(sum: Vec<f64>, contributors: usize) -> PhaseResult {
+        PhaseResult {
+            sum: Ok((sum, names(contributors))),
+            culprits: Vec::new(),
+        }
+    }
+
+    /// Standardization sums of 10 records, every column 1
+    /// but one record at 0 (so no standard deviation is zero).
+    fn standardized(plan: &mut RoundPlan) {
+        let layout = StandardizationLayout::new(&plan.schema).unwrap();
+        let columns = plan.columns.len();
+        let rows: Vec<Vec<f64>> = (0..10)
+            .map(|r| {
+                (0..columns)
+                    .map(|_| if r == 0 { 0.0 } else { 1.0 })
+                    .collect()
+            })
+            .collect();
+        let sums: StandardizationSums =
+            layout.sums(rows.iter().map(|r| r.iter().copied())).unwrap();
+        plan.aggregate(done(layout.to_vec(&sums), 3)).unwrap();
+    }
+
+    fn phases(plan: &RoundPlan) -> Option<(u32, Phase)> {
+        plan.configure().unwrap().map(|r| (r.round, r.phase))
+    }
+
+    #[test]
+    fn the_plan_asks_for_each_phase_in_order_and_ends() {
+        let mut plan = plan(2, 2, "");
+        assert_eq!(phases(&plan), Some((0, Phase::Standardize)));
+        assert!(
+            plan.global_model(0).is_none(),
+            "no model before the standardization"
+        );
+        standardized(&mut plan);
+        let columns = plan.columns.len();
+        for round in 1..=2 {
+            assert_eq!(phases(&plan), Some((round, Phase::Fit)));
+            let request = plan.configure().unwrap().unwrap();
+            assert_eq!(request.vector.len(), WeightedModel::len(columns));
+            let mut sum = vec![0.0; WeightedModel::len(columns)];
+            sum[0] = 3.0; // the first weight, times the samples
+            *sum.last_mut().unwrap() = 6.0; // samples
+            assert_eq!(plan.aggregate(done(sum, 2)).unwrap(), None);
+            assert_eq!(plan.model().unwrap().0[0], 0.5);
+            assert_eq!(phases(&plan), Some((round, Phase::Evaluate)));
+            let bins = 100;
+            let mut counts = EvaluationCounts::zeros(bins);
+            (counts.n, counts.tp, counts.tn, counts.fp) = (6.0, 3.0, 2.0, 1.0);
+            counts.positive_histogram[80] = 3.0;
+            counts.negative_histogram[20] = 2.0;
+            counts.negative_histogram[70] = 1.0;
+            assert_eq!(
+                plan.aggregate(done(counts.to_vec(), 2)).unwrap(),
+                Some(round)
+            );
+            let record = plan.history().last().unwrap();
+            assert_eq!(record.participants, 2);
+            assert_eq!(record.quality.unwrap().accuracy, 5.0 / 6.0);
+            assert_eq!(record.quality.unwrap().round, round);
+        }
+        assert_eq!(phases(&plan), None);
+        assert_eq!(plan.history().len(), 2);
+    }
+
+    #[test]
+    fn a_fit_below_min_participants_aborts_and_the_previous_model_stays() {
+        let mut plan = plan(2, 3, "");
+        standardized(&mut plan);
+        let columns = plan.columns.len();
+        let mut sum = vec![1.0; WeightedModel::len(columns)];
+        *sum.last_mut().unwrap() = 4.0;
+        assert_eq!(plan.aggregate(done(sum, 2)).unwrap(), Some(1));
+        let record = &plan.history()[0];
+        assert!(record.fit_aborted);
+        assert_eq!(
+            record.abort_reason,
+            "fit: 2 of the 3 participants needed contributed"
+        );
+        assert!(record.quality.is_none());
+        assert!(
+            plan.model().unwrap().0.iter().all(|w| *w == 0.0),
+            "the zeros stay"
+        );
+        // No evaluation of a model that was not made: the next round's fit follows.
+        assert_eq!(phases(&plan), Some((2, Phase::Fit)));
+    }
+
+    #[test]
+    fn an_aborted_evaluation_leaves_the_new_model_in_force_unmeasured() {
+        let mut plan = plan(1, 2, "");
+        standardized(&mut plan);
+        let mut sum = vec![2.0; WeightedModel::len(plan.columns.len())];
+        *sum.last_mut().unwrap() = 4.0;
+        plan.aggregate(done(sum, 2)).unwrap();
+        let aborted = PhaseResult {
+            sum: Err("the stage deadline passed".into()),
+            culprits: vec!["org-2 (evaluate, unmask): a wrong share".into()],
+        };
+        assert_eq!(plan.aggregate(aborted).unwrap(), Some(1));
+        let record = &plan.history()[0];
+        assert!(!record.fit_aborted && record.evaluation_aborted);
+        assert_eq!(record.abort_reason, "evaluate: the stage deadline passed");
+        assert_eq!(record.culprits, ["org-2 (evaluate, unmask): a wrong share"]);
+        assert_eq!(plan.model().unwrap().0[0], 0.5, "the new model is in force");
+        assert_eq!(plan.quality(), None, "and unmeasured");
+    }
+
+    #[test]
+    fn a_failed_standardization_stops_the_plan_naming_who_deviated() {
+        let mut plan = plan(1, 2, "");
+        let aborted = PhaseResult {
+            sum: Err("too few shares".into()),
+            culprits: vec!["org-3 (standardize, share keys): undecryptable".into()],
+        };
+        let error = plan.aggregate(aborted).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "standardization aborted: too few shares; named: org-3 (standardize, share keys): undecryptable"
+        );
+        let mut plan = super::tests::plan(1, 3, "");
+        let layout = StandardizationLayout::new(&plan.schema).unwrap();
+        let zeros = vec![0.0; layout.len()];
+        assert!(matches!(
+            plan.aggregate(done(zeros, 2)),
+            Err(PlanError::TooFewStandardized {
+                contributors: 2,
+                min: 3
+            })
+        ));
+    }
+}

@@ -590,3 +590,94 @@ fn parallel_map<T: Send, R: Send>(
             .collect()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use accord_coordinator::CoordinatorConfig;
+    use accord_participant::data::LocalDataset;
+    use ndarray::{Array1, Array2};
+    use std::path::Path;
+
+    /// One participant with FairFed, per-group thresholds and group gaps through a whole
+    /// federation, its contributions summed by nobody but itself: in every phase it builds the
+    /// vector the coordinator's plan asks for, and the plan takes its contribution.
+    #[test]
+    fn a_participant_builds_every_phase_vector_as_the_plan_asks_for_it() {
+        let text = super::super::COORDINATOR_EXAMPLE
+            .replace("\nrounds = 10", "\nrounds = 2")
+            .replace("\nmin_participants = 3", "\nmin_participants = 1")
+            .replace("[evaluation]\n", "[evaluation]\ngroup_gaps = true\n")
+            + "\n[training.mitigation]\nkind = \"fairfed\"\nstrength = 0.5\nattribute = \"age_band\"\n\
+               \n[postprocessing]\nthresholds = \"equal_opportunity\"\nattribute = \"age_band\"\n";
+        let config = CoordinatorConfig::parse(&text, Path::new("coordinator.toml")).unwrap();
+        let definition = accord_coordinator::federation::definition(&config, None);
+        let schema = definition.schema.clone().unwrap();
+        let columns = encoded_columns(&schema);
+        let rows = 40;
+        let data = LocalDataset {
+            features: Array2::from_shape_fn((rows, columns.len()), |(r, c)| ((r + c) % 2) as f64),
+            labels: Array1::from_shape_fn(rows, |r| (r % 3 == 0) as u8 as f64),
+            groups: schema
+                .protected_attributes
+                .iter()
+                .map(|a| {
+                    (
+                        a.name.clone(),
+                        (0..rows).map(|r| r % (a.categories.len() + 1)).collect(),
+                    )
+                })
+                .collect(),
+        };
+        let mut contributor = Contributor::new(definition.clone(), data, 7);
+        let mut plan = RoundPlan::new(definition, columns, config.secure_aggregation.params());
+        let mut asked = Vec::new();
+        while let Some(request) = plan.configure().unwrap() {
+            if request.phase != Phase::Standardize {
+                let model = plan.global_model(request.round).unwrap();
+                contributor.accept_model(request.round, model).unwrap();
+            }
+            assert_eq!(
+                contributor.vector(request.phase).unwrap(),
+                request.vector,
+                "round {} {}",
+                request.round,
+                request.phase.label()
+            );
+            let values = contributor
+                .contribute(request.round, request.phase)
+                .unwrap();
+            assert_eq!(values.len(), request.vector.len());
+            asked.push((request.round, request.phase));
+            let sum = Ok((values, BTreeSet::from(["org-1".to_owned()])));
+            plan.aggregate(PhaseResult {
+                sum,
+                culprits: Vec::new(),
+            })
+            .unwrap();
+        }
+        use Phase::*;
+        assert_eq!(
+            asked,
+            [
+                (0, Standardize),
+                (1, Fit),
+                (1, Evaluate),
+                (2, Fit),
+                (2, Evaluate),
+                (2, EvaluateThresholds)
+            ]
+        );
+        // Every round measured, gaps for every attribute, and the thresholds measured too.
+        for record in plan.history() {
+            assert!(record.quality.is_some(), "{record:?}");
+            assert_eq!(record.gaps.len(), schema.protected_attributes.len());
+        }
+        assert!(plan.postprocessing().unwrap().quality.is_some());
+        assert_eq!(
+            contributor.thresholds().len(),
+            5,
+            "18-29, 30-44, 45-59, 60+, unknown"
+        );
+    }
+}
