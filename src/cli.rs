@@ -257,15 +257,19 @@ enum DataCommand {
     Synth(SynthArgs),
 }
 
+/// Arguments of `accord data synth`.
 #[derive(Args, Clone)]
 pub struct SynthArgs {
+    /// Folder the CSVs are written to, one per participant.
     #[arg(long)]
     pub out: PathBuf,
+    /// Participants (organizations) to generate.
     #[arg(long, default_value_t = 3)]
     pub participants: usize,
     /// Mean rows per participant.
     #[arg(long, default_value_t = 2000)]
     pub rows: usize,
+    /// Seed of the generator: same arguments, same files.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Planted disparities, e.g. "age_band=60+:penalty=0.8" or "age_band=60+:wait*2" (';'-separated).
@@ -327,6 +331,7 @@ fn exit_with_parent() {
     });
 }
 
+/// Parses the command line and runs the command; the process's exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.exit_with_parent {

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 /// Marks a folder as made by the demo, so a re-run may clear it and nothing else is touched.
 const MARKER: &str = ".accord-demo";
 
+/// Arguments of `accord demo`.
 #[derive(Args)]
 pub struct DemoArgs {
     /// Folder for everything the demo makes (PKI, data, configs, logs, model.json, rounds.csv).
@@ -185,6 +186,7 @@ fn prepare(out: &Path) -> anyhow::Result<PathBuf> {
     Ok(out.canonicalize()?)
 }
 
+/// Runs the demo federation to the end; its exit code.
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if args.participants == 0 || args.rounds == 0 {
         bail!("--participants and --rounds must be at least 1");

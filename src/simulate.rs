@@ -9,12 +9,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Arguments of `accord simulate`.
 #[derive(Args)]
 pub struct SimulateArgs {
     /// The experiment (see simulations/examples/).
     #[arg(long)]
     config: PathBuf,
-    /// Where rounds.csv, summary.csv and the plots go [default: simulation-<config name>].
+    /// Where rounds.csv, summary.csv and the plots go [default: `simulation-<config name>`].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Overrides a parameter, e.g. --set privacy.aggregation=insecure-plain (repeatable).
@@ -53,6 +54,7 @@ impl Progress for Bar {
     }
 }
 
+/// Runs the experiment and writes its outputs; the exit code.
 pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let out = args.out.unwrap_or_else(|| {
         let stem = args

@@ -19,40 +19,62 @@ use accord_proto::v1::{
 };
 use std::collections::{BTreeMap, BTreeSet};
 
-/// A scheme's name as it appears in configs, the federation definition and every output.
-
+/// Why a contribution was refused or a phase's aggregation aborted.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AggregationError {
+    /// A participant sent a contribution under another aggregation scheme than the federation's.
     #[error(
         "participant '{participant}' sent a {got} contribution, but the federation uses {expected}"
     )]
     WrongScheme {
+        /// The sender.
         participant: String,
+        /// The scheme of its contribution.
         got: AggregationScheme,
+        /// The federation's scheme.
         expected: AggregationScheme,
     },
+    /// A contribution whose vector has the wrong number of values for the phase's layout.
     #[error("participant '{participant}': vector has {actual} values, expected {expected}")]
     Length {
+        /// The sender.
         participant: String,
+        /// Values the phase's layout has.
         expected: usize,
+        /// Values received.
         actual: usize,
     },
+    /// A contribution holds a NaN or infinite value.
     #[error("participant '{participant}': value {index} is not a finite number")]
-    NotFinite { participant: String, index: usize },
+    NotFinite {
+        /// The sender.
+        participant: String,
+        /// Position of the first non-finite value.
+        index: usize,
+    },
+    /// A participant contributed twice to the same phase.
     #[error("participant '{participant}' already contributed to this phase")]
-    Duplicate { participant: String },
+    Duplicate {
+        /// The sender.
+        participant: String,
+    },
+    /// The secure-aggregation protocol refused a message or could not finish the stage.
     #[error("secure aggregation: {0}")]
     SecAgg(#[from] SecAggError),
+    /// The encrypted fairness aggregation failed; the message says why.
     #[error("fairness: {0}")]
     Fairness(String),
 }
 
 /// One participant's contribution to a stage.
 pub enum Submission {
+    /// An unmasked vector of sums, under the plain scheme.
     Plain(ProtectedVector),
     /// A signed secure-aggregation message, with the certificate the sender authenticated with.
     Signed {
+        /// DER of the TLS client certificate the sender authenticated with.
         certificate_der: std::sync::Arc<Vec<u8>>,
+        /// The signed stage message.
         message: SignedStageMessage,
     },
 }
@@ -64,7 +86,9 @@ pub enum Closed {
     Next,
     /// The phase's sum and who contributed to it.
     Done {
+        /// The element-wise sum of the contributions, in the phase's layout.
         sum: Vec<f64>,
+        /// Participants whose inputs are in the sum.
         contributors: BTreeSet<String>,
     },
 }
@@ -78,6 +102,7 @@ pub trait PhaseAggregator: Send {
     fn stage(&self) -> SecAggStage;
     /// Who is expected at the open stage, and who has submitted.
     fn expected(&self) -> BTreeSet<String>;
+    /// Who has submitted to the open stage.
     fn received(&self) -> BTreeSet<String>;
     /// Closes the open stage with what arrived; an error aborts the phase.
     fn close_stage(&mut self) -> Result<Closed, AggregationError>;
@@ -91,12 +116,16 @@ pub trait PhaseAggregator: Send {
 
 /// What a phase's aggregator is started with.
 pub struct PhaseSpec<'a> {
+    /// The federation, round and phase every signature and key derivation is bound to.
     pub context: Context,
     /// Each participant's bounds at each position (secure aggregation encodes against them) and
     /// the relations its input-validity proof shows.
     pub vector: PhaseVector,
+    /// Participants selected for the phase.
     pub selected: BTreeSet<String>,
+    /// Secure-aggregation parameters (threshold, neighbours, fixed-point encoding).
     pub params: &'a SecAggParams,
+    /// Who may sign stage messages: the participants' verifying keys.
     pub trust: &'a Trust,
 }
 

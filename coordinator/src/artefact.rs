@@ -9,13 +9,17 @@ use std::path::Path;
 /// One line of rounds.csv.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoundRecord {
+    /// The round number, from 1.
     pub round: u32,
     /// Participants whose fit uploads made the round's model (0 when the fit aborted).
     pub participants: u32,
     /// The quality of this round's model; None when its fit or its evaluation aborted.
     pub quality: Option<Quality>,
+    /// Bytes received from participants over the round.
     pub bytes_up: u64,
+    /// Bytes sent to participants over the round.
     pub bytes_down: u64,
+    /// Wall-clock seconds the round took.
     pub seconds: f64,
     /// The fit phase aborted: no new model, the previous global model stays.
     pub fit_aborted: bool,
@@ -31,6 +35,8 @@ pub struct RoundRecord {
     pub gaps: Vec<accord_proto::mitigation::AttributeGaps>,
 }
 
+/// The header line of rounds.csv: one column per [`RoundRecord`] field, quality split into its
+/// metrics.
 pub const ROUNDS_HEADER: &str = "round,participants,samples,log_loss,accuracy,auc,brier,bytes_up,bytes_down,seconds,fit_aborted,evaluation_aborted,abort_reason,culprits";
 
 /// A CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break.

@@ -14,9 +14,12 @@ use accord_proto::v1::{
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// `coordinator.toml`: the federation's identity, network and TLS settings, round and training
+/// parameters, aggregation scheme and schema.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CoordinatorConfig {
+    /// The federation's id; participants must name the same one.
     pub federation_id: String,
     /// Address to listen on, "host:port" (port 0 picks a free one).
     pub listen: String,
@@ -24,16 +27,21 @@ pub struct CoordinatorConfig {
     pub out_dir: PathBuf,
     /// If set, the bound address is written here once the coordinator listens.
     pub address_file: Option<PathBuf>,
+    /// The coordinator's TLS files.
     pub tls: TlsFiles,
     /// Limits on connections, so that clients that never authenticate cannot exhaust the
     /// coordinator's file descriptors or memory.
     #[serde(default)]
     pub connections: ConnectionsSection,
+    /// `[federation]`: rounds, admission and timeouts.
     pub federation: FederationSection,
+    /// `[training]`: local training parameters sent to participants (defaults when absent).
     #[serde(default)]
     pub training: TrainingSection,
+    /// `[evaluation]`: what participants report about each round's model (defaults when absent).
     #[serde(default)]
     pub evaluation: EvaluationSection,
+    /// `[secure_aggregation]`: the encoding and graph of secure aggregation (defaults when absent).
     #[serde(default)]
     pub secure_aggregation: SecureAggregationSection,
     /// The encrypted fairness audit of the final model (none: no audit).
@@ -41,6 +49,7 @@ pub struct CoordinatorConfig {
     /// Per-group decision thresholds chosen after the last round.
     #[serde(default)]
     pub postprocessing: PostprocessingSection,
+    /// `[schema]`: the features, label and protected attributes of the shared dataset.
     pub schema: SchemaSection,
 }
 
@@ -112,6 +121,7 @@ impl Default for SecureAggregationSection {
 }
 
 impl SecureAggregationSection {
+    /// The secure-aggregation parameters sent to participants, as configured.
     pub fn params(&self) -> SecAggParams {
         SecAggParams {
             modulus_bits: if self.modulus == "z32" { 32 } else { 64 },
@@ -125,11 +135,15 @@ impl SecureAggregationSection {
     }
 }
 
+/// `[tls]`: PEM files for the coordinator's server identity.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFiles {
+    /// The consortium CA certificate that client certificates must chain to.
     pub ca: PathBuf,
+    /// The coordinator's certificate chain.
     pub certificate: PathBuf,
+    /// The coordinator's private key.
     pub key: PathBuf,
     /// The consortium's certificate revocation list, if any; reread when the file changes.
     pub crl: Option<PathBuf>,
@@ -158,9 +172,11 @@ impl Default for ConnectionsSection {
     }
 }
 
+/// `[federation]`: how many rounds, who may take part, and how long the coordinator waits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FederationSection {
+    /// Training rounds to run.
     pub rounds: u32,
     /// Rounds start once this many participants have registered; a phase that closes with fewer
     /// uploads aborts its round and the previous global model stays.
@@ -172,12 +188,14 @@ pub struct FederationSection {
     /// monitor. Participants may read it once registered.
     #[serde(default)]
     pub observers: Vec<String>,
+    /// Seconds to wait for `min_participants` (or the roster) to register before giving up.
     #[serde(default = "default_registration_timeout")]
     pub registration_timeout_secs: u64,
     /// Start the first round only once every roster member registered (or the registration
     /// timeout passed), rather than as soon as `min_participants` have.
     #[serde(default)]
     pub wait_for_roster: bool,
+    /// Seconds a phase stays open for uploads before it closes with what arrived.
     #[serde(default = "default_phase_timeout")]
     pub phase_timeout_secs: u64,
     /// The aggregation scheme: "insecure-plain" (participants must consent to it).
@@ -195,24 +213,53 @@ fn default_aggregation() -> String {
     AggregationScheme::SecAgg.name().into()
 }
 
+/// Why `coordinator.toml` could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("{path}: cannot read: {source}")]
     Io {
+        /// The configuration file.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The file is not valid TOML or does not match the expected structure.
     #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The configuration file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// The schema section does not define a valid schema.
     #[error("{path}: schema: {source}")]
-    Schema { path: PathBuf, source: SchemaError },
+    Schema {
+        /// The configuration file.
+        path: PathBuf,
+        /// What is wrong with the schema.
+        source: SchemaError,
+    },
+    /// A setting is out of range or contradicts another.
     #[error("{path}: {source}")]
-    Setting { path: PathBuf, source: SettingError },
+    Setting {
+        /// The configuration file.
+        path: PathBuf,
+        /// The offending setting.
+        source: SettingError,
+    },
+    /// Any other inconsistency between settings.
     #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The configuration file.
+        path: PathBuf,
+        /// What is inconsistent.
+        message: String,
+    },
 }
 
 impl CoordinatorConfig {
+    /// Reads, parses and checks a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             path: path.into(),
@@ -373,6 +420,7 @@ impl CoordinatorConfig {
         })
     }
 
+    /// The training parameters participants use in each round's fit.
     pub fn training_params(&self) -> TrainingParams {
         let t = &self.training;
         TrainingParams {
@@ -407,6 +455,7 @@ impl CoordinatorConfig {
             .expect("federation.aggregation is checked when the configuration loads")
     }
 
+    /// The evaluation parameters participants use to measure each round's model.
     pub fn evaluation_params(&self) -> EvaluationParams {
         EvaluationParams {
             histogram_bins: self.evaluation.histogram_bins,
@@ -419,8 +468,11 @@ impl CoordinatorConfig {
 /// Why a configuration is not usable.
 #[derive(Debug)]
 pub enum Invalid {
+    /// The schema section does not define a valid schema.
     Schema(SchemaError),
+    /// A setting is out of range or contradicts another.
     Setting(SettingError),
+    /// Any other inconsistency, described.
     Other(String),
 }
 
@@ -436,19 +488,31 @@ pub enum SettingError {
     /// One value outside what it may be.
     #[error("{key} is {value}; it must be {allowed}")]
     OutOfRange {
+        /// The setting's key, `section.key`.
         key: String,
+        /// Its value.
         value: String,
+        /// What it may be.
         allowed: &'static str,
     },
     /// A list that names the same participant twice.
     #[error("{key} lists '{name}' more than once")]
-    Repeated { key: String, name: String },
+    Repeated {
+        /// The list's key, `section.key`.
+        key: String,
+        /// The name listed twice.
+        name: String,
+    },
     /// Two settings that cannot both hold.
     #[error("{key} = {value} contradicts {other}: {why}")]
     Contradiction {
+        /// The setting's key, `section.key`.
         key: String,
+        /// Its value.
         value: String,
+        /// The setting it contradicts.
         other: String,
+        /// Why they cannot both hold.
         why: String,
     },
 }
@@ -693,7 +757,7 @@ pub fn check_evaluation(evaluation: &EvaluationSection, section: &str) -> Result
     Ok(())
 }
 
-/// Parses "<column> <comparison> <number>", e.g. "csat >= 4".
+/// Parses "`<column> <comparison> <number>`", e.g. "csat >= 4".
 fn parse_label(rule: &str, positive_name: &str) -> Result<LabelRule, Invalid> {
     let bad = || {
         Invalid::Other(format!(

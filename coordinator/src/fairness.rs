@@ -40,6 +40,8 @@ use std::sync::{Arc, Mutex};
 
 /// The fairness audit a federation was configured with.
 pub struct FairnessAudit {
+    /// The audit's parameters as announced to participants: the auditor's keys and the disclosure
+    /// policy.
     pub params: FairnessParams,
     material: Arc<ServerMaterial>,
     layout: FairnessLayout,

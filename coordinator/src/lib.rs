@@ -7,6 +7,7 @@
 //! trained model and a per-round history ([`artefact`]). A federation may train for fairness and
 //! post-process its decisions per group ([`mitigation`]), from sums as well.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod aggregation;
 pub mod artefact;

@@ -29,7 +29,9 @@ use tracing::{info, warn};
 /// The authenticated client of a connection, available to every request made over it.
 #[derive(Debug, Clone)]
 pub struct Peer {
+    /// The client's name and role, from its certificate.
     pub identity: Identity,
+    /// The client's remote address.
     pub address: SocketAddr,
     /// The DER certificate the client authenticated with: its key verifies the client's
     /// signed protocol messages.

@@ -31,9 +31,11 @@ pub struct PostprocessingSection {
     /// "none", "equal_opportunity" (equal true-positive rates) or "demographic_parity" (equal
     /// selection rates).
     pub thresholds: String,
+    /// The protected attribute whose groups get their own thresholds.
     pub attribute: String,
     /// How far each group's rate moves towards the common target, in [0, 1].
     pub strength: f64,
+    /// Groups with fewer records than this keep the common threshold.
     pub min_group_size: u64,
 }
 
@@ -51,30 +53,60 @@ impl Default for PostprocessingSection {
 /// A mitigation or post-processing setting that cannot be used, naming its key.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum MitigationConfigError {
+    /// An unknown mitigation kind.
     #[error("{section}.kind '{value}' is not one of none, fairfed, regularizer, reweighing")]
-    Kind { section: String, value: String },
+    Kind {
+        /// The section, `training.mitigation`.
+        section: String,
+        /// The configured kind.
+        value: String,
+    },
+    /// An unknown fairness metric.
     #[error("{section}.metric '{value}' is not one of demographic_parity, equal_opportunity")]
-    Metric { section: String, value: String },
+    Metric {
+        /// The section, `training.mitigation`.
+        section: String,
+        /// The configured metric.
+        value: String,
+    },
+    /// An unknown post-processing rule.
     #[error(
         "{section}.thresholds '{value}' is not one of none, equal_opportunity, demographic_parity"
     )]
-    Rule { section: String, value: String },
+    Rule {
+        /// The section, `postprocessing`.
+        section: String,
+        /// The configured rule.
+        value: String,
+    },
+    /// The attribute is not a protected attribute of the schema.
     #[error(
         "{section}.attribute '{value}' is not a protected attribute of the schema (protected: {known})"
     )]
     Attribute {
+        /// The section, `training.mitigation` or `postprocessing`.
         section: String,
+        /// The attribute named.
         value: String,
+        /// The schema's protected attributes, comma-separated.
         known: String,
     },
+    /// The strength is out of its range.
     #[error("{section}.strength {value} must be {range}")]
     Strength {
+        /// The section, `training.mitigation` or `postprocessing`.
         section: String,
+        /// The configured strength.
         value: f64,
+        /// The allowed range.
         range: &'static str,
     },
+    /// A minimum group size of 0.
     #[error("{section}.min_group_size must be at least 1")]
-    MinGroupSize { section: String },
+    MinGroupSize {
+        /// The section, `training.mitigation` or `postprocessing`.
+        section: String,
+    },
 }
 
 /// The settings both sections share: a protected attribute of the schema, a strength (at most 1
@@ -157,6 +189,7 @@ pub fn mitigation_definition(
 }
 
 impl PostprocessingSection {
+    /// Whether no post-processing is configured (thresholds "none").
     pub fn is_none(&self) -> bool {
         self.thresholds == "none"
     }
@@ -207,6 +240,8 @@ pub struct MitigationRun {
 }
 
 impl MitigationRun {
+    /// The run for a federation with this schema, mitigation, post-processing and evaluation
+    /// parameters.
     pub fn new(
         schema: &Schema,
         mitigation: Option<&FairnessMitigation>,

@@ -21,6 +21,8 @@ use tracing::warn;
 /// How long a round announcement is held open before the participant is told to poll again.
 const LONG_POLL: Duration = Duration::from_secs(20);
 
+/// The coordinator's gRPC service: authenticates each caller by its certificate and hands its
+/// requests to the federation.
 pub struct FederationService {
     federation: Arc<Federation>,
     crl: Option<Arc<CrlWatch>>,

@@ -6,6 +6,8 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// `participant.toml`: where the coordinator is, this node's TLS identity, its data and how it maps
+/// onto the federation's schema, and what it consents to.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParticipantConfig {
@@ -13,8 +15,11 @@ pub struct ParticipantConfig {
     pub coordinator: String,
     /// The name the coordinator's certificate is checked against; defaults to the host of `coordinator`.
     pub server_name: Option<String>,
+    /// The federation to join; the coordinator must serve the same id.
     pub federation_id: String,
+    /// `[tls]`: this participant's client identity.
     pub tls: TlsFiles,
+    /// `[data]`: the local CSV and how to read it.
     pub data: DataSource,
     /// Seed of the local shuffling, so a participant's training is reproducible.
     #[serde(default)]
@@ -88,44 +93,67 @@ pub struct FairnessConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
+    /// The round the fault happens in, from 1.
     pub round: u32,
+    /// The phase the fault happens in.
     pub phase: FaultPhase,
+    /// The secure-aggregation stage whose message the fault replaces.
     pub stage: FaultStage,
+    /// What the participant does instead of sending.
     pub action: FaultAction,
 }
 
+/// The phase a [`Fault`] happens in (kebab-case in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultPhase {
+    /// The standardization sums, before the first round.
     Standardize,
+    /// A round's fit (model update).
     Fit,
+    /// A round's evaluation.
     Evaluate,
+    /// The evaluation with per-group thresholds after the last round.
     EvaluateThresholds,
 }
 
+/// The secure-aggregation stage a [`Fault`] happens at (kebab-case in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultStage {
+    /// Advertising keys.
     Setup,
+    /// Sending encrypted key shares.
     ShareKeys,
+    /// Sending the masked input.
     MaskedInput,
+    /// Signing the list of survivors.
     ConsistencyCheck,
+    /// Revealing shares for unmasking.
     Unmask,
 }
 
+/// What a participant does at a [`Fault`] (kebab-case in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultAction {
+    /// Ends the process, as if it died.
     Exit,
+    /// Sits the phase out and carries on with the next.
     Withhold,
+    /// Hangs, e.g. for a test to kill the process.
     Hold,
 }
 
+/// `[tls]`: PEM files for the participant's client identity.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFiles {
+    /// The consortium CA certificate the coordinator's certificate must chain to.
     pub ca: PathBuf,
+    /// This participant's certificate chain; its name is the participant's name.
     pub certificate: PathBuf,
+    /// This participant's private key.
     pub key: PathBuf,
     /// The consortium's certificate revocation list: a coordinator whose certificate it lists
     /// is refused at the handshake, and so are relayed certificates of revoked members. Without
@@ -133,10 +161,13 @@ pub struct TlsFiles {
     pub crl: Option<PathBuf>,
 }
 
+/// `[data]`: the local CSV of customer-service records.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSource {
+    /// Path of the CSV file.
     pub path: PathBuf,
+    /// What to do with rows that cannot be read: fail, or skip them and count.
     #[serde(default)]
     pub invalid_rows: InvalidRowPolicy,
     /// Schema name → CSV column name, for columns whose names differ.
@@ -144,31 +175,52 @@ pub struct DataSource {
     pub columns: HashMap<String, String>,
 }
 
+/// Why `participant.toml` could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("{path}: cannot read: {source}")]
     Io {
+        /// The configuration file.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The file is not valid TOML or does not match the expected structure.
     #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The configuration file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A setting could never work.
     #[error("{path}: {source}")]
-    Setting { path: PathBuf, source: SettingError },
+    Setting {
+        /// The configuration file.
+        path: PathBuf,
+        /// The offending setting.
+        source: SettingError,
+    },
 }
 
 /// A setting of `participant.toml` that could never work, named by its key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingError {
+    /// A value outside what it may be.
     #[error("{key} is '{value}'; it must be {allowed}")]
     OutOfRange {
+        /// The setting's key.
         key: &'static str,
+        /// Its value.
         value: String,
+        /// What it may be.
         allowed: &'static str,
     },
 }
 
 impl ParticipantConfig {
+    /// Reads, parses and checks a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             path: path.into(),
@@ -240,6 +292,8 @@ impl ParticipantConfig {
         Ok(())
     }
 
+    /// The name the coordinator's certificate is checked against: `server_name`, or the host of
+    /// `coordinator`.
     pub fn server_name(&self) -> String {
         self.server_name.clone().unwrap_or_else(|| {
             let host = self

@@ -25,45 +25,80 @@ pub enum InvalidRowPolicy {
     Skip,
 }
 
+/// Why the local CSV could not be loaded; each names the file and, where it applies, the row and
+/// column.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    /// The file could not be read.
     #[error("{path}: cannot read: {source}")]
     Io {
+        /// The CSV file.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The file is empty: no header row.
     #[error("{path}: the file is empty (no header row)")]
-    Empty { path: PathBuf },
+    Empty {
+        /// The CSV file.
+        path: PathBuf,
+    },
+    /// The header lacks a column the schema needs.
     #[error(
         "{path}: line 1 (header): no column '{column}' (needed for {purpose} '{name}'); the header has: {found}"
     )]
     MissingColumn {
+        /// The CSV file.
         path: PathBuf,
+        /// The CSV column looked for (after `[data] columns` mapping).
         column: String,
+        /// What needs it: feature, label or protected attribute.
         purpose: &'static str,
+        /// The schema name that needs it.
         name: String,
+        /// The header's columns, comma-separated.
         found: String,
     },
+    /// The header names a column twice.
     #[error("{path}: line 1 (header): column '{column}' appears twice")]
-    DuplicateColumn { path: PathBuf, column: String },
+    DuplicateColumn {
+        /// The CSV file.
+        path: PathBuf,
+        /// The repeated column.
+        column: String,
+    },
+    /// A cell that does not parse or is outside the schema's range (under `invalid_rows = "fail"`).
     #[error("{path}: row {row} (line {line}), column '{column}': {problem}")]
     InvalidValue {
+        /// The CSV file.
         path: PathBuf,
         /// The 1-based data row (the header is not counted).
         row: u64,
         /// The file's line where the row starts.
         line: u64,
+        /// The CSV column.
         column: String,
+        /// What is wrong with the cell.
         problem: String,
     },
+    /// A row that is not well-formed CSV or has the wrong number of cells.
     #[error("{path}: row {row}: {problem}")]
     MalformedRow {
+        /// The CSV file.
         path: PathBuf,
+        /// The 1-based data row.
         row: u64,
+        /// What is wrong with it.
         problem: String,
     },
+    /// Every row was skipped as invalid.
     #[error("{path}: no usable rows ({skipped} skipped)")]
-    NoRows { path: PathBuf, skipped: u64 },
+    NoRows {
+        /// The CSV file.
+        path: PathBuf,
+        /// Rows skipped.
+        skipped: u64,
+    },
 }
 
 /// The participant's records encoded for the model: one row per record, one column per encoded
@@ -71,16 +106,21 @@ pub enum DataError {
 /// (the last index is `unknown`).
 #[derive(Debug, Clone)]
 pub struct LocalDataset {
+    /// Encoded features, records × encoded columns, unstandardized.
     pub features: Array2<f64>,
+    /// Labels, one per record: 1.0 satisfied, 0.0 not.
     pub labels: Array1<f64>,
+    /// Protected attribute name → each record's category index (the last index is `unknown`).
     pub groups: BTreeMap<String, Vec<usize>>,
 }
 
 impl LocalDataset {
+    /// Number of records.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// Whether there are no records.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -92,7 +132,9 @@ impl LocalDataset {
     "{rows} usable rows, more than the federation's max_rows_per_participant ({max}), which bounds the secure sums"
 )]
 pub struct TooManyRows {
+    /// Usable rows held.
     pub rows: usize,
+    /// The federation's `max_rows_per_participant`.
     pub max: u64,
 }
 
@@ -114,7 +156,9 @@ pub fn admit(data: &LocalDataset, params: Option<&SecAggParams>) -> Result<(), T
 /// What loading saw: for the local log only.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadReport {
+    /// Data rows read from the file.
     pub rows_read: u64,
+    /// Rows skipped as invalid (under `invalid_rows = "skip"`).
     pub rows_skipped: u64,
     /// Skipped rows by the (CSV) column that made them invalid.
     pub skipped_by_column: BTreeMap<String, u64>,

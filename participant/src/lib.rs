@@ -5,6 +5,7 @@
 //! follows the coordinator's rounds ([`node`]), sending only sums through the federation's
 //! aggregation scheme: no record, identifier or single value leaves this process.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod audit;
 pub mod config;

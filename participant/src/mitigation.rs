@@ -190,6 +190,7 @@ pub struct FairFedWeight {
 }
 
 impl FairFedWeight {
+    /// The starting weight of a participant with `records` records (FedAvg's weight).
     pub fn new(records: usize) -> Self {
         Self {
             weight: records as f64,

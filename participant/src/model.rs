@@ -16,7 +16,9 @@ use rand_chacha::ChaCha20Rng;
 /// Per-column means and standard deviations, computed from aggregated sums.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Standardizer {
+    /// Mean of each encoded column over the consortium's records.
     pub means: Array1<f64>,
+    /// Standard deviation of each encoded column over the consortium's records.
     pub std_devs: Array1<f64>,
 }
 
@@ -38,6 +40,7 @@ impl Standardizer {
         })
     }
 
+    /// Standardizes `features` (records × encoded columns) column by column.
     pub fn apply(&self, features: &Array2<f64>) -> Array2<f64> {
         (features - &self.means) / &self.std_devs
     }
@@ -58,7 +61,9 @@ pub fn standardization_sums(
 /// A logistic-regression model over standardized columns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogisticModel {
+    /// One weight per standardized encoded column.
     pub weights: Array1<f64>,
+    /// The bias term.
     pub intercept: f64,
 }
 
@@ -72,12 +77,15 @@ pub enum Decision<'a> {
     PerGroup {
         /// Each record's group (category index of the post-processed attribute).
         groups: &'a [usize],
+        /// Each group's threshold, as a histogram bin index.
         thresholds: &'a [u32],
+        /// Bins of the probability histogram, over [0, 1].
         histogram_bins: usize,
     },
 }
 
 impl Decision<'_> {
+    /// Whether record `row` with predicted `probability` is a positive decision.
     pub fn positive(&self, row: usize, probability: f64) -> bool {
         match self {
             Decision::Threshold(t) => probability >= *t,
@@ -106,9 +114,13 @@ pub struct LocalObjective {
 /// Local training parameters, as the federation defines them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TrainingParams {
+    /// Local epochs per round.
     pub epochs: u32,
+    /// Step size of gradient descent.
     pub learning_rate: f64,
+    /// L2 regularization strength.
     pub l2: f64,
+    /// Records per mini-batch.
     pub batch_size: usize,
     /// FedProx μ: pulls local weights towards the global model; 0 is plain FedAvg.
     pub proximal_mu: f64,
@@ -133,6 +145,7 @@ pub fn round_seed(seed: u64, round: u32) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(round)
 }
 
+/// The logistic function 1 / (1 + e^(−z)), computed without overflow.
 pub fn sigmoid(z: f64) -> f64 {
     if z >= 0.0 {
         1.0 / (1.0 + (-z).exp())
@@ -143,6 +156,7 @@ pub fn sigmoid(z: f64) -> f64 {
 }
 
 impl LogisticModel {
+    /// A model with every weight and the intercept at 0.
     pub fn zeros(columns: usize) -> Self {
         Self {
             weights: Array1::zeros(columns),

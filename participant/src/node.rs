@@ -31,64 +31,98 @@ use tonic::Code;
 use tonic::transport::Channel;
 use tracing::{info, warn};
 
+/// Why a participant stopped before the federation finished.
 #[derive(Debug, thiserror::Error)]
 pub enum ParticipantError {
+    /// The TLS client identity could not be set up.
     #[error("TLS setup: {0}")]
     Tls(#[from] accord_crypto::tls::TlsError),
+    /// The certificate revocation list could not be read.
     #[error("TLS setup: {0}")]
     Crl(#[from] accord_crypto::crl::CrlError),
+    /// The connection to the coordinator failed.
     #[error("transport: {0}")]
     Transport(#[from] accord_proto::transport::TransportError),
+    /// The coordinator refused a request.
     #[error("the coordinator refused {rpc}: {message} ({code:?})")]
     Refused {
+        /// The gRPC method refused.
         rpc: &'static str,
+        /// The gRPC status code.
         code: Code,
+        /// The coordinator's message.
         message: String,
     },
+    /// The federation definition the coordinator sent is invalid.
     #[error("the coordinator sent an invalid federation definition: {0}")]
     InvalidDefinition(#[from] accord_proto::schema::DefinitionError),
+    /// The federation definition lacks a required part, named.
     #[error("the coordinator sent a federation definition without {0}")]
     IncompleteDefinition(&'static str),
+    /// The federation's input-validity mode is not one this participant supports.
     #[error(
         "the federation's input_validity '{0}' is not one this participant supports (range-proofs, none)"
     )]
     UnsupportedInputValidity(String),
+    /// The federation aggregates in plain and this participant did not consent
+    /// (`allow_insecure_plain`).
     #[error(
         "the federation uses aggregation '{0}', which reveals this participant's own sums to the coordinator; \
          set allow_insecure_plain = true in participant.toml to consent"
     )]
     PlainNotAllowed(String),
+    /// The federation's aggregation scheme is unknown to this participant.
     #[error("the federation uses aggregation '{0}', which this participant does not support")]
     UnsupportedAggregation(String),
+    /// The signing identity for secure aggregation could not be built.
     #[error("identity for secure aggregation: {0}")]
     Identity(#[from] accord_crypto::secagg::IdentityError),
+    /// A configured fault ended the participant (`action = "exit"`).
     #[error("fault injection: exited before sending the {stage} message of round {round} {phase}")]
     FaultExit {
+        /// The round of the fault.
         round: u32,
+        /// The phase of the fault.
         phase: &'static str,
+        /// The stage whose message was not sent.
         stage: &'static str,
     },
+    /// The participant holds more records than the federation's secure sums are bounded for.
     #[error(transparent)]
     TooManyRows(#[from] crate::data::TooManyRows),
+    /// A contribution could not be computed or encoded.
     #[error(transparent)]
     Contribution(#[from] crate::contribution::ContributionError),
+    /// The local data could not be loaded.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// The auditor's bundle could not be verified.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// Encrypting the fairness counts stopped (its task panicked or was cancelled).
     #[error("fairness audit: encrypting the counts stopped: {0}")]
     Sealing(#[from] tokio::task::JoinError),
+    /// The federation definition is not the one pinned in `[requirements]`.
     #[error(
         "the coordinator's federation definition has SHA-256 {got}, not the {pinned} pinned in \
          [requirements] federation_sha256"
     )]
-    DefinitionMismatch { got: String, pinned: String },
+    DefinitionMismatch {
+        /// SHA-256 of the definition received, hex.
+        got: String,
+        /// SHA-256 pinned in `[requirements] federation_sha256`, hex.
+        pinned: String,
+    },
+    /// A federation parameter is below this participant's `[requirements]` minimum.
     #[error(
         "the federation's {what} is {got}, below this participant's minimum of {minimum} ([requirements])"
     )]
     BelowRequirement {
+        /// The parameter.
         what: &'static str,
+        /// The federation's value.
         got: u64,
+        /// The minimum required.
         minimum: u64,
     },
 }
@@ -96,11 +130,17 @@ pub enum ParticipantError {
 /// What a finished participation looked like, for the local log.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// This participant's name, from its certificate.
     pub name: String,
+    /// What loading the local data saw.
     pub load: LoadReport,
+    /// Records used for training and evaluation.
     pub rows_used: usize,
+    /// Rounds this participant completed.
     pub rounds_completed: u32,
+    /// Bytes sent to the coordinator.
     pub bytes_sent: u64,
+    /// Bytes received from the coordinator.
     pub bytes_received: u64,
     /// The per-group decision thresholds in force for the final model (post-processing).
     pub thresholds: Vec<GroupThreshold>,

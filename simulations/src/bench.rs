@@ -68,8 +68,11 @@ pub struct SecAggBench {
     /// Fraction of the participants (rounded) that stop after share keys: they never send a
     /// masked input, so the coordinator must remove their pairwise masks.
     pub dropout: f64,
+    /// Rounds measured.
     pub rounds: usize,
+    /// Rounds run first and not measured.
     pub warmup: usize,
+    /// The ring the masked inputs are encoded in (Z_2^32 or Z_2^64).
     pub modulus: Modulus,
     /// Whether every masked input carries an input-validity proof (Pedersen commitments and
     /// Bulletproofs range proofs that each value is within its bound), verified by the
@@ -99,7 +102,9 @@ impl Default for SecAggBench {
 /// bytes per second.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SecAggReport {
+    /// N: participants selected for every round.
     pub participants: usize,
+    /// d: values per participant's vector.
     pub params: usize,
     /// The neighbours each participant actually has (the default or the requested count,
     /// rounded up to even; N - 1 when that reaches the complete graph).
@@ -108,17 +113,23 @@ pub struct SecAggReport {
     pub threshold: usize,
     /// Shares of a participant's secrets needed to rebuild them, of `neighbours + 1` holders.
     pub share_threshold: usize,
+    /// Fraction of the participants (rounded) that stop after share keys, as requested.
     pub dropout: f64,
     /// Participants that stop after share keys, in every round.
     pub dropped: usize,
+    /// The ring the masked inputs are encoded in, "z32" or "z64".
     pub modulus: String,
     /// Whether inputs carried validity proofs (commitments and range proofs).
     pub input_validity: bool,
+    /// Fractional bits of the fixed-point encoding.
     pub precision_bits: u32,
     /// Worker threads running the simulated participants (the coordinator has its own).
     pub threads: usize,
+    /// Rounds run first and not measured.
     pub warmup: usize,
+    /// Rounds measured.
     pub rounds: usize,
+    /// The seed of the inputs, dropouts and randomness.
     pub seed: u64,
     /// Median wall time of a whole round (all five stages).
     pub round_secs: f64,
@@ -167,22 +178,40 @@ pub struct SecAggReport {
     pub peak_memory_mib: Option<f64>,
 }
 
+/// Why a benchmark could not run or gave a wrong answer.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
+    /// The benchmark's parameters cannot run; the message says why.
     #[error("invalid benchmark: {0}")]
     Invalid(String),
+    /// The benchmark's certificates could not be made.
     #[error("benchmark certificates: {0}")]
     Pki(#[from] PkiError),
+    /// A participant's signing identity could not be built.
     #[error("benchmark identity: {0}")]
     Identity(#[from] IdentityError),
+    /// The inputs could not be encoded.
     #[error("encoding: {0}")]
     Encoding(#[from] EncodingError),
+    /// The temporary directory for the certificates could not be used.
     #[error("temporary directory for the benchmark's certificates: {0}")]
     Io(#[from] std::io::Error),
+    /// The secure-aggregation protocol failed in a round.
     #[error("round {round} failed: {source}")]
-    Protocol { round: u32, source: SecAggError },
+    Protocol {
+        /// The round, 1-based.
+        round: u32,
+        /// The protocol's error.
+        source: SecAggError,
+    },
+    /// A round's decoded sum differs from the plain sum by more than the encoding allows.
     #[error("round {round} gave a wrong result: {reason}")]
-    WrongResult { round: u32, reason: String },
+    WrongResult {
+        /// The round, 1-based.
+        round: u32,
+        /// How the result was wrong.
+        reason: String,
+    },
 }
 
 /// A count such as `100000`, `100_000`, `100k` or `1M` (k = 10^3, M = 10^6).
@@ -210,7 +239,9 @@ pub fn run(bench: &SecAggBench) -> Result<SecAggReport, BenchError> {
 pub struct RoundProgress {
     /// 1-based, warm-up rounds first.
     pub round: u32,
+    /// Whether it was a warm-up round (not measured).
     pub warmup: bool,
+    /// The round's wall time, in seconds.
     pub secs: f64,
 }
 

@@ -5,9 +5,10 @@
 //! analyses — runs on data from this crate instead. [`synth`] generates deterministic,
 //! non-IID customer-service records for several participants from a documented
 //! ground-truth satisfaction model, optionally with planted unfairness and malformed cells.
-//! [`bench`] times the real secure-aggregation protocol and the encrypted fairness path on this
-//! machine (`accord bench`).
+//! [`bench`](mod@bench) times the real secure-aggregation protocol and the encrypted fairness
+//! path on this machine (`accord bench`).
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod bench;
 pub mod local;

@@ -43,8 +43,11 @@ fn path_value(path: PathBuf) -> toml::Value {
 /// A federation laid out in one folder on this machine: PKI, synthetic data and configs made
 /// from the example configs. The demo runs it as processes; end-to-end tests run it in-process.
 pub struct LocalFederation {
+    /// The folder holding the whole federation.
     pub dir: PathBuf,
+    /// The PKI folder: CA, certificates and keys.
     pub pki: PathBuf,
+    /// Participant names, `org-1` to `org-N`.
     pub names: Vec<String>,
 }
 
@@ -77,10 +80,12 @@ impl LocalFederation {
         crl.exists().then_some(crl)
     }
 
+    /// Where the coordinator writes its bound address once it listens.
     pub fn address_file(&self) -> PathBuf {
         self.dir.join("run/coordinator.addr")
     }
 
+    /// Participant `name`'s synthetic CSV.
     pub fn data_file(&self, name: &str) -> PathBuf {
         self.dir.join(format!("data/{name}.csv"))
     }

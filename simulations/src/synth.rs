@@ -46,13 +46,20 @@ pub const COLUMNS: [&str; 20] = [
     "nps",
 ];
 
+/// Contact channels, `phone` first (the reference of [`truth::CHANNEL_EFFECTS`]).
 pub const CHANNELS: [&str; 5] = ["phone", "chat", "email", "social", "app"];
+/// Issue categories, `billing` first (the reference of [`truth::ISSUE_EFFECTS`]).
 pub const ISSUE_CATEGORIES: [&str; 5] =
     ["billing", "technical", "delivery", "account", "complaint"];
+/// Customer age bands.
 pub const AGE_BANDS: [&str; 4] = ["18-29", "30-44", "45-59", "60+"];
+/// Customer genders, as recorded.
 pub const GENDERS: [&str; 4] = ["female", "male", "nonbinary", "unknown"];
+/// Whether the customer has a disability, as recorded.
 pub const DISABILITIES: [&str; 3] = ["yes", "no", "unknown"];
+/// Customer regions.
 pub const REGIONS: [&str; 5] = ["north", "south", "east", "west", "central"];
+/// Languages of the interaction.
 pub const LANGUAGES: [&str; 5] = ["en", "es", "fr", "de", "other"];
 
 /// Attributes a fairness audit looks at. Without a [`Bias`] none of them enters
@@ -90,16 +97,27 @@ pub fn categories(column: &str) -> Option<&'static [&'static str]> {
 /// logistic noise, so `P(satisfied) = sigmoid(ground_truth_logit(record))`. Durations enter in
 /// minutes and tenures in years; categorical effects are relative to `phone` and `billing`.
 pub mod truth {
+    /// Logit of a record with every feature at zero and the reference categories.
     pub const INTERCEPT: f64 = 0.25;
+    /// Per minute of wait.
     pub const WAIT_PER_MINUTE: f64 = -0.10;
+    /// Per minute of handling.
     pub const HANDLE_PER_MINUTE: f64 = -0.03;
+    /// Per transfer between agents.
     pub const PER_TRANSFER: f64 = -0.50;
+    /// Per contact of the customer in the previous 30 days.
     pub const PER_CONTACT_30D: f64 = -0.30;
+    /// When resolved at first contact.
     pub const FIRST_CONTACT_RESOLUTION: f64 = 1.60;
+    /// Per unit of sentiment, in [-1, 1].
     pub const SENTIMENT: f64 = 2.00;
+    /// Per year of the agent's tenure.
     pub const AGENT_TENURE_PER_YEAR: f64 = 0.10;
+    /// When the agent was AI-assisted.
     pub const AI_ASSISTED: f64 = 0.05;
+    /// Per year of the customer's tenure.
     pub const CUSTOMER_TENURE_PER_YEAR: f64 = 0.04;
+    /// Channel → logit effect, relative to `phone`.
     pub const CHANNEL_EFFECTS: [(&str, f64); 5] = [
         ("phone", 0.0),
         ("chat", 0.2),
@@ -107,6 +125,7 @@ pub mod truth {
         ("social", -0.3),
         ("app", 0.3),
     ];
+    /// Issue category → logit effect, relative to `billing`.
     pub const ISSUE_EFFECTS: [(&str, f64); 5] = [
         ("billing", 0.0),
         ("technical", -0.2),
@@ -120,17 +139,22 @@ pub mod truth {
     /// `nps = clamp(round(NPS_CENTER + NPS_PER_LATENT * latent + NPS_NOISE_SD * z), 0, 10)`
     /// with `z` standard normal.
     pub const NPS_CENTER: f64 = 6.0;
+    /// NPS points per unit of latent satisfaction.
     pub const NPS_PER_LATENT: f64 = 1.2;
+    /// Standard deviation of the NPS noise, in points.
     pub const NPS_NOISE_SD: f64 = 1.0;
 }
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SynthSpec {
+    /// Participants (organizations) to generate.
     pub participants: usize,
     /// Mean rows per participant; actual sizes spread from about 0.4× to 1.6× of it.
     pub rows: usize,
+    /// Seeds everything drawn: same spec, same records.
     pub seed: u64,
+    /// Unfair treatment planted for groups; empty: none.
     pub bias: Vec<Bias>,
     /// Fraction of each participant's rows that get one malformed cell in the written CSV.
     pub dirty_rate: f64,
@@ -173,9 +197,11 @@ pub struct Bias {
     pub attribute: String,
     /// One of that column's categories.
     pub value: String,
+    /// What the group is subjected to.
     pub effect: BiasEffect,
 }
 
+/// How a [`Bias`] treats its group.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum BiasEffect {
     /// The group's waits are multiplied by this factor (> 0) before anything that depends on
@@ -302,24 +328,41 @@ pub fn parse_biases(spec: &str) -> Result<Vec<Bias>, SynthError> {
 /// One customer-service interaction: a row of the CSV.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
+    /// Unique id of the interaction.
     pub interaction_id: String,
+    /// Pseudonymous id of the customer; repeats across their interactions.
     pub customer_id: String,
+    /// One of [`CHANNELS`].
     pub channel: &'static str,
+    /// One of [`ISSUE_CATEGORIES`].
     pub issue_category: &'static str,
+    /// Seconds the customer waited before an agent answered.
     pub wait_seconds: f64,
+    /// Seconds the agent spent on the interaction.
     pub handle_seconds: f64,
+    /// Transfers between agents.
     pub transfers: u32,
+    /// Contacts of the customer in the previous 30 days.
     pub contacts_30d: u32,
+    /// Whether the issue was resolved at first contact.
     pub first_contact_resolution: bool,
     /// Customer sentiment in the conversation, in [-1, 1].
     pub sentiment: f64,
+    /// Months the agent has been in the job.
     pub agent_tenure_months: f64,
+    /// Whether the agent was AI-assisted.
     pub ai_assisted: bool,
+    /// Months the customer has been a customer.
     pub customer_tenure_months: f64,
+    /// One of [`AGE_BANDS`].
     pub age_band: &'static str,
+    /// One of [`GENDERS`].
     pub gender: &'static str,
+    /// One of [`DISABILITIES`].
     pub disability: &'static str,
+    /// One of [`REGIONS`].
     pub region: &'static str,
+    /// One of [`LANGUAGES`].
     pub language: &'static str,
     /// 1–5; `csat >= 4` means satisfied.
     pub csat: u8,
@@ -412,9 +455,13 @@ pub fn ground_truth_logit(r: &Record, bias: &[Bias]) -> f64 {
 /// The participant's industry; it sets the mixes the participant's records are drawn from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Sector {
+    /// A bank.
     Bank,
+    /// An insurer.
     Insurer,
+    /// A retailer.
     Retailer,
+    /// A telecom operator.
     Telecom,
 }
 
@@ -427,10 +474,12 @@ impl Sector {
         Sector::Telecom,
     ];
 
+    /// The sector of participant `index` (0-based), from [`Sector::ROTATION`].
     pub fn of_participant(index: usize) -> Sector {
         Self::ROTATION[index % Self::ROTATION.len()]
     }
 
+    /// The sector's lowercase name, as displayed.
     pub fn name(self) -> &'static str {
         match self {
             Sector::Bank => "bank",
@@ -461,6 +510,7 @@ impl fmt::Display for Sector {
 pub struct ParticipantData {
     /// `org-1`, `org-2`, …; also the CSV file stem and the id prefix.
     pub name: String,
+    /// The participant's industry.
     pub sector: Sector,
     /// Clean records; the dirt is only planted in the written CSV.
     pub records: Vec<Record>,
@@ -490,6 +540,7 @@ pub struct DirtyCell {
     pub row: usize,
     /// A name from [`COLUMNS`]; never one of the two id columns.
     pub column: &'static str,
+    /// How it is malformed.
     pub kind: DirtKind,
     /// The text written instead of the clean value.
     pub text: &'static str,
@@ -498,63 +549,136 @@ pub struct DirtyCell {
 /// Errors of the generator. Bias errors are [`BiasSpecError`]s.
 #[derive(Debug, Error)]
 pub enum SynthError {
+    /// Zero participants requested.
     #[error("the number of participants must be at least 1, got 0")]
     NoParticipants,
+    /// Zero mean rows per participant requested.
     #[error("the mean number of rows per participant must be at least 1, got 0")]
     NoRows,
+    /// A dirty rate outside [0, 1].
     #[error("the dirty rate must be a fraction in [0, 1], got {0}")]
     DirtyRate(f64),
+    /// A bias is invalid.
     #[error(transparent)]
     Bias(#[from] BiasSpecError),
+    /// A planned dirty cell outside the participant's rows or columns.
     #[error(
         "{participant}: dirty cell at data row {row}, column \"{column}\" is not a cell of its {rows} rows"
     )]
     MisplacedDirt {
+        /// The participant.
         participant: String,
+        /// The cell's 1-based data row.
         row: usize,
+        /// The cell's column.
         column: &'static str,
+        /// Rows the participant has.
         rows: usize,
     },
+    /// The output directory could not be created.
     #[error("cannot create output directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: io::Error },
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// A CSV file could not be written.
     #[error("cannot write CSV file {path}: {source}")]
-    Csv { path: PathBuf, source: csv::Error },
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// The CSV writer's error.
+        source: csv::Error,
+    },
+    /// A file could not be written.
     #[error("cannot write file {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
 }
 
 /// A bias that cannot be parsed or does not name a known group or a valid effect.
 #[derive(Debug, Error, PartialEq)]
 pub enum BiasSpecError {
+    /// An empty bias.
     #[error("empty bias: expected ATTRIBUTE=VALUE:wait*FACTOR or ATTRIBUTE=VALUE:penalty=AMOUNT")]
     Empty,
+    /// A bias without its `:EFFECT` part.
     #[error(
         "bias \"{bias}\" has no \":EFFECT\" part: expected ATTRIBUTE=VALUE:wait*FACTOR or ATTRIBUTE=VALUE:penalty=AMOUNT"
     )]
-    MissingEffect { bias: String },
+    MissingEffect {
+        /// The bias as given.
+        bias: String,
+    },
+    /// A group not of the form `ATTRIBUTE=VALUE`.
     #[error("bias \"{bias}\": group \"{group}\" is not of the form ATTRIBUTE=VALUE")]
-    MissingGroup { bias: String, group: String },
+    MissingGroup {
+        /// The bias as given.
+        bias: String,
+        /// The group part.
+        group: String,
+    },
+    /// An attribute not among [`CATEGORICAL_COLUMNS`].
     #[error(
         "bias \"{bias}\": unknown attribute \"{attribute}\"; expected one of channel, issue_category, age_band, gender, disability, region, language"
     )]
-    UnknownAttribute { bias: String, attribute: String },
+    UnknownAttribute {
+        /// The bias as given.
+        bias: String,
+        /// The attribute given.
+        attribute: String,
+    },
+    /// A value that is not a category of the attribute.
     #[error(
         "bias \"{bias}\": \"{value}\" is not a {attribute} category; expected one of {allowed}"
     )]
     UnknownValue {
+        /// The bias as given.
         bias: String,
+        /// The attribute.
         attribute: String,
+        /// The value given.
         value: String,
+        /// The attribute's categories, comma-separated.
         allowed: String,
     },
+    /// An effect other than `wait*FACTOR` or `penalty=AMOUNT`.
     #[error("bias \"{bias}\": unknown effect \"{effect}\"; expected wait*FACTOR or penalty=AMOUNT")]
-    UnknownEffect { bias: String, effect: String },
+    UnknownEffect {
+        /// The bias as given.
+        bias: String,
+        /// The effect part.
+        effect: String,
+    },
+    /// An effect's number that does not parse.
     #[error("bias \"{bias}\": \"{number}\" is not a number")]
-    BadNumber { bias: String, number: String },
+    BadNumber {
+        /// The bias as given.
+        bias: String,
+        /// The text given as a number.
+        number: String,
+    },
+    /// A wait multiplier that is not finite and positive.
     #[error("bias \"{bias}\": wait multiplier {factor} must be finite and greater than 0")]
-    BadMultiplier { bias: String, factor: f64 },
+    BadMultiplier {
+        /// The bias as given.
+        bias: String,
+        /// The factor given.
+        factor: f64,
+    },
+    /// A penalty that is not finite.
     #[error("bias \"{bias}\": penalty {amount} must be finite")]
-    BadPenalty { bias: String, amount: f64 },
+    BadPenalty {
+        /// The bias as given.
+        bias: String,
+        /// The amount given.
+        amount: f64,
+    },
 }
 
 /// Generates every participant's records in memory and plans (but does not apply) the dirt.

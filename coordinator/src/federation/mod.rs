@@ -38,41 +38,63 @@ mod handlers;
 /// Why the coordinator refused a participant's message.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Refusal {
+    /// The message names another federation than the one served.
     #[error("federation '{got}' is not served here (this coordinator serves '{served}')")]
-    WrongFederation { got: String, served: String },
+    WrongFederation {
+        /// The federation id the message names.
+        got: String,
+        /// The federation id served here.
+        served: String,
+    },
+    /// A request without the header naming the federation and round.
     #[error("the request has no header (federation id and round)")]
     MissingHeader,
+    /// A message for another round or phase than the one in progress.
     #[error(
         "message for round {got_round} ({got_phase}), but the federation is at round {round} ({phase})"
     )]
     WrongRound {
+        /// The round the message is for.
         got_round: u32,
+        /// The phase the message is for.
         got_phase: &'static str,
+        /// The federation's current round.
         round: u32,
+        /// The federation's current phase.
         phase: &'static str,
     },
+    /// The sender has not registered.
     #[error("participant '{0}' is not registered in this federation")]
     NotRegistered(String),
+    /// The participant registered again; this older session is closed.
     #[error(
         "participant '{0}' registered again (a restart, or a second process holding its certificate): this session was replaced and is closed"
     )]
     Replaced(String),
+    /// The request carries no session id.
     #[error(
         "the request of '{0}' carries no session: send the session the registration returned in the header"
     )]
     NoSession(String),
+    /// The participant is not on the federation's roster.
     #[error("participant '{0}' is not on this federation's roster")]
     NotOnRoster(String),
+    /// The participant was not selected for the current phase.
     #[error("participant '{0}' was not selected for this phase")]
     NotSelected(String),
+    /// The caller is not one of the federation's observers.
     #[error("'{0}' is not one of this federation's observers (federation.observers)")]
     NotObserver(String),
+    /// No global model exists yet: the current round and phase.
     #[error("no global model yet: the federation is at round {0} ({1})")]
     NoModel(u32, &'static str),
+    /// The federation has ended; the reason.
     #[error("the federation is over ({0})")]
     Closed(&'static str),
+    /// The federation failed; the reason.
     #[error("the federation failed: {0}")]
     Failed(String),
+    /// The phase's aggregation refused the contribution.
     #[error("{0}")]
     Aggregation(AggregationError),
 }
@@ -142,11 +164,15 @@ pub struct Federation {
 /// How a federation ended.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// One record per round run, in order.
     pub rounds: Vec<RoundRecord>,
     /// The final model's evaluation with the per-group thresholds in force (post-processing).
     pub thresholded: Option<crate::plan::Evaluation>,
+    /// Where the final model was written (model.json).
     pub model_path: PathBuf,
+    /// Where the per-round history was written (rounds.csv).
     pub rounds_path: PathBuf,
+    /// The final model as written.
     pub model: ModelArtefact,
 }
 

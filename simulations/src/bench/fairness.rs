@@ -34,18 +34,26 @@ const BINS: usize = 10;
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct FairnessBench {
+    /// Participants encrypting group counts.
     pub participants: usize,
+    /// Protected-attribute groups, each with its histograms.
     pub groups: usize,
+    /// Bits per encrypted value.
     pub value_bits: u32,
+    /// Seeds the planted counts and the keys' randomness: a run is repeatable.
     pub seed: u64,
 }
 
 /// What one run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct FairnessBenchReport {
+    /// Participants that encrypted.
     pub participants: usize,
+    /// Protected-attribute groups.
     pub groups: usize,
+    /// Encrypted values each participant sends: the length of the fairness layout.
     pub values_per_participant: usize,
+    /// Bits per encrypted value.
     pub value_bits: u32,
     /// Auditor key generation (client, compressed server and compact public keys, proof
     /// parameters), reported apart.
@@ -58,6 +66,7 @@ pub struct FairnessBenchReport {
     pub auditor_secs: f64,
     /// From the first participant's setup to the auditor's metrics (key generation excluded).
     pub total_secs: f64,
+    /// Bytes of ciphertext and proof one participant uploads.
     pub ciphertext_bytes_per_participant: usize,
     /// Groups the policy suppressed (planted below the minimum size).
     pub suppressed_groups: usize,
@@ -66,10 +75,12 @@ pub struct FairnessBenchReport {
 }
 
 impl FairnessBenchReport {
+    /// The report as one JSON object.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a report serializes")
     }
 
+    /// The report as a two-column text table, one measure per line.
     pub fn table(&self) -> String {
         format!(
             "participants                      {}\ngroups                            {}\nvalues per participant            {} ({} bits each)\nkey generation (apart)            {:.2} s\nencrypt + prove per participant   {:.2} s\ncoordinator (verify, sum, policy) {:.2} s\nauditor (decrypt, metrics)        {:.2} s\ntotal                             {:.2} s\nciphertext per participant        {} bytes\nsuppressed groups                 {}\ncorrect                           {}\n",

@@ -11,20 +11,28 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// An experiment file: the data, its partitioning, the algorithm, the privacy settings, injected
+/// faults and the parameters to sweep.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentConfig {
+    /// The experiment's name, used in its outputs.
     pub name: String,
     /// Same config and seed, same numbers.
     #[serde(default)]
     pub seed: u64,
+    /// `[data]`: where the participants' records come from.
     pub data: DataConfig,
+    /// `[partition]`: how records are split among participants.
     #[serde(default)]
     pub partition: PartitionConfig,
+    /// `[algorithm]`: the federated training.
     #[serde(default)]
     pub algorithm: AlgorithmConfig,
+    /// `[privacy]`: the aggregation scheme and its parameters.
     #[serde(default)]
     pub privacy: PrivacyConfig,
+    /// `[faults]`: dropouts and stragglers.
     #[serde(default)]
     pub faults: FaultConfig,
     /// Fairness-aware training, as `[training.mitigation]` of coordinator.toml: `kind`,
@@ -44,14 +52,18 @@ pub struct ExperimentConfig {
     pub sweep: BTreeMap<String, Vec<toml::Value>>,
 }
 
+/// How the simulated federation communicates (kebab-case in the file).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Transport {
+    /// Calls in one process, no sockets.
     #[default]
     InProcess,
+    /// The real coordinator and participants over mutual-TLS gRPC on loopback.
     Grpc,
 }
 
+/// Where an experiment's records come from (kebab-case in the file).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum DataSource {
@@ -63,10 +75,13 @@ pub enum DataSource {
     CsvSplit,
 }
 
+/// `[data]`: the participants' records.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
+    /// Synthetic records, one CSV per participant, or one CSV split.
     pub source: DataSource,
+    /// Participants (synthetic or split; ignored for `csv-files`).
     #[serde(default = "default_participants")]
     pub participants: usize,
     /// Mean rows per participant (synthetic).
@@ -75,8 +90,10 @@ pub struct DataConfig {
     /// A planted disparity (synthetic), e.g. "age_band=60+:penalty=0.8".
     #[serde(default)]
     pub bias: Option<String>,
+    /// One CSV per participant (`csv-files`).
     #[serde(default)]
     pub files: Vec<PathBuf>,
+    /// The CSV to split (`csv-split`).
     #[serde(default)]
     pub file: Option<PathBuf>,
     /// What loading does with a row with a missing or invalid value, as participant.toml's
@@ -93,6 +110,7 @@ fn default_rows() -> usize {
     500
 }
 
+/// How records are split among participants (kebab-case in the file).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum PartitionKind {
@@ -109,10 +127,13 @@ pub enum PartitionKind {
     Quantity,
 }
 
+/// `[partition]`: how records are split among participants.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PartitionConfig {
+    /// The kind of split.
     pub kind: PartitionKind,
+    /// Dirichlet concentration for the skewed kinds; smaller is more skewed.
     pub alpha: f64,
     /// The protected attribute for `group` skew.
     pub attribute: Option<String>,
@@ -128,24 +149,34 @@ impl Default for PartitionConfig {
     }
 }
 
+/// How the coordinator combines the participants' updates (lowercase in the file).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
+    /// Federated averaging weighted by records.
     #[default]
     Fedavg,
+    /// FedAvg with a proximal term `mu` in local training.
     Fedprox,
 }
 
+/// `[algorithm]`: the federated training parameters.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlgorithmConfig {
+    /// FedAvg or FedProx.
     pub strategy: Strategy,
     /// FedProx proximal term (used with strategy = "fedprox").
     pub mu: f64,
+    /// Local epochs per round.
     pub local_epochs: u32,
+    /// Step size of gradient descent.
     pub learning_rate: f64,
+    /// L2 regularization strength.
     pub l2: f64,
+    /// Records per mini-batch.
     pub batch_size: u32,
+    /// Training rounds.
     pub rounds: u32,
 }
 
@@ -163,6 +194,8 @@ impl Default for AlgorithmConfig {
     }
 }
 
+/// `[privacy]`: the aggregation scheme and its secure-aggregation parameters, as a coordinator's
+/// `[secure_aggregation]`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrivacyConfig {
@@ -170,11 +203,17 @@ pub struct PrivacyConfig {
     pub aggregation: String,
     /// The encrypted fairness path; not available until the fairness issue lands.
     pub fairness_encrypted: bool,
+    /// t: least participants that must reach unmasking (0: the default for N).
     pub threshold: u32,
+    /// Neighbours per participant in the SecAgg+ graph (0: the default for N).
     pub neighbours: u32,
+    /// The ring of the encoding, "z32" or "z64".
     pub modulus: String,
+    /// Fractional bits of the fixed-point encoding.
     pub precision_bits: u32,
+    /// Bound on the model's weights and intercept: clipped to [−clip, clip] in the secure sums.
     pub clip: f64,
+    /// Records a participant may hold; bounds every secure sum.
     pub max_rows_per_participant: u64,
     /// "none" (default in experiments: simulated participants are honest, and proofs change no
     /// honest result, only the cost) or "range-proofs" (every input proven, as a coordinator's
@@ -202,15 +241,21 @@ impl Default for PrivacyConfig {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct StageDropout {
+    /// Probability of dropping before sending setup.
     pub setup: f64,
+    /// Probability of dropping before sending key shares.
     pub share_keys: f64,
+    /// Probability of dropping before sending the masked input.
     pub masked_input: f64,
+    /// Probability of dropping before revealing shares for unmasking.
     pub unmask: f64,
 }
 
+/// `[faults]`: dropouts and stragglers injected into each aggregation.
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct FaultConfig {
+    /// Per-stage dropout probabilities.
     pub dropout: StageDropout,
     /// The fraction of participants that are slow in each aggregation…
     pub stragglers: f64,
@@ -251,22 +296,35 @@ impl PrivacyConfig {
     }
 }
 
+/// Why an experiment file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ExperimentError {
+    /// The file could not be read.
     #[error("{path}: cannot read: {source}")]
     Io {
+        /// The experiment file.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The file is not valid TOML or its settings are inconsistent.
     #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The experiment file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// One point of the grid: the config with the swept values applied, and those values.
 #[derive(Debug, Clone)]
 pub struct RunPlan {
+    /// The run's label, `run-001`, `run-002`, ….
     pub label: String,
+    /// Swept parameter (dotted path) → value in this run.
     pub swept: Vec<(String, String)>,
+    /// The experiment config with those values applied.
     pub config: ExperimentConfig,
 }
 
@@ -423,8 +481,11 @@ impl ExperimentConfig {
 /// comes from, and the value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Setting {
+    /// The key in coordinator.toml.
     pub coordinator: &'static str,
+    /// The key in the experiment file.
     pub experiment: &'static str,
+    /// The value.
     pub value: toml::Value,
 }
 

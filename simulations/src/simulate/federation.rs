@@ -44,6 +44,7 @@ pub struct Member {
 /// What one round left behind.
 #[derive(Debug, Clone, Default)]
 pub struct RoundOutcome {
+    /// The round, from 1.
     pub round: u32,
     /// Participants whose fit contribution made the model.
     pub completed: usize,
@@ -53,15 +54,20 @@ pub struct RoundOutcome {
     pub aborted: bool,
     /// The fit made a new model but its evaluation aborted: the model is in force, unmeasured.
     pub evaluation_aborted: bool,
+    /// Why the phase that aborted did ("" when none did).
     pub abort_reason: String,
     /// The quality of this round's model; None when its fit or its evaluation aborted.
     pub quality: Option<Quality>,
     /// (attribute, demographic-parity difference, equal-opportunity difference).
     pub gaps: Vec<(String, Option<f64>, Option<f64>)>,
+    /// Bytes sent by participants over the round (encoded protocol messages).
     pub bytes_up: u64,
+    /// Bytes sent to participants over the round (encoded protocol messages).
     pub bytes_down: u64,
-    /// Seconds per stage (setup, share keys, masked input, unmask), summed over the round's phases.
+    /// Seconds per stage (setup, share keys, masked input, consistency check, unmask), summed over
+    /// the round's phases.
     pub stage_secs: [f64; 5],
+    /// Wall-clock seconds the round took.
     pub secs: f64,
 }
 
@@ -76,10 +82,16 @@ struct Aggregate {
     stage_secs: [f64; 5],
 }
 
+/// One simulated federation: the coordinator's side in-process, driving each member's contributor
+/// round by round.
 pub struct Simulation<'a> {
+    /// The experiment being run.
     pub config: &'a ExperimentConfig,
+    /// The federation's schema.
     pub schema: &'a Schema,
+    /// The participants' signing keys, for secure-aggregation messages.
     pub trust: &'a Trust,
+    /// The simulated participants.
     pub members: Vec<Member>,
     /// What the participants would receive from the coordinator.
     definition: FederationDefinition,
@@ -459,7 +471,9 @@ pub fn gap_tuples(gaps: &[AttributeGaps]) -> Vec<(String, Option<f64>, Option<f6
 /// evaluation with those thresholds measured it.
 #[derive(Debug, Clone)]
 pub struct Postprocessed {
+    /// The per-group thresholds chosen after the last round.
     pub thresholds: PostprocessingJson,
+    /// The final model's quality with those thresholds; None when the evaluation aborted.
     pub quality: Option<Quality>,
     /// (attribute, demographic-parity difference, equal-opportunity difference).
     pub gaps: Vec<(String, Option<f64>, Option<f64>)>,
@@ -468,9 +482,11 @@ pub struct Postprocessed {
 /// What a simulated federation left behind.
 #[derive(Debug, Clone)]
 pub struct SimulationResult {
+    /// One outcome per round, in order.
     pub rounds: Vec<RoundOutcome>,
     /// The final global model.
     pub model: LogisticModel,
+    /// The final model with per-group thresholds, when post-processing is configured.
     pub postprocessed: Option<Postprocessed>,
 }
 

@@ -30,14 +30,24 @@ use std::time::Instant;
 /// the demo.
 pub(crate) const COORDINATOR_EXAMPLE: &str = include_str!("../../../examples/coordinator.toml");
 
+/// Why an experiment could not run or write its results.
 #[derive(Debug, thiserror::Error)]
 pub enum SimulateError {
+    /// The experiment file could not be read or is invalid.
     #[error(transparent)]
     Config(#[from] config::ExperimentError),
+    /// One run of the grid failed.
     #[error("{run}: {message}")]
-    Run { run: String, message: String },
+    Run {
+        /// The run's label.
+        run: String,
+        /// What failed.
+        message: String,
+    },
+    /// The experiment could not be set up (data, PKI or federation); the message says why.
     #[error("{0}")]
     Setup(String),
+    /// The results could not be written.
     #[error(transparent)]
     Output(#[from] output::OutputError),
 }
@@ -45,18 +55,25 @@ pub enum SimulateError {
 /// What an experiment wrote.
 #[derive(Debug, Clone)]
 pub struct ExperimentOutcome {
+    /// `rounds.csv`: one row per run and round.
     pub rounds_csv: PathBuf,
+    /// `summary.csv`: one row per run.
     pub summary_csv: PathBuf,
     /// `frontier.csv`, when the experiment names an attribute to mitigate for.
     pub frontier_csv: Option<PathBuf>,
+    /// The plots written (SVG).
     pub plots: Vec<PathBuf>,
+    /// One summary per run.
     pub summary: Vec<SummaryRow>,
+    /// The accuracy/fairness points of `frontier.csv`.
     pub frontier: Vec<FrontierPoint>,
 }
 
 /// Watches an experiment's progress (a progress bar in the CLI).
 pub trait Progress {
+    /// Called once before the first run with the number of runs and the rounds in all.
     fn start(&mut self, runs: usize, rounds: u64);
+    /// Called after each round of run `run`.
     fn round(&mut self, run: &str, outcome: &RoundOutcome);
 }
 

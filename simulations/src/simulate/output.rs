@@ -9,22 +9,35 @@ use accord_coordinator::artefact::csv_number;
 use accord_participant::model::LogisticModel;
 use std::path::{Path, PathBuf};
 
+/// One row of `rounds.csv`: a run's round.
 #[derive(Debug, Clone)]
 pub struct RoundRow {
+    /// The run's label.
     pub run: String,
+    /// Swept parameter (dotted path) → value in this run.
     pub swept: Vec<(String, String)>,
+    /// The aggregation scheme, so a plain run is never taken for a private one.
     pub aggregation: String,
+    /// Participants in the federation.
     pub participants: usize,
+    /// What the round left behind.
     pub outcome: RoundOutcome,
 }
 
+/// One row of `summary.csv`: a whole run.
 #[derive(Debug, Clone)]
 pub struct SummaryRow {
+    /// The run's label.
     pub run: String,
+    /// Swept parameter (dotted path) → value in this run.
     pub swept: Vec<(String, String)>,
+    /// The aggregation scheme, so a plain run is never taken for a private one.
     pub aggregation: String,
+    /// Participants in the federation.
     pub participants: usize,
+    /// Rounds configured.
     pub rounds: u32,
+    /// Rounds whose fit aborted.
     pub rounds_aborted: usize,
     /// The round whose fit made the final model (0: every fit aborted, the initial model).
     pub model_round: u32,
@@ -33,6 +46,7 @@ pub struct SummaryRow {
     pub final_accuracy: Option<f64>,
     /// The final model's accuracy with the single decision threshold (None as above).
     pub accuracy_before_thresholds: Option<f64>,
+    /// Accuracy of the same model trained on the pooled data (see `centralized_accuracy`).
     pub centralized_accuracy: f64,
     /// (attribute, demographic-parity difference, equal-opportunity difference) of the final
     /// model, with the per-group thresholds when they are in force.
@@ -43,9 +57,11 @@ pub struct SummaryRow {
     pub thresholds: String,
     /// The final global model.
     pub model: LogisticModel,
+    /// Wall-clock seconds of the whole run.
     pub wall_secs: f64,
     /// None where /proc is unavailable.
     pub peak_rss_mb: Option<f64>,
+    /// Bytes sent by participants over the run, divided by the number of participants.
     pub bytes_up_per_participant: f64,
 }
 
@@ -73,10 +89,17 @@ impl SummaryRow {
     }
 }
 
+/// Why the results could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
+    /// A file could not be written.
     #[error("cannot write {path}: {message}")]
-    Write { path: PathBuf, message: String },
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error, as text.
+        message: String,
+    },
 }
 
 /// `fairness_gap_<attribute>` (demographic parity) and `eo_gap_<attribute>` per attribute.
@@ -256,7 +279,9 @@ pub fn describe_mitigation(config: &ExperimentConfig) -> String {
 /// attribute (or of the post-processing's, when only that is set).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrontierTarget {
+    /// The fairness metric, `demographic_parity` or `equal_opportunity`.
     pub metric: String,
+    /// The protected attribute whose groups are compared.
     pub attribute: String,
 }
 
@@ -294,14 +319,20 @@ impl FrontierTarget {
 pub struct FrontierPoint {
     /// The swept values other than the seed.
     pub label: String,
+    /// The mitigation and its parameters ("none" without).
     pub mitigation: String,
+    /// The per-group thresholds in force ("none" without).
     pub thresholds: String,
+    /// Runs averaged (one per seed).
     pub seeds: usize,
     /// Means over the seeds, and sample standard deviations; None when undefined (see
     /// `mean_sd`).
     pub accuracy: Option<f64>,
+    /// Sample standard deviation of the accuracy over the seeds.
     pub accuracy_sd: Option<f64>,
+    /// Mean fairness gap over the seeds.
     pub gap: Option<f64>,
+    /// Sample standard deviation of the gap over the seeds.
     pub gap_sd: Option<f64>,
     /// No other point has both a higher accuracy and a smaller gap (false for a point whose
     /// accuracy or gap is undefined).
