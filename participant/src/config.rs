@@ -29,7 +29,7 @@ pub struct ParticipantConfig {
     #[serde(default)]
     pub allow_insecure_plain: bool,
     /// The auditor whose key this participant encrypts fairness statistics under.
-    pub fairness: Option<FairnessConfig>,
+    pub fairness: Option<FairnessSection>,
     /// Fault injection, for tests and simulations of dropouts; never set in production.
     #[serde(default)]
     pub faults: Vec<Fault>,
@@ -79,7 +79,7 @@ impl Default for Requirements {
 /// `[fairness]`: the auditor's published keys and the auditor key this participant trusts.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FairnessConfig {
+pub struct FairnessSection {
     /// The auditor's `auditor-public.bundle`.
     pub auditor_bundle: PathBuf,
     /// The auditor's Ed25519 verifying key (hex, from `auditor.pub`): the bundle must be
