@@ -61,9 +61,29 @@ pub enum AggregationError {
     /// The secure-aggregation protocol refused a message or could not finish the stage.
     #[error("secure aggregation: {0}")]
     SecAgg(#[from] SecAggError),
-    /// The encrypted fairness aggregation failed; the message says why.
+    /// The participants' most records could sum past what the encrypted counts hold.
+    #[error(
+        "fairness: {participants} participants of up to {max_rows} records could sum to {most}, which does not fit in value_bits = {bits}"
+    )]
+    CountsOverflow {
+        /// Participants selected for the fairness phase.
+        participants: usize,
+        /// `max_rows_per_participant`.
+        max_rows: u64,
+        /// The largest sum they could reach.
+        most: u128,
+        /// The federation's `value_bits`.
+        bits: u32,
+    },
+    /// A participant sent plain values to the encrypted fairness phase.
+    #[error("fairness: '{participant}' sent plain values; fairness statistics must be encrypted")]
+    NotEncrypted {
+        /// The sender.
+        participant: String,
+    },
+    /// The fairness phase's session cannot be built (value bits, threads, the counts' statement).
     #[error("fairness: {0}")]
-    Fairness(String),
+    FairnessSession(#[from] accord_crypto::he::handoff::SessionError),
 }
 
 /// One participant's contribution to a stage.

@@ -14,7 +14,6 @@
 
 use crate::aggregation::{AggregationError, Closed, PhaseAggregator, PhaseSpec, Submission};
 use crate::config::{CoordinatorConfig, FairnessSection};
-use crate::federation::FederationError;
 use accord_crypto::he::handoff::{
     AGGREGATE_FILE, FairnessPhase, InForce, RECORD_FILE, SessionError, TRANSCRIPT_FILE,
     commitment_record,
@@ -63,20 +62,49 @@ struct Outcome {
     in_force: InForce,
 }
 
+/// Why the fairness audit cannot start or its outcome cannot be handed to the auditor.
+#[derive(Debug, thiserror::Error)]
+pub enum FairnessError {
+    /// The pinned auditor key, the server bundle or the aggregate's encoding was refused.
+    #[error("fairness: {0}")]
+    Keys(#[from] accord_crypto::he::HeError),
+    /// The configuration's schema is invalid (its own error is reported at load).
+    #[error("fairness: the schema is invalid")]
+    Schema,
+    /// The schema and `histogram_bins` give no fairness layout.
+    #[error("fairness: {0}")]
+    Layout(#[from] accord_proto::fairness::FairnessLayoutError),
+    /// The fairness phase ended without an aggregate to hand over.
+    #[error("fairness: the fairness phase left no aggregate")]
+    NoAggregate,
+    /// A hand-off file cannot be written.
+    #[error("fairness: {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl FairnessError {
+    fn write(path: &Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| Self::Write {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
 impl FairnessAudit {
     /// Loads the auditor's server bundle, checked against the pinned verifying key.
     pub fn load(
         config: &CoordinatorConfig,
         section: &FairnessSection,
-    ) -> Result<Self, FederationError> {
-        let fail = |e: String| FederationError::Fairness(e);
-        let pinned = keys::parse_verifying_key(&section.auditor_verifying_key)
-            .map_err(|e| fail(e.to_string()))?;
-        let material = ServerMaterial::load(&section.auditor_server_bundle, &pinned)
-            .map_err(|e| fail(e.to_string()))?;
-        let schema = config
-            .schema()
-            .map_err(|_| fail("the schema is invalid".into()))?;
+    ) -> Result<Self, FairnessError> {
+        let pinned = keys::parse_verifying_key(&section.auditor_verifying_key)?;
+        let material = ServerMaterial::load(&section.auditor_server_bundle, &pinned)?;
+        let schema = config.schema().map_err(|_| FairnessError::Schema)?;
         let params = FairnessParams {
             auditor_bundle_sha256: material.public.bundle_sha256.clone(),
             auditor_verifying_key: section.auditor_verifying_key.clone(),
@@ -90,7 +118,6 @@ impl FairnessAudit {
             &schema,
             config.secure_aggregation.max_rows_per_participant,
         )
-        .map_err(fail)
     }
 
     /// The audit of a federation with `schema` under `params`, computing with `material`.
@@ -99,9 +126,8 @@ impl FairnessAudit {
         material: Arc<ServerMaterial>,
         schema: &Schema,
         max_rows: u64,
-    ) -> Result<Self, String> {
-        let layout = FairnessLayout::new(schema, params.histogram_bins as usize)
-            .map_err(|e| e.to_string())?;
+    ) -> Result<Self, FairnessError> {
+        let layout = FairnessLayout::new(schema, params.histogram_bins as usize)?;
         Ok(Self {
             params,
             material,
@@ -117,11 +143,12 @@ impl FairnessAudit {
         let bits = self.params.value_bits;
         let most = (spec.selected.len() as u128) * u128::from(self.max_rows);
         if most >= 1u128 << bits {
-            return Err(AggregationError::Fairness(format!(
-                "{} participants of up to {} records could sum to {most}, which does not fit in value_bits = {bits}",
-                spec.selected.len(),
-                self.max_rows
-            )));
+            return Err(AggregationError::CountsOverflow {
+                participants: spec.selected.len(),
+                max_rows: self.max_rows,
+                most,
+                bits,
+            });
         }
         let threads = accord_crypto::he::inputs::default_threads();
         let selected = spec.selected.clone();
@@ -148,7 +175,7 @@ impl FairnessAudit {
     pub fn count_statement(&self) -> Result<Statement, AggregationError> {
         self.phase()
             .count_statement()
-            .map_err(|e| AggregationError::Fairness(e.to_string()))
+            .map_err(|e| SessionError::Statement(e).into())
     }
 
     /// Records the participants named in the fairness phase, for the transcript.
@@ -173,7 +200,7 @@ impl FairnessAudit {
             )
             .map_err(|e| match e {
                 SessionError::SecAgg(e) => AggregationError::SecAgg(e),
-                other => AggregationError::Fairness(other.to_string()),
+                other => AggregationError::FairnessSession(other),
             })
     }
 
@@ -185,7 +212,7 @@ impl FairnessAudit {
         round: u32,
         model: &ModelArtefact,
         out_dir: &Path,
-    ) -> Result<PathBuf, String> {
+    ) -> Result<PathBuf, FairnessError> {
         let Outcome {
             aggregate,
             selected,
@@ -198,10 +225,8 @@ impl FairnessAudit {
             .lock()
             .expect("outcome lock")
             .take()
-            .ok_or("the fairness phase left no aggregate")?;
-        let bytes = aggregate
-            .to_bytes(&definition.federation_id, round)
-            .map_err(|e| e.to_string())?;
+            .ok_or(FairnessError::NoAggregate)?;
+        let bytes = aggregate.to_bytes(&definition.federation_id, round)?;
         let participants: Vec<CommitmentRecord> = aggregate
             .commitments
             .iter()
@@ -274,15 +299,12 @@ impl FairnessAudit {
             entries,
         };
         let aggregate_path = out_dir.join(AGGREGATE_FILE);
-        std::fs::write(&aggregate_path, &bytes)
-            .map_err(|e| format!("{}: {e}", aggregate_path.display()))?;
+        std::fs::write(&aggregate_path, &bytes).map_err(FairnessError::write(&aggregate_path))?;
         let record_path = out_dir.join(RECORD_FILE);
-        std::fs::write(&record_path, &record)
-            .map_err(|e| format!("{}: {e}", record_path.display()))?;
+        std::fs::write(&record_path, &record).map_err(FairnessError::write(&record_path))?;
         let transcript_path = out_dir.join(TRANSCRIPT_FILE);
         let text = serde_json::to_string_pretty(&transcript).expect("a transcript serializes");
-        std::fs::write(&transcript_path, text)
-            .map_err(|e| format!("{}: {e}", transcript_path.display()))?;
+        std::fs::write(&transcript_path, text).map_err(FairnessError::write(&transcript_path))?;
         Ok(aggregate_path)
     }
 }
@@ -316,9 +338,9 @@ impl PhaseAggregator for EncryptedSum {
             message,
         } = submission
         else {
-            return Err(AggregationError::Fairness(format!(
-                "'{participant}' sent plain values; fairness statistics must be encrypted"
-            )));
+            return Err(AggregationError::NotEncrypted {
+                participant: participant.to_owned(),
+            });
         };
         Ok(self
             .session

@@ -230,7 +230,7 @@ impl Federation {
                 Ok(_) => {
                     let written = audit
                         .write_outcome(&self.definition, round, &model, &self.config.out_dir)
-                        .map_err(|e| self.fail(FederationError::Fairness(e)))?;
+                        .map_err(|e| self.fail(e))?;
                     info!(aggregate = %written.display(), "encrypted fairness aggregate written for the auditor");
                 }
                 Err(reason) => {

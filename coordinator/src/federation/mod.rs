@@ -196,8 +196,8 @@ pub enum FederationError {
     #[error(transparent)]
     Artefact(#[from] crate::artefact::ArtefactError),
     /// The fairness audit's keys cannot be loaded, or its outcome written.
-    #[error("fairness: {0}")]
-    Fairness(String),
+    #[error(transparent)]
+    Fairness(#[from] crate::fairness::FairnessError),
 }
 
 /// The federation definition a checked configuration stands for, as every participant receives
