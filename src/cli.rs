@@ -1,7 +1,7 @@
 //! Command-line parsing and dispatch. Each command is a few lines over a library call.
 
 use accord_crypto::pki::{self, ConsortiumCa, Role};
-use accord_simulations::synth::{self, SynthSpec};
+use crate::data::SynthArgs;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -257,51 +257,6 @@ enum DataCommand {
     Synth(SynthArgs),
 }
 
-/// Arguments of `accord data synth`.
-#[derive(Args, Clone)]
-pub struct SynthArgs {
-    /// Folder the CSVs are written to, one per participant.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Participants (organizations) to generate.
-    #[arg(long, default_value_t = 3)]
-    pub participants: usize,
-    /// Mean rows per participant.
-    #[arg(long, default_value_t = 2000)]
-    pub rows: usize,
-    /// Seed of the generator: same arguments, same files.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Planted disparities, e.g. "age_band=60+:penalty=0.8" or "age_band=60+:wait*2" (';'-separated).
-    #[arg(long)]
-    pub bias: Option<String>,
-    /// Fraction of rows with one malformed cell.
-    #[arg(long, default_value_t = 0.0)]
-    pub dirty_rate: f64,
-}
-
-impl SynthArgs {
-    /// The generator's parameters.
-    pub fn spec(&self) -> anyhow::Result<SynthSpec> {
-        Ok(SynthSpec {
-            participants: self.participants,
-            rows: self.rows,
-            seed: self.seed,
-            bias: synth::parse_biases(self.bias.as_deref().unwrap_or(""))?,
-            dirty_rate: self.dirty_rate,
-        })
-    }
-
-    /// Generates and writes the CSVs; returns the files with their row counts.
-    pub fn write(&self) -> anyhow::Result<Vec<(PathBuf, usize)>> {
-        let data = synth::generate(&self.spec()?)?;
-        let files = synth::write_csvs(&data, &self.out)?;
-        Ok(files
-            .into_iter()
-            .zip(data.iter().map(|d| d.records.len()))
-            .collect())
-    }
-}
 
 /// Logs to stderr at `level`; RUST_LOG overrides it.
 fn init_logging_at(level: &str) {

@@ -9,7 +9,7 @@
 //! round as it finishes, then the round table, the drivers of satisfaction and the fairness
 //! findings. Every process it started is stopped when it ends, fails or is interrupted.
 
-use crate::cli::SynthArgs;
+use crate::data::SynthArgs;
 use accord_auditor::{FairnessReport, REPORT_HTML, REPORT_JSON};
 use accord_crypto::crl::CrlWatch;
 use accord_crypto::he::keys;

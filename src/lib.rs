@@ -5,5 +5,6 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod data;
 pub mod demo;
 pub mod simulate;

@@ -56,7 +56,7 @@ pub struct ModelArtefact {
     /// Per-group decision thresholds in force, when the federation post-processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postprocessing: Option<PostprocessingJson>,
-    /// "sha256:<hex>" of this document's canonical JSON with this field empty.
+    /// `"sha256:<hex>"` of this document's canonical JSON with this field empty.
     pub content_hash: String,
 }
 

@@ -68,7 +68,7 @@ impl Default for EvaluationSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchemaSection {
-    /// The label rule, "<column> <comparison> <number>", e.g. "csat >= 4".
+    /// The label rule, `"<column> <comparison> <number>"`, e.g. "csat >= 4".
     pub label: String,
     /// What the positive class is called in outputs (default "satisfied").
     #[serde(default = "default_positive_name")]
