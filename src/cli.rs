@@ -1,7 +1,7 @@
 //! Command-line parsing and dispatch. Each command is a few lines over a library call.
 
-use accord_crypto::pki::{self, ConsortiumCa, Role};
 use crate::data::SynthArgs;
+use accord_crypto::pki::{self, ConsortiumCa, Role};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -256,7 +256,6 @@ enum DataCommand {
     /// Write synthetic customer-service CSVs, one per participant (see docs/data.md).
     Synth(SynthArgs),
 }
-
 
 /// Logs to stderr at `level`; RUST_LOG overrides it.
 fn init_logging_at(level: &str) {
