@@ -543,7 +543,7 @@ fn print_rounds(path: &Path) -> anyhow::Result<()> {
         .iter()
         .collect::<Vec<_>>()
         .join(",");
-    if header != accord_coordinator::artefact::ROUNDS_HEADER {
+    if header != accord_coordinator::ROUNDS_HEADER {
         bail!("{}: unexpected header {header:?}", path.display());
     }
     println!();

@@ -1,23 +1,51 @@
-//! Accord's participant node.
+//! # accord-participant
 //!
-//! A partner organization runs this next to its customer-service records. It maps its CSV onto
-//! the federation's schema ([`data`]), trains the satisfaction model locally ([`model`], fairness-aware with [`mitigation`]) and
-//! follows the coordinator's rounds ([`node`]), sending only sums through the federation's
-//! aggregation scheme: no record, identifier or single value leaves this process.
+//! A partner organization's node: it runs next to the organization's customer-service records
+//! and takes part in the federation's rounds, sending only sums through the federation's
+//! aggregation scheme. No record, identifier or single value leaves this process.
+//!
+//! ## What it does
+//!
+//! - **Reads its records** ([`data`]): the CSV export mapped onto the schema the coordinator
+//!   sent, every refused cell named, and no more rows than the federation's sums are bounded for.
+//! - **Checks the federation** before reading any data: the definition's SHA-256 against the one
+//!   pinned, the secure-aggregation threshold against its own floor, the auditor against the one
+//!   it trusts ([`ParticipantConfig`]'s `[requirements]` and `[fairness]`).
+//! - **Contributes to each phase** ([`Contributor`], the participant's side of the round plan,
+//!   without I/O): standardization sums, a model trained locally ([`model`], fairness-aware with
+//!   [`mitigation`]) and clipped, evaluation counts, and the fairness audit's per-group counts.
+//! - **Protects every upload** ([`run`]): secure aggregation with the federation's neighbours,
+//!   refusing (and naming) a peer or coordinator that deviates, never exiting for it; the
+//!   fairness counts also encrypted under the auditor's key.
+//!
+//! ## Design
+//!
+//! The node is a transport around [`Contributor`]: the simulator drives the same contributor in
+//! process, so a simulated participant computes, bounds and clips exactly as a real one. Errors
+//! are typed: [`ParticipantError`], [`ContributionError`], [`AuditError`].
+//!
+//! ## Non-goals
+//!
+//! - Trusting the coordinator: what it relays is checked (signatures, the survivor set, shares
+//!   against commitments) and a failed check makes this participant sit the phase out.
+//! - Reading other formats than CSV exports (Parquet and databases are future work).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod audit;
-pub mod config;
-pub mod contribution;
+mod config;
+mod contribution;
 pub mod data;
 pub mod mitigation;
 pub mod model;
-pub mod node;
+mod node;
 mod rpc;
 
 pub use audit::AuditError;
-pub use config::ParticipantConfig;
+pub use config::{
+    ConfigError, DataSource, FairnessSection, Fault, FaultAction, FaultPhase, FaultStage,
+    ParticipantConfig, Requirements, SettingError, TlsFiles,
+};
 pub use contribution::{ContributionError, Contributor};
 pub use node::{Outcome, ParticipantError, run};
 pub use rpc::describe_status;

@@ -90,9 +90,7 @@ impl TestFederation {
         phase_timeout_secs: u64,
     ) -> (
         String,
-        JoinHandle<
-            Result<accord_coordinator::federation::Outcome, accord_coordinator::CoordinatorError>,
-        >,
+        JoinHandle<Result<accord_coordinator::Outcome, accord_coordinator::CoordinatorError>>,
     ) {
         let path = self
             .layout

@@ -1,9 +1,9 @@
 //! `experiment.toml`: one experiment (data, partitioning, algorithm, privacy layer, faults,
 //! seed), and optionally a `[sweep]` of values for any of its parameters, run as a grid.
 
+use accord_coordinator::ConfigError;
 use accord_coordinator::CoordinatorConfig;
-use accord_coordinator::config::ConfigError;
-use accord_coordinator::mitigation::PostprocessingSection;
+use accord_coordinator::PostprocessingSection;
 use accord_participant::data::InvalidRowPolicy;
 use accord_proto::sections::MitigationSection;
 use accord_proto::v1::FederationDefinition;
@@ -283,8 +283,8 @@ impl PrivacyConfig {
     }
 
     /// These settings as a coordinator's `[secure_aggregation]`, so both are checked alike.
-    fn section(&self) -> accord_coordinator::config::SecureAggregationSection {
-        accord_coordinator::config::SecureAggregationSection {
+    fn section(&self) -> accord_coordinator::SecureAggregationSection {
+        accord_coordinator::SecureAggregationSection {
             modulus: self.modulus.clone(),
             precision_bits: self.precision_bits,
             clip: self.clip,
@@ -379,7 +379,7 @@ impl ExperimentConfig {
             .section()
             .check(
                 "privacy",
-                &accord_coordinator::config::Admissible {
+                &accord_coordinator::Admissible {
                     most: Some((n, who.clone())),
                     least: (n, who),
                 },
@@ -640,7 +640,7 @@ impl ExperimentConfig {
 
     /// The federation definition participants would receive for this experiment.
     pub fn definition(&self) -> Result<FederationDefinition, String> {
-        Ok(accord_coordinator::federation::definition(
+        Ok(accord_coordinator::definition(
             &self.coordinator_config()?,
             None,
         ))

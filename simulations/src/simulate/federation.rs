@@ -155,7 +155,7 @@ impl<'a> Simulation<'a> {
             requirements: Requirements::new(
                 &params,
                 0,
-                accord_participant::config::Requirements::default().min_threshold,
+                accord_participant::Requirements::default().min_threshold,
             ),
             params,
             rng: fault_rng(config.seed),
@@ -627,7 +627,7 @@ mod tests {
             + "\n[training.mitigation]\nkind = \"fairfed\"\nstrength = 0.5\nattribute = \"age_band\"\n\
                \n[postprocessing]\nthresholds = \"equal_opportunity\"\nattribute = \"age_band\"\n";
         let config = CoordinatorConfig::parse(&text, Path::new("coordinator.toml")).unwrap();
-        let definition = accord_coordinator::federation::definition(&config, None);
+        let definition = accord_coordinator::definition(&config, None);
         let schema = definition.schema.clone().unwrap();
         let columns = encoded_columns(&schema);
         let rows = 40;

@@ -5,7 +5,7 @@
 
 use super::config::ExperimentConfig;
 use super::federation::RoundOutcome;
-use accord_coordinator::artefact::csv_number;
+use accord_coordinator::csv_number;
 use accord_participant::model::LogisticModel;
 use std::path::{Path, PathBuf};
 

@@ -21,7 +21,7 @@ async fn run(
     plan: toml::Value,
     rounds: u32,
 ) -> (
-    accord_coordinator::federation::Outcome,
+    accord_coordinator::Outcome,
     Vec<Result<u32, String>>,
     TestFederation,
 ) {
