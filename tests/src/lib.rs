@@ -98,14 +98,22 @@ impl TestFederation {
             .expect("coordinator config");
         let config = CoordinatorConfig::load(&path).expect("coordinator config loads");
         let task = tokio::spawn(accord_coordinator::run(config));
+        // The coordinator publishes its address once it is ready to accept connections: after
+        // loading the auditor's server key when the federation audits fairness (seconds, more
+        // on a loaded machine).
         let file = self.layout.address_file();
-        for _ in 0..600 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        while tokio::time::Instant::now() < deadline {
             if let Ok(address) = std::fs::read_to_string(&file) {
                 return (address.trim().to_owned(), task);
             }
+            if task.is_finished() {
+                let ended = task.await.expect("the coordinator task does not panic");
+                panic!("the coordinator ended before listening: {:?}", ended.err());
+            }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("the coordinator did not start listening");
+        panic!("the coordinator did not start listening within 90 s");
     }
 
     pub fn participant_config(&self, name: &str, address: &str) -> ParticipantConfig {

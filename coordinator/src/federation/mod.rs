@@ -34,6 +34,8 @@ use tracing::{info, warn};
 
 mod driver;
 mod handlers;
+#[cfg(test)]
+mod tests;
 
 /// Why the coordinator refused a participant's message.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
