@@ -612,6 +612,7 @@ mod tests {
     use super::*;
     use accord_coordinator::CoordinatorConfig;
     use accord_participant::data::LocalDataset;
+    use accord_proto::v1::GlobalModel;
     use ndarray::{Array1, Array2};
     use std::path::Path;
 
@@ -695,5 +696,75 @@ mod tests {
             5,
             "18-29, 30-44, 45-59, 60+, unknown"
         );
+    }
+
+    /// A coordinator that alters the global model it sends (a weight missing, other columns, a
+    /// NaN standard deviation, thresholds for too few groups) is refused with the reason, and
+    /// the participant keeps the model it had.
+    #[test]
+    fn a_participant_refuses_an_altered_global_model_naming_what_is_wrong() {
+        let text = super::super::COORDINATOR_EXAMPLE
+            .replace("\nmin_participants = 3", "\nmin_participants = 1")
+            + "\n[postprocessing]\nthresholds = \"equal_opportunity\"\nattribute = \"age_band\"\n";
+        let config = CoordinatorConfig::parse(&text, Path::new("coordinator.toml")).unwrap();
+        let definition = accord_coordinator::definition(&config, None);
+        let schema = definition.schema.clone().unwrap();
+        let columns = encoded_columns(&schema);
+        let rows = 10;
+        let data = LocalDataset {
+            features: Array2::from_shape_fn((rows, columns.len()), |(r, c)| ((r + c) % 2) as f64),
+            labels: Array1::from_shape_fn(rows, |r| (r % 2) as f64),
+            groups: schema
+                .protected_attributes
+                .iter()
+                .map(|a| (a.name.clone(), vec![0; rows]))
+                .collect(),
+        };
+        let mut contributor = Contributor::new(definition.clone(), data, 1);
+        let mut plan = RoundPlan::new(definition, columns, config.secure_aggregation.params());
+        let sums = contributor.contribute(0, Phase::Standardize).unwrap();
+        let sum = Ok((sums, BTreeSet::from(["org-1".to_owned()])));
+        plan.aggregate(PhaseResult {
+            sum,
+            culprits: Vec::new(),
+        })
+        .unwrap();
+        let honest = plan.global_model(1).unwrap();
+        contributor.accept_model(1, honest.clone()).unwrap();
+        let before = contributor.contribute(1, Phase::Evaluate).unwrap();
+        let mut nan = honest.clone();
+        nan.standardization.as_mut().unwrap().std_devs[0] = f64::NAN;
+        let mut thresholds = honest.clone();
+        thresholds.feedback = Some(accord_proto::v1::MitigationFeedback {
+            thresholds: vec![Default::default(); 2],
+            ..Default::default()
+        });
+        let altered = [
+            (
+                GlobalModel {
+                    weights: honest.weights[1..].to_vec(),
+                    ..honest.clone()
+                },
+                "the coordinator sent a model with",
+            ),
+            (
+                GlobalModel {
+                    columns: honest.columns.iter().rev().cloned().collect(),
+                    ..honest.clone()
+                },
+                "the model's columns differ from the schema's encoded columns",
+            ),
+            (nan, "standard deviation of column"),
+            (
+                thresholds,
+                "2 per-group decision thresholds for 'age_band', which has 5 groups",
+            ),
+        ];
+        for (model, expected) in altered {
+            let error = contributor.accept_model(1, model).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+        }
+        // Nothing altered was accepted: the same evaluation as before.
+        assert_eq!(contributor.contribute(1, Phase::Evaluate).unwrap(), before);
     }
 }
