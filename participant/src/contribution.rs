@@ -265,6 +265,23 @@ impl Contributor {
                     &self.data,
                     &self.feedback,
                 );
+                // FairFed's gaps are of the model trained from (computed before training).
+                let gaps = mitigation
+                    .as_ref()
+                    .filter(|_| self.fairfed.is_some())
+                    .map(|m| {
+                        (
+                            mitigation::local_gap(
+                                m,
+                                &self.schema,
+                                global,
+                                x.view(),
+                                &self.data,
+                                evaluation.decision_threshold,
+                            ),
+                            mitigation::global_gap(m, &self.schema, &self.feedback),
+                        )
+                    });
                 let local = global.fit_local(
                     x.view(),
                     self.data.labels.view(),
@@ -273,27 +290,12 @@ impl Contributor {
                     &objective,
                     self.definition.secure_aggregation.as_ref().map(|s| s.clip),
                 );
-                let Some((fairfed, m)) = self.fairfed.as_mut().zip(mitigation.as_ref()) else {
-                    return Ok(local.weighted(self.data.len()).to_vec());
-                };
-                let (global, x) = match (&self.global, &self.standardized) {
-                    (Some((_, model)), Some((_, x))) => (model, x),
-                    _ => return Err(ContributionError::NoModel(phase.label())),
-                };
-                let gaps = (
-                    mitigation::local_gap(
-                        m,
-                        &self.schema,
-                        global,
-                        x.view(),
-                        &self.data,
-                        evaluation.decision_threshold,
-                    ),
-                    mitigation::global_gap(m, &self.schema, &self.feedback),
-                );
-                Ok(fairfed
-                    .upload(round, &local, gaps, m.strength, self.records)
-                    .to_vec())
+                match (self.fairfed.as_mut(), mitigation.as_ref(), gaps) {
+                    (Some(fairfed), Some(m), Some(gaps)) => Ok(fairfed
+                        .upload(round, &local, gaps, m.strength, self.records)
+                        .to_vec()),
+                    _ => Ok(local.weighted(self.data.len()).to_vec()),
+                }
             }
             Phase::Evaluate | Phase::EvaluateThresholds => {
                 let (global, x) = self.model(phase)?;
