@@ -421,6 +421,10 @@ pub fn describe_handshake_error(err: &io::Error) -> String {
             io::ErrorKind::UnexpectedEof => {
                 "the peer closed the connection during the TLS handshake".to_owned()
             }
+            io::ErrorKind::TimedOut => {
+                "the TCP connection and TLS handshake did not finish within the connect timeout"
+                    .to_owned()
+            }
             _ => format!("TLS handshake failed: {err}"),
         };
     };

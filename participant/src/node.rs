@@ -8,7 +8,7 @@ use crate::audit::{AuditorTrust, auditor_trust};
 use crate::config::{Fault, FaultAction, FaultPhase, FaultStage, ParticipantConfig};
 use crate::contribution::Contributor;
 use crate::data::{DataError, LoadReport, load_csv};
-use crate::rpc::{refused, retry_unavailable};
+use crate::rpc::{compute, refused, retry_transient};
 use accord_crypto::crl::CrlWatch;
 use accord_crypto::he::inputs::{MASK_RING, seal};
 use accord_crypto::secagg::validity::Statement;
@@ -212,7 +212,7 @@ impl Node {
         let request = RegisterRequest {
             header: Some(Header::new(&config.federation_id, 0)),
         };
-        let response = retry_unavailable(|| {
+        let response = retry_transient(|| {
             let mut client = client.clone();
             let request = request.clone();
             async move { client.register(request).await }
@@ -286,14 +286,16 @@ impl Node {
             warn!(name = %response.participant_name, "this registration replaced an earlier one of the same name (a restart of this node, or another process holding its certificate, which the coordinator now refuses)");
         }
         info!(name = %response.participant_name, federation = %federation.federation_id, "registered");
-        let fairness = auditor_trust(config, &federation, schema)?;
-
-        let (data, load) = load_csv(
-            &config.data.path,
-            schema,
-            &config.data.columns,
-            config.data.invalid_rows,
-        )?;
+        // Loading the auditor's key material and the records takes seconds on real sizes.
+        let fairness = compute(|| auditor_trust(config, &federation, schema))?;
+        let (data, load) = compute(|| {
+            load_csv(
+                &config.data.path,
+                schema,
+                &config.data.columns,
+                config.data.invalid_rows,
+            )
+        })?;
         info!(
             rows = data.len(),
             skipped = load.rows_skipped,
@@ -331,7 +333,7 @@ impl Node {
                 header: self.header(round),
                 completed_phase: completed as i32,
             };
-            let announcement = retry_unavailable(|| {
+            let announcement = retry_transient(|| {
                 let mut client = self.client.clone();
                 let request = request.clone();
                 async move { client.await_round(request).await }
@@ -398,14 +400,16 @@ impl Node {
         if phase != Phase::Standardize {
             self.download(round).await?;
         }
-        Ok(self.contributor.contribute(round, phase)?)
+        let contributor = &mut self.contributor;
+        Ok(compute(|| contributor.contribute(round, phase))?)
     }
 
     /// This participant's fairness statistics of the final model: counts per group.
     async fn fairness_statistics(&mut self, round: u32) -> Result<Vec<u64>, ParticipantError> {
         self.download(round).await?;
         let audit = self.fairness.as_ref().expect("fairness configured");
-        Ok(self.contributor.fairness_counts(&audit.layout)?)
+        let contributor = &self.contributor;
+        Ok(compute(|| contributor.fairness_counts(&audit.layout))?)
     }
 
     /// Contributes to a phase under the federation's scheme; false if the phase aborted or
@@ -689,7 +693,7 @@ impl Node {
                 phase: phase as i32,
                 completed_stage: completed as i32,
             };
-            let relay = retry_unavailable(|| {
+            let relay = retry_transient(|| {
                 let mut client = self.client.clone();
                 let request = request.clone();
                 async move { client.sec_agg_await(request).await }
