@@ -2,6 +2,8 @@
 //! maps onto the federation's schema. Relative paths are taken from the file's own folder.
 
 use crate::data::InvalidRowPolicy;
+use crate::interruptions::{Interruption, Interruptions};
+use accord_proto::v1::{Phase, SecAggStage};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -143,6 +145,36 @@ pub enum FaultAction {
     Withhold,
     /// Hangs, e.g. for a test to kill the process.
     Hold,
+}
+
+/// The faults of `participant.toml`, as the node's [`Interruptions`]: the first one planned for
+/// a message decides it.
+impl Interruptions for Vec<Fault> {
+    fn before_sending(&self, round: u32, phase: Phase, stage: SecAggStage) -> Interruption {
+        let planned = self.iter().find(|f| {
+            f.round == round
+                && matches!(
+                    (f.phase, phase),
+                    (FaultPhase::Standardize, Phase::Standardize)
+                        | (FaultPhase::Fit, Phase::Fit)
+                        | (FaultPhase::Evaluate, Phase::Evaluate)
+                        | (FaultPhase::EvaluateThresholds, Phase::EvaluateThresholds)
+                )
+                && matches!(
+                    (f.stage, stage),
+                    (FaultStage::Setup, SecAggStage::Setup)
+                        | (FaultStage::ShareKeys, SecAggStage::ShareKeys)
+                        | (FaultStage::MaskedInput, SecAggStage::MaskedInput)
+                        | (FaultStage::Unmask, SecAggStage::Unmask)
+                )
+        });
+        match planned.map(|f| f.action) {
+            None => Interruption::Send,
+            Some(FaultAction::Exit) => Interruption::Exit,
+            Some(FaultAction::Withhold) => Interruption::Withhold,
+            Some(FaultAction::Hold) => Interruption::Hold,
+        }
+    }
 }
 
 /// `[tls]`: PEM files for the participant's client identity.

@@ -24,6 +24,9 @@
 //! process, so a simulated participant computes, bounds and clips exactly as a real one. Errors
 //! are typed: [`ParticipantError`], [`ContributionError`], [`AuditError`].
 //!
+//! Dropouts are planned by tests and simulations: [`run_with`] takes [`Interruptions`], asked
+//! before each secure-aggregation message whether to send it, withhold it, exit or hang.
+//!
 //! ## Non-goals
 //!
 //! - Trusting the coordinator: what it relays is checked (signatures, the survivor set, shares
@@ -36,6 +39,7 @@ mod audit;
 mod config;
 mod contribution;
 pub mod data;
+mod interruptions;
 pub mod mitigation;
 pub mod model;
 mod node;
@@ -47,5 +51,6 @@ pub use config::{
     ParticipantConfig, Requirements, SettingError, TlsFiles,
 };
 pub use contribution::{ContributionError, Contributor};
-pub use node::{Outcome, ParticipantError, run};
+pub use interruptions::{Interruption, Interruptions};
+pub use node::{Outcome, ParticipantError, run, run_with};
 pub use rpc::describe_status;

@@ -5,9 +5,10 @@
 //! leaves. The schema arrives from the coordinator and is checked before any data is read.
 
 use crate::audit::{AuditorTrust, auditor_trust};
-use crate::config::{Fault, FaultAction, FaultPhase, FaultStage, ParticipantConfig};
+use crate::config::ParticipantConfig;
 use crate::contribution::Contributor;
 use crate::data::{DataError, LoadReport, load_csv};
+use crate::interruptions::{Interruption, Interruptions};
 use crate::rpc::{compute, refused, retry_transient};
 use accord_crypto::crl::CrlWatch;
 use accord_crypto::he::inputs::{MASK_RING, seal};
@@ -77,12 +78,13 @@ pub enum ParticipantError {
     /// The signing identity for secure aggregation could not be built.
     #[error("identity for secure aggregation: {0}")]
     Identity(#[from] accord_crypto::secagg::IdentityError),
-    /// A configured fault ended the participant (`action = "exit"`).
-    #[error("fault injection: exited before sending the {stage} message of round {round} {phase}")]
-    FaultExit {
-        /// The round of the fault.
+    /// The run's [`Interruptions`] ended the participant ([`Interruption::Exit`]) where it
+    /// would have sent a secure-aggregation message.
+    #[error("interrupted: exited before sending the {stage} message of round {round} {phase}")]
+    Interrupted {
+        /// The round it stopped in.
         round: u32,
-        /// The phase of the fault.
+        /// The phase it stopped in.
         phase: &'static str,
         /// The stage whose message was not sent.
         stage: &'static str,
@@ -146,10 +148,22 @@ pub struct Outcome {
     pub thresholds: Vec<GroupThreshold>,
 }
 
-/// Runs this participant until the federation finishes.
+/// Runs this participant until the federation finishes, dropping out where `participant.toml`'s
+/// `faults` say.
 pub async fn run(
     config: &ParticipantConfig,
     meter: WireMeter,
+) -> Result<Outcome, ParticipantError> {
+    run_with(config, meter, config.faults.clone()).await
+}
+
+/// Runs this participant until the federation finishes or `interruptions` make it drop out:
+/// before each secure-aggregation message, it asks them whether to send it. For tests and
+/// simulations of dropouts; [`run`] is this with `participant.toml`'s `faults`.
+pub async fn run_with(
+    config: &ParticipantConfig,
+    meter: WireMeter,
+    interruptions: impl Interruptions + 'static,
 ) -> Result<Outcome, ParticipantError> {
     let crl = CrlWatch::open_if_set(config.tls.crl.as_deref(), &config.tls.ca)?;
     let tls = accord_crypto::tls::client_config(
@@ -164,7 +178,7 @@ pub async fn run(
         tls,
         meter.clone(),
     )?;
-    let mut node = Node::register(config, channel, crl).await?;
+    let mut node = Node::register(config, channel, crl, Box::new(interruptions)).await?;
     let rounds_completed = node.follow_rounds().await?;
     Ok(Outcome {
         name: node.name,
@@ -190,7 +204,8 @@ struct Node {
     client: FederationClient<Channel>,
     secagg: Option<SecureAggregation>,
     fairness: Option<AuditorTrust>,
-    faults: Vec<Fault>,
+    /// Asked before each secure-aggregation message whether to send it (tests, simulations).
+    interruptions: Box<dyn Interruptions>,
     name: String,
     /// The session the coordinator gave this registration, carried in every request.
     session: u64,
@@ -205,6 +220,7 @@ impl Node {
         config: &ParticipantConfig,
         channel: Channel,
         crl: Option<Arc<CrlWatch>>,
+        interruptions: Box<dyn Interruptions>,
     ) -> Result<Self, ParticipantError> {
         let client = FederationClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -313,7 +329,7 @@ impl Node {
             client,
             secagg,
             fairness,
-            faults: config.faults.clone(),
+            interruptions,
             name: response.participant_name,
             session: response.session,
             federation,
@@ -471,7 +487,7 @@ impl Node {
         };
         let (mut session, advertisement) =
             ParticipantSession::start(signer, trust, context, requirements, &mut rand::rng());
-        if !self.inject_fault(round, phase, SecAggStage::Setup).await?
+        if !self.interrupt(round, phase, SecAggStage::Setup).await?
             || !self.submit(advertisement).await?
         {
             return Ok(false);
@@ -585,7 +601,7 @@ impl Node {
                     return Ok(false);
                 }
             };
-            if !self.inject_fault(round, phase, stage).await? || !self.submit(message).await? {
+            if !self.interrupt(round, phase, stage).await? || !self.submit(message).await? {
                 return Ok(false);
             }
         }
@@ -621,44 +637,36 @@ impl Node {
         Ok((session, masked))
     }
 
-    /// Applies a configured fault planned for this point; false if the participant sits the
-    /// phase out.
-    async fn inject_fault(
+    /// Asks the run's interruptions what to do in place of sending the `stage` message: true
+    /// to send it, false if the participant sits the phase out; an exit ends the run, a hold
+    /// never returns.
+    async fn interrupt(
         &self,
         round: u32,
         phase: Phase,
         stage: SecAggStage,
     ) -> Result<bool, ParticipantError> {
-        let planned = self.faults.iter().find(|f| {
-            f.round == round
-                && matches!(
-                    (f.phase, phase),
-                    (FaultPhase::Standardize, Phase::Standardize)
-                        | (FaultPhase::Fit, Phase::Fit)
-                        | (FaultPhase::Evaluate, Phase::Evaluate)
-                        | (FaultPhase::EvaluateThresholds, Phase::EvaluateThresholds)
-                )
-                && matches!(
-                    (f.stage, stage),
-                    (FaultStage::Setup, SecAggStage::Setup)
-                        | (FaultStage::ShareKeys, SecAggStage::ShareKeys)
-                        | (FaultStage::MaskedInput, SecAggStage::MaskedInput)
-                        | (FaultStage::Unmask, SecAggStage::Unmask)
-                )
-        });
-        let Some(fault) = planned else {
+        let action = self.interruptions.before_sending(round, phase, stage);
+        if action == Interruption::Send {
             return Ok(true);
-        };
+        }
         let stage = secagg::stage_label(stage);
-        warn!(round, phase = phase.label(), stage, action = ?fault.action, "fault injection");
-        match fault.action {
-            FaultAction::Withhold => Ok(false),
-            FaultAction::Exit => Err(ParticipantError::FaultExit {
+        warn!(
+            round,
+            phase = phase.label(),
+            stage,
+            ?action,
+            "fault injection"
+        );
+        match action {
+            Interruption::Send => Ok(true),
+            Interruption::Withhold => Ok(false),
+            Interruption::Exit => Err(ParticipantError::Interrupted {
                 round,
                 phase: phase.label(),
                 stage,
             }),
-            FaultAction::Hold => {
+            Interruption::Hold => {
                 eprintln!(
                     "accord participant: fault injection: holding before the {stage} message of round {round} {}",
                     phase.label()
