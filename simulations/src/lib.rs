@@ -6,11 +6,13 @@
 //! non-IID customer-service records for several participants from a documented
 //! ground-truth satisfaction model, optionally with planted unfairness and malformed cells.
 //! [`bench`](mod@bench) times the real secure-aggregation protocol and the encrypted fairness
-//! path on this machine (`accord bench`).
+//! path on this machine (`accord bench`). [`faults`] plans a participant node's dropouts
+//! (withhold, exit, hold at a given message) for the gRPC simulations and the end-to-end tests.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod faults;
 pub mod local;
 pub mod simulate;
 pub mod synth;

@@ -8,6 +8,7 @@ use accord_coordinator::CoordinatorConfig;
 use accord_participant::ParticipantConfig;
 use accord_proto::transport::{WireMeter, channel};
 use accord_proto::v1::federation_client::FederationClient;
+use accord_simulations::faults::FaultPlan;
 use accord_simulations::local::LocalFederation;
 use accord_simulations::synth::SynthSpec;
 use std::path::Path;
@@ -120,7 +121,7 @@ impl TestFederation {
         self.participant_config_with(name, address, &[])
     }
 
-    /// A participant's config with `extra` edits (e.g. planned faults) on top.
+    /// A participant's config with `extra` edits (e.g. a pinned federation hash) on top.
     pub fn participant_config_with(
         &self,
         name: &str,
@@ -145,6 +146,19 @@ impl TestFederation {
     ) -> JoinHandle<Result<accord_participant::Outcome, accord_participant::ParticipantError>> {
         let config = self.participant_config(name, address);
         tokio::spawn(async move { accord_participant::run(&config, meter).await })
+    }
+
+    /// Runs one participant that drops out as `plan` says (withholds, exits or hangs at the
+    /// messages it names), to the end of the federation or its planned exit.
+    pub fn spawn_participant_with(
+        &self,
+        name: &str,
+        address: &str,
+        meter: WireMeter,
+        plan: FaultPlan,
+    ) -> JoinHandle<Result<accord_participant::Outcome, accord_participant::ParticipantError>> {
+        let config = self.participant_config(name, address);
+        tokio::spawn(async move { accord_participant::run_with(&config, meter, plan).await })
     }
 
     /// A raw gRPC client holding the certificate `name` from this federation's PKI.

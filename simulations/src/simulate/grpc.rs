@@ -1,6 +1,7 @@
 //! `transport = "grpc"`: the run as a real federation, the coordinator and every participant
 //! in this process but speaking mutual-TLS gRPC over loopback, with the experiment's dropouts
-//! planted as participant faults. The round records come from the coordinator itself (the
+//! planted as each participant's [`FaultPlan`] (withholdings, run with
+//! [`accord_participant::run_with`]). The round records come from the coordinator itself (the
 //! same round plan the in-process transport runs: the same figures, gaps included); stage
 //! timings are per round only.
 
@@ -8,28 +9,13 @@ use super::config::ExperimentConfig;
 use super::federation::{
     Postprocessed, RoundOutcome, SimulationResult, draw_dropouts, fault_rng, gap_tuples, node_seed,
 };
+use crate::faults::{Fault, FaultAction, FaultPhase, FaultPlan, FaultStage};
 use crate::local::LocalFederation;
 use accord_coordinator::CoordinatorConfig;
 use accord_participant::model::LogisticModel;
 use accord_proto::scheme::AggregationScheme;
 use accord_proto::transport::WireMeter;
-use accord_proto::v1::SecAggStage;
 use std::path::Path;
-
-fn fault(round: u32, phase: &str, stage: SecAggStage) -> toml::Value {
-    let stage = match stage {
-        SecAggStage::Setup => "setup",
-        SecAggStage::ShareKeys => "share-keys",
-        SecAggStage::MaskedInput => "masked-input",
-        _ => "unmask",
-    };
-    let mut table = toml::map::Map::new();
-    table.insert("round".into(), i64::from(round).into());
-    table.insert("phase".into(), phase.into());
-    table.insert("stage".into(), stage.into());
-    table.insert("action".into(), "withhold".into());
-    toml::Value::Table(table)
-}
 
 /// Runs the experiment's federation over gRPC in `dir`: one outcome per round, and the
 /// thresholds the coordinator put in force.
@@ -54,12 +40,15 @@ pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, St
 
     // Each participant's planned withholdings, drawn as the in-process transport draws them.
     let mut rng = fault_rng(config.seed);
-    let mut faults: Vec<Vec<toml::Value>> = vec![Vec::new(); n];
+    let mut plans = vec![FaultPlan::default(); n];
     // The phases in the order the round plan configures them; the evaluation with thresholds
     // comes last (and only with post-processing), so drawing for it changes no other phase.
-    let phases = std::iter::once((0, "standardize"))
-        .chain((1..=a.rounds).flat_map(|round| [(round, "fit"), (round, "evaluate")]))
-        .chain(std::iter::once((a.rounds, "evaluate-thresholds")));
+    let phases = std::iter::once((0, FaultPhase::Standardize))
+        .chain(
+            (1..=a.rounds)
+                .flat_map(|round| [(round, FaultPhase::Fit), (round, FaultPhase::Evaluate)]),
+        )
+        .chain(std::iter::once((a.rounds, FaultPhase::EvaluateThresholds)));
     // Who the experiment made drop in each round's fit, as the in-process transport counts it.
     let mut fit_dropped = vec![0; a.rounds as usize + 1];
     for (round, phase) in phases {
@@ -67,9 +56,14 @@ pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, St
             .into_iter()
             .enumerate()
         {
-            if let Some(stage) = stop {
-                faults[i].push(fault(round, phase, stage));
-                if phase == "fit" {
+            if let Some(stage) = stop.and_then(FaultStage::of) {
+                plans[i].faults.push(Fault {
+                    round,
+                    phase,
+                    stage,
+                    action: FaultAction::Withhold,
+                });
+                if phase == FaultPhase::Fit {
                     fit_dropped[round as usize] += 1;
                 }
             }
@@ -93,11 +87,9 @@ pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, St
         }
         let address = address.ok_or("the coordinator did not start listening")?;
         let mut participants = Vec::new();
-        for (i, (name, planned)) in federation.names.iter().zip(faults).enumerate() {
-            let mut edits: Vec<(&str, toml::Value)> = vec![
-                ("faults", toml::Value::Array(planned)),
-                ("seed", (node_seed(config.seed, i) as i64).into()),
-            ];
+        for (i, (name, plan)) in federation.names.iter().zip(plans).enumerate() {
+            let mut edits: Vec<(&str, toml::Value)> =
+                vec![("seed", (node_seed(config.seed, i) as i64).into())];
             if p.aggregation == AggregationScheme::InsecurePlain.name() {
                 edits.push(("allow_insecure_plain", true.into()));
             }
@@ -107,7 +99,7 @@ pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, St
             let config =
                 accord_participant::ParticipantConfig::load(&path).map_err(|e| e.to_string())?;
             participants.push(tokio::spawn(async move {
-                accord_participant::run(&config, WireMeter::new()).await
+                accord_participant::run_with(&config, WireMeter::new(), plan).await
             }));
         }
         for participant in participants {

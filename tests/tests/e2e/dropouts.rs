@@ -3,22 +3,25 @@
 //! goes on with the next round.
 
 use accord_proto::transport::WireMeter;
+use accord_simulations::faults::{Fault, FaultAction, FaultPhase, FaultPlan, FaultStage};
 use accord_tests::TestFederation;
 
-fn fault(round: i64, phase: &str, stage: &str, action: &str) -> toml::Value {
-    let mut table = toml::map::Map::new();
-    table.insert("round".into(), round.into());
-    table.insert("phase".into(), phase.into());
-    table.insert("stage".into(), stage.into());
-    table.insert("action".into(), action.into());
-    toml::Value::Array(vec![toml::Value::Table(table)])
+fn fault(round: u32, phase: FaultPhase, stage: FaultStage, action: FaultAction) -> FaultPlan {
+    FaultPlan {
+        faults: vec![Fault {
+            round,
+            phase,
+            stage,
+            action,
+        }],
+    }
 }
 
 /// Ten participants; `faulty` of them follow `plan`. Returns the coordinator's outcome, how each
 /// participant ended, and the federation (whose folder holds model.json and rounds.csv).
 async fn run(
     faulty: usize,
-    plan: toml::Value,
+    plan: FaultPlan,
     rounds: u32,
 ) -> (
     accord_coordinator::Outcome,
@@ -43,13 +46,12 @@ async fn run(
         .iter()
         .enumerate()
         .map(|(i, name)| {
-            let extra = if i < faulty {
-                vec![("faults", plan.clone())]
+            let plan = if i < faulty {
+                plan.clone()
             } else {
-                vec![]
+                FaultPlan::default()
             };
-            let config = federation.participant_config_with(name, &address, &extra);
-            tokio::spawn(async move { accord_participant::run(&config, WireMeter::new()).await })
+            federation.spawn_participant_with(name, &address, WireMeter::new(), plan)
         })
         .collect();
     let mut ends = Vec::new();
@@ -68,7 +70,17 @@ async fn run(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn below_the_threshold_a_round_aborts_and_the_federation_goes_on() {
     // Five of ten withhold their masked input in round 2: t = 6 is not reached.
-    let (outcome, ends, _federation) = run(5, fault(2, "fit", "masked-input", "withhold"), 3).await;
+    let (outcome, ends, _federation) = run(
+        5,
+        fault(
+            2,
+            FaultPhase::Fit,
+            FaultStage::MaskedInput,
+            FaultAction::Withhold,
+        ),
+        3,
+    )
+    .await;
     let rounds = outcome.rounds;
     let summary: Vec<(u32, u32, bool, bool)> = rounds
         .iter()
@@ -95,7 +107,17 @@ async fn below_the_threshold_a_round_aborts_and_the_federation_goes_on() {
 async fn three_participants_ending_mid_round_leave_a_complete_round() {
     // Three of ten end (as if their processes died) before their masked input in round 1:
     // their pairwise masks are recovered from their neighbours' key shares.
-    let (outcome, ends, _federation) = run(3, fault(1, "fit", "masked-input", "exit"), 2).await;
+    let (outcome, ends, _federation) = run(
+        3,
+        fault(
+            1,
+            FaultPhase::Fit,
+            FaultStage::MaskedInput,
+            FaultAction::Exit,
+        ),
+        2,
+    )
+    .await;
     let summary: Vec<(u32, u32, bool)> = outcome
         .rounds
         .iter()
@@ -115,8 +137,17 @@ async fn three_participants_ending_mid_round_leave_a_complete_round() {
 /// its fit) aborted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aborted_last_evaluation_leaves_the_final_model_unmeasured() {
-    let (outcome, ends, _federation) =
-        run(5, fault(3, "evaluate", "masked-input", "withhold"), 3).await;
+    let (outcome, ends, _federation) = run(
+        5,
+        fault(
+            3,
+            FaultPhase::Evaluate,
+            FaultStage::MaskedInput,
+            FaultAction::Withhold,
+        ),
+        3,
+    )
+    .await;
     let summary: Vec<(u32, u32, bool, bool, Option<u32>)> = outcome
         .rounds
         .iter()
