@@ -2,8 +2,6 @@
 //! maps onto the federation's schema. Relative paths are taken from the file's own folder.
 
 use crate::data::InvalidRowPolicy;
-use crate::interruptions::{Interruption, Interruptions};
-use accord_proto::v1::{Phase, SecAggStage};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,9 +30,6 @@ pub struct ParticipantConfig {
     pub allow_insecure_plain: bool,
     /// The auditor whose key this participant encrypts fairness statistics under.
     pub fairness: Option<FairnessSection>,
-    /// Fault injection, for tests and simulations of dropouts; never set in production.
-    #[serde(default)]
-    pub faults: Vec<Fault>,
     /// What this participant requires of any federation it joins.
     #[serde(default)]
     pub requirements: Requirements,
@@ -87,94 +82,6 @@ pub struct FairnessSection {
     /// The auditor's Ed25519 verifying key (hex, from `auditor.pub`): the bundle must be
     /// signed by it, and the federation must name the same key.
     pub auditor_verifying_key: String,
-}
-
-/// A planned failure: at `round`'s `phase`, just before sending its `stage` message, this
-/// participant `exit`s (ends, as if its process died), `withhold`s (sits the phase out and
-/// carries on with the next), or `hold`s (hangs there, e.g. for a test to kill the process).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Fault {
-    /// The round the fault happens in, from 1.
-    pub round: u32,
-    /// The phase the fault happens in.
-    pub phase: FaultPhase,
-    /// The secure-aggregation stage whose message the fault replaces.
-    pub stage: FaultStage,
-    /// What the participant does instead of sending.
-    pub action: FaultAction,
-}
-
-/// The phase a [`Fault`] happens in (kebab-case in the config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FaultPhase {
-    /// The standardization sums, before the first round.
-    Standardize,
-    /// A round's fit (model update).
-    Fit,
-    /// A round's evaluation.
-    Evaluate,
-    /// The evaluation with per-group thresholds after the last round.
-    EvaluateThresholds,
-}
-
-/// The secure-aggregation stage a [`Fault`] happens at (kebab-case in the config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FaultStage {
-    /// Advertising keys.
-    Setup,
-    /// Sending encrypted key shares.
-    ShareKeys,
-    /// Sending the masked input.
-    MaskedInput,
-    /// Signing the list of survivors.
-    ConsistencyCheck,
-    /// Revealing shares for unmasking.
-    Unmask,
-}
-
-/// What a participant does at a [`Fault`] (kebab-case in the config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FaultAction {
-    /// Ends the process, as if it died.
-    Exit,
-    /// Sits the phase out and carries on with the next.
-    Withhold,
-    /// Hangs, e.g. for a test to kill the process.
-    Hold,
-}
-
-/// The faults of `participant.toml`, as the node's [`Interruptions`]: the first one planned for
-/// a message decides it.
-impl Interruptions for Vec<Fault> {
-    fn before_sending(&self, round: u32, phase: Phase, stage: SecAggStage) -> Interruption {
-        let planned = self.iter().find(|f| {
-            f.round == round
-                && matches!(
-                    (f.phase, phase),
-                    (FaultPhase::Standardize, Phase::Standardize)
-                        | (FaultPhase::Fit, Phase::Fit)
-                        | (FaultPhase::Evaluate, Phase::Evaluate)
-                        | (FaultPhase::EvaluateThresholds, Phase::EvaluateThresholds)
-                )
-                && matches!(
-                    (f.stage, stage),
-                    (FaultStage::Setup, SecAggStage::Setup)
-                        | (FaultStage::ShareKeys, SecAggStage::ShareKeys)
-                        | (FaultStage::MaskedInput, SecAggStage::MaskedInput)
-                        | (FaultStage::Unmask, SecAggStage::Unmask)
-                )
-        });
-        match planned.map(|f| f.action) {
-            None => Interruption::Send,
-            Some(FaultAction::Exit) => Interruption::Exit,
-            Some(FaultAction::Withhold) => Interruption::Withhold,
-            Some(FaultAction::Hold) => Interruption::Hold,
-        }
-    }
 }
 
 /// `[tls]`: PEM files for the participant's client identity.
@@ -400,5 +307,23 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(load(&text).unwrap_err().to_string(), expected);
         }
+    }
+
+    /// Fault injection is no setting of a node: dropouts are planned by the tests and the
+    /// simulator (`run_with`), and a `participant.toml` asking for one is refused, naming the key.
+    #[test]
+    fn a_participant_toml_with_faults_is_refused() {
+        let text = format!(
+            "faults = [{{ round = 1, phase = \"fit\", stage = \"masked-input\", action = \"exit\" }}]\n{EXAMPLE}"
+        );
+        let error = load(&text).unwrap_err();
+        let ConfigError::Parse { message, .. } = &error else {
+            panic!("not a parse error: {error}");
+        };
+        assert!(
+            message.starts_with("TOML parse error at line 1, column 1")
+                && message.contains("unknown field `faults`, expected one of `coordinator`"),
+            "{message}"
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! The seam tests and simulations use to make a node drop out: a hook asked just before each
-//! secure-aggregation message is sent. [`run`](crate::run) uses `participant.toml`'s `faults`.
+//! secure-aggregation message is sent. Production runs ([`run`](crate::run)) use none, and
+//! `participant.toml` has no way to set one, so a deployed node cannot be told to misbehave
+//! by its configuration; fault plans live with the simulator and the tests.
 
 use accord_proto::v1::{Phase, SecAggStage};
 

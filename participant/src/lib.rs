@@ -24,8 +24,10 @@
 //! process, so a simulated participant computes, bounds and clips exactly as a real one. Errors
 //! are typed: [`ParticipantError`], [`ContributionError`], [`AuditError`].
 //!
-//! Dropouts are planned by tests and simulations: [`run_with`] takes [`Interruptions`], asked
-//! before each secure-aggregation message whether to send it, withhold it, exit or hang.
+//! Dropouts are a test's or a simulation's doing, never a configuration's: [`run_with`] takes
+//! [`Interruptions`], asked before each secure-aggregation message whether to send it, withhold
+//! it, exit or hang; [`run`] (what `accord participant` runs) has none, and `participant.toml`
+//! refuses a `faults` key. The fault plans themselves live in `accord-simulations`.
 //!
 //! ## Non-goals
 //!
@@ -47,8 +49,8 @@ mod rpc;
 
 pub use audit::AuditError;
 pub use config::{
-    ConfigError, DataSource, FairnessSection, Fault, FaultAction, FaultPhase, FaultStage,
-    ParticipantConfig, Requirements, SettingError, TlsFiles,
+    ConfigError, DataSource, FairnessSection, ParticipantConfig, Requirements, SettingError,
+    TlsFiles,
 };
 pub use contribution::{ContributionError, Contributor};
 pub use interruptions::{Interruption, Interruptions};

@@ -148,18 +148,17 @@ pub struct Outcome {
     pub thresholds: Vec<GroupThreshold>,
 }
 
-/// Runs this participant until the federation finishes, dropping out where `participant.toml`'s
-/// `faults` say.
+/// Runs this participant until the federation finishes.
 pub async fn run(
     config: &ParticipantConfig,
     meter: WireMeter,
 ) -> Result<Outcome, ParticipantError> {
-    run_with(config, meter, config.faults.clone()).await
+    run_with(config, meter, ()).await
 }
 
 /// Runs this participant until the federation finishes or `interruptions` make it drop out:
 /// before each secure-aggregation message, it asks them whether to send it. For tests and
-/// simulations of dropouts; [`run`] is this with `participant.toml`'s `faults`.
+/// simulations of dropouts; [`run`] is this without interruptions.
 pub async fn run_with(
     config: &ParticipantConfig,
     meter: WireMeter,
