@@ -249,12 +249,12 @@ pub enum ConfigError {
         source: SettingError,
     },
     /// Any other inconsistency between settings.
-    #[error("{path}: {message}")]
+    #[error("{path}: {source}")]
     Invalid {
         /// The configuration file.
         path: PathBuf,
         /// What is inconsistent.
-        message: String,
+        source: Invalid,
     },
 }
 
@@ -303,9 +303,9 @@ impl CoordinatorConfig {
                 path: path.into(),
                 source,
             },
-            Invalid::Other(message) => ConfigError::Invalid {
+            source => ConfigError::Invalid {
                 path: path.into(),
-                message,
+                source,
             },
         })?;
         Ok(config)
@@ -322,36 +322,30 @@ impl CoordinatorConfig {
         // The standardization sums quantize every numeric feature by its range, and stay exact
         // only up to a row bound, whichever the aggregation.
         accord_proto::layout::StandardizationLayout::new(&self.schema()?)
-            .map_err(|e| Invalid::Other(format!("schema: {e}")))?
+            .map_err(Invalid::Unbounded)?
             .bounds(self.secure_aggregation.max_rows_per_participant)
-            .map_err(|e| {
-                Invalid::Other(format!("secure_aggregation.max_rows_per_participant: {e}"))
-            })?;
+            .map_err(Invalid::RowBound)?;
         if AggregationScheme::from_name(&self.federation.aggregation).is_none() {
-            return Err(Invalid::Other(format!(
-                "federation.aggregation '{}' is not supported (supported: secagg, insecure-plain)",
-                self.federation.aggregation
-            )));
+            return Err(Invalid::Aggregation(self.federation.aggregation.clone()));
         }
         check_training(&self.training, "training")?;
         if let Some(f) = &self.fairness {
             if f.histogram_bins < 2 || f.histogram_bins > 100 {
-                return Err(Invalid::Other(format!(
-                    "fairness.histogram_bins must be 2..=100, got {}",
-                    f.histogram_bins
-                )));
+                return Err(out_of_range(
+                    "fairness.histogram_bins".into(),
+                    f.histogram_bins,
+                    "2..=100",
+                )
+                .into());
             }
-            accord_crypto::he::check_value_bits(f.value_bits)
-                .map_err(|e| Invalid::Other(format!("fairness.{e}")))?;
+            accord_crypto::he::check_value_bits(f.value_bits).map_err(Invalid::ValueBits)?;
             accord_crypto::he::keys::parse_verifying_key(&f.auditor_verifying_key)
-                .map_err(|e| Invalid::Other(format!("fairness.auditor_verifying_key: {e}")))?;
+                .map_err(Invalid::VerifyingKey)?;
             if self.aggregation() != AggregationScheme::SecAgg {
-                return Err(Invalid::Other(
-                    "fairness needs federation.aggregation = \"secagg\": the encrypted statistics carry secure-aggregation masks".into(),
-                ));
+                return Err(Invalid::FairnessNeedsSecAgg);
             }
             accord_proto::fairness::FairnessLayout::new(&self.schema()?, f.histogram_bins as usize)
-                .map_err(|e| Invalid::Other(format!("schema.intersections: {e}")))?;
+                .map_err(Invalid::Intersections)?;
         }
         self.mitigation()?;
         self.postprocessing()?;
@@ -377,16 +371,16 @@ impl CoordinatorConfig {
                     }),
                 };
                 if f.kind != FeatureType::Numeric && (f.min.is_some() || f.max.is_some()) {
-                    return Err(Invalid::Other(format!(
-                        "schema: feature '{}' is not numeric but has a min or max",
-                        f.name
-                    )));
+                    return Err(Invalid::Feature {
+                        feature: f.name.clone(),
+                        problem: "is not numeric but has a min or max",
+                    });
                 }
                 if f.kind != FeatureType::Categorical && !f.categories.is_empty() {
-                    return Err(Invalid::Other(format!(
-                        "schema: feature '{}' is not categorical but lists categories",
-                        f.name
-                    )));
+                    return Err(Invalid::Feature {
+                        feature: f.name.clone(),
+                        problem: "is not categorical but lists categories",
+                    });
                 }
                 Ok(Feature {
                     name: f.name.clone(),
@@ -439,14 +433,14 @@ impl CoordinatorConfig {
             &self.schema()?,
             "training.mitigation",
         )
-        .map_err(|e| Invalid::Other(e.to_string()))
+        .map_err(Invalid::Mitigation)
     }
 
     /// The post-processing in force (None for thresholds "none"), checked against the schema.
     pub fn postprocessing(&self) -> Result<Option<ThresholdPostprocessing>, Invalid> {
         self.postprocessing
             .definition(&self.schema()?, "postprocessing")
-            .map_err(|e| Invalid::Other(e.to_string()))
+            .map_err(Invalid::Mitigation)
     }
 
     /// The federation's aggregation scheme (`federation.aggregation`, checked at load).
@@ -465,21 +459,54 @@ impl CoordinatorConfig {
     }
 }
 
-/// Why a configuration is not usable.
-#[derive(Debug)]
+/// Why a configuration is not usable: what [`ConfigError::Invalid`] carries.
+#[derive(Debug, thiserror::Error)]
 pub enum Invalid {
     /// The schema section does not define a valid schema.
-    Schema(SchemaError),
+    #[error("schema: {0}")]
+    Schema(#[source] SchemaError),
     /// A setting is out of range or contradicts another.
-    Setting(SettingError),
-    /// Any other inconsistency, described.
-    Other(String),
-}
-
-impl From<SettingError> for Invalid {
-    fn from(error: SettingError) -> Self {
-        Invalid::Setting(error)
-    }
+    #[error(transparent)]
+    Setting(#[from] SettingError),
+    /// A feature's settings do not fit its type.
+    #[error("schema: feature '{feature}' {problem}")]
+    Feature {
+        /// The feature's name.
+        feature: String,
+        /// What does not fit, e.g. "is not numeric but has a min or max".
+        problem: &'static str,
+    },
+    /// `schema.label` is not a rule.
+    #[error(
+        "schema.label '{0}' is not of the form '<column> <comparison> <number>', e.g. 'csat >= 4'"
+    )]
+    LabelRule(String),
+    /// A numeric feature has no range, so its standardization sums cannot be bounded.
+    #[error("schema: {0}")]
+    Unbounded(#[source] accord_proto::layout::UnboundedFeature),
+    /// The standardization sums of `max_rows_per_participant` records do not fit the encoding.
+    #[error("secure_aggregation.max_rows_per_participant: {0}")]
+    RowBound(#[source] accord_proto::standardization::StandardizationError),
+    /// `federation.aggregation` names no scheme (given).
+    #[error("federation.aggregation '{0}' is not supported (supported: secagg, insecure-plain)")]
+    Aggregation(String),
+    /// `fairness.value_bits` is outside what the encrypted counts allow.
+    #[error("fairness.{0}")]
+    ValueBits(#[source] accord_crypto::he::HeError),
+    /// `fairness.auditor_verifying_key` is not an Ed25519 public key in hex.
+    #[error("fairness.auditor_verifying_key: {0}")]
+    VerifyingKey(#[source] accord_crypto::he::HeError),
+    /// The encrypted fairness statistics need secure aggregation's masks.
+    #[error(
+        "fairness needs federation.aggregation = \"secagg\": the encrypted statistics carry secure-aggregation masks"
+    )]
+    FairnessNeedsSecAgg,
+    /// The intersections give no fairness layout.
+    #[error("schema.intersections: {0}")]
+    Intersections(#[source] accord_proto::fairness::FairnessLayoutError),
+    /// `[training.mitigation]` or `[postprocessing]` does not fit the schema.
+    #[error(transparent)]
+    Mitigation(#[from] crate::mitigation::MitigationConfigError),
 }
 
 /// A setting no federation could run with, named by its key (`section.key`).
@@ -759,11 +786,7 @@ pub fn check_evaluation(evaluation: &EvaluationSection, section: &str) -> Result
 
 /// Parses "`<column> <comparison> <number>`", e.g. "csat >= 4".
 fn parse_label(rule: &str, positive_name: &str) -> Result<LabelRule, Invalid> {
-    let bad = || {
-        Invalid::Other(format!(
-            "schema.label '{rule}' is not of the form '<column> <comparison> <number>', e.g. 'csat >= 4'"
-        ))
-    };
+    let bad = || Invalid::LabelRule(rule.to_owned());
     let parts: Vec<&str> = rule.split_whitespace().collect();
     let [column, symbol, number] = parts.as_slice() else {
         return Err(bad());
@@ -795,9 +818,7 @@ mod tests {
         assert_eq!(rule.comparison(), Comparison::Gt);
         for bad in ["csat>=4", "csat >= four", "csat ~ 4", ""] {
             match parse_label(bad, "x") {
-                Err(Invalid::Other(message)) => {
-                    assert!(message.contains("is not of the form"), "{message}")
-                }
+                Err(Invalid::LabelRule(rule)) => assert_eq!(rule, bad),
                 other => panic!("{bad:?} gave {other:?}"),
             }
         }
