@@ -363,9 +363,11 @@ impl Node {
             let next_round = announcement.header.as_ref().map_or(0, |h| h.round);
             if phase == Phase::Finished {
                 if self.federation.postprocessing.is_some() {
-                    // The final model's thresholds, which this participant applies from now on.
-                    self.download(next_round).await?;
-                    info!(thresholds = ?self.contributor.thresholds(), "per-group decision thresholds in force");
+                    // The final model's thresholds, which this participant applies from now on
+                    // (unless the coordinator altered them: then it keeps those it had).
+                    if self.download(next_round, phase).await? {
+                        info!(thresholds = ?self.contributor.thresholds(), "per-group decision thresholds in force");
+                    }
                 }
                 info!(rounds = rounds_completed, "federation finished");
                 return Ok(rounds_completed);
@@ -396,9 +398,11 @@ impl Node {
         }
     }
 
-    /// Downloads the global model for `round` and hands it to the contributor, which checks
-    /// it against the schema before accepting it.
-    async fn download(&mut self, round: u32) -> Result<(), ParticipantError> {
+    /// Downloads the global model for `round`'s `phase` and hands it to the contributor, which
+    /// checks it against the schema before accepting it. False when it refuses the model (the
+    /// coordinator sent one that does not fit: logged with the reason): the participant keeps
+    /// the model it had and sits the phase out, never contributing from a stale model.
+    async fn download(&mut self, round: u32, phase: Phase) -> Result<bool, ParticipantError> {
         let model: GlobalModel = self
             .client
             .download_model(ModelRequest {
@@ -407,24 +411,49 @@ impl Node {
             .await
             .map_err(refused("DownloadModel"))?
             .into_inner();
-        Ok(self.contributor.accept_model(round, model)?)
+        match self.contributor.accept_model(round, model) {
+            Ok(()) => Ok(true),
+            Err(reason) => {
+                warn!(
+                    round,
+                    phase = phase.label(),
+                    peer = "the coordinator",
+                    %reason,
+                    "refused the global model the coordinator sent; keeping the model this participant had and sitting the phase out"
+                );
+                Ok(false)
+            }
+        }
     }
 
-    /// This participant's vector for a phase: sums over its records, never a record.
-    async fn values(&mut self, round: u32, phase: Phase) -> Result<Vec<f64>, ParticipantError> {
-        if phase != Phase::Standardize {
-            self.download(round).await?;
+    /// This participant's vector for a phase: sums over its records, never a record. None when
+    /// it refused the phase's model.
+    async fn values(
+        &mut self,
+        round: u32,
+        phase: Phase,
+    ) -> Result<Option<Vec<f64>>, ParticipantError> {
+        if phase != Phase::Standardize && !self.download(round, phase).await? {
+            return Ok(None);
         }
         let contributor = &mut self.contributor;
-        Ok(compute(|| contributor.contribute(round, phase))?)
+        Ok(Some(compute(|| contributor.contribute(round, phase))?))
     }
 
-    /// This participant's fairness statistics of the final model: counts per group.
-    async fn fairness_statistics(&mut self, round: u32) -> Result<Vec<u64>, ParticipantError> {
-        self.download(round).await?;
+    /// This participant's fairness statistics of the final model: counts per group. None when
+    /// it refused the model.
+    async fn fairness_statistics(
+        &mut self,
+        round: u32,
+    ) -> Result<Option<Vec<u64>>, ParticipantError> {
+        if !self.download(round, Phase::Fairness).await? {
+            return Ok(None);
+        }
         let audit = self.fairness.as_ref().expect("fairness configured");
         let contributor = &self.contributor;
-        Ok(compute(|| contributor.fairness_counts(&audit.layout))?)
+        Ok(Some(compute(|| {
+            contributor.fairness_counts(&audit.layout)
+        })?))
     }
 
     /// Contributes to a phase under the federation's scheme; false if the phase aborted or
@@ -433,7 +462,9 @@ impl Node {
         if self.secagg.is_some() {
             return self.secure(round, phase).await;
         }
-        let values = self.values(round, phase).await?;
+        let Some(values) = self.values(round, phase).await? else {
+            return Ok(false);
+        };
         let vector = Some(ProtectedVector {
             scheme: Some(protected_vector::Scheme::Plain(PlainVector { values })),
         });
@@ -491,13 +522,18 @@ impl Node {
         {
             return Ok(false);
         }
+        // A refused model ends this participant's part after its keys were advertised: the
+        // others go on without it, as without any dropout.
         let input = if phase == Phase::Fairness {
-            Input::Counts(self.fairness_statistics(round).await?)
+            match self.fairness_statistics(round).await? {
+                Some(counts) => Input::Counts(counts),
+                None => return Ok(false),
+            }
         } else {
-            Input::Values(
-                self.values(round, phase).await?,
-                self.contributor.vector(phase)?,
-            )
+            match self.values(round, phase).await? {
+                Some(values) => Input::Values(values, self.contributor.vector(phase)?),
+                None => return Ok(false),
+            }
         };
         let mut selected = 0;
         loop {
@@ -721,3 +757,6 @@ enum Input {
     Values(Vec<f64>, PhaseVector),
     Counts(Vec<u64>),
 }
+
+#[cfg(test)]
+mod tests;
