@@ -294,10 +294,28 @@ pub fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("accord: error: {e:#}");
+            eprintln!("accord: error: {}", report(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each said once: Accord's errors name what they wrap in
+/// their own message ("coordinator.toml: federation.rounds is 0; ..."), which printing the
+/// chain (`{:#}`) would repeat.
+fn report(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -516,5 +534,26 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::report;
+    use std::path::Path;
+
+    #[test]
+    fn an_error_is_reported_with_each_cause_once() {
+        let example = include_str!("../examples/coordinator.toml");
+        let text = example.replacen("\nrounds = 10", "\nrounds = 0", 1);
+        let refused = accord_coordinator::CoordinatorConfig::parse(&text, Path::new("c.toml"))
+            .expect_err("zero rounds are refused");
+        assert_eq!(
+            report(&refused.into()),
+            "c.toml: federation.rounds is 0; it must be at least 1"
+        );
+        let context = anyhow::Error::from(std::io::Error::other("disk full"))
+            .context("cannot write rounds.csv");
+        assert_eq!(report(&context), "cannot write rounds.csv: disk full");
     }
 }

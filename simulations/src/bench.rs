@@ -181,9 +181,19 @@ pub struct SecAggReport {
 /// Why a benchmark could not run or gave a wrong answer.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    /// The benchmark's parameters cannot run; the message says why.
-    #[error("invalid benchmark: {0}")]
-    Invalid(String),
+    /// The benchmark's parameters cannot run.
+    #[error("invalid benchmark: {setting} {value}: {needed}")]
+    Invalid {
+        /// The parameter, as the command line names it.
+        setting: &'static str,
+        /// Its value.
+        value: String,
+        /// What it must be.
+        needed: String,
+    },
+    /// The input-validity statement cannot be formed for these parameters.
+    #[error("invalid benchmark: input validity: {0}")]
+    Validity(#[from] accord_crypto::secagg::validity::ValidityError),
     /// The benchmark's certificates could not be made.
     #[error("benchmark certificates: {0}")]
     Pki(#[from] PkiError),
@@ -214,8 +224,13 @@ pub enum BenchError {
     },
 }
 
+/// A command-line count that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a count such as 100000, 100k or 1M")]
+pub struct NotACount(pub String);
+
 /// A count such as `100000`, `100_000`, `100k` or `1M` (k = 10^3, M = 10^6).
-pub fn parse_count(s: &str) -> Result<usize, String> {
+pub fn parse_count(s: &str) -> Result<usize, NotACount> {
     let text = s.trim().replace('_', "");
     let (digits, unit) = match text.chars().last() {
         Some('k' | 'K') => (&text[..text.len() - 1], 1_000),
@@ -226,7 +241,7 @@ pub fn parse_count(s: &str) -> Result<usize, String> {
         .parse::<usize>()
         .ok()
         .and_then(|n| n.checked_mul(unit))
-        .ok_or_else(|| format!("'{s}' is not a count such as 100000, 100k or 1M"))
+        .ok_or_else(|| NotACount(s.to_owned()))
 }
 
 /// Runs the benchmark.
@@ -549,31 +564,38 @@ fn context(round: u32) -> Context {
 impl<'a> Env<'a> {
     fn new(bench: &'a SecAggBench) -> Result<Self, BenchError> {
         let n = bench.participants;
-        let invalid = |m: String| Err(BenchError::Invalid(m));
+        let invalid = |setting, value: &dyn std::fmt::Display, needed: String| {
+            Err(BenchError::Invalid {
+                setting,
+                value: value.to_string(),
+                needed,
+            })
+        };
         if n < 2 {
-            return invalid(format!("{n} participants; at least 2 are needed"));
+            return invalid("--participants", &n, "at least 2 are needed".into());
         }
         if bench.params == 0 {
-            return invalid("0 parameters; at least 1 is needed".into());
+            return invalid("--params", &0, "at least 1 is needed".into());
         }
         if bench.rounds == 0 {
-            return invalid("0 rounds to measure; at least 1 is needed".into());
+            return invalid("--rounds", &0, "at least 1 is needed".into());
         }
         if bench.neighbours == Some(0) {
-            return invalid("0 neighbours; at least 1 is needed".into());
+            return invalid("--neighbours", &0, "at least 1 is needed".into());
         }
         if !(0.0..1.0).contains(&bench.dropout) {
-            return invalid(format!(
-                "dropout {} is not a fraction in [0, 1)",
-                bench.dropout
-            ));
+            return invalid("--dropout", &bench.dropout, "a fraction in [0, 1)".into());
         }
         let dropouts = (bench.dropout * n as f64).round() as usize;
         let threshold = minimum_threshold(n);
         if n - dropouts < threshold {
-            return invalid(format!(
-                "{dropouts} of {n} participants dropping leaves fewer than the threshold {threshold}"
-            ));
+            return invalid(
+                "--dropout",
+                &bench.dropout,
+                format!(
+                    "{dropouts} of {n} participants dropping leaves fewer than the threshold {threshold}"
+                ),
+            );
         }
         let encoding = FixedPoint::new(
             bench.modulus,
@@ -590,8 +612,7 @@ impl<'a> Env<'a> {
         let statement = bench
             .input_validity
             .then(|| Statement::new(&encoding, &[]))
-            .transpose()
-            .map_err(|e| BenchError::Invalid(e.to_string()))?;
+            .transpose()?;
 
         let pki = tempfile::tempdir()?;
         let ca = ConsortiumCa::init(pki.path(), "Accord Benchmark")?;
@@ -1173,7 +1194,7 @@ mod tests {
             },
         ] {
             assert!(
-                matches!(run(&bench), Err(BenchError::Invalid(_))),
+                matches!(run(&bench), Err(BenchError::Invalid { .. })),
                 "{bench:?}"
             );
         }

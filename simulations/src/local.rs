@@ -3,9 +3,9 @@
 //! they stay true). `accord demo` runs it as processes, the end-to-end tests and the simulator's
 //! gRPC transport run it in-process.
 
-use crate::synth::{self, SynthSpec};
+use crate::synth::{self, SynthError, SynthSpec};
+use accord_crypto::pki::PkiError;
 use accord_crypto::pki::{ConsortiumCa, Role};
-use anyhow::Context;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -16,8 +16,43 @@ const PARTICIPANT_EXAMPLE: &str = include_str!("../../examples/participant.toml"
 /// The certificate name of the demo's progress monitor, which reads the federation's status.
 pub const MONITOR: &str = "demo-monitor";
 
-pub(crate) fn patch(example: &str, edits: &[(&str, toml::Value)]) -> anyhow::Result<String> {
-    let mut doc: toml::Table = example.parse().context("example config")?;
+/// Why a local federation could not be laid out.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// An example config (embedded from examples/) is not TOML: a defect of this build.
+    #[error("the example config is not TOML: {0}")]
+    Example(#[source] toml::de::Error),
+    /// An edit's dotted key goes through a value that is not a table.
+    #[error("cannot set '{key}' in the example config: '{part}' is not a table")]
+    NotATable {
+        /// The dotted key of the edit.
+        key: String,
+        /// The part of it that is not a table.
+        part: String,
+    },
+    /// The edited config cannot be written as TOML (a value TOML cannot hold).
+    #[error("the edited config cannot be written as TOML: {0}")]
+    Serialize(#[from] toml::ser::Error),
+    /// The consortium's certificates could not be made.
+    #[error("the federation's PKI: {0}")]
+    Pki(#[from] PkiError),
+    /// The synthetic data could not be generated or written.
+    #[error("the synthetic data: {0}")]
+    Synth(#[from] SynthError),
+    /// A file or folder could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file or folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// `example` (a TOML config) with each edit (dotted key, value) applied, headed by a comment
+/// saying where it came from.
+pub(crate) fn patch(example: &str, edits: &[(&str, toml::Value)]) -> Result<String, LocalError> {
+    let mut doc: toml::Table = example.parse().map_err(LocalError::Example)?;
     for (path, value) in edits {
         let mut table = &mut doc;
         let keys: Vec<&str> = path.split('.').collect();
@@ -26,7 +61,10 @@ pub(crate) fn patch(example: &str, edits: &[(&str, toml::Value)]) -> anyhow::Res
                 .entry(key.to_string())
                 .or_insert_with(|| toml::Value::Table(Default::default()))
                 .as_table_mut()
-                .context("example config shape")?;
+                .ok_or_else(|| LocalError::NotATable {
+                    key: (*path).to_owned(),
+                    part: (*key).to_owned(),
+                })?;
         }
         table.insert(keys[keys.len() - 1].to_owned(), value.clone());
     }
@@ -34,6 +72,14 @@ pub(crate) fn patch(example: &str, edits: &[(&str, toml::Value)]) -> anyhow::Res
         "# Written by `accord demo` from examples/*.toml.\n{}",
         toml::to_string(&doc)?
     ))
+}
+
+/// Writes `text` to `path`, naming the path in the error.
+fn write(path: &Path, text: &str) -> Result<(), LocalError> {
+    fs::write(path, text).map_err(|source| LocalError::Write {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn path_value(path: PathBuf) -> toml::Value {
@@ -55,7 +101,7 @@ impl LocalFederation {
     /// Makes the PKI (CA, coordinator, one participant certificate per name and an auditor
     /// [`MONITOR`], an observer of the federation) and one synthetic CSV per participant under
     /// `dir`.
-    pub fn create(dir: &Path, data: &SynthSpec) -> anyhow::Result<Self> {
+    pub fn create(dir: &Path, data: &SynthSpec) -> Result<Self, LocalError> {
         let pki = dir.join("pki");
         let names: Vec<String> = (1..=data.participants)
             .map(|i| format!("org-{i}"))
@@ -97,7 +143,7 @@ impl LocalFederation {
         rounds: u32,
         phase_timeout_secs: u64,
         extra: &[(&str, toml::Value)],
-    ) -> anyhow::Result<PathBuf> {
+    ) -> Result<PathBuf, LocalError> {
         let path = self.dir.join("coordinator.toml");
         let roster = toml::Value::Array(
             self.names
@@ -137,8 +183,9 @@ impl LocalFederation {
         edits.extend(self.crl().map(|crl| ("tls.crl", path_value(crl))));
         edits.extend(extra.iter().cloned());
         let text = patch(COORDINATOR_EXAMPLE, &edits)?;
-        fs::create_dir_all(self.dir.join("run"))?;
-        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        let run = self.dir.join("run");
+        fs::create_dir_all(&run).map_err(|source| LocalError::Write { path: run, source })?;
+        write(&path, &text)?;
         Ok(path)
     }
 
@@ -149,7 +196,7 @@ impl LocalFederation {
         name: &str,
         address: &str,
         extra: &[(&str, toml::Value)],
-    ) -> anyhow::Result<PathBuf> {
+    ) -> Result<PathBuf, LocalError> {
         let path = self.dir.join(format!("{name}.toml"));
         let seed = self
             .names
@@ -171,7 +218,7 @@ impl LocalFederation {
         edits.extend(self.crl().map(|crl| ("tls.crl", path_value(crl))));
         edits.extend(extra.iter().cloned());
         let text = patch(PARTICIPANT_EXAMPLE, &edits)?;
-        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        write(&path, &text)?;
         Ok(path)
     }
 }

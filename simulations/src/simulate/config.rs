@@ -267,10 +267,10 @@ pub struct FaultConfig {
 
 impl DataConfig {
     /// The generator's parameters for `source = "synthetic"`.
-    pub fn synth_spec(&self, seed: u64) -> Result<crate::synth::SynthSpec, String> {
+    pub fn synth_spec(&self, seed: u64) -> Result<crate::synth::SynthSpec, SettingError> {
         Ok(crate::synth::SynthSpec {
             bias: crate::synth::parse_biases(self.bias.as_deref().unwrap_or(""))
-                .map_err(|e| e.to_string())?,
+                .map_err(SettingError::Bias)?,
             ..crate::synth::SynthSpec::new(self.participants, self.rows, seed)
         })
     }
@@ -307,13 +307,120 @@ pub enum ExperimentError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The file is not valid TOML or its settings are inconsistent.
-    #[error("{path}: {message}")]
-    Invalid {
+    /// The file is not valid TOML or does not match an experiment's structure.
+    #[error("{path}: {source}")]
+    Parse {
         /// The experiment file.
         path: PathBuf,
-        /// What is wrong.
+        /// The parser's error.
+        source: toml::de::Error,
+    },
+    /// A sweep key or a `--set` assignment cannot be applied to the file.
+    #[error("{path}: {source}")]
+    Key {
+        /// The experiment file.
+        path: PathBuf,
+        /// What cannot be applied.
+        source: KeyError,
+    },
+    /// A setting no run could use.
+    #[error("{path}: {source}")]
+    Setting {
+        /// The experiment file.
+        path: PathBuf,
+        /// The setting and why.
+        source: Box<SettingError>,
+    },
+}
+
+/// A dotted key (of a `[sweep]` or a `--set key=value`) that cannot be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// A `--set` argument without `=`.
+    #[error("--set '{0}' is not of the form key=value")]
+    NotAnAssignment(String),
+    /// An empty key.
+    #[error("sweep key '{0}' is empty")]
+    Empty(String),
+    /// A part of the key names a value that is not a table.
+    #[error("sweep key '{key}': '{part}' is not a table")]
+    NotATable {
+        /// The dotted key.
+        key: String,
+        /// The part that is not a table.
+        part: String,
+    },
+}
+
+/// A setting no run of the experiment could use, found before any run starts; the coordinator's
+/// and the participants' own checks among them, so an experiment never runs what a federation
+/// refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingError {
+    /// Synthetic data with no participant or no record.
+    #[error("data: participants and rows must be at least 1")]
+    NoSyntheticData,
+    /// `source = "csv-files"` without files.
+    #[error("data: source 'csv-files' needs files = [...]")]
+    NoFiles,
+    /// `source = "csv-split"` without a file or participants.
+    #[error("data: source 'csv-split' needs file and participants")]
+    NoFileToSplit,
+    /// `data.bias` is not a bias specification.
+    #[error("data.bias: {0}")]
+    Bias(#[source] crate::synth::SynthError),
+    /// A Dirichlet partition with α ≤ 0.
+    #[error("partition.alpha must be positive")]
+    Alpha,
+    /// A partition by group without the attribute.
+    #[error("partition: kind 'group' needs attribute (a protected attribute)")]
+    NoGroupAttribute,
+    /// The gRPC transport with data it cannot hand to participants.
+    #[error(
+        "transport = \"grpc\" runs synthetic data as generated (partition.kind = \"natural\"): participants read their own CSVs"
+    )]
+    GrpcData,
+    /// The privacy settings against the participants simulated.
+    #[error(transparent)]
+    Privacy(accord_coordinator::SettingError),
+    /// The definition participants would receive fails their own check.
+    #[error("the federation definition: {0}")]
+    Definition(#[source] accord_proto::schema::DefinitionError),
+    /// The encrypted fairness path requested.
+    #[error(
+        "privacy.fairness_encrypted: the encrypted fairness path is not available yet (fairness statistics are securely aggregated instead)"
+    )]
+    EncryptedFairness,
+    /// A fault probability outside [0, 1].
+    #[error("faults: probabilities must be in [0, 1]")]
+    Probability,
+    /// A fault duration that is negative or not finite.
+    #[error("faults.{key} is {value}; it must be finite and not negative")]
+    Duration {
+        /// The key under `[faults]`.
+        key: &'static str,
+        /// Its value.
+        value: f64,
+    },
+    /// A setting that cannot be written into a coordinator config.
+    #[error("{setting}: {source}")]
+    Serialize {
+        /// The experiment's key.
+        setting: &'static str,
+        /// Why TOML cannot hold it.
+        source: toml::ser::Error,
+    },
+    /// The coordinator config the experiment stands for cannot be made.
+    #[error("the coordinator config: {0}")]
+    Layout(#[from] crate::local::LocalError),
+    /// A federation's coordinator would refuse the experiment's settings: its message with
+    /// the keys as the experiment names them.
+    #[error("refused as a federation's coordinator refuses it: {message}")]
+    Coordinator {
+        /// The coordinator's message, its keys rewritten as the experiment's.
         message: String,
+        /// The coordinator's error.
+        source: Box<ConfigError>,
     },
 }
 
@@ -336,41 +443,41 @@ impl ExperimentConfig {
             path: path.into(),
             source,
         })?;
-        let raw: toml::Value = toml::from_str(&text).map_err(|e| ExperimentError::Invalid {
+        let raw: toml::Value = toml::from_str(&text).map_err(|source| ExperimentError::Parse {
             path: path.into(),
-            message: e.to_string(),
+            source,
         })?;
         Ok((Self::from_value(&raw, path)?, raw))
     }
 
     /// What a run cannot do, said before it starts.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), SettingError> {
         let d = &self.data;
         match d.source {
             DataSource::Synthetic if d.participants == 0 || d.rows == 0 => {
-                return Err("data: participants and rows must be at least 1".into());
+                return Err(SettingError::NoSyntheticData);
             }
             DataSource::CsvFiles if d.files.is_empty() => {
-                return Err("data: source 'csv-files' needs files = [...]".into());
+                return Err(SettingError::NoFiles);
             }
             DataSource::CsvSplit if d.file.is_none() || d.participants == 0 => {
-                return Err("data: source 'csv-split' needs file and participants".into());
+                return Err(SettingError::NoFileToSplit);
             }
             _ => {}
         }
         if self.partition.kind != PartitionKind::Natural
             && self.partition.alpha.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
         {
-            return Err("partition.alpha must be positive".into());
+            return Err(SettingError::Alpha);
         }
         if self.partition.kind == PartitionKind::Group && self.partition.attribute.is_none() {
-            return Err("partition: kind 'group' needs attribute (a protected attribute)".into());
+            return Err(SettingError::NoGroupAttribute);
         }
         if self.transport == Transport::Grpc
             && (self.data.source != DataSource::Synthetic
                 || self.partition.kind != PartitionKind::Natural)
         {
-            return Err("transport = \"grpc\" runs synthetic data as generated (partition.kind = \"natural\"): participants read their own CSVs".into());
+            return Err(SettingError::GrpcData);
         }
         // The privacy settings against who takes part: every simulated participant is selected
         // for every phase, at most and at least n.
@@ -384,14 +491,13 @@ impl ExperimentConfig {
                     least: (n, who),
                 },
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(SettingError::Privacy)?;
         // Then every setting, by the coordinator's own code, as a federation would check them,
         // and the definition the participants would receive, as they check it.
         let definition = self.definition()?;
-        accord_proto::schema::validate_definition(&definition)
-            .map_err(|e| format!("the federation definition: {e}"))?;
+        accord_proto::schema::validate_definition(&definition).map_err(SettingError::Definition)?;
         if self.privacy.fairness_encrypted {
-            return Err("privacy.fairness_encrypted: the encrypted fairness path is not available yet (fairness statistics are securely aggregated instead)".into());
+            return Err(SettingError::EncryptedFairness);
         }
         let f = &self.faults;
         let probabilities = [
@@ -402,16 +508,14 @@ impl ExperimentConfig {
             f.stragglers,
         ];
         if probabilities.iter().any(|p| !(0.0..=1.0).contains(p)) {
-            return Err("faults: probabilities must be in [0, 1]".into());
+            return Err(SettingError::Probability);
         }
         for (key, value) in [
             ("straggler_mean_secs", f.straggler_mean_secs),
             ("deadline_secs", f.deadline_secs),
         ] {
             if !(value.is_finite() && value >= 0.0) {
-                return Err(format!(
-                    "faults.{key} is {value}; it must be finite and not negative"
-                ));
+                return Err(SettingError::Duration { key, value });
             }
         }
         Ok(())
@@ -426,11 +530,9 @@ impl ExperimentConfig {
             for (value, swept) in &runs {
                 for v in values {
                     let mut value = value.clone();
-                    set(&mut value, key, v.clone()).map_err(|message| {
-                        ExperimentError::Invalid {
-                            path: path.into(),
-                            message,
-                        }
+                    set(&mut value, key, v.clone()).map_err(|source| ExperimentError::Key {
+                        path: path.into(),
+                        source,
                     })?;
                     let mut swept = swept.clone();
                     swept.push((key.clone(), display(v)));
@@ -453,14 +555,14 @@ impl ExperimentConfig {
     }
 
     fn from_value(value: &toml::Value, path: &Path) -> Result<Self, ExperimentError> {
-        let invalid = |message: String| ExperimentError::Invalid {
-            path: path.into(),
-            message,
-        };
-        let mut config: Self = value
-            .clone()
-            .try_into()
-            .map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+        let mut config: Self =
+            value
+                .clone()
+                .try_into()
+                .map_err(|source| ExperimentError::Parse {
+                    path: path.into(),
+                    source,
+                })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for file in config
             .data
@@ -472,7 +574,10 @@ impl ExperimentConfig {
                 *file = base.join(&*file);
             }
         }
-        config.check().map_err(invalid)?;
+        config.check().map_err(|source| ExperimentError::Setting {
+            path: path.into(),
+            source: Box::new(source),
+        })?;
         Ok(config)
     }
 }
@@ -500,7 +605,7 @@ const SECTIONS: [(&str, &str); 3] = [
 impl ExperimentConfig {
     /// The coordinator.toml settings of a federation running this experiment (on top of the
     /// example coordinator config, whose schema simulations share).
-    pub fn coordinator_settings(&self) -> Result<Vec<Setting>, String> {
+    pub fn coordinator_settings(&self) -> Result<Vec<Setting>, SettingError> {
         let a = &self.algorithm;
         let p = &self.privacy;
         let mu = if a.strategy == Strategy::Fedprox {
@@ -508,7 +613,9 @@ impl ExperimentConfig {
         } else {
             0.0
         };
-        let table = |value: Result<toml::Value, toml::ser::Error>| value.map_err(|e| e.to_string());
+        let table = |setting: &'static str, value: Result<toml::Value, toml::ser::Error>| {
+            value.map_err(|source| SettingError::Serialize { setting, source })
+        };
         let setting = |coordinator, experiment, value: toml::Value| Setting {
             coordinator,
             experiment,
@@ -578,12 +685,15 @@ impl ExperimentConfig {
             setting(
                 "training.mitigation",
                 "mitigation",
-                table(toml::Value::try_from(&self.mitigation))?,
+                table("mitigation", toml::Value::try_from(&self.mitigation))?,
             ),
             setting(
                 "postprocessing",
                 "postprocessing",
-                table(toml::Value::try_from(&self.postprocessing))?,
+                table(
+                    "postprocessing",
+                    toml::Value::try_from(&self.postprocessing),
+                )?,
             ),
         ])
     }
@@ -591,7 +701,7 @@ impl ExperimentConfig {
     /// The coordinator configuration a federation running this experiment would load, checked
     /// by the coordinator's own code: an experiment is refused whenever that coordinator would
     /// refuse to start, with the keys named as the experiment spells them.
-    pub fn coordinator_config(&self) -> Result<CoordinatorConfig, String> {
+    pub fn coordinator_config(&self) -> Result<CoordinatorConfig, SettingError> {
         let settings = self.coordinator_settings()?;
         // Who takes part: the simulated participants, every one selected for every phase.
         let (n, _) = self.participants();
@@ -599,20 +709,19 @@ impl ExperimentConfig {
         let mut edits: Vec<(&str, toml::Value)> = vec![("federation.roster", roster.into())];
         edits.extend(self.simulated_federation());
         edits.extend(settings.iter().map(|s| (s.coordinator, s.value.clone())));
-        let text =
-            crate::local::patch(super::COORDINATOR_EXAMPLE, &edits).map_err(|e| e.to_string())?;
-        CoordinatorConfig::parse(&text, Path::new("coordinator.toml")).map_err(|e| {
-            let message = match e {
-                ConfigError::Invalid { message, .. } | ConfigError::Parse { message, .. } => {
-                    message
-                }
+        let text = crate::local::patch(super::COORDINATOR_EXAMPLE, &edits)?;
+        CoordinatorConfig::parse(&text, Path::new("coordinator.toml")).map_err(|source| {
+            // The coordinator's words without the file name (the experiment has none).
+            let message = match &source {
+                ConfigError::Parse { message, .. } => message.clone(),
                 ConfigError::Setting { source, .. } => source.to_string(),
+                ConfigError::Invalid { source, .. } => source.to_string(),
                 other => other.to_string(),
             };
-            format!(
-                "refused as a federation's coordinator refuses it: {}",
-                in_experiment_keys(&message, &settings)
-            )
+            SettingError::Coordinator {
+                message: in_experiment_keys(&message, &settings),
+                source: Box::new(source),
+            }
         })
     }
 
@@ -639,7 +748,7 @@ impl ExperimentConfig {
     }
 
     /// The federation definition participants would receive for this experiment.
-    pub fn definition(&self) -> Result<FederationDefinition, String> {
+    pub fn definition(&self) -> Result<FederationDefinition, SettingError> {
         Ok(accord_coordinator::definition(
             &self.coordinator_config()?,
             None,
@@ -684,20 +793,22 @@ fn in_experiment_keys(message: &str, settings: &[Setting]) -> String {
 }
 
 /// Sets `key` (dotted) in a TOML document; the key must name an existing table path.
-fn set(document: &mut toml::Value, key: &str, value: toml::Value) -> Result<(), String> {
+fn set(document: &mut toml::Value, key: &str, value: toml::Value) -> Result<(), KeyError> {
     let mut parts: Vec<&str> = key.split('.').collect();
-    let last = parts
-        .pop()
-        .ok_or_else(|| format!("sweep key '{key}' is empty"))?;
-    let mut table = document
-        .as_table_mut()
-        .ok_or_else(|| "the experiment is not a table".to_owned())?;
+    let last = parts.pop().filter(|last| !last.is_empty());
+    let (Some(last), Some(mut table)) = (last, document.as_table_mut()) else {
+        // A parsed experiment is always a table: only the key can be at fault.
+        return Err(KeyError::Empty(key.to_owned()));
+    };
     for part in parts {
         table = table
             .entry(part)
             .or_insert_with(|| toml::Value::Table(Default::default()))
             .as_table_mut()
-            .ok_or_else(|| format!("sweep key '{key}': '{part}' is not a table"))?;
+            .ok_or_else(|| KeyError::NotATable {
+                key: key.to_owned(),
+                part: part.to_owned(),
+            })?;
     }
     table.insert(last.to_owned(), value);
     Ok(())
@@ -705,10 +816,10 @@ fn set(document: &mut toml::Value, key: &str, value: toml::Value) -> Result<(), 
 
 /// Applies "dotted.key=value" to a document; the value is TOML ("0.5", "true", "\"z32\"") or,
 /// failing that, a bare string.
-pub fn override_value(document: &mut toml::Value, assignment: &str) -> Result<(), String> {
+pub fn override_value(document: &mut toml::Value, assignment: &str) -> Result<(), KeyError> {
     let (key, value) = assignment
         .split_once('=')
-        .ok_or_else(|| format!("--set '{assignment}' is not of the form key=value"))?;
+        .ok_or_else(|| KeyError::NotAnAssignment(assignment.to_owned()))?;
     let value = toml::from_str::<toml::Table>(&format!("v = {value}"))
         .ok()
         .and_then(|mut t| t.remove("v"))

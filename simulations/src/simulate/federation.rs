@@ -4,6 +4,7 @@
 //! transport is in-process. Dropouts and stragglers are drawn from the experiment's seed, so
 //! the same config gives the same numbers, and the same numbers as over gRPC.
 
+use super::RunError;
 use super::config::{ExperimentConfig, FaultConfig};
 use accord_coordinator::aggregation::{self, Closed, PhaseSpec, Submission};
 use accord_coordinator::{PhaseResult, RoundPlan};
@@ -21,6 +22,7 @@ use accord_proto::layout::{StandardizationLayout, encoded_columns};
 use accord_proto::mitigation::AttributeGaps;
 use accord_proto::phase::PhaseVector;
 use accord_proto::scheme::{AggregationScheme, InputValidity};
+use accord_proto::standardization::StandardizationError;
 use accord_proto::v1::{
     FederationDefinition, Phase, PlainVector, ProtectedVector, Schema, SecAggParams, SecAggRelay,
     SecAggStage, SignedStageMessage, protected_vector::Scheme,
@@ -371,7 +373,7 @@ impl Simulation<'_> {
     pub fn run(
         &mut self,
         mut on_round: impl FnMut(&RoundOutcome),
-    ) -> Result<SimulationResult, String> {
+    ) -> Result<SimulationResult, RunError> {
         let mut plan = RoundPlan::new(
             self.definition.clone(),
             encoded_columns(self.schema),
@@ -381,7 +383,7 @@ impl Simulation<'_> {
         // What the transport measured for the round under way.
         let mut transport = RoundOutcome::default();
         let mut started = Instant::now();
-        while let Some(request) = plan.configure().map_err(|e| e.to_string())? {
+        while let Some(request) = plan.configure()? {
             if request.phase == Phase::Fit {
                 transport = RoundOutcome::default();
                 started = Instant::now();
@@ -398,9 +400,12 @@ impl Simulation<'_> {
                             .and_then(|()| contributor.contribute(request.round, request.phase)),
                         _ => contributor.contribute(request.round, request.phase),
                     };
-                    contributed.map_err(|e| format!("{}: {e}", member.signer.name()))
+                    contributed.map_err(|source| RunError::Contribution {
+                        participant: member.signer.name().to_owned(),
+                        source,
+                    })
                 })
-                .collect::<Result<_, String>>()?;
+                .collect::<Result<_, RunError>>()?;
             let aggregate = self.aggregate(request.round, request.phase, request.vector, &inputs);
             if matches!(request.phase, Phase::Fit | Phase::Evaluate) {
                 transport.bytes_up += aggregate.bytes_up;
@@ -416,7 +421,7 @@ impl Simulation<'_> {
                 sum: aggregate.sum,
                 culprits: aggregate.culprits,
             };
-            if let Some(round) = plan.aggregate(result).map_err(|e| e.to_string())? {
+            if let Some(round) = plan.aggregate(result)? {
                 let record = plan.history().last().expect("the closed round's record");
                 debug_assert_eq!(record.round, round);
                 let outcome = RoundOutcome {
@@ -490,13 +495,50 @@ pub struct SimulationResult {
     pub postprocessed: Option<Postprocessed>,
 }
 
+/// The final model's figures, as a summary row states them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinalFigures {
+    /// The accuracy with the per-group thresholds when they are in force.
+    pub accuracy: Option<f64>,
+    /// The accuracy with the single decision threshold.
+    pub accuracy_before_thresholds: Option<f64>,
+    /// (attribute, demographic-parity difference, equal-opportunity difference), with the
+    /// thresholds when they are in force.
+    pub gaps: Vec<(String, Option<f64>, Option<f64>)>,
+}
+
+impl SimulationResult {
+    /// The round whose fit made the final model: the last that did not abort.
+    pub fn last_fit(&self) -> Option<&RoundOutcome> {
+        self.rounds.iter().rev().find(|o| !o.aborted)
+    }
+
+    /// The final model's figures: that round's evaluation's, undefined when it aborted (never
+    /// an earlier model's); with per-group thresholds in force, the participants' evaluation
+    /// with them, undefined when that aborted (the thresholds' own estimate from the
+    /// histograms is another figure, never a stand-in).
+    pub fn final_figures(&self) -> FinalFigures {
+        let last = self.last_fit();
+        let trained = last.and_then(|o| o.quality).map(|q| q.accuracy);
+        let (accuracy, gaps) = match &self.postprocessed {
+            Some(post) => (post.quality.map(|q| q.accuracy), post.gaps.clone()),
+            None => (trained, last.map(|o| o.gaps.clone()).unwrap_or_default()),
+        };
+        FinalFigures {
+            accuracy,
+            accuracy_before_thresholds: trained,
+            gaps,
+        }
+    }
+}
+
 /// The same model trained on the pooled data with the same standardization and as many epochs
 /// as the federation's rounds × local epochs: its accuracy on the pooled data.
 pub fn centralized_accuracy(
     config: &ExperimentConfig,
     definition: &FederationDefinition,
     datasets: &[&LocalDataset],
-) -> Result<f64, String> {
+) -> Result<f64, StandardizationError> {
     let views: Vec<_> = datasets.iter().map(|d| d.features.view()).collect();
     let x = ndarray::concatenate(ndarray::Axis(0), &views).expect("same columns");
     let y: ndarray::Array1<f64> = datasets
@@ -504,12 +546,9 @@ pub fn centralized_accuracy(
         .flat_map(|d| d.labels.iter().copied())
         .collect();
     let layout =
-        StandardizationLayout::new(definition.schema.as_ref().unwrap_or(&Schema::default()))
-            .map_err(|e| e.to_string())?;
-    let sums = standardization_sums(&layout, &x).map_err(|e| e.to_string())?;
-    let z = Standardizer::from_sums(&layout, &sums)
-        .map_err(|e| e.to_string())?
-        .apply(&x);
+        StandardizationLayout::new(definition.schema.as_ref().unwrap_or(&Schema::default()))?;
+    let sums = standardization_sums(&layout, &x)?;
+    let z = Standardizer::from_sums(&layout, &sums)?.apply(&x);
     let federated = TrainingParams::from(definition.training.unwrap_or_default());
     let params = TrainingParams {
         epochs: federated.epochs * definition.rounds,
@@ -615,6 +654,95 @@ mod tests {
     use accord_proto::v1::GlobalModel;
     use ndarray::{Array1, Array2};
     use std::path::Path;
+
+    /// The final figures are the last fitted model's, with its thresholds when they are in
+    /// force; an evaluation that aborted leaves them undefined, never another model's or the
+    /// histograms' estimate.
+    #[test]
+    fn final_figures_are_the_last_models_or_undefined() {
+        let quality = |round, accuracy| Quality {
+            round,
+            samples: 100,
+            accuracy,
+            log_loss: 0.5,
+            brier: 0.2,
+            auc: Some(0.8),
+            positive_rate: 0.4,
+        };
+        let gaps = |gap| vec![("gender".to_owned(), Some(gap), None)];
+        let fitted = |round, measured: Option<f64>| RoundOutcome {
+            round,
+            evaluation_aborted: measured.is_none(),
+            quality: measured.map(|accuracy| quality(round, accuracy)),
+            gaps: measured.map(gaps).unwrap_or_default(),
+            ..RoundOutcome::default()
+        };
+        let aborted = RoundOutcome {
+            round: 3,
+            aborted: true,
+            ..RoundOutcome::default()
+        };
+        let result = |rounds, postprocessed| SimulationResult {
+            rounds,
+            model: LogisticModel::zeros(1),
+            postprocessed,
+        };
+        // Round 3's fit aborted: round 2's model and figures stand.
+        let figures = result(
+            vec![fitted(1, Some(0.7)), fitted(2, Some(0.8)), aborted.clone()],
+            None,
+        )
+        .final_figures();
+        assert_eq!(figures.accuracy, Some(0.8));
+        assert_eq!(figures.accuracy_before_thresholds, Some(0.8));
+        assert_eq!(figures.gaps, gaps(0.8));
+        // Round 2's evaluation aborted: its model is in force, unmeasured; round 1's figures
+        // are not borrowed.
+        let figures = result(vec![fitted(1, Some(0.7)), fitted(2, None)], None).final_figures();
+        assert_eq!(figures.accuracy, None);
+        assert!(figures.gaps.is_empty());
+        // Thresholds in force: their evaluation's figures, or none when it aborted, though the
+        // histograms estimated an accuracy after them.
+        let thresholds = PostprocessingJson {
+            thresholds: "equal_opportunity".into(),
+            attribute: "gender".into(),
+            strength: 1.0,
+            min_group_size: 10,
+            histogram_bins: 10,
+            groups: Vec::new(),
+            accuracy_before: Some(0.8),
+            gap_before: Some(0.2),
+            accuracy_after: Some(0.79),
+            gap_after: Some(0.05),
+            quality: None,
+        };
+        let measured = Postprocessed {
+            thresholds: thresholds.clone(),
+            quality: Some(quality(2, 0.78)),
+            gaps: gaps(0.04),
+        };
+        let figures = result(
+            vec![fitted(1, Some(0.7)), fitted(2, Some(0.8))],
+            Some(measured),
+        )
+        .final_figures();
+        assert_eq!(figures.accuracy, Some(0.78));
+        assert_eq!(figures.accuracy_before_thresholds, Some(0.8));
+        assert_eq!(figures.gaps, gaps(0.04));
+        let unmeasured = Postprocessed {
+            thresholds,
+            quality: None,
+            gaps: Vec::new(),
+        };
+        let figures = result(
+            vec![fitted(1, Some(0.7)), fitted(2, Some(0.8))],
+            Some(unmeasured),
+        )
+        .final_figures();
+        assert_eq!(figures.accuracy, None);
+        assert_eq!(figures.accuracy_before_thresholds, Some(0.8));
+        assert!(figures.gaps.is_empty());
+    }
 
     /// One participant with FairFed, per-group thresholds and group gaps through a whole
     /// federation, its contributions summed by nobody but itself: in every phase it builds the

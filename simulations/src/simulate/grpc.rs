@@ -5,38 +5,74 @@
 //! same round plan the in-process transport runs: the same figures, gaps included); stage
 //! timings are per round only.
 
-use super::config::ExperimentConfig;
+use super::RunError;
+use super::config::{ExperimentConfig, Setting};
 use super::federation::{
     Postprocessed, RoundOutcome, SimulationResult, draw_dropouts, fault_rng, gap_tuples, node_seed,
 };
 use crate::faults::{Fault, FaultAction, FaultPhase, FaultPlan, FaultStage};
-use crate::local::LocalFederation;
+use crate::local::{LocalError, LocalFederation};
+use crate::synth::SynthSpec;
 use accord_coordinator::CoordinatorConfig;
 use accord_participant::model::LogisticModel;
 use accord_proto::scheme::AggregationScheme;
 use accord_proto::transport::WireMeter;
 use std::path::Path;
 
+/// Why the federation over gRPC could not run or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GrpcError {
+    /// The federation's folder (PKI, data, configs) could not be laid out.
+    #[error(transparent)]
+    Local(#[from] LocalError),
+    /// The coordinator's config was refused.
+    #[error(transparent)]
+    CoordinatorConfig(#[from] Box<accord_coordinator::ConfigError>),
+    /// A participant's config was refused.
+    #[error(transparent)]
+    ParticipantConfig(#[from] accord_participant::ConfigError),
+    /// The async runtime could not be started.
+    #[error("the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The coordinator wrote no address within ten seconds.
+    #[error("the coordinator did not start listening within 10 s")]
+    NotListening,
+    /// A coordinator or participant task panicked.
+    #[error("a federation task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// A participant failed.
+    #[error(transparent)]
+    Participant(#[from] accord_participant::ParticipantError),
+    /// The coordinator failed.
+    #[error(transparent)]
+    Coordinator(#[from] accord_coordinator::CoordinatorError),
+}
+
 /// Runs the experiment's federation over gRPC in `dir`: one outcome per round, and the
 /// thresholds the coordinator put in force.
-pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, String> {
+pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, RunError> {
     let spec = config.data.synth_spec(config.seed)?;
-    let federation = LocalFederation::create(dir, &spec).map_err(|e| e.to_string())?;
+    let settings = config.coordinator_settings()?;
+    federate(config, dir, &spec, settings).map_err(|e| RunError::Grpc(Box::new(e)))
+}
+
+/// [`run`] once the experiment's settings are known.
+fn federate(
+    config: &ExperimentConfig,
+    dir: &Path,
+    spec: &SynthSpec,
+    settings: Vec<Setting>,
+) -> Result<SimulationResult, GrpcError> {
+    let federation = LocalFederation::create(dir, spec)?;
     let n = federation.names.len();
     let a = &config.algorithm;
     let p = &config.privacy;
     let deadline = config.faults.deadline_secs.ceil().max(2.0) as i64;
     let mut coordinator_edits = config.simulated_federation();
-    coordinator_edits.extend(
-        config
-            .coordinator_settings()?
-            .into_iter()
-            .map(|s| (s.coordinator, s.value)),
-    );
-    let path = federation
-        .write_coordinator_config(a.rounds, deadline as u64, &coordinator_edits)
-        .map_err(|e| e.to_string())?;
-    let coordinator = CoordinatorConfig::load(&path).map_err(|e| e.to_string())?;
+    coordinator_edits.extend(settings.into_iter().map(|s| (s.coordinator, s.value)));
+    let path =
+        federation.write_coordinator_config(a.rounds, deadline as u64, &coordinator_edits)?;
+    let coordinator = CoordinatorConfig::load(&path).map_err(Box::new)?;
 
     // Each participant's planned withholdings, drawn as the in-process transport draws them.
     let mut rng = fault_rng(config.seed);
@@ -73,7 +109,7 @@ pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, St
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(GrpcError::Runtime)?;
     runtime.block_on(async {
         let coordinator = tokio::spawn(accord_coordinator::run(coordinator));
         let file = federation.address_file();
@@ -85,7 +121,7 @@ pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, St
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        let address = address.ok_or("the coordinator did not start listening")?;
+        let address = address.ok_or(GrpcError::NotListening)?;
         let mut participants = Vec::new();
         for (i, (name, plan)) in federation.names.iter().zip(plans).enumerate() {
             let mut edits: Vec<(&str, toml::Value)> =
@@ -93,25 +129,16 @@ pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, St
             if p.aggregation == AggregationScheme::InsecurePlain.name() {
                 edits.push(("allow_insecure_plain", true.into()));
             }
-            let path = federation
-                .write_participant_config(name, &address, &edits)
-                .map_err(|e| e.to_string())?;
-            let config =
-                accord_participant::ParticipantConfig::load(&path).map_err(|e| e.to_string())?;
+            let path = federation.write_participant_config(name, &address, &edits)?;
+            let config = accord_participant::ParticipantConfig::load(&path)?;
             participants.push(tokio::spawn(async move {
                 accord_participant::run_with(&config, WireMeter::new(), plan).await
             }));
         }
         for participant in participants {
-            participant
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+            participant.await??;
         }
-        let outcome = coordinator
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let outcome = coordinator.await??;
         let rounds = outcome
             .rounds
             .iter()
@@ -130,7 +157,7 @@ pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, St
                 ..Default::default()
             })
             .collect();
-        Ok(SimulationResult {
+        Ok::<_, GrpcError>(SimulationResult {
             rounds,
             model: LogisticModel {
                 weights: outcome.model.weights.iter().copied().collect(),

@@ -20,7 +20,7 @@ use accord_crypto::pki::{ConsortiumCa, Role};
 use accord_crypto::secagg::{Signer, Trust};
 use accord_participant::Contributor;
 use config::{ExperimentConfig, RunPlan};
-use federation::{Member, RoundOutcome, Simulation};
+use federation::{FinalFigures, Member, RoundOutcome, Simulation};
 use output::{FrontierPoint, FrontierTarget, RoundRow, SummaryRow};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,19 +37,88 @@ pub enum SimulateError {
     #[error(transparent)]
     Config(#[from] config::ExperimentError),
     /// One run of the grid failed.
-    #[error("{run}: {message}")]
+    #[error("{run}: {source}")]
     Run {
         /// The run's label.
         run: String,
         /// What failed.
-        message: String,
+        source: Box<RunError>,
     },
-    /// The experiment could not be set up (data, PKI or federation); the message says why.
-    #[error("{0}")]
-    Setup(String),
+    /// What every run shares could not be made.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
     /// The results could not be written.
     #[error(transparent)]
     Output(#[from] output::OutputError),
+}
+
+/// Why what every run of an experiment shares (output folder, scratch folder, the simulated
+/// consortium's certificates, the schema) could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A folder could not be made.
+    #[error("{path}: {source}")]
+    Folder {
+        /// The folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The simulations' schema (examples/coordinator.toml, embedded) is not valid: a defect
+    /// of this build.
+    #[error("the simulations' schema (examples/coordinator.toml): {0}")]
+    Schema(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The simulated consortium's certificates could not be made.
+    #[error("the simulated consortium's PKI: {0}")]
+    Pki(#[from] accord_crypto::pki::PkiError),
+    /// A simulated participant's signing identity or the consortium's trust could not be
+    /// loaded.
+    #[error("the simulated consortium's identities: {0}")]
+    Identity(#[from] accord_crypto::secagg::IdentityError),
+}
+
+/// Why one run of an experiment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A setting the run cannot use (a swept value among them).
+    #[error(transparent)]
+    Setting(#[from] config::SettingError),
+    /// The synthetic data could not be generated or written.
+    #[error("the synthetic data: {0}")]
+    Synth(#[from] crate::synth::SynthError),
+    /// A participant's CSV could not be loaded, as a node would refuse it.
+    #[error(transparent)]
+    Data(#[from] accord_participant::data::DataError),
+    /// The partitioning cannot be done.
+    #[error(transparent)]
+    Partition(#[from] partition::PartitionError),
+    /// A participant's data are refused by the federation's bounds, as a node refuses them.
+    #[error("participant {participant}{file}: {source}")]
+    Admission {
+        /// The participant's name.
+        participant: String,
+        /// " (its CSV)" when the participant has a file of its own, else "".
+        file: String,
+        /// The bound exceeded.
+        source: accord_participant::data::TooManyRows,
+    },
+    /// The pooled baseline could not be computed.
+    #[error("the pooled baseline: {0}")]
+    Baseline(#[from] accord_proto::standardization::StandardizationError),
+    /// The round plan refused what it was given.
+    #[error(transparent)]
+    Plan(#[from] accord_coordinator::PlanError),
+    /// A participant could not contribute, as a node could not.
+    #[error("{participant}: {source}")]
+    Contribution {
+        /// The participant's name.
+        participant: String,
+        /// Why.
+        source: accord_participant::ContributionError,
+    },
+    /// The federation over gRPC failed.
+    #[error(transparent)]
+    Grpc(Box<grpc::GrpcError>),
 }
 
 /// What an experiment wrote.
@@ -87,16 +156,19 @@ pub fn run_experiment(
 ) -> Result<ExperimentOutcome, SimulateError> {
     let (_, mut raw) = ExperimentConfig::load(path)?;
     for assignment in overrides {
-        config::override_value(&mut raw, assignment).map_err(|message| {
-            config::ExperimentError::Invalid {
+        config::override_value(&mut raw, assignment).map_err(|source| {
+            config::ExperimentError::Key {
                 path: path.into(),
-                message,
+                source,
             }
         })?;
     }
     let plans = ExperimentConfig::plan(&raw, path)?;
-    let setup = |e: String| SimulateError::Setup(e);
-    std::fs::create_dir_all(out).map_err(|e| setup(format!("{}: {e}", out.display())))?;
+    let folder = |path: &Path| {
+        let path = path.to_owned();
+        move |source| SetupError::Folder { path, source }
+    };
+    std::fs::create_dir_all(out).map_err(folder(out))?;
     let schema = schema()?;
 
     let most = plans
@@ -104,8 +176,8 @@ pub fn run_experiment(
         .map(|p| participants(&p.config))
         .max()
         .unwrap_or(0);
-    let scratch = tempfile::tempdir().map_err(|e| setup(e.to_string()))?;
-    let (trust, signers) = consortium(scratch.path(), most).map_err(setup)?;
+    let scratch = tempfile::tempdir().map_err(folder(&std::env::temp_dir()))?;
+    let (trust, signers) = consortium(scratch.path(), most)?;
     let total_rounds = plans
         .iter()
         .map(|p| u64::from(p.config.algorithm.rounds))
@@ -117,9 +189,9 @@ pub fn run_experiment(
     for plan in &plans {
         let (run_rounds, run_summary) =
             run_one(plan, &schema, &trust, &signers, scratch.path(), progress).map_err(
-                |message| SimulateError::Run {
+                |source| SimulateError::Run {
                     run: plan.label.clone(),
-                    message,
+                    source: Box::new(source),
                 },
             )?;
         rounds.extend(run_rounds);
@@ -164,11 +236,11 @@ pub fn run_experiment(
 }
 
 /// The schema simulations run on: the example coordinator config's.
-pub fn schema() -> Result<accord_proto::v1::Schema, SimulateError> {
+pub fn schema() -> Result<accord_proto::v1::Schema, SetupError> {
     CoordinatorConfig::parse(COORDINATOR_EXAMPLE, Path::new("examples/coordinator.toml"))
-        .map_err(|e| SimulateError::Setup(e.to_string()))?
+        .map_err(|e| SetupError::Schema(e.into()))?
         .schema()
-        .map_err(|e| SimulateError::Setup(format!("schema: {e:?}")))
+        .map_err(|e| SetupError::Schema(e.into()))
 }
 
 fn participants(config: &ExperimentConfig) -> usize {
@@ -181,23 +253,16 @@ pub fn member_name(i: usize) -> String {
 }
 
 /// A consortium CA and `n` participant certificates, in a scratch folder.
-fn consortium(dir: &Path, n: usize) -> Result<(Trust, Vec<Arc<Signer>>), String> {
+fn consortium(dir: &Path, n: usize) -> Result<(Trust, Vec<Arc<Signer>>), SetupError> {
     let pki = dir.join("pki");
-    let ca = ConsortiumCa::init(&pki, "Simulation").map_err(|e| e.to_string())?;
+    let ca = ConsortiumCa::init(&pki, "Simulation")?;
     let signers = (1..=n)
         .map(|i| {
-            let files = ca
-                .issue(&pki, &member_name(i), Role::Participant, &[])
-                .map_err(|e| e.to_string())?;
-            Signer::load(&files.cert, &files.key)
-                .map(Arc::new)
-                .map_err(|e| e.to_string())
+            let files = ca.issue(&pki, &member_name(i), Role::Participant, &[])?;
+            Ok(Arc::new(Signer::load(&files.cert, &files.key)?))
         })
-        .collect::<Result<_, _>>()?;
-    Ok((
-        Trust::load(&ca.ca_cert_path()).map_err(|e| e.to_string())?,
-        signers,
-    ))
+        .collect::<Result<_, SetupError>>()?;
+    Ok((Trust::load(&ca.ca_cert_path())?, signers))
 }
 
 fn run_one(
@@ -207,7 +272,7 @@ fn run_one(
     signers: &[Arc<Signer>],
     scratch: &Path,
     progress: &mut dyn Progress,
-) -> Result<(Vec<RoundRow>, SummaryRow), String> {
+) -> Result<(Vec<RoundRow>, SummaryRow), RunError> {
     let started = Instant::now();
     let config = &plan.config;
     let data_dir = scratch.join(&plan.label);
@@ -223,16 +288,17 @@ fn run_one(
     let definition = config.definition()?;
     for (i, data) in datasets.iter().enumerate() {
         accord_participant::data::admit(data, definition.secure_aggregation.as_ref()).map_err(
-            |e| {
-                let source = match (&config.data.source, config.partition.kind) {
+            |source| RunError::Admission {
+                participant: signers[i].name().to_owned(),
+                file: match (&config.data.source, config.partition.kind) {
                     (config::DataSource::CsvFiles, config::PartitionKind::Natural) => config
                         .data
                         .files
                         .get(i)
                         .map_or(String::new(), |f| format!(" ({})", f.display())),
                     _ => String::new(),
-                };
-                format!("participant {}{source}: {e}", signers[i].name())
+                },
+                source,
             },
         )?;
     }
@@ -276,22 +342,12 @@ fn run_one(
             outcome: o.clone(),
         })
         .collect();
-    // The final model is the last one a fit made; its figures are that round's evaluation's,
-    // or undefined when it aborted (never an earlier model's).
-    let last = outcomes.iter().rev().find(|o| !o.aborted);
-    let trained_accuracy = last.and_then(|o| o.quality).map(|q| q.accuracy);
-    let mut gaps = last.map(|o| o.gaps.clone()).unwrap_or_default();
-    let mut final_accuracy = trained_accuracy;
-    if let Some(post) = &result.postprocessed {
-        // The thresholds in force change the decisions: the final figures are with them.
-        final_accuracy = post
-            .quality
-            .map(|q| q.accuracy)
-            .or(post.thresholds.accuracy_after);
-        if !post.gaps.is_empty() {
-            gaps = post.gaps.clone();
-        }
-    }
+    let last = result.last_fit();
+    let FinalFigures {
+        accuracy: final_accuracy,
+        accuracy_before_thresholds: trained_accuracy,
+        gaps,
+    } = result.final_figures();
     let bytes_up: u64 = outcomes.iter().map(|o| o.bytes_up).sum();
     let summary = SummaryRow {
         run: plan.label.clone(),

@@ -2,6 +2,7 @@
 //! production path), then split the way the experiment asks: as it comes, IID, or skewed by
 //! label, by a protected group or by quantity with Dirichlet(α) proportions.
 
+use super::RunError;
 use super::config::{DataConfig, DataSource, PartitionConfig, PartitionKind};
 use crate::synth;
 use accord_participant::data::{LocalDataset, load_csv};
@@ -17,18 +18,35 @@ use std::path::Path;
 /// Every participant keeps at least this many records, so each can train and evaluate.
 const MIN_ROWS: usize = 2;
 
+/// Why records cannot be split as the experiment asks.
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    /// Too few records for every participant to keep two.
+    #[error(
+        "{records} records cannot be split into {participants} participants of at least {MIN_ROWS}"
+    )]
+    TooFewRecords {
+        /// Records loaded.
+        records: usize,
+        /// Participants to split them into.
+        participants: usize,
+    },
+    /// `partition.attribute` names no protected attribute of the schema.
+    #[error("partition.attribute '{0}' is not a protected attribute of the schema")]
+    UnknownAttribute(String),
+}
+
 /// Loads the experiment's data as one dataset per source (generator organization or file).
 pub fn load(
     data: &DataConfig,
     schema: &Schema,
     seed: u64,
     scratch: &Path,
-) -> Result<Vec<LocalDataset>, String> {
+) -> Result<Vec<LocalDataset>, RunError> {
     let files = match data.source {
         DataSource::Synthetic => {
             let spec = data.synth_spec(seed)?;
-            let generated = synth::generate(&spec).map_err(|e| e.to_string())?;
-            synth::write_csvs(&generated, scratch).map_err(|e| e.to_string())?
+            synth::write_csvs(&synth::generate(&spec)?, scratch)?
         }
         DataSource::CsvFiles => data.files.clone(),
         DataSource::CsvSplit => vec![data.file.clone().expect("checked")],
@@ -36,9 +54,8 @@ pub fn load(
     files
         .iter()
         .map(|file| {
-            load_csv(file, schema, &HashMap::new(), data.invalid_rows)
-                .map(|(dataset, _)| dataset)
-                .map_err(|e| e.to_string())
+            Ok(load_csv(file, schema, &HashMap::new(), data.invalid_rows)
+                .map(|(dataset, _)| dataset)?)
         })
         .collect()
 }
@@ -50,16 +67,17 @@ pub fn partition(
     config: &PartitionConfig,
     schema: &Schema,
     seed: u64,
-) -> Result<Vec<LocalDataset>, String> {
+) -> Result<Vec<LocalDataset>, PartitionError> {
     if config.kind == PartitionKind::Natural && sources.len() == participants.max(1) {
         return Ok(sources);
     }
     let pooled = pool(&sources);
     let n = pooled.len();
     if n < participants * MIN_ROWS {
-        return Err(format!(
-            "{n} records cannot be split into {participants} participants of at least {MIN_ROWS}"
-        ));
+        return Err(PartitionError::TooFewRecords {
+            records: n,
+            participants,
+        });
     }
     let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x005e_ed0f_5911);
     let mut order: Vec<usize> = (0..n).collect();
@@ -89,9 +107,7 @@ pub fn partition(
                     .iter()
                     .any(|a| a.name == attribute)
                 {
-                    return Err(format!(
-                        "partition.attribute '{attribute}' is not a protected attribute of the schema"
-                    ));
+                    return Err(PartitionError::UnknownAttribute(attribute.to_owned()));
                 }
                 pooled.groups[attribute].clone()
             };
