@@ -63,6 +63,6 @@ pub use metrics::{quality, roc_auc};
 pub use mitigation::{
     MitigationConfigError, MitigationRun, PostprocessingSection, mitigation_definition,
 };
-pub use plan::{Evaluation, PhaseRequest, PhaseResult, PlanError, RoundPlan};
+pub use plan::{Evaluation, PhaseAbort, PhaseRequest, PhaseResult, PlanError, RoundPlan};
 pub use server::{CoordinatorError, run};
 pub use service::FederationService;

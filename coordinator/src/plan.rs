@@ -11,10 +11,11 @@
 //! from its evaluation. A phase with fewer than `min_participants` contributions aborts: a fit
 //! leaves the previous model in force, an evaluation leaves the new model unmeasured.
 
+use crate::aggregation::AggregationError;
 use crate::artefact::RoundRecord;
 use crate::metrics::quality;
 use crate::mitigation::MitigationRun;
-use accord_crypto::secagg::{Culprit, stage_label};
+use accord_crypto::secagg::{Culprit, SecAggError, stage_label};
 use accord_proto::artefact::{PostprocessingJson, Quality};
 use accord_proto::layout::{EvaluationCounts, LengthMismatch, UnboundedFeature};
 use accord_proto::mitigation::{AttributeGaps, active_postprocessing};
@@ -30,9 +31,15 @@ use tracing::{info, warn};
 /// failed, or a sum does not have its layout's length.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    /// The standardization phase aborted (`reason`, with the participants named for deviating).
-    #[error("standardization aborted: {0}")]
-    StandardizationAborted(String),
+    /// The standardization phase aborted, and who was named for deviating in it.
+    #[error("standardization aborted: {reason}{}", named(culprits))]
+    StandardizationAborted {
+        /// Why.
+        #[source]
+        reason: Box<PhaseAbort>,
+        /// The participants named, each "name (phase, stage): reason".
+        culprits: Vec<String>,
+    },
     /// Fewer participants than `min_participants` uploaded standardization sums.
     #[error("standardization: {contributors} of the {min} participants needed uploaded their sums")]
     TooFewStandardized {
@@ -64,12 +71,31 @@ pub struct PhaseRequest {
     pub vector: PhaseVector,
 }
 
+/// Why a phase's aggregation gave no sum, whatever its transport.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PhaseAbort {
+    /// The aggregation could not start, a stage failed (too few survivors, a refused message)
+    /// or the sum could not be decoded.
+    #[error(transparent)]
+    Aggregation(#[from] AggregationError),
+    /// A participant's input cannot be encoded or proven under the phase's bounds. A node
+    /// refuses and sits the phase out; the simulator, whose participants all share one
+    /// encoding, stops the phase.
+    #[error("{participant}: {source}")]
+    Input {
+        /// The participant.
+        participant: String,
+        /// Why its input cannot be secured.
+        source: SecAggError,
+    },
+}
+
 /// How a phase ended, whatever its transport: the sum and who contributed, or why it aborted;
 /// and the participants named for deviating, each as "name (phase, stage): reason".
 #[derive(Debug, Clone, PartialEq)]
 pub struct PhaseResult {
-    /// The sum of the contributions and the contributors, or the reason the phase aborted.
-    pub sum: Result<(Vec<f64>, BTreeSet<String>), String>,
+    /// The sum of the contributions and the contributors, or why the phase aborted.
+    pub sum: Result<(Vec<f64>, BTreeSet<String>), PhaseAbort>,
     /// Participants named for deviating in this phase.
     pub culprits: Vec<String>,
 }
@@ -86,14 +112,14 @@ impl PhaseResult {
             culprit.reason
         )
     }
+}
 
-    /// The named participants as a clause for a message ("" if none).
-    fn named(&self) -> String {
-        if self.culprits.is_empty() {
-            String::new()
-        } else {
-            format!("; named: {}", self.culprits.join("; "))
-        }
+/// Named participants as a clause for a message ("" if none).
+fn named(culprits: &[String]) -> String {
+    if culprits.is_empty() {
+        String::new()
+    } else {
+        format!("; named: {}", culprits.join("; "))
     }
 }
 
@@ -325,11 +351,14 @@ impl RoundPlan {
     }
 
     fn standardize(&mut self, result: PhaseResult, min: u32) -> Result<(), PlanError> {
-        let named = result.named();
-        self.earlier_culprits = result.culprits;
-        let (sums, contributors) = result
-            .sum
-            .map_err(|reason| PlanError::StandardizationAborted(format!("{reason}{named}")))?;
+        self.earlier_culprits = result.culprits.clone();
+        let (sums, contributors) =
+            result
+                .sum
+                .map_err(|reason| PlanError::StandardizationAborted {
+                    reason: Box::new(reason),
+                    culprits: result.culprits,
+                })?;
         let contributors = contributors.len() as u32;
         if contributors < min {
             return Err(PlanError::TooFewStandardized { contributors, min });
@@ -616,6 +645,15 @@ mod tests {
         assert_eq!(phases(&plan), Some((2, Phase::Fit)));
     }
 
+    /// A phase that aborted because one participant of two reached `stage`.
+    fn below_threshold(stage: &'static str) -> PhaseAbort {
+        PhaseAbort::Aggregation(AggregationError::SecAgg(SecAggError::BelowThreshold {
+            stage,
+            have: 1,
+            threshold: 2,
+        }))
+    }
+
     #[test]
     fn an_aborted_evaluation_leaves_the_new_model_in_force_unmeasured() {
         let mut plan = plan(1, 2, "");
@@ -624,13 +662,16 @@ mod tests {
         *sum.last_mut().unwrap() = 4.0;
         plan.aggregate(done(sum, 2)).unwrap();
         let aborted = PhaseResult {
-            sum: Err("the stage deadline passed".into()),
+            sum: Err(below_threshold("unmask")),
             culprits: vec!["org-2 (evaluate, unmask): a wrong share".into()],
         };
         assert_eq!(plan.aggregate(aborted).unwrap(), Some(1));
         let record = &plan.history()[0];
         assert!(!record.fit_aborted && record.evaluation_aborted);
-        assert_eq!(record.abort_reason, "evaluate: the stage deadline passed");
+        assert_eq!(
+            record.abort_reason,
+            "evaluate: secure aggregation: only 1 participants reached unmask, fewer than the threshold 2"
+        );
         assert_eq!(record.culprits, ["org-2 (evaluate, unmask): a wrong share"]);
         assert_eq!(plan.model().unwrap().0[0], 0.5, "the new model is in force");
         assert_eq!(plan.quality(), None, "and unmeasured");
@@ -640,13 +681,13 @@ mod tests {
     fn a_failed_standardization_stops_the_plan_naming_who_deviated() {
         let mut plan = plan(1, 2, "");
         let aborted = PhaseResult {
-            sum: Err("too few shares".into()),
+            sum: Err(below_threshold("share keys")),
             culprits: vec!["org-3 (standardize, share keys): undecryptable".into()],
         };
         let error = plan.aggregate(aborted).unwrap_err().to_string();
         assert_eq!(
             error,
-            "standardization aborted: too few shares; named: org-3 (standardize, share keys): undecryptable"
+            "standardization aborted: secure aggregation: only 1 participants reached share keys, fewer than the threshold 2; named: org-3 (standardize, share keys): undecryptable"
         );
         let mut plan = super::tests::plan(1, 3, "");
         let layout = StandardizationLayout::new(&plan.schema).unwrap();

@@ -38,7 +38,7 @@ impl Federation {
         phase: Phase,
         vector: PhaseVector,
     ) -> (
-        Result<(Vec<f64>, BTreeSet<String>), String>,
+        Result<(Vec<f64>, BTreeSet<String>), PhaseAbort>,
         Vec<accord_crypto::secagg::Culprit>,
     ) {
         let stage_time = Duration::from_secs(self.config.federation.phase_timeout_secs);
@@ -74,9 +74,8 @@ impl Federation {
             let aggregator = match started {
                 Ok(aggregator) => aggregator,
                 Err(e) => {
-                    let reason = e.to_string();
-                    state.aborted = Some((task, reason.clone()));
-                    return (Err(reason), Vec::new());
+                    state.aborted = Some((task, e.to_string()));
+                    return (Err(e.into()), Vec::new());
                 }
             };
             state.task = task;
@@ -128,8 +127,8 @@ impl Federation {
                 Err(e) => {
                     let reason = e.to_string();
                     warn!(round, phase = phase.label(), %reason, "phase aborted");
-                    state.aborted = Some((task, reason.clone()));
-                    Some(Err(reason))
+                    state.aborted = Some((task, reason));
+                    Some(Err(e.into()))
                 }
             };
             if result.is_some() {

@@ -10,7 +10,7 @@
 use crate::aggregation::{self, AggregationError, Closed, PhaseAggregator, PhaseSpec, Submission};
 use crate::artefact::{RoundRecord, write_rounds_csv};
 use crate::config::CoordinatorConfig;
-use crate::plan::{PhaseResult, RoundPlan};
+use crate::plan::{PhaseAbort, PhaseResult, RoundPlan};
 use accord_crypto::pki::Role;
 use accord_crypto::secagg::Trust;
 use accord_crypto::secagg::{Context, stage_label};

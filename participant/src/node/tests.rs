@@ -32,8 +32,9 @@ struct Seen {
 struct Script {
     definition: FederationDefinition,
     plan: RoundPlan,
-    /// The phase open now, and the participant's contribution to it once uploaded.
-    open: Option<(u32, Phase, Option<Vec<f64>>)>,
+    /// The phase open now, its vector's length, and the participant's contribution to it once
+    /// uploaded.
+    open: Option<(u32, Phase, usize, Option<Vec<f64>>)>,
     finished: bool,
     seen: Seen,
 }
@@ -51,14 +52,16 @@ impl ScriptedCoordinator {
         Some(Header::new(&script.definition.federation_id, round))
     }
 
-    /// Closes the open phase with the contribution received (an aborted phase without one).
+    /// Closes the open phase with the contribution received: as a plain aggregation does, a
+    /// sum of nothing (zeros, no contributor) when the participant sat it out.
     fn close(script: &mut Script) {
-        let Some((_, _, contribution)) = script.open.take() else {
+        let Some((_, _, len, contribution)) = script.open.take() else {
             return;
         };
-        let sum = contribution
-            .map(|values| (values, BTreeSet::from([NAME.to_owned()])))
-            .ok_or_else(|| "the only participant sat the phase out".to_owned());
+        let sum = Ok(match contribution {
+            Some(values) => (values, BTreeSet::from([NAME.to_owned()])),
+            None => (vec![0.0; len], BTreeSet::new()),
+        });
         script
             .plan
             .aggregate(PhaseResult {
@@ -70,7 +73,7 @@ impl ScriptedCoordinator {
 
     fn upload(&self, phase: Phase, values: Vec<f64>) -> Result<Response<UploadReceipt>, Status> {
         let mut script = self.script.lock().unwrap();
-        let Some((round, open, contribution)) = script.open.as_mut() else {
+        let Some((round, open, _, contribution)) = script.open.as_mut() else {
             return Err(Status::failed_precondition("no phase is open"));
         };
         assert_eq!(*open, phase, "an upload for the phase that is open");
@@ -114,7 +117,7 @@ impl Federation for ScriptedCoordinator {
         let request = request.into_inner();
         let mut script = self.script.lock().unwrap();
         let reported = request.header.map_or(0, |h| h.round);
-        if script.open.as_ref().is_some_and(|(round, phase, _)| {
+        if script.open.as_ref().is_some_and(|(round, phase, _, _)| {
             *round == reported && *phase as i32 == request.completed_phase
         }) {
             Self::close(&mut script);
@@ -123,13 +126,13 @@ impl Federation for ScriptedCoordinator {
             match script.plan.configure().expect("the plan configures") {
                 Some(next) => {
                     script.seen.announced.push((next.round, next.phase));
-                    script.open = Some((next.round, next.phase, None));
+                    script.open = Some((next.round, next.phase, next.vector.len(), None));
                 }
                 None => script.finished = true,
             }
         }
         let (round, phase) = match &script.open {
-            Some((round, phase, _)) => (*round, *phase),
+            Some((round, phase, _, _)) => (*round, *phase),
             None => (script.plan.history().len() as u32, Phase::Finished),
         };
         drop(script);

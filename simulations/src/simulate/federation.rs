@@ -7,7 +7,7 @@
 use super::RunError;
 use super::config::{ExperimentConfig, FaultConfig};
 use accord_coordinator::aggregation::{self, Closed, PhaseSpec, Submission};
-use accord_coordinator::{PhaseResult, RoundPlan};
+use accord_coordinator::{AggregationError, PhaseAbort, PhaseResult, RoundPlan};
 use accord_crypto::secagg::ParticipantSession;
 use accord_crypto::secagg::validity::Statement;
 use accord_crypto::secagg::{self, Context, Requirements, SecAggError};
@@ -73,9 +73,9 @@ pub struct RoundOutcome {
     pub secs: f64,
 }
 
-/// The result of one aggregation.
-struct Aggregate {
-    sum: Result<(Vec<f64>, BTreeSet<String>), String>,
+/// What the transport measured in one aggregation.
+#[derive(Debug, Default)]
+struct Traffic {
     /// Participants named for deviating, as the round's record states them.
     culprits: Vec<String>,
     dropped: usize,
@@ -172,15 +172,18 @@ impl<'a> Simulation<'a> {
         draw_dropouts(&self.config.faults, self.members.len(), &mut self.rng)
     }
 
-    /// Sums `inputs` (one per member) for a phase, as the coordinator would.
+    /// Sums `inputs` (one per member) for a phase, as the coordinator would: the sum and its
+    /// contributors, or why the phase aborted; `traffic` gets what the transport measured.
     fn aggregate(
         &mut self,
         round: u32,
         phase: Phase,
         vector: PhaseVector,
         inputs: &[Vec<f64>],
-    ) -> Aggregate {
+        traffic: &mut Traffic,
+    ) -> Result<(Vec<f64>, BTreeSet<String>), PhaseAbort> {
         let stops = self.draw_dropouts();
+        traffic.dropped = stops.iter().filter(|s| s.is_some()).count();
         let names: BTreeSet<String> = self
             .members
             .iter()
@@ -203,21 +206,7 @@ impl<'a> Simulation<'a> {
             params: &self.params,
             trust: self.trust,
         };
-        let mut result = Aggregate {
-            sum: Err(String::new()),
-            culprits: Vec::new(),
-            dropped: stops.iter().filter(|s| s.is_some()).count(),
-            bytes_up: 0,
-            bytes_down: 0,
-            stage_secs: [0.0; 5],
-        };
-        let mut aggregator = match aggregation::start(scheme, spec) {
-            Ok(a) => a,
-            Err(e) => {
-                result.sum = Err(e.to_string());
-                return result;
-            }
-        };
+        let mut aggregator = aggregation::start(scheme, spec)?;
         if !self.secure() {
             let started = Instant::now();
             for ((member, input), stop) in self.members.iter().zip(inputs).zip(&stops) {
@@ -229,15 +218,15 @@ impl<'a> Simulation<'a> {
                         values: input.clone(),
                     })),
                 };
-                result.bytes_up += vector.encoded_len() as u64;
-                if let Err(e) = aggregator.accept(member.signer.name(), Submission::Plain(vector)) {
-                    result.sum = Err(e.to_string());
-                    return result;
-                }
+                traffic.bytes_up += vector.encoded_len() as u64;
+                aggregator.accept(member.signer.name(), Submission::Plain(vector))?;
             }
-            result.sum = close(aggregator.as_mut());
-            result.stage_secs[2] = started.elapsed().as_secs_f64();
-            return result;
+            let closed = aggregator.close_stage()?;
+            traffic.stage_secs[2] = started.elapsed().as_secs_f64();
+            return match closed {
+                Closed::Done { sum, contributors } => Ok((sum, contributors)),
+                Closed::Next => unreachable!("insecure-plain has one stage"),
+            };
         }
 
         // Secure aggregation: the participant sessions and the coordinator seam, stage by stage.
@@ -257,31 +246,23 @@ impl<'a> Simulation<'a> {
                 // generator stays untouched, so every transport draws the same dropouts.
                 &mut rand::rng(),
             );
-            result.bytes_up += message.encoded_len() as u64;
+            traffic.bytes_up += message.encoded_len() as u64;
             let submitted = aggregator.accept(member.signer.name(), signed(member, message));
             sessions.push(submitted.is_ok().then_some(session));
         }
-        result.stage_secs[0] += started.elapsed().as_secs_f64();
+        traffic.stage_secs[0] += started.elapsed().as_secs_f64();
         let mut summands = 0;
         loop {
             let started = Instant::now();
             let closed = aggregator.close_stage();
-            result.culprits = aggregator
+            traffic.culprits = aggregator
                 .culprits()
                 .iter()
                 .map(|c| PhaseResult::culprit_line(phase, c))
                 .collect();
-            match closed {
-                Ok(Closed::Done { sum, contributors }) => {
-                    result.stage_secs[4] += started.elapsed().as_secs_f64();
-                    result.sum = Ok((sum, contributors));
-                    return result;
-                }
-                Err(e) => {
-                    result.sum = Err(e.to_string());
-                    return result;
-                }
-                Ok(Closed::Next) => {}
+            if let Closed::Done { sum, contributors } = closed? {
+                traffic.stage_secs[4] += started.elapsed().as_secs_f64();
+                return Ok((sum, contributors));
             }
             let stage = aggregator.stage();
             let slot = slot(stage);
@@ -307,13 +288,10 @@ impl<'a> Simulation<'a> {
             let encoding = secagg::fixed_point(&vector.bounds, &self.params, summands);
             let statement = match &encoding {
                 Ok(encoding) if self.params.input_validity == InputValidity::RangeProofs.name() => {
-                    match Statement::new(encoding, &vector.relations) {
-                        Ok(statement) => Some(statement),
-                        Err(e) => {
-                            result.sum = Err(e.to_string());
-                            return result;
-                        }
-                    }
+                    Some(
+                        Statement::new(encoding, &vector.relations)
+                            .map_err(|e| AggregationError::SecAgg(e.into()))?,
+                    )
                 }
                 _ => None,
             };
@@ -343,23 +321,25 @@ impl<'a> Simulation<'a> {
                 .zip(sessions.iter_mut())
             {
                 let Some(message) = message else { continue };
-                result.bytes_down += relay.as_ref().map_or(0, |r| r.encoded_len() as u64);
+                traffic.bytes_down += relay.as_ref().map_or(0, |r| r.encoded_len() as u64);
                 match message {
                     Ok(message) => {
-                        result.bytes_up += message.encoded_len() as u64;
+                        traffic.bytes_up += message.encoded_len() as u64;
                         // A refused message is the protocol working: that participant drops.
                         let _ = aggregator.accept(member.signer.name(), signed(member, message));
                     }
                     // A participant whose session refuses (as a node would, e.g. too few valid
                     // shares in a sparse graph with dropouts) sits the rest of the phase out.
-                    Err(SecAggError::Encoding(e)) => {
-                        result.sum = Err(format!("{}: {e}", member.signer.name()));
-                        return result;
+                    Err(source @ SecAggError::Encoding(_)) => {
+                        return Err(PhaseAbort::Input {
+                            participant: member.signer.name().to_owned(),
+                            source,
+                        });
                     }
                     Err(_) => *session = None,
                 }
             }
-            result.stage_secs[slot] += started.elapsed().as_secs_f64();
+            traffic.stage_secs[slot] += started.elapsed().as_secs_f64();
         }
     }
 }
@@ -406,7 +386,14 @@ impl Simulation<'_> {
                     })
                 })
                 .collect::<Result<_, RunError>>()?;
-            let aggregate = self.aggregate(request.round, request.phase, request.vector, &inputs);
+            let mut aggregate = Traffic::default();
+            let sum = self.aggregate(
+                request.round,
+                request.phase,
+                request.vector,
+                &inputs,
+                &mut aggregate,
+            );
             if matches!(request.phase, Phase::Fit | Phase::Evaluate) {
                 transport.bytes_up += aggregate.bytes_up;
                 transport.bytes_down += aggregate.bytes_down;
@@ -418,7 +405,7 @@ impl Simulation<'_> {
                 }
             }
             let result = PhaseResult {
-                sum: aggregate.sum,
+                sum,
                 culprits: aggregate.culprits,
             };
             if let Some(round) = plan.aggregate(result)? {
@@ -602,16 +589,6 @@ fn signed(member: &Member, message: SignedStageMessage) -> Submission {
     Submission::Signed {
         certificate_der: Arc::new(member.signer.certificate_der().to_vec()),
         message,
-    }
-}
-
-fn close(
-    aggregator: &mut dyn aggregation::PhaseAggregator,
-) -> Result<(Vec<f64>, BTreeSet<String>), String> {
-    match aggregator.close_stage() {
-        Ok(Closed::Done { sum, contributors }) => Ok((sum, contributors)),
-        Ok(Closed::Next) => Err("insecure-plain has one stage".into()),
-        Err(e) => Err(e.to_string()),
     }
 }
 
