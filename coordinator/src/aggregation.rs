@@ -8,11 +8,10 @@
 //! simulations and benchmarks, and only with each participant's consent.
 
 use accord_crypto::secagg::Trust;
-use accord_crypto::secagg::validity::Statement;
-use accord_crypto::secagg::{self, Context, Culprit, SecAggError};
+use accord_crypto::secagg::{Context, Culprit, PhaseEncoding, SecAggError};
 use accord_crypto::secagg::{CoordinatorSession, PlainInputs, StageClosed};
 use accord_proto::phase::PhaseVector;
-use accord_proto::scheme::{AggregationScheme, InputValidity};
+use accord_proto::scheme::AggregationScheme;
 use accord_proto::v1::{
     ProtectedVector, SecAggParams, SecAggRelay, SecAggStage, SignedStageMessage,
     protected_vector::Scheme,
@@ -162,15 +161,13 @@ pub fn start(
             expected: spec.selected,
         })),
         AggregationScheme::SecAgg => {
-            let encoding =
-                secagg::fixed_point(&spec.vector.bounds, spec.params, spec.selected.len())
-                    .map_err(SecAggError::from)?;
-            let inputs = if spec.params.input_validity == InputValidity::RangeProofs.name() {
-                let statement =
-                    Statement::new(&encoding, &spec.vector.relations).map_err(SecAggError::from)?;
-                PlainInputs::proven(encoding, spec.context.clone(), statement)
-            } else {
-                PlainInputs::new(encoding)
+            let PhaseEncoding {
+                encoding,
+                statement,
+            } = PhaseEncoding::new(&spec.vector, spec.params, spec.selected.len())?;
+            let inputs = match statement {
+                Some(statement) => PlainInputs::proven(encoding, spec.context.clone(), statement),
+                None => PlainInputs::new(encoding),
             };
             let session = CoordinatorSession::with_inputs(
                 spec.context,

@@ -12,9 +12,8 @@ use crate::interruptions::{Interruption, Interruptions};
 use crate::rpc::{compute, refused, retry_transient};
 use accord_crypto::crl::CrlWatch;
 use accord_crypto::he::inputs::{MASK_RING, seal};
-use accord_crypto::secagg::validity::Statement;
 use accord_crypto::secagg::{self, Context, Requirements, SecAggError};
-use accord_crypto::secagg::{Masked, ParticipantSession, Signer, Trust};
+use accord_crypto::secagg::{Masked, ParticipantSession, PhaseEncoding, Signer, Trust};
 use accord_proto::MAX_MESSAGE_BYTES;
 use accord_proto::phase::PhaseVector;
 use accord_proto::scheme::{AggregationScheme, InputValidity};
@@ -559,18 +558,13 @@ impl Node {
                             // The summand count comes from the relay: an encoding (or statement)
                             // it makes impossible is a refusal, like any other relay that fails
                             // a check.
-                            secagg::fixed_point(&vector.bounds, &params, selected)
-                                .map_err(SecAggError::from)
-                                .and_then(|encoding| {
-                                    let statement = (params.input_validity == InputValidity::RangeProofs.name())
-                                        .then(|| Statement::new(&encoding, &vector.relations))
-                                        .transpose()
-                                        .map_err(SecAggError::from)?;
+                            PhaseEncoding::new(vector, &params, selected)
+                                .and_then(|secured| {
                                     session.masked_input(
                                         &relay,
                                         values,
-                                        &encoding,
-                                        statement.as_ref(),
+                                        &secured.encoding,
+                                        secured.statement.as_ref(),
                                     )
                                 })
                                 .map(|(masked, clipped)| {

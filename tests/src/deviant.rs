@@ -4,9 +4,9 @@
 //! participant with no records) except where its script tells it to cheat, and then alters its
 //! own messages and re-signs them with its own key, as a malicious organization could.
 
-use accord_crypto::secagg::ParticipantSession;
-use accord_crypto::secagg::validity::{self, Statement};
+use accord_crypto::secagg::validity;
 use accord_crypto::secagg::{self, Context, Requirements};
+use accord_crypto::secagg::{ParticipantSession, PhaseEncoding};
 use accord_crypto::secagg::{Signer, Trust};
 use accord_proto::phase::PhaseVector;
 use accord_proto::v1::federation_client::FederationClient;
@@ -176,12 +176,10 @@ async fn take_part(
                 }
             }
             SecAggStage::MaskedInput => {
-                let encoding = secagg::fixed_point(&vector.bounds, &params, selected)
-                    .map_err(|e| e.to_string())?;
-                let statement = (params.input_validity == "range-proofs")
-                    .then(|| Statement::new(&encoding, &vector.relations))
-                    .transpose()
-                    .map_err(|e| e.to_string())?;
+                let PhaseEncoding {
+                    encoding,
+                    statement,
+                } = PhaseEncoding::new(&vector, &params, selected).map_err(|e| e.to_string())?;
                 let zeros = vec![0.0; encoding.len()];
                 let honest = encoding.encode(&zeros).map_err(|e| e.to_string())?.words;
                 let mut words = honest.clone();

@@ -242,6 +242,42 @@ pub fn fixed_point(
     encoding::FixedPoint::new(modulus, segments, params.precision_bits, summands)
 }
 
+/// How one phase's vectors are secured: their fixed-point encoding for the participants
+/// selected and, when the federation requires input validity (`range-proofs`), the statement
+/// each participant's proof shows. Participants build it from the share-keys relay's selection,
+/// the coordinator from its own, by this one rule.
+#[derive(Debug, Clone)]
+pub struct PhaseEncoding {
+    /// The encoding of one participant's vector, with headroom for `summands` of them.
+    pub encoding: encoding::FixedPoint,
+    /// What each input's validity proof shows; None without input validity.
+    pub statement: Option<validity::Statement>,
+}
+
+impl PhaseEncoding {
+    /// The encoding of `vector` (its bounds and relations) for `summands` participants under
+    /// the federation's `params`.
+    ///
+    /// # Errors
+    /// [`SecAggError::Encoding`] when the bounds of `summands` participants do not fit the
+    /// ring; [`SecAggError::Validity`] when the relations cannot be proven under the encoding.
+    pub fn new(
+        vector: &accord_proto::phase::PhaseVector,
+        params: &accord_proto::v1::SecAggParams,
+        summands: usize,
+    ) -> Result<Self, SecAggError> {
+        let encoding = fixed_point(&vector.bounds, params, summands)?;
+        let statement = (params.input_validity
+            == accord_proto::scheme::InputValidity::RangeProofs.name())
+        .then(|| validity::Statement::new(&encoding, &vector.relations))
+        .transpose()?;
+        Ok(Self {
+            encoding,
+            statement,
+        })
+    }
+}
+
 /// Ring words on the wire: little-endian, 4 bytes each in Z_2^32, 8 in Z_2^64.
 pub fn words_to_bytes(words: &[u64], modulus: encoding::Modulus) -> Vec<u8> {
     let width = modulus.word_bytes();

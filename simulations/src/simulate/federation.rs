@@ -7,10 +7,9 @@
 use super::RunError;
 use super::config::{ExperimentConfig, FaultConfig};
 use accord_coordinator::aggregation::{self, Closed, PhaseSpec, Submission};
-use accord_coordinator::{AggregationError, PhaseAbort, PhaseResult, RoundPlan};
-use accord_crypto::secagg::ParticipantSession;
-use accord_crypto::secagg::validity::Statement;
-use accord_crypto::secagg::{self, Context, Requirements, SecAggError};
+use accord_coordinator::{PhaseAbort, PhaseResult, RoundPlan};
+use accord_crypto::secagg::{Context, Requirements, SecAggError};
+use accord_crypto::secagg::{ParticipantSession, PhaseEncoding};
 use accord_crypto::secagg::{Signer, Trust};
 use accord_participant::Contributor;
 use accord_participant::data::LocalDataset;
@@ -21,7 +20,7 @@ use accord_proto::artefact::{PostprocessingJson, Quality};
 use accord_proto::layout::{StandardizationLayout, encoded_columns};
 use accord_proto::mitigation::AttributeGaps;
 use accord_proto::phase::PhaseVector;
-use accord_proto::scheme::{AggregationScheme, InputValidity};
+use accord_proto::scheme::AggregationScheme;
 use accord_proto::standardization::StandardizationError;
 use accord_proto::v1::{
     FederationDefinition, Phase, PlainVector, ProtectedVector, Schema, SecAggParams, SecAggRelay,
@@ -285,16 +284,8 @@ impl<'a> Simulation<'a> {
                     .next()
                     .map_or(0, |r| r.selected.len());
             }
-            let encoding = secagg::fixed_point(&vector.bounds, &self.params, summands);
-            let statement = match &encoding {
-                Ok(encoding) if self.params.input_validity == InputValidity::RangeProofs.name() => {
-                    Some(
-                        Statement::new(encoding, &vector.relations)
-                            .map_err(|e| AggregationError::SecAgg(e.into()))?,
-                    )
-                }
-                _ => None,
-            };
+            // One encoding for every member, as each would build it from its relay.
+            let secured = PhaseEncoding::new(&vector, &self.params, summands);
             let seeds: Vec<u64> = (0..sessions.len()).map(|_| rand::rng().random()).collect();
             let messages: Vec<Option<Result<SignedStageMessage, SecAggError>>> =
                 parallel_map(&mut sessions, |i, session| {
@@ -303,11 +294,16 @@ impl<'a> Simulation<'a> {
                     let mut rng = ChaCha20Rng::seed_from_u64(seeds[i]);
                     Some(match stage {
                         SecAggStage::ShareKeys => session.share_keys(relay, &mut rng),
-                        SecAggStage::MaskedInput => match &encoding {
-                            Ok(encoding) => session
-                                .masked_input(relay, &inputs[i], encoding, statement.as_ref())
+                        SecAggStage::MaskedInput => match &secured {
+                            Ok(secured) => session
+                                .masked_input(
+                                    relay,
+                                    &inputs[i],
+                                    &secured.encoding,
+                                    secured.statement.as_ref(),
+                                )
                                 .map(|(masked, _)| masked.message),
-                            Err(e) => Err(SecAggError::Encoding(e.clone())),
+                            Err(e) => Err(e.clone()),
                         },
                         SecAggStage::ConsistencyCheck => session.consistency_check(relay),
                         _ => session.unmask(relay),
@@ -330,7 +326,7 @@ impl<'a> Simulation<'a> {
                     }
                     // A participant whose session refuses (as a node would, e.g. too few valid
                     // shares in a sparse graph with dropouts) sits the rest of the phase out.
-                    Err(source @ SecAggError::Encoding(_)) => {
+                    Err(source @ (SecAggError::Encoding(_) | SecAggError::Validity(_))) => {
                         return Err(PhaseAbort::Input {
                             participant: member.signer.name().to_owned(),
                             source,
