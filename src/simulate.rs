@@ -2,7 +2,7 @@
 //! prints where the tables and plots are and the summary.
 
 use accord_proto::artefact::figure;
-use accord_simulations::simulate::federation::RoundOutcome;
+use accord_simulations::simulate::RoundOutcome;
 use accord_simulations::simulate::{Progress, run_experiment};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};

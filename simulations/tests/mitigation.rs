@@ -1,8 +1,8 @@
 //! Each mitigation moves the gap it targets in the right direction on synthetic data with a
 //! planted disparity, and at strength 0 it is exactly plain FedAvg.
 
-use accord_simulations::simulate::federation::RoundOutcome;
-use accord_simulations::simulate::output::SummaryRow;
+use accord_simulations::simulate::RoundOutcome;
+use accord_simulations::simulate::SummaryRow;
 use accord_simulations::simulate::{ExperimentOutcome, Progress, run_experiment};
 use accord_simulations::synth::{self, SynthSpec};
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! Experiments are reproducible, and the faults they inject are the faults that happen.
 
-use accord_simulations::simulate::federation::RoundOutcome;
+use accord_simulations::simulate::RoundOutcome;
 use accord_simulations::simulate::{Progress, run_experiment};
 use std::path::Path;
 
@@ -371,7 +371,7 @@ fn assert_the_transports_agree(
     body: &str,
 ) -> (
     std::path::PathBuf,
-    accord_simulations::simulate::output::SummaryRow,
+    accord_simulations::simulate::SummaryRow,
     tempfile::TempDir,
 ) {
     let dir = tempfile::tempdir().unwrap();
@@ -412,7 +412,7 @@ fn assert_the_transports_agree(
 
 /// The figures compared are there: every round's accuracy and age-band gaps, and thresholds
 /// in force with their measured accuracy.
-fn assert_measured(rounds_csv: &Path, summary: &accord_simulations::simulate::output::SummaryRow) {
+fn assert_measured(rounds_csv: &Path, summary: &accord_simulations::simulate::SummaryRow) {
     let (header, rows) = rows(rounds_csv);
     for name in ["accuracy", "fairness_gap_age_band", "eo_gap_age_band"] {
         let i = header.iter().position(|h| h == name).unwrap();

@@ -816,7 +816,7 @@ fn set(document: &mut toml::Value, key: &str, value: toml::Value) -> Result<(), 
 
 /// Applies "dotted.key=value" to a document; the value is TOML ("0.5", "true", "\"z32\"") or,
 /// failing that, a bare string.
-pub fn override_value(document: &mut toml::Value, assignment: &str) -> Result<(), KeyError> {
+pub(crate) fn override_value(document: &mut toml::Value, assignment: &str) -> Result<(), KeyError> {
     let (key, value) = assignment
         .split_once('=')
         .ok_or_else(|| KeyError::NotAnAssignment(assignment.to_owned()))?;

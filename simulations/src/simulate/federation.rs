@@ -116,7 +116,7 @@ const STAGES: [SecAggStage; 4] = [
 /// The seed simulated participant `index` (from 0) is configured with, as its participant.toml
 /// `seed` would be, under either transport: drawn from the experiment's seed, and within TOML's
 /// integers.
-pub fn node_seed(experiment_seed: u64, index: usize) -> u64 {
+pub(crate) fn node_seed(experiment_seed: u64, index: usize) -> u64 {
     experiment_seed
         .wrapping_mul(0x2545_F491_4F6C_DD1D)
         .wrapping_add(index as u64 + 1)
@@ -443,7 +443,7 @@ impl Simulation<'_> {
 
 /// Gaps as the simulator's outputs hold them: (attribute, demographic parity, equal
 /// opportunity).
-pub fn gap_tuples(gaps: &[AttributeGaps]) -> Vec<(String, Option<f64>, Option<f64>)> {
+pub(crate) fn gap_tuples(gaps: &[AttributeGaps]) -> Vec<(String, Option<f64>, Option<f64>)> {
     gaps.iter()
         .map(|g| {
             (
@@ -517,7 +517,7 @@ impl SimulationResult {
 
 /// The same model trained on the pooled data with the same standardization and as many epochs
 /// as the federation's rounds × local epochs: its accuracy on the pooled data.
-pub fn centralized_accuracy(
+pub(crate) fn centralized_accuracy(
     config: &ExperimentConfig,
     definition: &FederationDefinition,
     datasets: &[&LocalDataset],
@@ -547,7 +547,11 @@ pub fn centralized_accuracy(
 /// The stage at which each of `n` participants stops in the next aggregation (None: it
 /// finishes): independent per-stage dropouts, and stragglers that miss the masked-input
 /// deadline.
-pub fn draw_dropouts(f: &FaultConfig, n: usize, rng: &mut ChaCha20Rng) -> Vec<Option<SecAggStage>> {
+pub(crate) fn draw_dropouts(
+    f: &FaultConfig,
+    n: usize,
+    rng: &mut ChaCha20Rng,
+) -> Vec<Option<SecAggStage>> {
     let probabilities = [
         f.dropout.setup,
         f.dropout.share_keys,
@@ -577,7 +581,7 @@ pub fn draw_dropouts(f: &FaultConfig, n: usize, rng: &mut ChaCha20Rng) -> Vec<Op
 }
 
 /// A fresh dropout generator for an experiment's seed.
-pub fn fault_rng(seed: u64) -> ChaCha20Rng {
+pub(crate) fn fault_rng(seed: u64) -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(seed ^ 0xfa17_5eed)
 }
 

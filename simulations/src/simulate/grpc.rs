@@ -50,7 +50,7 @@ pub enum GrpcError {
 
 /// Runs the experiment's federation over gRPC in `dir`: one outcome per round, and the
 /// thresholds the coordinator put in force.
-pub fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, RunError> {
+pub(crate) fn run(config: &ExperimentConfig, dir: &Path) -> Result<SimulationResult, RunError> {
     let spec = config.data.synth_spec(config.seed)?;
     let settings = config.coordinator_settings()?;
     federate(config, dir, &spec, settings).map_err(|e| RunError::Grpc(Box::new(e)))

@@ -1,27 +1,40 @@
 //! `accord simulate`: a whole experiment, reproducibly, on the production code paths.
 //!
-//! An experiment ([`config`]) names the data, how it is split among simulated participants
-//! ([`partition`]), the algorithm, the privacy layer and the faults; a `[sweep]` turns it into
-//! a grid of runs. Each run is a federation ([`federation`]) whose participants use the
-//! participant library and, under secure aggregation, the real protocol state machines with
-//! real certificates and keys; only the transport is in-process. Each run is reported beside
-//! the same model trained on the pooled data. [`output`] writes `rounds.csv`, `summary.csv`
-//! and the plots.
+//! An experiment ([`ExperimentConfig`]) names the data, how it is split among simulated
+//! participants ([`PartitionConfig`]), the algorithm, the privacy layer and the faults; a
+//! `[sweep]` turns it into a grid of runs ([`RunPlan`]). Each run is a federation
+//! ([`Simulation`]) whose participants use the participant library and, under secure
+//! aggregation, the real protocol state machines with real certificates and keys; only the
+//! transport is in-process (or, with `transport = "grpc"`, a real federation over loopback).
+//! Each run is reported beside the same model trained on the pooled data. [`run_experiment`]
+//! writes `rounds.csv` ([`RoundRow`]), `summary.csv` ([`SummaryRow`]), `frontier.csv`
+//! ([`FrontierPoint`]) and the plots.
+//!
+//! The modules are private; what a caller uses is re-exported below.
 
-pub mod config;
-pub mod federation;
-pub mod grpc;
-pub mod output;
-pub mod partition;
-pub mod plot;
+mod config;
+mod federation;
+mod grpc;
+mod output;
+mod partition;
+mod plot;
+
+pub use config::{
+    AlgorithmConfig, DataConfig, DataSource, ExperimentConfig, ExperimentError, FaultConfig,
+    KeyError, PartitionConfig, PartitionKind, PrivacyConfig, RunPlan, Setting, SettingError,
+    StageDropout, Strategy, Transport,
+};
+pub use federation::{
+    FinalFigures, Member, Postprocessed, RoundOutcome, Simulation, SimulationResult,
+};
+pub use grpc::GrpcError;
+pub use output::{FrontierPoint, FrontierTarget, OutputError, RoundRow, SummaryRow};
+pub use partition::PartitionError;
 
 use accord_coordinator::CoordinatorConfig;
 use accord_crypto::pki::{ConsortiumCa, Role};
 use accord_crypto::secagg::{Signer, Trust};
 use accord_participant::Contributor;
-use config::{ExperimentConfig, RunPlan};
-use federation::{FinalFigures, Member, RoundOutcome, Simulation};
-use output::{FrontierPoint, FrontierTarget, RoundRow, SummaryRow};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;

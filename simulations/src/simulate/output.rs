@@ -139,7 +139,7 @@ fn write(path: &Path, header: Vec<String>, rows: Vec<Vec<String>>) -> Result<(),
 /// `rounds.csv`: run, swept parameters, aggregation, round, participants, completed, dropped,
 /// fit_aborted, evaluation_aborted, abort_reason, log_loss, accuracy, auc, per attribute the demographic-parity and equal-opportunity
 /// gaps, bytes up and down, seconds per stage and per round.
-pub fn write_rounds(
+pub(crate) fn write_rounds(
     path: &Path,
     rows: &[RoundRow],
     swept: &[String],
@@ -207,7 +207,7 @@ pub fn write_rounds(
 }
 
 /// `summary.csv`: one row per run.
-pub fn write_summary(
+pub(crate) fn write_summary(
     path: &Path,
     rows: &[SummaryRow],
     swept: &[String],
@@ -264,7 +264,7 @@ pub fn write_summary(
 }
 
 /// The mitigation of an experiment's run and its parameters, as outputs name it.
-pub fn describe_mitigation(config: &ExperimentConfig) -> String {
+pub(crate) fn describe_mitigation(config: &ExperimentConfig) -> String {
     let m = &config.mitigation;
     if m.is_none() {
         return "none".into();
@@ -357,7 +357,7 @@ fn mean_sd(values: &[Option<f64>]) -> (Option<f64>, Option<f64>) {
 
 /// The frontier over the runs of a sweep: runs grouped by every swept value but `seed`, in the
 /// order they ran.
-pub fn frontier(rows: &[SummaryRow], target: &FrontierTarget) -> Vec<FrontierPoint> {
+pub(crate) fn frontier(rows: &[SummaryRow], target: &FrontierTarget) -> Vec<FrontierPoint> {
     let mut groups: Vec<(String, Vec<&SummaryRow>)> = Vec::new();
     for row in rows {
         let label = row
@@ -421,7 +421,7 @@ pub fn frontier(rows: &[SummaryRow], target: &FrontierTarget) -> Vec<FrontierPoi
 
 /// `frontier.csv`: per frontier point, the mitigation and thresholds, how many seeds, the mean
 /// and standard deviation of accuracy and of the targeted gap, and whether it is Pareto-optimal.
-pub fn write_frontier(
+pub(crate) fn write_frontier(
     path: &Path,
     points: &[FrontierPoint],
     target: &FrontierTarget,

@@ -37,7 +37,7 @@ pub enum PartitionError {
 }
 
 /// Loads the experiment's data as one dataset per source (generator organization or file).
-pub fn load(
+pub(crate) fn load(
     data: &DataConfig,
     schema: &Schema,
     seed: u64,
@@ -61,7 +61,7 @@ pub fn load(
 }
 
 /// Splits the loaded datasets into `participants` as the partitioning says.
-pub fn partition(
+pub(crate) fn partition(
     sources: Vec<LocalDataset>,
     participants: usize,
     config: &PartitionConfig,

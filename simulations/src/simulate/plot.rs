@@ -156,7 +156,7 @@ fn scatter(
 }
 
 /// Draws the plots into `out`; returns their paths.
-pub fn draw(
+pub(crate) fn draw(
     out: &Path,
     title: &str,
     rounds: &[RoundRow],
@@ -237,7 +237,7 @@ pub fn draw(
 
 /// `frontier.png`: seed-averaged final accuracy against the targeted gap, one labelled point per
 /// mitigation setting (Pareto-optimal ones marked with *).
-pub fn frontier(
+pub(crate) fn frontier(
     out: &Path,
     title: &str,
     points: &[FrontierPoint],

@@ -293,7 +293,7 @@ async fn the_simulator_refuses_an_over_long_file_exactly_as_a_participant_does()
     struct Quiet;
     impl accord_simulations::simulate::Progress for Quiet {
         fn start(&mut self, _: usize, _: u64) {}
-        fn round(&mut self, _: &str, _: &accord_simulations::simulate::federation::RoundOutcome) {}
+        fn round(&mut self, _: &str, _: &accord_simulations::simulate::RoundOutcome) {}
     }
     let message = accord_simulations::simulate::run_experiment(
         &experiment,
