@@ -187,6 +187,20 @@ fn prepare(out: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// Runs the demo federation to the end; its exit code.
+/// The most records a demo participant may hold (`max_rows_per_participant`).
+const DEMO_MAX_ROWS: u64 = 20_000;
+
+/// The fewest bits (whole 2-bit blocks, at least 16) in which `participants` × the demo's row
+/// bound fits, so the fairness counts' sum cannot wrap; 32 at the most, and a coordinator
+/// refuses at start any demo too large even for that.
+fn demo_value_bits(participants: usize) -> u32 {
+    let most = participants as u128 * u128::from(DEMO_MAX_ROWS);
+    (16..=32)
+        .step_by(2)
+        .find(|bits| most < 1u128 << bits)
+        .unwrap_or(32)
+}
+
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if args.participants == 0 || args.rounds == 0 {
         bail!("--participants and --rounds must be at least 1");
@@ -235,12 +249,19 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             ("fairness.auditor_verifying_key", auditor_key.clone().into()),
             // Computing on ciphertexts costs bootstraps per 2-bit block per participant (see
             // docs/benchmarks.md): the demo keeps its counts small (at most 20,000 records per
-            // participant, so counts modulo 2^16 suffice), its score histograms coarse (2 bins)
-            // and reports each protected attribute without the example's intersection.
-            ("fairness.value_bits", 16.into()),
+            // participant, and no more bits than the participants' counts can sum to: 16 for
+            // up to 3), its score histograms coarse (2 bins) and reports each protected
+            // attribute without the example's intersection.
+            (
+                "fairness.value_bits",
+                i64::from(demo_value_bits(args.participants)).into(),
+            ),
             ("fairness.histogram_bins", 2.into()),
             ("schema.intersections", toml::Value::Array(vec![])),
-            ("secure_aggregation.max_rows_per_participant", 20_000.into()),
+            (
+                "secure_aggregation.max_rows_per_participant",
+                (DEMO_MAX_ROWS as i64).into(),
+            ),
         ],
     )?;
     let participant_fairness = [
@@ -596,4 +617,19 @@ fn print_rounds(path: &Path) -> anyhow::Result<()> {
         println!("named for deviating from the protocol, {line}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::demo_value_bits;
+
+    /// Three participants of 20,000 records fit 16 bits (60,000 < 65,536); four need 18.
+    #[test]
+    fn the_demo_counts_get_the_bits_their_sum_needs() {
+        assert_eq!(demo_value_bits(1), 16);
+        assert_eq!(demo_value_bits(3), 16);
+        assert_eq!(demo_value_bits(4), 18);
+        assert_eq!(demo_value_bits(13), 18);
+        assert_eq!(demo_value_bits(14), 20);
+    }
 }

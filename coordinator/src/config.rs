@@ -339,6 +339,7 @@ impl CoordinatorConfig {
                 .into());
             }
             accord_crypto::he::check_value_bits(f.value_bits).map_err(Invalid::ValueBits)?;
+            self.check_counts_fit(f.value_bits)?;
             accord_crypto::he::keys::parse_verifying_key(&f.auditor_verifying_key)
                 .map_err(Invalid::VerifyingKey)?;
             if self.aggregation() != AggregationScheme::SecAgg {
@@ -351,6 +352,30 @@ impl CoordinatorConfig {
         self.postprocessing()?;
         check_evaluation(&self.evaluation, "evaluation")?;
         Ok(())
+    }
+
+    /// The encrypted fairness counts are summed modulo 2^`value_bits`: the most the
+    /// participants' records could sum to must fit, or the fairness phase would abort after the
+    /// last round. Known at start when a roster bounds who can take part; without one, checked
+    /// for the fewest a phase selects (a lower bound), and each fairness phase checks its own
+    /// selection.
+    fn check_counts_fit(&self, value_bits: u32) -> Result<(), SettingError> {
+        let admissible = self.federation.admissible();
+        let (participants, who) = admissible.most.unwrap_or(admissible.least);
+        let max_rows = self.secure_aggregation.max_rows_per_participant;
+        let most = participants as u128 * u128::from(max_rows);
+        if most < 1u128 << value_bits {
+            return Ok(());
+        }
+        Err(SettingError::Contradiction {
+            key: "fairness.value_bits".into(),
+            value: value_bits.to_string(),
+            other: format!("secure_aggregation.max_rows_per_participant = {max_rows} with {who}"),
+            why: format!(
+                "their counts could sum to {most}, which needs {} bits",
+                u128::BITS - most.leading_zeros()
+            ),
+        })
     }
 
     /// The schema as it goes on the wire.
@@ -882,6 +907,43 @@ mod fairness_tests {
             let error = with_fairness(&section).expect_err(expected).to_string();
             assert!(error.contains(expected), "{error}");
         }
+    }
+
+    /// Counts modulo 2^16 cannot hold what the example's roster of three could sum to with a
+    /// million records each: refused at start, naming both keys, rather than when the fairness
+    /// phase opens after the last round. With 20,000 records each (60,000 < 65,536) they fit;
+    /// with a fourth member (80,000) they do not.
+    #[test]
+    fn value_bits_too_few_for_the_row_bound_are_refused_at_start() {
+        let section =
+            "auditor_verifying_key = \"58".to_owned() + &"66".repeat(31) + "\"\nvalue_bits = 16";
+        let error = with_fairness(&section)
+            .expect_err("3 × 1,000,000 records do not fit in 16 bits")
+            .to_string();
+        assert_eq!(
+            error,
+            "coordinator.toml: fairness.value_bits = 16 contradicts \
+             secure_aggregation.max_rows_per_participant = 1000000 with the 3 names of \
+             federation.roster: their counts could sum to 3000000, which needs 22 bits"
+        );
+        let text =
+            format!("{EXAMPLE}\n[fairness]\nauditor_server_bundle = \"a.bundle\"\n{section}\n")
+                .replace(
+                    "max_rows_per_participant = 1000000",
+                    "max_rows_per_participant = 20000",
+                );
+        assert!(CoordinatorConfig::parse(&text, Path::new("coordinator.toml")).is_ok());
+        let four = text.replace(
+            "roster = [\"org-1\", \"org-2\", \"org-3\"]",
+            "roster = [\"org-1\", \"org-2\", \"org-3\", \"org-4\"]",
+        );
+        let error = CoordinatorConfig::parse(&four, Path::new("coordinator.toml"))
+            .expect_err("4 × 20,000 = 80,000 does not fit in 16 bits")
+            .to_string();
+        assert!(
+            error.contains("with the 4 names of federation.roster: their counts could sum to 80000, which needs 17 bits"),
+            "{error}"
+        );
     }
 }
 
