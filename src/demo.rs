@@ -186,7 +186,6 @@ fn prepare(out: &Path) -> anyhow::Result<PathBuf> {
     Ok(out.canonicalize()?)
 }
 
-/// Runs the demo federation to the end; its exit code.
 /// The most records a demo participant may hold (`max_rows_per_participant`).
 const DEMO_MAX_ROWS: u64 = 20_000;
 
@@ -201,6 +200,7 @@ fn demo_value_bits(participants: usize) -> u32 {
         .unwrap_or(32)
 }
 
+/// Runs the demo federation to the end; its exit code.
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if args.participants == 0 || args.rounds == 0 {
         bail!("--participants and --rounds must be at least 1");

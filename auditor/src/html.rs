@@ -143,7 +143,10 @@ fn breakdown_section(b: &BreakdownMetrics) -> String {
                 .as_deref()
                 .unwrap_or("none (no selection rate defined)")
         ),
-        b.unknown_count
+        b.unknown_count.map_or_else(
+            || "suppressed (a group with an unknown category is below min_group_size)".to_owned(),
+            |n| n.to_string()
+        )
     );
     html.push_str(&coverage(b));
     html.push_str("<table><tr><th>Group</th><th>n</th><th>Selection rate</th><th>TPR</th><th>FPR</th><th>FNR</th><th>PPV</th><th>Accuracy</th><th>Calibration error</th><th>Impact ratio</th><th>Flags</th></tr>");

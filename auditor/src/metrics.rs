@@ -155,8 +155,9 @@ pub struct BreakdownMetrics {
     pub compared: Vec<String>,
     /// Per compared rate: the groups its differences and ratios cover and those left out.
     pub coverage: Vec<Coverage>,
-    /// Records in groups with an `unknown` category.
-    pub unknown_count: u64,
+    /// Records in groups with an `unknown` category; None (`null`) when one of those groups is
+    /// suppressed, whose count is not released (never a zero standing for it).
+    pub unknown_count: Option<u64>,
     /// The compared group with the highest selection rate.
     pub most_favoured: Option<String>,
     /// Max - min selection rate over the covered groups.
@@ -406,8 +407,9 @@ pub fn compute(
                 breakdown: breakdown.name.clone(),
                 compared: compared.iter().map(|&i| groups[i].group.clone()).collect(),
                 coverage: vec![dp, eo, fpr, pp],
-                unknown_count: (groups.iter().filter(|g| g.unknown))
-                    .fold(0, |total, g| total.saturating_add(g.n)),
+                unknown_count: (groups.iter().filter(|g| g.unknown)).try_fold(0u64, |total, g| {
+                    (!g.suppressed).then(|| total.saturating_add(g.n))
+                }),
                 most_favoured: favoured.map(|i| groups[i].group.clone()),
                 demographic_parity_difference: dp_difference,
                 demographic_parity_ratio: dp_ratio,
@@ -477,7 +479,12 @@ mod tests {
         ];
         let m = &compute(&layout, &counts, &thresholds())[0];
         assert_eq!(m.compared, ["gender=a", "gender=b"]);
-        assert_eq!(m.unknown_count, 7);
+        assert_eq!(m.unknown_count, Some(7));
+        // The unknown group suppressed: its count is not released, so neither is the total.
+        let suppressed = vec![counts[0].clone(), counts[1].clone(), None];
+        let hidden = &compute(&layout, &suppressed, &thresholds())[0];
+        assert_eq!(hidden.unknown_count, None);
+        assert!(hidden.groups[2].unknown && hidden.groups[2].suppressed);
         assert_eq!(m.most_favoured.as_deref(), Some("gender=a"));
         assert!((m.demographic_parity_difference.unwrap() - 0.3).abs() < 1e-12);
         assert!((m.demographic_parity_ratio.unwrap() - 0.5).abs() < 1e-12);
